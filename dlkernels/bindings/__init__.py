@@ -1,0 +1,1 @@
+"""The public API layer: input checks, backend choice, estimators."""

@@ -1,0 +1,168 @@
+# cython: language_level=3
+"""Philox4x64-10 kernels (Cython backend).
+
+Same names, arguments and semantics as ``dlkernels.engine.numba.rng``; no
+input validation here (that is ``dlkernels.bindings``' job).
+"""
+from libc.stdint cimport uint64_t, uint32_t
+from cython.parallel cimport prange
+
+# Blocks per parallel work item: big enough to amortise scheduling, small
+# enough to balance two to a few dozen threads on 10**6+ draws.
+cdef enum:
+    CHUNK = 4096
+
+
+cdef void philox4x64_10(const uint64_t* key, const uint64_t* ctr, uint64_t* out) noexcept nogil:
+    dlk_philox4x64_10(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1], out)
+
+
+cdef void counter_add(uint64_t* ctr, uint64_t delta, int word) noexcept nogil:
+    dlk_ctr_add(ctr, delta, word)
+
+
+cdef inline void _start(const uint64_t* ctr, uint64_t first_block, uint64_t* c) noexcept nogil:
+    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
+    dlk_ctr_add(c, 1, 0)
+    dlk_ctr_add(c, first_block, 0)
+
+
+cdef void stream_fill_raw(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                          uint64_t* out, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t c[4]
+    cdef uint64_t blk[4]
+    cdef Py_ssize_t i = 0, j
+    _start(ctr, first_block, c)
+    while i < n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
+        dlk_ctr_add(c, 1, 0)
+        j = 0
+        while j < 4 and i < n:
+            out[i] = blk[j]
+            i += 1
+            j += 1
+
+
+cdef void stream_fill_f64(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                          double* out, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t c[4]
+    cdef uint64_t blk[4]
+    cdef Py_ssize_t i = 0, j
+    _start(ctr, first_block, c)
+    while i + 4 <= n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
+        dlk_ctr_add(c, 1, 0)
+        out[i] = dlk_u64_to_f64(blk[0])
+        out[i + 1] = dlk_u64_to_f64(blk[1])
+        out[i + 2] = dlk_u64_to_f64(blk[2])
+        out[i + 3] = dlk_u64_to_f64(blk[3])
+        i += 4
+    if i < n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
+        j = 0
+        while i < n:
+            out[i] = dlk_u64_to_f64(blk[j])
+            i += 1
+            j += 1
+
+
+cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                          float* out, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t c[4]
+    cdef uint64_t blk[4]
+    cdef Py_ssize_t i = 0, j
+    _start(ctr, first_block, c)
+    while i + 8 <= n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
+        dlk_ctr_add(c, 1, 0)
+        for j in range(4):
+            out[i + 2 * j] = dlk_u32_to_f32(<uint32_t>blk[j])
+            out[i + 2 * j + 1] = dlk_u32_to_f32(<uint32_t>(blk[j] >> 32))
+        i += 8
+    if i < n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
+        j = 0
+        while i < n:
+            if j % 2 == 0:
+                out[i] = dlk_u32_to_f32(<uint32_t>blk[j // 2])
+            else:
+                out[i] = dlk_u32_to_f32(<uint32_t>(blk[j // 2] >> 32))
+            i += 1
+            j += 1
+
+
+# ---- Python-level kernels ---------------------------------------------------
+
+def philox_block(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1] out):
+    """out[:4] = Philox4x64-10(ctr, key): one block, no counter increment."""
+    philox4x64_10(&key[0], &ctr[0], &out[0])
+
+
+def fill_raw(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1] out):
+    """out[j] = word j of the stream (key, ctr), as numpy.random.Philox yields it."""
+    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
+    if n == 0:
+        return
+    nchunks = (n + 4 * CHUNK - 1) // (4 * CHUNK)
+    for ch in prange(nchunks, nogil=True, schedule="static"):
+        lo = ch * 4 * CHUNK
+        stream_fill_raw(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
+                        min(4 * CHUNK, n - lo))
+
+
+def fill_uniform_f64(const uint64_t[::1] key, const uint64_t[::1] ctr, double[::1] out):
+    """out[j] = float64 uniform j of the stream (key, ctr) (numpy's Generator.random)."""
+    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
+    if n == 0:
+        return
+    nchunks = (n + 4 * CHUNK - 1) // (4 * CHUNK)
+    for ch in prange(nchunks, nogil=True, schedule="static"):
+        lo = ch * 4 * CHUNK
+        stream_fill_f64(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
+                        min(4 * CHUNK, n - lo))
+
+
+def fill_uniform_f32(const uint64_t[::1] key, const uint64_t[::1] ctr, float[::1] out):
+    """out[j] = float32 uniform j of the stream (key, ctr) (numpy's Generator.random(dtype=float32))."""
+    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
+    if n == 0:
+        return
+    nchunks = (n + 8 * CHUNK - 1) // (8 * CHUNK)
+    for ch in prange(nchunks, nogil=True, schedule="static"):
+        lo = ch * 8 * CHUNK
+        stream_fill_f32(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
+                        min(8 * CHUNK, n - lo))
+
+
+def fill_uniform_streams_f64(const uint64_t[::1] key, const uint64_t[::1] ctr, double[:, ::1] out):
+    """Row r of out = float64 uniforms of the stream (key, ctr + r * 2**128)."""
+    cdef Py_ssize_t r, n = out.shape[1]
+    if n == 0:
+        return
+    for r in prange(out.shape[0], nogil=True, schedule="static"):
+        _row_fill_f64(&key[0], &ctr[0], r, &out[r, 0], n)
+
+
+def fill_uniform_streams_f32(const uint64_t[::1] key, const uint64_t[::1] ctr, float[:, ::1] out):
+    """Row r of out = float32 uniforms of the stream (key, ctr + r * 2**128)."""
+    cdef Py_ssize_t r, n = out.shape[1]
+    if n == 0:
+        return
+    for r in prange(out.shape[0], nogil=True, schedule="static"):
+        _row_fill_f32(&key[0], &ctr[0], r, &out[r, 0], n)
+
+
+cdef inline void _row_fill_f64(const uint64_t* key, const uint64_t* ctr, Py_ssize_t r,
+                               double* out, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t c[4]
+    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
+    dlk_ctr_add(c, <uint64_t>r, 2)
+    stream_fill_f64(key, c, 0, out, n)
+
+
+cdef inline void _row_fill_f32(const uint64_t* key, const uint64_t* ctr, Py_ssize_t r,
+                               float* out, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t c[4]
+    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
+    dlk_ctr_add(c, <uint64_t>r, 2)
+    stream_fill_f32(key, c, 0, out, n)

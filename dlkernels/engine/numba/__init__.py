@@ -1,0 +1,1 @@
+"""Numba backend: JIT kernels, callable from users' own ``@njit`` code."""

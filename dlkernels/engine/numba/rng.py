@@ -1,0 +1,297 @@
+"""Philox4x64-10 kernels (Numba backend).
+
+Same names, arguments and semantics as ``dlkernels.engine.cython.rng``.  The
+scalar building blocks (``philox4x64_10``, ``stream_block``, ``ctr_add``,
+``u32_to_f32``, ``u64_to_f64``, ``stream_fill_f32``...) are plain ``@njit``
+functions, so a user's own ``@njit`` code can call them directly.
+
+Stream convention (the same as ``numpy.random.Philox``): a stream is a
+(key[2], counter[4]) pair; its 64-bit word ``j`` is word ``j % 4`` of the
+block ``philox(counter + 1 + j // 4, key)``.  float64 uniforms are
+``(w >> 11) * 2**-53``; float32 uniforms are ``(u >> 8) * 2**-24`` of the low,
+then the high 32-bit half of each word.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+_M0 = np.uint64(0xD2E7470EE14C6C93)
+_M1 = np.uint64(0xCA5A826395121157)
+_W0 = np.uint64(0x9E3779B97F4A7C15)
+_W1 = np.uint64(0xBB67AE8584CAA73B)
+_ZERO = np.uint64(0)
+_ONE = np.uint64(1)
+_S8 = np.uint64(8)
+_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+_LO32 = np.uint64(0xFFFFFFFF)
+_F32_SCALE = np.float32(1.0 / 16777216.0)
+_F64_SCALE = 1.0 / 9007199254740992.0
+# Blocks per parallel work item (same as the Cython backend; any value gives
+# the same output, this one balances scheduling cost and load).
+CHUNK = 4096
+
+
+@intrinsic
+def mulhilo64(typingctx, a, b):
+    """(hi, lo) of the full 128-bit product of two uint64 (one native mul)."""
+    if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
+        return None
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        x, y = args
+        i128 = ir.IntType(128)
+        p = builder.mul(builder.zext(x, i128), builder.zext(y, i128))
+        lo = builder.trunc(p, ir.IntType(64))
+        hi = builder.trunc(builder.lshr(p, ir.Constant(i128, 64)), ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type, (hi, lo))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="never")
+def philox4x64_10(c0, c1, c2, c3, k0, k1):
+    """One Philox4x64-10 block of counter (c0..c3) under key (k0, k1): 4 uint64."""
+    c0 = np.uint64(c0)
+    c1 = np.uint64(c1)
+    c2 = np.uint64(c2)
+    c3 = np.uint64(c3)
+    k0 = np.uint64(k0)
+    k1 = np.uint64(k1)
+    for r in range(10):
+        if r > 0:
+            k0 = k0 + _W0
+            k1 = k1 + _W1
+        hi0, lo0 = mulhilo64(_M0, c0)
+        hi1, lo1 = mulhilo64(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+@njit(cache=True)
+def philox4x64_10_x2(a0, a1, a2, a3, b0, b1, b2, b3, k0, k1):
+    """Two blocks (counters a and b, same key) with their rounds interleaved.
+
+    Equal to two calls of ``philox4x64_10``; the interleaving gives the CPU two
+    independent multiply chains (about 20% faster per block with LLVM).
+    """
+    k0 = np.uint64(k0)
+    k1 = np.uint64(k1)
+    for r in range(10):
+        if r > 0:
+            k0 = k0 + _W0
+            k1 = k1 + _W1
+        ahi0, alo0 = mulhilo64(_M0, a0)
+        ahi1, alo1 = mulhilo64(_M1, a2)
+        bhi0, blo0 = mulhilo64(_M0, b0)
+        bhi1, blo1 = mulhilo64(_M1, b2)
+        a0, a1, a2, a3 = ahi1 ^ a1 ^ k0, alo1, ahi0 ^ a3 ^ k1, alo0
+        b0, b1, b2, b3 = bhi1 ^ b1 ^ k0, blo1, bhi0 ^ b3 ^ k1, blo0
+    return (a0, a1, a2, a3), (b0, b1, b2, b3)
+
+
+@njit(cache=True)
+def ctr_add(c0, c1, c2, c3, delta, word):
+    """(c0..c3) + delta * 2**(64*word) mod 2**256, as a 4-tuple of uint64."""
+    c = (np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3))
+    d = np.uint64(delta)
+    w0, w1, w2, w3 = c
+    if word == 0:
+        n0 = w0 + d
+        carry = n0 < w0
+        w0 = n0
+        if carry:
+            w1 = w1 + _ONE
+            carry = w1 == _ZERO
+            if carry:
+                w2 = w2 + _ONE
+                if w2 == _ZERO:
+                    w3 = w3 + _ONE
+    elif word == 1:
+        n1 = w1 + d
+        carry = n1 < w1
+        w1 = n1
+        if carry:
+            w2 = w2 + _ONE
+            if w2 == _ZERO:
+                w3 = w3 + _ONE
+    elif word == 2:
+        n2 = w2 + d
+        carry = n2 < w2
+        w2 = n2
+        if carry:
+            w3 = w3 + _ONE
+    else:
+        w3 = w3 + d
+    return w0, w1, w2, w3
+
+
+@njit(cache=True)
+def u32_to_f32(u):
+    """float32 uniform in [0, 1) from the 32-bit integer u, as numpy does it."""
+    return np.float32((np.uint64(u) & _LO32) >> _S8) * _F32_SCALE
+
+
+@njit(cache=True)
+def u64_to_f64(w):
+    """float64 uniform in [0, 1) from the 64-bit word w, as numpy does it."""
+    return np.float64(np.uint64(w) >> _S11) * _F64_SCALE
+
+
+@njit(cache=True)
+def stream_block(key, ctr, b):
+    """Block b (0-based) of the stream (key, ctr): philox(ctr + 1 + b, key)."""
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, b, 0)
+    return philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+
+
+@njit(cache=True)
+def stream_fill_raw(key, ctr, first_block, out):
+    """out[i] = word 4*first_block + i of the stream (key, ctr)."""
+    n = out.shape[0]
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
+    i = 0
+    while i < n:
+        b = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        for j in range(4):
+            if i < n:
+                out[i] = b[j]
+                i += 1
+
+
+@njit(cache=True)
+def stream_fill_f64(key, ctr, first_block, out):
+    """out[i] = float64 uniform 4*first_block + i of the stream (key, ctr)."""
+    n = out.shape[0]
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
+    i = 0
+    while i + 8 <= n:
+        d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, key[0], key[1])
+        c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
+        for j in range(4):
+            out[i + j] = u64_to_f64(wa[j])
+            out[i + 4 + j] = u64_to_f64(wb[j])
+        i += 8
+    while i < n:
+        b = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        for j in range(4):
+            if i < n:
+                out[i] = u64_to_f64(b[j])
+                i += 1
+
+
+@njit(cache=True)
+def stream_fill_f32(key, ctr, first_block, out):
+    """out[i] = float32 uniform 8*first_block + i of the stream (key, ctr)."""
+    n = out.shape[0]
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
+    i = 0
+    while i + 16 <= n:
+        d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, key[0], key[1])
+        c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
+        for j in range(4):
+            out[i + 2 * j] = u32_to_f32(wa[j])
+            out[i + 2 * j + 1] = u32_to_f32(wa[j] >> _S32)
+            out[i + 8 + 2 * j] = u32_to_f32(wb[j])
+            out[i + 9 + 2 * j] = u32_to_f32(wb[j] >> _S32)
+        i += 16
+    while i + 8 <= n:
+        b0, b1, b2, b3 = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        out[i] = u32_to_f32(b0)
+        out[i + 1] = u32_to_f32(b0 >> _S32)
+        out[i + 2] = u32_to_f32(b1)
+        out[i + 3] = u32_to_f32(b1 >> _S32)
+        out[i + 4] = u32_to_f32(b2)
+        out[i + 5] = u32_to_f32(b2 >> _S32)
+        out[i + 6] = u32_to_f32(b3)
+        out[i + 7] = u32_to_f32(b3 >> _S32)
+        i += 8
+    if i < n:
+        b = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        j = 0
+        while i < n:
+            w = b[j // 2]
+            if j % 2 == 1:
+                w = w >> _S32
+            out[i] = u32_to_f32(w)
+            i += 1
+            j += 1
+
+
+# ---- array kernels (parallel, deterministic for any thread count) ----------
+
+@njit(cache=True)
+def philox_block(key, ctr, out):
+    """out[:4] = Philox4x64-10(ctr, key): one block, no counter increment."""
+    b = philox4x64_10(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1])
+    for j in range(4):
+        out[j] = b[j]
+
+
+@njit(cache=True, parallel=True)
+def fill_raw(key, ctr, out):
+    """out[j] = word j of the stream (key, ctr), as numpy.random.Philox yields it."""
+    n = out.shape[0]
+    nch = (n + 4 * CHUNK - 1) // (4 * CHUNK)
+    for ch in prange(nch):
+        lo = ch * 4 * CHUNK
+        hi = min(lo + 4 * CHUNK, n)
+        stream_fill_raw(key, ctr, ch * CHUNK, out[lo:hi])
+
+
+@njit(cache=True, parallel=True)
+def fill_uniform_f64(key, ctr, out):
+    """out[j] = float64 uniform j of the stream (key, ctr) (numpy's Generator.random)."""
+    n = out.shape[0]
+    nch = (n + 4 * CHUNK - 1) // (4 * CHUNK)
+    for ch in prange(nch):
+        lo = ch * 4 * CHUNK
+        hi = min(lo + 4 * CHUNK, n)
+        stream_fill_f64(key, ctr, ch * CHUNK, out[lo:hi])
+
+
+@njit(cache=True, parallel=True)
+def fill_uniform_f32(key, ctr, out):
+    """out[j] = float32 uniform j of the stream (key, ctr) (numpy's Generator.random(dtype=float32))."""
+    n = out.shape[0]
+    nch = (n + 8 * CHUNK - 1) // (8 * CHUNK)
+    for ch in prange(nch):
+        lo = ch * 8 * CHUNK
+        hi = min(lo + 8 * CHUNK, n)
+        stream_fill_f32(key, ctr, ch * CHUNK, out[lo:hi])
+
+
+@njit(cache=True)
+def _row_counter(ctr, r):
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r, 2)
+    c = np.empty(4, np.uint64)
+    c[0] = c0
+    c[1] = c1
+    c[2] = c2
+    c[3] = c3
+    return c
+
+
+@njit(cache=True, parallel=True)
+def fill_uniform_streams_f64(key, ctr, out):
+    """Row r of out = float64 uniforms of the stream (key, ctr + r * 2**128)."""
+    for r in prange(out.shape[0]):
+        stream_fill_f64(key, _row_counter(ctr, r), 0, out[r])
+
+
+@njit(cache=True, parallel=True)
+def fill_uniform_streams_f32(key, ctr, out):
+    """Row r of out = float32 uniforms of the stream (key, ctr + r * 2**128)."""
+    for r in prange(out.shape[0]):
+        stream_fill_f32(key, _row_counter(ctr, r), 0, out[r])

@@ -1,0 +1,59 @@
+"""Builds the Cython extensions of dlkernels; all metadata is in pyproject.toml.
+
+Release builds compile with bounds checks off.  Set ``DLKERNELS_CYTHON_DEBUG=1``
+to build with ``boundscheck=True, wraparound=True`` (and without -O3), e.g.::
+
+    DLKERNELS_CYTHON_DEBUG=1 pip install -e . --no-build-isolation
+"""
+import os
+import sys
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("DLKERNELS_CYTHON_DEBUG", "0") not in ("", "0", "false", "False")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "nonecheck": False,
+    "embedsignature": True,
+}
+
+if sys.platform == "win32":
+    compile_args, link_args = ["/O2", "/openmp"], []
+elif sys.platform == "darwin":
+    # Apple clang has no OpenMP by default: the prange loops run serially.
+    compile_args, link_args = ["-O3"], []
+else:
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+    compile_args += ["-fopenmp", "-fno-math-errno"]
+    link_args = ["-fopenmp"]
+
+extensions = []
+for pyx in sorted(glob(os.path.join("dlkernels", "engine", "cython", "*.pyx"))):
+    name = pyx[:-4].replace(os.sep, ".")
+    extensions.append(
+        Extension(
+            name,
+            [pyx],
+            include_dirs=[np.get_include(), os.path.join("dlkernels", "engine", "cython")],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+    )
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        include_path=["."],
+        force=DEBUG,
+    ),
+)
