@@ -30,7 +30,7 @@ from ._checks import (check_dtype, check_int, check_out, check_uint_words,
                       words_to_int, _describe)
 
 __all__ = ["make_key", "counter", "advance", "raw", "uniform", "uniform_streams",
-           "numpy_generator", "Streams"]
+           "numpy_generator", "Streams", "as_streams"]
 
 _MASK256 = (1 << 256) - 1
 
@@ -182,3 +182,23 @@ class Streams:
 
     def __repr__(self):
         return f"Streams(key=0x{words_to_int(self.key):032x}, epoch={self.epoch})"
+
+
+def as_streams(random_state, name="random_state"):
+    """A ``Streams`` from what public functions accept as ``random_state``:
+    None (fresh entropy), a seed (int, see ``make_key``), a ``Streams`` (used
+    as is: its epoch advances with each call) or a ``numpy.random.Generator``
+    / ``RandomState`` (a 63-bit seed is drawn from it)."""
+    if isinstance(random_state, Streams):
+        return random_state
+    if isinstance(random_state, np.random.Generator):
+        return Streams(int(random_state.integers(0, 2**63 - 1)))
+    if isinstance(random_state, np.random.RandomState):
+        return Streams(int(random_state.randint(0, 2**31 - 1)) << 32 | int(random_state.randint(0, 2**31 - 1)))
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(random_state, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected None, an int seed, a Streams or a numpy Generator, got {_describe(random_state)}")
+        if isinstance(random_state, numbers.Integral) and random_state < 0:
+            raise ValueError(f"{name}: expected a non-negative seed, got {random_state}")
+        return Streams(random_state)
+    raise TypeError(f"{name}: expected None, an int seed, a Streams or a numpy Generator, got {_describe(random_state)}")
