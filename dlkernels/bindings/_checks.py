@@ -136,7 +136,7 @@ def check_same_dtype(arrays, names):
 def check_binary(x, name):
     """Every entry is exactly 0 or 1."""
     if x.size and not np.all((x == 0) | (x == 1)):
-        bad = x[(x != 0) & (x != 1)].ravel()[0]
+        bad = x[(x != 0) & (x != 1)].ravel()[0].item()
         raise ValueError(f"{name}: expected binary values (0 or 1), got {bad!r}")
     return x
 
@@ -144,7 +144,7 @@ def check_binary(x, name):
 def check_in_range(x, name, lo, hi):
     """Every entry is within [lo, hi] (NaN is out of range)."""
     if x.size and not np.all((x >= lo) & (x <= hi)):
-        bad = x[~((x >= lo) & (x <= hi))].ravel()[0]
+        bad = x[~((x >= lo) & (x <= hi))].ravel()[0].item()
         raise ValueError(f"{name}: expected values in [{lo}, {hi}], got {bad!r}")
     return x
 
@@ -176,8 +176,19 @@ def check_uint_words(x, name, nwords):
         if x < 0 or x >= 1 << bits:
             raise ValueError(f"{name}: expected an integer in [0, 2**{bits}), got {x}")
         return np.array([(x >> (64 * i)) & 0xFFFFFFFFFFFFFFFF for i in range(nwords)], dtype=np.uint64)
-    if isinstance(x, (np.ndarray, list, tuple)):
-        arr = np.asarray(x)
+    if isinstance(x, (list, tuple)):
+        # Python ints >= 2**63 make np.asarray pick float64 or object: check
+        # the words one by one instead (Streams.get_state() gives such lists).
+        if len(x) != nwords:
+            raise ValueError(f"{name}: expected {nwords} uint64 words, got {len(x)} items")
+        for w in x:
+            if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Integral):
+                raise TypeError(f"{name}: expected {nwords} unsigned 64-bit words, got {_describe(w)}")
+            if not 0 <= w < 1 << 64:
+                raise ValueError(f"{name}: expected words in [0, 2**64), got {int(w)}")
+        return np.array([int(w) for w in x], dtype=np.uint64)
+    if isinstance(x, np.ndarray):
+        arr = x
         if arr.dtype.kind not in "iu":
             raise TypeError(f"{name}: expected {nwords} unsigned 64-bit words, got dtype {arr.dtype}")
         if arr.shape != (nwords,):
