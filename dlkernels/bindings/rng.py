@@ -103,7 +103,9 @@ def uniform(key, size=None, *, counter=0, dtype=np.float64, out=None, backend=No
         if size is not None:
             shape = (check_int(size, "size", min=0),)
         else:
-            shape = (out.shape[0],) if isinstance(out, np.ndarray) and out.ndim == 1 else (-1,)
+            if isinstance(out, np.ndarray) and out.ndim != 1:
+                raise ValueError(f"out: expected a 1-d array, got shape {out.shape}")
+            shape = out.shape if isinstance(out, np.ndarray) else None
         check_out(out, "out", shape, dt)
     eng = resolve(backend, "rng")
     (eng.fill_uniform_f32 if dt == np.float32 else eng.fill_uniform_f64)(key, ctr, out)
@@ -175,10 +177,12 @@ class Streams:
                 "epoch": int(self.epoch)}
 
     def set_state(self, state):
-        if not isinstance(state, dict) or state.get("bit_generator") != "Philox4x64-10":
+        if (not isinstance(state, dict) or state.get("bit_generator") != "Philox4x64-10"
+                or "key" not in state or "epoch" not in state):
             raise ValueError(f"state: expected a dict from Streams.get_state(), got {_describe(state)}")
-        self.key = check_uint_words(list(state["key"]), "state['key']", 2)
-        self.epoch = check_int(state["epoch"], "state['epoch']", min=0, max=(1 << 64) - 1)
+        key = check_uint_words(state["key"], "state['key']", 2)
+        epoch = check_int(state["epoch"], "state['epoch']", min=0, max=(1 << 64) - 1)
+        self.key, self.epoch = key, epoch
 
     def __repr__(self):
         return f"Streams(key=0x{words_to_int(self.key):032x}, epoch={self.epoch})"
