@@ -1,0 +1,365 @@
+"""Bernoulli RBM: energies, conditionals, block Gibbs chains, CD-k / PCD.
+
+Model: visible v in {0,1}^m, hidden h in {0,1}^n, weights W (m, n), visible
+bias a (m,), hidden bias b (n,);
+``E(v, h) = -a.v - b.h - v W h``, ``p(h_j=1|v) = sigmoid(b_j + (v W)_j)``,
+``p(v_i=1|h) = sigmoid(a_i + (W h)_i)``.
+
+Arrays: v (batch, m), h (batch, n).  All float arrays share one dtype,
+float32 or float64 (the dtype of W; a float of the other width is a
+TypeError; integer/bool inputs are converted).  Every function validates its
+input (shapes, dtypes, finiteness, binary or [0, 1] values) and raises
+``TypeError`` / ``ValueError`` naming the argument.
+
+Randomness: ``random_state`` is None, an int seed, a
+``dlkernels.rng.Streams`` (its epoch advances by one per call, so successive
+calls draw fresh numbers and a whole run is reproducible) or a numpy
+Generator.  Row / chain ``s`` of a call draws from stream ``s`` of the call's
+counter, so results are identical for any thread count and either backend
+(see ``dlkernels.engine.numba.rbm`` for the exact layout of the draws).
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from ._backend import resolve
+from ._checks import (check_array, check_binary, check_bool, check_choice, check_float,
+                      check_in_range, check_int, check_out, _describe)
+from .rng import as_streams
+
+__all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
+           "sample_visible", "gibbs_chains", "cd_gradient", "cd_update", "CDResult"]
+
+CDResult = namedtuple("CDResult", ["dW", "da", "db", "chains"])
+CDResult.__doc__ = """Result of ``cd_gradient``: dW (m, n), da (m,), db (n,) = E_data - E_model,
+and the final states of the negative chains."""
+
+_PREFER = ("cython", "numba")
+
+
+def _engine(backend):
+    return resolve(backend, "rbm", prefer=_PREFER)
+
+
+def _weights(W, a=None, b=None, *, inplace=False):
+    """Validated (W, a, b): W 2-d non-empty finite float; a (m,), b (n,) of W's dtype."""
+    if inplace:
+        if not isinstance(W, np.ndarray):
+            raise TypeError(f"W: expected a numpy array (updated in place), got {_describe(W)}")
+        if W.dtype not in (np.float32, np.float64):
+            raise TypeError(f"W: expected dtype float32 or float64, got {W.dtype}")
+        check_out(W, "W", W.shape, W.dtype)
+    W = check_array(W, "W", ndim=2, allow_empty=False)
+    dt = W.dtype
+    out = [W]
+    for x, name, size in ((a, "a", W.shape[0]), (b, "b", W.shape[1])):
+        if x is None:
+            out.append(None)
+            continue
+        if inplace:
+            if not isinstance(x, np.ndarray):
+                raise TypeError(f"{name}: expected a numpy array (updated in place), got {_describe(x)}")
+            check_out(x, name, (size,), dt)
+        else:
+            x = check_array(x, name, dtype=dt, shape=(size,))
+        out.append(x)
+    return tuple(out)
+
+
+def _finite(arrays, names):
+    for x, name in zip(arrays, names):
+        if x is not None and x.size and not np.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+
+
+def _states(x, name, dt, ncols, *, binary):
+    """A (rows, ncols) non-empty array of dtype dt, binary or in [0, 1]."""
+    x = check_array(x, name, ndim=2, dtype=dt, shape=(None, ncols), allow_empty=False,
+                    finite=True)
+    if binary:
+        check_binary(x, name)
+    else:
+        check_in_range(x, name, 0, 1)
+    return x
+
+
+def _rng(random_state):
+    st = as_streams(random_state)
+    return st.key, st.next_counter()
+
+
+# ---- energies and conditionals ---------------------------------------------------
+
+def energy(v, h, W, a, b, *, backend=None):
+    """E(v_s, h_s) = -a.v_s - b.h_s - v_s W h_s for each row s; v, h binary.
+
+    Returns an array of shape (batch,) in W's dtype (sums taken in float64).
+    """
+    W, a, b = _weights(W, a, b)
+    _finite((W, a, b), ("W", "a", "b"))
+    v = _states(v, "v", W.dtype, W.shape[0], binary=True)
+    h = _states(h, "h", W.dtype, W.shape[1], binary=True)
+    if h.shape[0] != v.shape[0]:
+        raise ValueError(f"h: expected {v.shape[0]} rows (the rows of v), got {h.shape[0]}")
+    out = np.empty(v.shape[0], W.dtype)
+    _engine(backend).energy(v, h, W, a, b, out)
+    return out
+
+
+def free_energy(v, W, a, b, *, backend=None):
+    """F(v_s) = -a.v_s - sum_j softplus(b_j + (v_s W)_j) = -log sum_h exp(-E(v_s, h)).
+
+    v: (batch, m) with values in [0, 1] (binary for the usual meaning).
+    Softplus is evaluated stably (max(x, 0) + log1p(exp(-|x|))).
+    """
+    W, a, b = _weights(W, a, b)
+    _finite((W, a, b), ("W", "a", "b"))
+    v = _states(v, "v", W.dtype, W.shape[0], binary=False)
+    out = np.empty(v.shape[0], W.dtype)
+    _engine(backend).free_energy(v, W, a, b, out)
+    return out
+
+
+def _out2(out, shape, dt):
+    if out is None:
+        return np.empty(shape, dt)
+    return check_out(out, "out", shape, dt)
+
+
+def hidden_probs(v, W, b, *, out=None, backend=None):
+    """p(h=1|v) = sigmoid(v W + b), shape (batch, n); v in [0, 1]."""
+    W, _, b = _weights(W, None, b)
+    _finite((W, b), ("W", "b"))
+    v = _states(v, "v", W.dtype, W.shape[0], binary=False)
+    out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
+    _engine(backend).hidden_probs(v, W, b, out)
+    return out
+
+
+def visible_probs(h, W, a, *, out=None, backend=None):
+    """p(v=1|h) = sigmoid(h W^T + a), shape (batch, m); h in [0, 1]."""
+    W, a, _ = _weights(W, a, None)
+    _finite((W, a), ("W", "a"))
+    h = _states(h, "h", W.dtype, W.shape[1], binary=False)
+    out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
+    _engine(backend).visible_probs(h, W, a, out)
+    return out
+
+
+def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=None):
+    """h ~ p(h|v): 0/1 in W's dtype, shape (batch, n); with ``return_probs``
+    the tuple (h, p(h=1|v)).  Bias, sigmoid and Bernoulli draw are fused in
+    one pass after the GEMM; row s draws from stream s of the call."""
+    W, _, b = _weights(W, None, b)
+    _finite((W, b), ("W", "b"))
+    v = _states(v, "v", W.dtype, W.shape[0], binary=False)
+    return_probs = check_bool(return_probs, "return_probs")
+    key, ctr = _rng(random_state)
+    shape = (v.shape[0], W.shape[1])
+    out = np.empty(shape, W.dtype)
+    probs = np.empty(shape if return_probs else (0, 0), W.dtype)
+    _engine(backend).sample_hidden(v, W, b, key, ctr, out, probs)
+    return (out, probs) if return_probs else out
+
+
+def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=None):
+    """v ~ p(v|h): 0/1 in W's dtype, shape (batch, m); see ``sample_hidden``."""
+    W, a, _ = _weights(W, a, None)
+    _finite((W, a), ("W", "a"))
+    h = _states(h, "h", W.dtype, W.shape[1], binary=False)
+    return_probs = check_bool(return_probs, "return_probs")
+    key, ctr = _rng(random_state)
+    shape = (h.shape[0], W.shape[0])
+    out = np.empty(shape, W.dtype)
+    probs = np.empty(shape if return_probs else (0, 0), W.dtype)
+    _engine(backend).sample_visible(h, W, a, key, ctr, out, probs)
+    return (out, probs) if return_probs else out
+
+
+# ---- block Gibbs chains ----------------------------------------------------------------
+
+def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean_last=0,
+                 backend=None):
+    """Run k block-Gibbs sweeps v -> h -> v on every chain (row of v0) in one call.
+
+    v0: (n_chains, m) binary start states (not modified).  Returns v_k, the
+    states after k sweeps; with ``return_hidden`` or ``mean_last > 0`` a tuple
+    (v_k, h_k) where h_k is the hidden state drawn in the last sweep (the one
+    v_k was drawn from), followed by (mean_v, mean_h) when ``mean_last = r > 0``:
+    the mean of the visible states v_{k-r+1} .. v_k and of the hidden states
+    drawn in those same r sweeps.  Chain s draws from stream s of the call.
+    """
+    W, a, b = _weights(W, a, b)
+    _finite((W, a, b), ("W", "a", "b"))
+    v = _states(v0, "v0", W.dtype, W.shape[0], binary=True)
+    k = check_int(k, "k", min=1)
+    return_hidden = check_bool(return_hidden, "return_hidden")
+    mean_last = check_int(mean_last, "mean_last", min=0, max=k)
+    v = np.array(v, order="C", copy=True)
+    C, n = v.shape[0], W.shape[1]
+    h = np.empty((C, n), W.dtype)
+    if mean_last:
+        mv = np.empty_like(v)
+        mh = np.empty_like(h)
+    else:
+        mv = mh = np.empty((0, 0), W.dtype)
+    key, ctr = _rng(random_state)
+    _engine(backend).gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mv, mh)
+    if mean_last:
+        return v, h, mv, mh
+    if return_hidden:
+        return v, h
+    return v
+
+
+# ---- CD-k / PCD ------------------------------------------------------------------------------
+
+def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace):
+    dt = W.dtype
+    m, n = W.shape
+    v_data = _states(v_data, "v_data", dt, m, binary=False)
+    k = check_int(k, "k", min=1)
+    r = check_int(r, "r", min=1)
+    if persistent is not None and persistent_hidden is not None:
+        raise ValueError("persistent_hidden: expected None when persistent is given, got an array "
+                         "(give visible or hidden persistent chains, not both)")
+    mode, chains = 0, None
+    for x, name, cols, md in ((persistent, "persistent", m, 1),
+                              (persistent_hidden, "persistent_hidden", n, 2)):
+        if x is None:
+            continue
+        if inplace:
+            if not isinstance(x, np.ndarray):
+                raise TypeError(f"{name}: expected a numpy array (updated in place), got {_describe(x)}")
+            if x.ndim != 2:
+                raise ValueError(f"{name}: expected a 2-d array, got {x.ndim}-d array of shape {x.shape}")
+            if x.shape[0] == 0:
+                raise ValueError(f"{name}: expected at least one chain, got shape {x.shape}")
+            check_out(x, name, (x.shape[0], cols), dt)
+            _finite((x,), (name,))
+            check_binary(x, name)
+        else:
+            x = np.array(_states(x, name, dt, cols, binary=True), order="C", copy=True)
+        mode, chains = md, x
+    return v_data, k, r, mode, chains
+
+
+def _cd_buffers(mode, chains, v_data, W):
+    B = v_data.shape[0]
+    m, n = W.shape
+    if mode == 0:
+        return np.empty((B, m), W.dtype), np.empty((B, n), W.dtype)
+    if mode == 1:
+        return chains, np.empty((chains.shape[0], n), W.dtype)
+    return np.empty((chains.shape[0], m), W.dtype), chains
+
+
+def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden=None,
+                random_state=None, backend=None):
+    """CD-k / PCD estimate of the log-likelihood gradient on a minibatch.
+
+    Returns ``CDResult(dW, da, db, chains)`` with
+    ``dW = mean_data[v p(h|v)^T] - mean_model[v p(h|v)^T]`` (hidden
+    probabilities, not samples, in both terms), ``da``, ``db`` likewise.
+
+    The negative chains run ``k + r - 1`` block-Gibbs sweeps; the model
+    statistics are averaged over the chains and over the r visible states
+    v_k, ..., v_{k+r-1} (v_t = state after t sweeps): k burn-in sweeps, then
+    r averaged steps; r = 1 is classic CD-k.  Chains:
+
+    * ``persistent=None, persistent_hidden=None``: CD-k, one chain per data
+      row, started at the data (the first hidden draw uses the data's p(h|v));
+    * ``persistent`` (n_chains, m) binary visible states: PCD; the chains
+      continue from them, n_chains independent of the batch size;
+    * ``persistent_hidden`` (n_chains, n) binary hidden states: PCD in
+      scikit-learn's form: each sweep is h -> v -> h (v_t ~ p(v|h),
+      statistics at v_t, then h ~ p(h|v_t)).
+
+    ``chains`` is a new array: the final visible states (CD, PCD) or the new
+    hidden states (``persistent_hidden``); inputs are never modified.
+    """
+    W, a, b = _weights(W, a, b)
+    _finite((W, a, b), ("W", "a", "b"))
+    v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, False)
+    V, H = _cd_buffers(mode, chains, v_data, W)
+    C = V.shape[0]
+    dW = np.zeros_like(W)
+    da = np.zeros_like(a)
+    db = np.zeros_like(b)
+    key, ctr = _rng(random_state)
+    _engine(backend).cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
+                             1.0 / v_data.shape[0], -1.0 / (r * C), 1.0)
+    return CDResult(dW, da, db, H if mode == 2 else V)
+
+
+def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
+              persistent_hidden=None, momentum=0.0, velocity=None, weight_decay=0.0,
+              negative_scale="chains", random_state=None, check_finite=True, backend=None):
+    """One CD-k / PCD training step on a minibatch, in place, in one fused call.
+
+    With g = (dW, da, db) the ``cd_gradient`` estimate (same k, r, chains):
+
+    * momentum == 0 and velocity None:
+      ``W += lr * (dW - weight_decay * W)``, ``a += lr * da``, ``b += lr * db``
+      (the gradient is added straight into W by the kernel: no (m, n) temporary);
+    * otherwise ``velocity = (vW, va, vb)`` (arrays like W, a, b, updated in place):
+      ``vW = momentum * vW + lr * (dW - weight_decay * W)``, ``W += vW``,
+      biases likewise (weight decay applies to W only).
+
+    W, a, b must be C-contiguous writeable float32/float64 arrays; so must
+    ``persistent`` / ``persistent_hidden`` (updated in place with the chains'
+    new states).  Returns the chains: the persistent array, or for CD-k a new
+    array with the final visible states of the negative chains.
+
+    ``negative_scale``: "chains" (default) averages the model term over the
+    n_chains chains; "batch" divides its sum by the batch size instead, which
+    is scikit-learn's ``BernoulliRBM`` convention (it divides both sums by the
+    minibatch length).  ``persistent_hidden`` with k=1, r=1 and
+    ``negative_scale="batch"`` is exactly scikit-learn's ``BernoulliRBM._fit``
+    step (``h_samples_`` = the hidden chains): v_neg ~ p(v|h_chains),
+    h_neg = p(h|v_neg), W += lr/B * (v_pos^T p(h|v_pos) - v_neg^T h_neg),
+    biases likewise, then h_chains ~ Bernoulli(h_neg).
+
+    ``check_finite=False`` skips the O(m n) NaN/inf scan of W, a, b (for
+    callers, such as the estimator, that own the parameters); the data are
+    always checked.
+    """
+    W, a, b = _weights(W, a, b, inplace=True)
+    check_finite = check_bool(check_finite, "check_finite")
+    if check_finite:
+        _finite((W, a, b), ("W", "a", "b"))
+    lr = check_float(learning_rate, "learning_rate", min=0.0)
+    momentum = check_float(momentum, "momentum", min=0.0, max=1.0)
+    weight_decay = check_float(weight_decay, "weight_decay", min=0.0)
+    check_choice(negative_scale, "negative_scale", ("chains", "batch"))
+    if velocity is not None:
+        if not isinstance(velocity, (tuple, list)) or len(velocity) != 3:
+            raise TypeError(f"velocity: expected a tuple (vW, va, vb) of arrays, got {_describe(velocity)}")
+        for x, name, shape in zip(velocity, ("velocity[0]", "velocity[1]", "velocity[2]"),
+                                  (W.shape, a.shape, b.shape)):
+            check_out(x, name, shape, W.dtype)
+        _finite(velocity, ("velocity[0]", "velocity[1]", "velocity[2]"))
+    elif momentum > 0:
+        raise ValueError("velocity: expected a tuple (vW, va, vb) of arrays when momentum > 0, got None")
+    v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, True)
+    V, H = _cd_buffers(mode, chains, v_data, W)
+    B, C = v_data.shape[0], V.shape[0]
+    sp = lr / B
+    sn = -lr / (r * (C if negative_scale == "chains" else B))
+    key, ctr = _rng(random_state)
+    eng = _engine(backend)
+    if velocity is None:
+        eng.cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
+                    1.0 - lr * weight_decay)
+    else:
+        vW, va, vb = velocity
+        vW *= W.dtype.type(momentum)
+        if weight_decay:
+            vW -= W.dtype.type(lr * weight_decay) * W
+        va *= W.dtype.type(momentum)
+        vb *= W.dtype.type(momentum)
+        eng.cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0)
+        W += vW
+        a += va
+        b += vb
+    return H if mode == 2 else V
