@@ -1,0 +1,2 @@
+"""dlkernels' benchmarks: pytest-benchmark suites (``bench_*.py``) and the
+runner that prints the comparison tables (``python -m bench --help``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from bench._runner import main
+
+sys.exit(main())

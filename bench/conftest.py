@@ -1,0 +1,113 @@
+"""pytest-benchmark plumbing shared by the suites in bench/.
+
+Each benchmark describes itself with ``bench.describe(family=..., case=...,
+impl=..., ...)`` before it runs (or skips): the description goes into the
+benchmark's ``extra_info`` (hence into the JSON) and into the test report's
+``user_properties`` (so the runner can show *why* a case was skipped).
+``bench.run(fn)`` makes one untimed warm-up call (JIT compilation, first-touch
+page faults) and then times ``rounds`` calls of ``fn``.
+
+Thread counts are set once for the whole session from ``DLKBENCH_THREADS``:
+Numba and OpenMP through ``dlkernels.set_num_threads``, BLAS through
+threadpoolctl, PyTorch through ``torch.set_num_threads``.
+"""
+import importlib.util
+
+import pytest
+
+from bench import _presets
+
+BACKENDS = ("numba", "cython")
+_limits = []   # keeps the threadpoolctl limiter alive for the session
+
+
+def set_threads(n):
+    """Set every thread pool the suites touch to ``n``; returns what was set."""
+    import dlkernels
+    from threadpoolctl import threadpool_limits
+
+    dlkernels.set_num_threads(n)           # numba.set_num_threads + OpenMP (Cython kernels)
+    _limits.append(threadpool_limits(limits=n, user_api="blas"))
+    out = {"dlkernels (numba + OpenMP)": n, "BLAS (threadpoolctl)": n}
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(n)
+        out["torch"] = n
+    return out
+
+
+def pytest_configure(config):
+    config._dlkbench_threads = set_threads(_presets.threads())
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["dlkbench_preset"] = _presets.name()
+    machine_info["dlkbench_threads"] = getattr(config, "_dlkbench_threads", {})
+
+
+class Bench:
+    def __init__(self, request, benchmark):
+        self.request = request
+        self.benchmark = benchmark
+        self.preset = _presets.current()
+        self.meta = None
+
+    def describe(self, *, family, case, impl, flops=None, work=None, unit=None, norm=1.0,
+                 gemm=None, target=None, note=None):
+        """Say what this benchmark measures.
+
+        family, case, impl: the table, its row and the column ("numba",
+          "cython" for ours; "numpy", "sklearn", "torch" for peers; "gemm"
+          for a GEMM probe).
+        flops: floating-point operations of the *case* (used for the GEMM
+          fraction and, for probes, the GEMM rate).
+        work, unit: amount of work of the case in ``unit``s (uniforms,
+          site updates...), shown as a rate.
+        norm: factor from this impl's measured time to the time of the whole
+          case (a slow peer may run 1/norm of the work).
+        gemm: key of the GEMM probe of similar shape (see gemm_key).
+        target: list of {"vs": peer, "ratio": x} / {"vs": "gemm", "frac": f}.
+        """
+        self.meta = dict(family=family, case=case, impl=impl, flops=flops, work=work, unit=unit,
+                         norm=norm, gemm=gemm, target=target, note=note)
+        self.benchmark.extra_info.update(self.meta)
+        self.request.node.user_properties.append(("dlkbench", self.meta))
+
+    def require_backend(self, family):
+        """Skip unless our backend ``self.meta['impl']`` is available for ``family``."""
+        from dlkernels.bindings import _backend
+
+        impl = self.meta["impl"]
+        if impl not in _backend.available_backends(family):
+            exc = _backend._unavailable.get((impl, family))
+            pytest.skip(f"not importable: dlkernels.engine.{impl}.{family} ({type(exc).__name__}: {exc})")
+
+    def require_module(self, module):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"not installed: {module}")
+
+    def run(self, fn, warmup=True):
+        if self.meta is None:
+            raise RuntimeError("call bench.describe(...) before bench.run(...)")
+        if warmup:
+            fn()
+        return self.benchmark.pedantic(fn, rounds=self.preset["rounds"], iterations=1,
+                                       warmup_rounds=0)
+
+
+@pytest.fixture
+def bench(request, benchmark):
+    return Bench(request, benchmark)
+
+
+@pytest.fixture(scope="session")
+def preset():
+    return _presets.current()
+
+
+def gemm_key(dtype, m, k, n):
+    """Key of the GEMM probe (m x k) @ (k x n) in ``dtype``."""
+    import numpy as np
+
+    return f"{np.dtype(dtype).name} ({m}x{k})@({k}x{n})"
