@@ -1,0 +1,419 @@
+# cython: language_level=3
+"""Bernoulli RBM kernels (Cython backend).
+
+Same names, arguments and semantics as ``dlkernels.engine.numba.rbm`` (read
+its docstring for the conventions: GEMM through ``scipy.linalg.cython_blas``
+with the same arguments as the Numba backend, stream layout of the random
+draws, sigmoid / softplus formulas); no input validation here.  Both backends
+perform the same floating-point operations in the same order, so they return
+bit-identical results for the same inputs and seed.
+"""
+from libc.stdint cimport uint64_t, uint32_t
+from libc.math cimport exp, expf, log1p, log1pf
+from cython.parallel cimport prange
+from cython cimport floating
+cimport scipy.linalg.cython_blas as blas
+from dlkernels.engine.cython.rng cimport dlk_philox4x64_10, dlk_ctr_add
+
+import numpy as np
+
+cdef float _F32_SCALE = 1.0 / 16777216.0
+cdef double _F64_SCALE = 1.0 / 9007199254740992.0
+
+
+# ---- GEMM ------------------------------------------------------------------------
+cdef void _gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const floating* A,
+                int lda, const floating* B, int ldb, floating beta, floating* C) noexcept nogil:
+    """Row-major C (M, N) = alpha op(A) op(B) + beta C; lda, ldb = row lengths of A, B.
+    Calls gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, N) (column-major C^T),
+    exactly as the Numba backend does."""
+    cdef char ca = b'T' if ta else b'N'
+    cdef char cb = b'T' if tb else b'N'
+    cdef int ldc = N
+    if floating is float:
+        blas.sgemm(&cb, &ca, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda,
+                   &beta, C, &ldc)
+    else:
+        blas.dgemm(&cb, &ca, &N, &M, &K, &alpha, <double*>B, &ldb, <double*>A, &lda,
+                   &beta, C, &ldc)
+
+
+cdef void gemm_f32(bint ta, bint tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C) noexcept nogil:
+    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C)
+
+
+cdef void gemm_f64(bint ta, bint tb, int M, int N, int K, double alpha, const double* A, int lda,
+                   const double* B, int ldb, double beta, double* C) noexcept nogil:
+    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C)
+
+
+# ---- scalar helpers ------------------------------------------------------------------
+cdef inline float _sig32(float x) noexcept nogil:
+    cdef float one = 1.0
+    return one / (one + expf(-x))
+
+
+cdef inline double _sig64(double x) noexcept nogil:
+    return 1.0 / (1.0 + exp(-x))
+
+
+cdef inline float _softplus32(float x) noexcept nogil:
+    if x > 0:
+        return x + log1pf(expf(-x))
+    return log1pf(expf(x))
+
+
+cdef inline double _softplus64(double x) noexcept nogil:
+    if x > 0:
+        return x + log1p(exp(-x))
+    return log1p(exp(x))
+
+
+cdef inline Py_ssize_t _blocks(Py_ssize_t n, bint is32) noexcept nogil:
+    if is32:
+        return (n + 7) // 8
+    return (n + 3) // 4
+
+
+# ---- row kernels -----------------------------------------------------------------------
+cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64_t* key,
+                    const uint64_t* ctr, uint64_t s, uint64_t first_block) noexcept nogil:
+    """out[i] = (u_i < p[i]), u_i = uniform i of stream s (counter ctr + s 2**128)
+    from block first_block; p may be out."""
+    cdef uint64_t c[4]
+    cdef uint64_t w[4]
+    cdef uint64_t x
+    cdef Py_ssize_t i = 0
+    cdef int j
+    cdef float u32
+    cdef double u64
+    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
+    dlk_ctr_add(c, s, 2)
+    dlk_ctr_add(c, 1 + first_block, 0)
+    while i < n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], w)
+        dlk_ctr_add(c, 1, 0)
+        for j in range(4):
+            x = w[j]
+            if floating is float:
+                if i < n:
+                    u32 = <float>((x & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
+                    out[i] = 1 if u32 < p[i] else 0
+                    i += 1
+                if i < n:
+                    u32 = <float>(x >> 40) * _F32_SCALE
+                    out[i] = 1 if u32 < p[i] else 0
+                    i += 1
+            else:
+                if i < n:
+                    u64 = <double>(x >> 11) * _F64_SCALE
+                    out[i] = 1 if u64 < p[i] else 0
+                    i += 1
+
+
+cdef inline void _sigmoid_row(const floating* x, const floating* bias, floating* out,
+                              Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if floating is float:
+        for j in range(n):
+            out[j] = _sig32(x[j] + bias[j])
+    else:
+        for j in range(n):
+            out[j] = _sig64(x[j] + bias[j])
+
+
+# ---- layer kernels (parallel over rows) ----------------------------------------------
+cdef void _sigmoid_layer(floating* act, Py_ssize_t C, Py_ssize_t n,
+                         const floating* bias) noexcept nogil:
+    cdef Py_ssize_t s
+    for s in prange(C, schedule="static"):
+        _sigmoid_row(act + s * n, bias, act + s * n, n)
+
+
+cdef void _sample_layer(floating* act, Py_ssize_t C, Py_ssize_t n, const floating* bias,
+                        const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                        floating* probs) noexcept nogil:
+    """act = Bernoulli(sigmoid(act + bias)), row s from stream s; probs (or NULL)
+    receives the probabilities."""
+    cdef Py_ssize_t s
+    for s in prange(C, schedule="static"):
+        if probs != NULL:
+            _sigmoid_row(act + s * n, bias, probs + s * n, n)
+            _bern_row(probs + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
+        else:
+            _sigmoid_row(act + s * n, bias, act + s * n, n)
+            _bern_row(act + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
+
+
+cdef void _bern_layer(floating* p, Py_ssize_t C, Py_ssize_t n, const uint64_t* key,
+                      const uint64_t* ctr, uint64_t first_block) noexcept nogil:
+    cdef Py_ssize_t s
+    for s in prange(C, schedule="static"):
+        _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
+
+
+cdef void _add_layer(floating* acc, const floating* x, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t s, j
+    for s in prange(C, schedule="static"):
+        for j in range(n):
+            acc[s * n + j] += x[s * n + j]
+
+
+cdef void _scale_layer(floating* x, Py_ssize_t C, Py_ssize_t n, Py_ssize_t r) noexcept nogil:
+    cdef Py_ssize_t s, j
+    for s in prange(C, schedule="static"):
+        for j in range(n):
+            x[s * n + j] = <floating>(<double>x[s * n + j] / <double>r)
+
+
+cdef void _axpy_layer(floating* y, double alpha, const floating* x, Py_ssize_t C,
+                      Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t s, j
+    cdef floating al = <floating>alpha
+    for s in prange(C, schedule="static"):
+        for j in range(n):
+            y[s * n + j] += al * x[s * n + j]
+
+
+cdef void _mul_layer(floating* y, double f, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t s, j
+    cdef floating al = <floating>f
+    for s in prange(C, schedule="static"):
+        for j in range(n):
+            y[s * n + j] = y[s * n + j] * al
+
+
+cdef void _colsum(const floating* x, Py_ssize_t C, Py_ssize_t n, double* out) noexcept nogil:
+    cdef Py_ssize_t s, j
+    for s in range(C):
+        for j in range(n):
+            out[j] += x[s * n + j]
+
+
+cdef void _add_scaled_vec(floating* y, Py_ssize_t n, double sa, const double* xa, double sb,
+                          const double* xb) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating t
+    for i in range(n):
+        t = <floating>(sa * xa[i] + sb * xb[i])
+        y[i] = y[i] + t
+
+
+# ---- C-level entry points (exported through rbm.pxd / __pyx_capi__) ---------------------
+cdef void sample_layer_f32(float* act, Py_ssize_t C, Py_ssize_t n, const float* bias,
+                           const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                           float* probs) noexcept nogil:
+    _sample_layer(act, C, n, bias, key, ctr, first_block, probs)
+
+
+cdef void sample_layer_f64(double* act, Py_ssize_t C, Py_ssize_t n, const double* bias,
+                           const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                           double* probs) noexcept nogil:
+    _sample_layer(act, C, n, bias, key, ctr, first_block, probs)
+
+
+# ---- Python-level kernels ------------------------------------------------------------------
+def blocks_per_layer(Py_ssize_t n, Py_ssize_t itemsize):
+    """Philox blocks one layer draw of n units consumes (per row)."""
+    return _blocks(n, itemsize == 4)
+
+
+def energy(const floating[:, ::1] v, const floating[:, ::1] h, const floating[:, ::1] W,
+           const floating[::1] a, const floating[::1] b, floating[::1] out):
+    """out[s] = -a.v_s - b.h_s - v_s W h_s  (sums in float64)."""
+    cdef Py_ssize_t B = v.shape[0], m = W.shape[0], n = W.shape[1], s, i, j
+    cdef double e
+    vw_arr = np.empty((B, n), np.float32 if floating is float else np.float64)
+    cdef floating[:, ::1] vw = vw_arr
+    with nogil:
+        _gemm(False, False, <int>B, <int>n, <int>m, <floating>1, &v[0, 0], <int>m,
+              &W[0, 0], <int>n, <floating>0, &vw[0, 0])
+        for s in prange(B, schedule="static"):
+            e = 0.0
+            for i in range(m):
+                e = e + <double>a[i] * <double>v[s, i]
+            for j in range(n):
+                e = e + (<double>b[j] + <double>vw[s, j]) * <double>h[s, j]
+            out[s] = <floating>(-e)
+
+
+def free_energy(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
+                const floating[::1] b, floating[::1] out):
+    """out[s] = -a.v_s - sum_j softplus(b_j + (v_s W)_j)  (sums in float64)."""
+    cdef Py_ssize_t B = v.shape[0], m = W.shape[0], n = W.shape[1], s, i, j
+    cdef double e
+    vw_arr = np.empty((B, n), np.float32 if floating is float else np.float64)
+    cdef floating[:, ::1] vw = vw_arr
+    with nogil:
+        _gemm(False, False, <int>B, <int>n, <int>m, <floating>1, &v[0, 0], <int>m,
+              &W[0, 0], <int>n, <floating>0, &vw[0, 0])
+        for s in prange(B, schedule="static"):
+            e = 0.0
+            for i in range(m):
+                e = e + <double>a[i] * <double>v[s, i]
+            for j in range(n):
+                if floating is float:
+                    e = e + <double>_softplus32(vw[s, j] + b[j])
+                else:
+                    e = e + _softplus64(vw[s, j] + b[j])
+            out[s] = <floating>(-e)
+
+
+def hidden_probs(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] b,
+                 floating[:, ::1] out):
+    """out = sigmoid(v W + b)."""
+    cdef int B = v.shape[0], m = W.shape[0], n = W.shape[1]
+    with nogil:
+        _gemm(False, False, B, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
+              &out[0, 0])
+        _sigmoid_layer(&out[0, 0], B, n, &b[0])
+
+
+def visible_probs(const floating[:, ::1] h, const floating[:, ::1] W, const floating[::1] a,
+                  floating[:, ::1] out):
+    """out = sigmoid(h W^T + a)."""
+    cdef int B = h.shape[0], m = W.shape[0], n = W.shape[1]
+    with nogil:
+        _gemm(False, True, B, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
+              &out[0, 0])
+        _sigmoid_layer(&out[0, 0], B, m, &a[0])
+
+
+def sample_hidden(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] b,
+                  const uint64_t[::1] key, const uint64_t[::1] ctr, floating[:, ::1] out,
+                  floating[:, ::1] probs):
+    """out = Bernoulli(sigmoid(v W + b)); row s from stream s, block 0.
+    probs: (rows, n) to receive the probabilities, or a (0, 0) array."""
+    cdef int B = v.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef floating* pp = &probs[0, 0] if probs.shape[0] > 0 else NULL
+    with nogil:
+        _gemm(False, False, B, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
+              &out[0, 0])
+        _sample_layer(&out[0, 0], B, n, &b[0], &key[0], &ctr[0], 0, pp)
+
+
+def sample_visible(const floating[:, ::1] h, const floating[:, ::1] W, const floating[::1] a,
+                   const uint64_t[::1] key, const uint64_t[::1] ctr, floating[:, ::1] out,
+                   floating[:, ::1] probs):
+    """out = Bernoulli(sigmoid(h W^T + a)); row s from stream s, block 0."""
+    cdef int B = h.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef floating* pp = &probs[0, 0] if probs.shape[0] > 0 else NULL
+    with nogil:
+        _gemm(False, True, B, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
+              &out[0, 0])
+        _sample_layer(&out[0, 0], B, m, &a[0], &key[0], &ctr[0], 0, pp)
+
+
+def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
+                 const floating[::1] b, Py_ssize_t k, const uint64_t[::1] key,
+                 const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
+                 floating[:, ::1] mean_v, floating[:, ::1] mean_h):
+    """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
+    cdef int C = v.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef bint is32 = floating is float
+    cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
+    cdef Py_ssize_t t, s, j
+    with nogil:
+        if mean_last > 0:
+            for s in range(C):
+                for j in range(m):
+                    mean_v[s, j] = 0
+                for j in range(n):
+                    mean_h[s, j] = 0
+        for t in range(k):
+            blk = <uint64_t>t * (bh + bv)
+            _gemm(False, False, C, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
+                  &h[0, 0])
+            _sample_layer(&h[0, 0], C, n, &b[0], &key[0], &ctr[0], blk, <floating*>NULL)
+            _gemm(False, True, C, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
+                  &v[0, 0])
+            _sample_layer(&v[0, 0], C, m, &a[0], &key[0], &ctr[0], blk + bh, <floating*>NULL)
+            if mean_last > 0 and t >= k - mean_last:
+                _add_layer(&mean_v[0, 0], &v[0, 0], C, m)
+                _add_layer(&mean_h[0, 0], &h[0, 0], C, n)
+        if mean_last > 0:
+            _scale_layer(&mean_v[0, 0], C, m, mean_last)
+            _scale_layer(&mean_h[0, 0], C, n, mean_last)
+
+
+def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floating[::1] a,
+            const floating[::1] b, Py_ssize_t k, Py_ssize_t r, int mode, floating[:, ::1] V,
+            floating[:, ::1] H, const uint64_t[::1] key, const uint64_t[::1] ctr,
+            floating[:, ::1] gW, floating[::1] ga, floating[::1] gb, double scale_pos,
+            double scale_neg, double decay):
+    """One CD-k / PCD minibatch (see the Numba twin for the full contract).
+
+    gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
+    cdef int B = vdata.shape[0], m = W.shape[0], n = W.shape[1], C = V.shape[0]
+    cdef bint is32 = floating is float
+    cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
+    cdef Py_ssize_t T = k + r - 1, t, s, j
+    dt = np.float32 if floating is float else np.float64
+    ppos_arr = np.empty((B, n), dt)
+    acc_arr = np.zeros((m if r > 1 else 1, n if r > 1 else 1), dt)
+    sv_arr = np.zeros(m, np.float64)
+    sp_arr = np.zeros(n, np.float64)
+    pv_arr = np.zeros(m, np.float64)
+    ph_arr = np.zeros(n, np.float64)
+    cdef floating[:, ::1] ppos = ppos_arr
+    cdef floating[:, ::1] acc = acc_arr
+    cdef double[::1] sv = sv_arr, sp = sp_arr, pv = pv_arr, ph = ph_arr
+    # gW/ga/gb may share memory with W/a/b: take raw pointers (the const views
+    # above are never written through).
+    cdef const floating* pW = &W[0, 0]
+    with nogil:
+        _gemm(False, False, B, n, m, <floating>1, &vdata[0, 0], m, pW, n, <floating>0,
+              &ppos[0, 0])
+        _sigmoid_layer(&ppos[0, 0], B, n, &b[0])
+        if mode == 0:
+            for s in range(B):
+                for j in range(m):
+                    V[s, j] = vdata[s, j]
+                for j in range(n):
+                    H[s, j] = ppos[s, j]
+        elif mode == 1:
+            _gemm(False, False, C, n, m, <floating>1, &V[0, 0], m, pW, n, <floating>0, &H[0, 0])
+            _sigmoid_layer(&H[0, 0], C, n, &b[0])
+        for t in range(1, T + 1):
+            blk = <uint64_t>(t - 1) * (bh + bv)
+            if mode != 2:
+                _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], blk)
+                _gemm(False, True, C, m, n, <floating>1, &H[0, 0], n, pW, n, <floating>0,
+                      &V[0, 0])
+                _sample_layer(&V[0, 0], C, m, &a[0], &key[0], &ctr[0], blk + bh,
+                              <floating*>NULL)
+            else:
+                _gemm(False, True, C, m, n, <floating>1, &H[0, 0], n, pW, n, <floating>0,
+                      &V[0, 0])
+                _sample_layer(&V[0, 0], C, m, &a[0], &key[0], &ctr[0], blk, <floating*>NULL)
+            _gemm(False, False, C, n, m, <floating>1, &V[0, 0], m, pW, n, <floating>0, &H[0, 0])
+            _sigmoid_layer(&H[0, 0], C, n, &b[0])
+            if r > 1 and t >= k:
+                _gemm(True, False, m, n, C, <floating>1, &V[0, 0], m, &H[0, 0], n, <floating>1,
+                      &acc[0, 0])
+                _colsum(&V[0, 0], C, m, &sv[0])
+                _colsum(&H[0, 0], C, n, &sp[0])
+            if mode == 2 and t < T:
+                _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], blk + bv)
+        # ---- accumulate (W, a, b are not read after this point) ----
+        if decay != 1.0:
+            _mul_layer(&gW[0, 0], decay, m, n)
+        _gemm(True, False, m, n, B, <floating>scale_pos, &vdata[0, 0], m, &ppos[0, 0], n,
+              <floating>1, &gW[0, 0])
+        if r == 1:
+            _gemm(True, False, m, n, C, <floating>scale_neg, &V[0, 0], m, &H[0, 0], n,
+                  <floating>1, &gW[0, 0])
+            _colsum(&V[0, 0], C, m, &sv[0])
+            _colsum(&H[0, 0], C, n, &sp[0])
+        else:
+            _axpy_layer(&gW[0, 0], scale_neg, &acc[0, 0], m, n)
+        _colsum(&vdata[0, 0], B, m, &pv[0])
+        _colsum(&ppos[0, 0], B, n, &ph[0])
+        _add_scaled_vec(&ga[0], m, scale_pos, &pv[0], scale_neg, &sv[0])
+        _add_scaled_vec(&gb[0], n, scale_pos, &ph[0], scale_neg, &sp[0])
+        if mode == 2:
+            _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], <uint64_t>(T - 1) * (bh + bv) + bv)
+
+
+include "_rbm_mcmc.pxi"
