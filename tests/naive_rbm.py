@@ -163,3 +163,215 @@ def exact_loglik_gradient(vdata, W, a, b):
     da = vd.mean(0) - pv @ V
     db = pd.mean(0) - pv @ PH
     return dW, da, db
+
+
+# ---- single-site Gibbs, partition functions, AIS, pseudo-likelihood (helper R2) -------------
+# References for dlkernels.bindings.rbm_mcmc; the kernels' use of the random
+# words is documented in dlkernels.engine.numba._rbm_mcmc.
+
+import math as _math
+
+_MASK64 = (1 << 64) - 1
+
+
+def stream_words(key, ctr, stream, n_words, first_block=0):
+    """The first n_words 64-bit words of stream `stream` (from first_block) as Python ints."""
+    c = (words_to_int(ctr) + (stream << 128) + first_block) & ((1 << 256) - 1)
+    return [int(w) for w in numpy_generator(key, c).bit_generator.random_raw(n_words)]
+
+
+def sigmoid64(x):
+    """Stable float64 sigmoid with math.exp (the libm exp the kernels call)."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + _math.exp(-x))
+    e = _math.exp(x)
+    return e / (1.0 + e)
+
+
+def single_site_gibbs_ref(v, h, W, a, b, n_steps, key, ctr, mode=0, thr=None, alias=None):
+    """Chain-by-chain, step-by-step reference of the single-site Gibbs kernel
+    (same words, same incremental field updates in W's dtype)."""
+    v = np.array(v, copy=True)
+    h = np.array(h, copy=True)
+    m, n = W.shape
+    M = m + n
+    for s in range(v.shape[0]):
+        vf = a.copy()
+        hf = b.copy()
+        for i in range(m):
+            if v[s, i]:
+                hf += W[i]
+        for j in range(n):
+            if h[s, j]:
+                vf += W[:, j]
+        words = stream_words(key, ctr, s, 2 * n_steps)
+        for t in range(n_steps):
+            ws, wu = words[2 * t], words[2 * t + 1]
+            if mode == 1:
+                k = t % M
+            else:
+                k, lo = (ws * M) >> 64, (ws * M) & _MASK64
+                if mode == 2 and lo >= int(thr[k]):
+                    k = int(alias[k])
+            u = (wu >> 11) * 2.0 ** -53
+            if k < m:
+                new = u < sigmoid64(float(vf[k]))
+                if new != bool(v[s, k]):
+                    v[s, k] = new
+                    if new:
+                        hf += W[k]
+                    else:
+                        hf -= W[k]
+            else:
+                j = k - m
+                new = u < sigmoid64(float(hf[j]))
+                if new != bool(h[s, j]):
+                    h[s, j] = new
+                    if new:
+                        vf += W[:, j]
+                    else:
+                        vf -= W[:, j]
+    return v, h
+
+
+def single_site_gibbs_numpy(v, h, W, a, b, n_steps, rng):
+    """The NumPy peer for benchmarks: a Python loop over steps, vectorised over
+    the chains (each chain picks its own uniform random site each step),
+    local fields updated incrementally.  Same chain law as the kernel, other
+    random numbers."""
+    v = np.array(v, copy=True)
+    h = np.array(h, copy=True)
+    m, n = W.shape
+    C = v.shape[0]
+    rows = np.arange(C)
+    WT = np.ascontiguousarray(W.T)
+    vf = a + h @ W.T
+    hf = b + v @ W
+    sites = rng.integers(0, m + n, size=(n_steps, C))
+    us = rng.random((n_steps, C))
+    for t in range(n_steps):
+        k = sites[t]
+        vis = k < m
+        cv, kv = rows[vis], k[vis]
+        ch, kh = rows[~vis], k[~vis] - m
+        new_v = (us[t, vis] < 1.0 / (1.0 + np.exp(-vf[cv, kv]))).astype(v.dtype)
+        dv = new_v - v[cv, kv]
+        v[cv, kv] = new_v
+        hf[cv] += dv[:, None] * W[kv]
+        new_h = (us[t, ~vis] < 1.0 / (1.0 + np.exp(-hf[ch, kh]))).astype(h.dtype)
+        dh = new_h - h[ch, kh]
+        h[ch, kh] = new_h
+        vf[ch] += dh[:, None] * WT[kh]
+    return v, h
+
+
+def brute_log_partition(W, a, b):
+    """log Z by enumerating every (v, h) (tiny models)."""
+    m, n = W.shape
+    V = all_states(m)
+    H = all_states(n)
+    le = (V @ a)[:, None] + (H @ b)[None, :] + V @ W @ H.T
+    mx = le.max()
+    return float(mx + np.log(np.exp(le - mx).sum()))
+
+
+def state_index_bits(m, n):
+    """(V, H): the visible and hidden parts of states 0 .. 2**(m+n)-1 (bit i = v_i, bit m+j = h_j)."""
+    N = 2 ** (m + n)
+    x = np.array([[(s >> k) & 1 for k in range(m + n)] for s in range(N)], dtype=np.float64)
+    return x[:, :m], x[:, m:]
+
+
+def boltzmann_ref(W, a, b):
+    m, n = W.shape
+    V, H = state_index_bits(m, n)
+    le = V @ a + H @ b + np.einsum("si,ij,sj->s", V, W, H)
+    p = np.exp(le - le.max())
+    return p / p.sum()
+
+
+def transition_matrix_ref(W, a, b, q=None):
+    """Dense T from the definition: T[x, y] = q_k p(y)/(p(x)+p(y)) for y = x with bit k flipped."""
+    m, n = W.shape
+    M = m + n
+    q = np.full(M, 1.0 / M) if q is None else np.asarray(q, np.float64)
+    p = boltzmann_ref(W, a, b)
+    N = 2 ** M
+    T = np.zeros((N, N))
+    for x in range(N):
+        for k in range(M):
+            y = x ^ (1 << k)
+            T[x, y] = q[k] * p[y] / (p[x] + p[y])
+        T[x, x] = 1.0 - T[x].sum()
+    return T
+
+
+def ais_ref(W, a, b, a_base, betas, n_runs, key=None, ctr=None, rng=None):
+    """AIS log weights (float64, (n_runs,)) along betas from the base-rate model a_base.
+
+    With (key, ctr): the kernel's draws (stream s, block layout of
+    dlkernels.engine.numba._rbm_mcmc), runs looped in Python; with rng (a
+    numpy Generator): the NumPy peer for benchmarks, vectorised over runs.
+    GEMMs in W's dtype; probabilities and log weights in float64.
+    """
+    dt = W.dtype
+    m, n = W.shape
+    R = n_runs
+    nbv, nbh = blocks_per_layer(m, dt), blocks_per_layer(n, dt)
+    a64, b64, ab64 = (np.asarray(x, np.float64) for x in (a, b, a_base))
+    da = a64 - ab64
+
+    def unif(k, size, first_block):
+        if rng is not None:
+            return rng.random((R, size), dtype=dt)
+        return np.stack([uniforms(key, ctr, s, first_block, size, dt) for s in range(R)])
+
+    def sig(z):
+        return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))),
+                        np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+    V = (unif(0, m, 0).astype(np.float64) < sig(ab64)[None, :]).astype(dt)
+    logw = np.zeros(R)
+    K = len(betas) - 1
+    for k in range(1, K + 1):
+        bk, bp = float(betas[k]), float(betas[k - 1])
+        y = (V @ W).astype(np.float64) + b64
+        logw += (bk - bp) * (V.astype(np.float64) @ da)
+        logw += np.logaddexp(0.0, bk * y).sum(axis=1) - np.logaddexp(0.0, bp * y).sum(axis=1)
+        if k == K:
+            break
+        blk = nbv + (k - 1) * (nbh + nbv)
+        H = (unif(k, n, blk).astype(np.float64) < sig(bk * y)).astype(dt)
+        x = (H @ W.T).astype(np.float64)
+        z = (1.0 - bk) * ab64 + bk * (a64 + x)
+        V = (unif(k, m, blk + nbh).astype(np.float64) < sig(z)).astype(dt)
+    return logw
+
+
+def pl_flip_index(key, ctr, s, m):
+    """The bit the stochastic pseudo-likelihood flips in row s."""
+    return (stream_words(key, ctr, s, 1)[0] * m) >> 64
+
+
+def pseudo_likelihood_ref(v, W, a, b, idx):
+    """scikit-learn's BernoulliRBM.score_samples with the flipped bits idx given."""
+    m = v.shape[1]
+    v_ = np.array(v, dtype=np.float64, copy=True)
+    rows = np.arange(v.shape[0])
+    v_[rows, idx] = 1 - v_[rows, idx]
+    fe = free_energy(v, W, a, b)
+    fe_ = free_energy(v_, W, a, b)
+    return -m * np.logaddexp(0, -(fe_ - fe))
+
+
+def pseudo_likelihood_exact_ref(v, W, a, b):
+    """sum_i log p(v_i | v_-i) with p(v_i | v_-i) = p(v) / (p(v) + p(v with bit i flipped))."""
+    v = np.asarray(v, np.float64)
+    out = np.zeros(v.shape[0])
+    fe = free_energy(v, W, a, b)
+    for i in range(v.shape[1]):
+        v_ = v.copy()
+        v_[:, i] = 1 - v_[:, i]
+        fe_ = free_energy(v_, W, a, b)
+        out += -fe - np.logaddexp(-fe, -fe_)
+    return out
