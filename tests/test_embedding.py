@@ -15,7 +15,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import textwrap
 
 import numba
 import numpy as np
@@ -26,7 +25,10 @@ import dlkernels
 from dlkernels import rng
 from dlkernels.engine.numba import rng as nrng
 
-from conftest import require_backend
+
+def require_backend(name):
+    if name not in dlkernels.available_backends("rng"):
+        pytest.skip(f"backend {name!r} unavailable")
 
 M64 = (1 << 64) - 1
 M256 = (1 << 256) - 1
