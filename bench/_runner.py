@@ -27,7 +27,7 @@ PEERS = ("numpy", "sklearn", "torch")            # column order; a peer shows on
 PEER_MODULE = {"numpy": "numpy", "sklearn": "sklearn", "torch": "torch"}
 FAMILY_TITLES = {"rng": "Random numbers (Philox4x64-10 uniforms)", "rbm": "RBM sampling and training"}
 EXPECTED = {"smoke": "about 30 s", "quick": "about 1-2 min",
-            "full": "about 15-25 min (mostly the NumPy/PyTorch and scikit-learn peers)"}
+            "full": "about 15-30 min on 2 cores, depending on the slowest kernels"}
 
 
 # --- environment -------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def render(data, fams, startup, env):
         "of a table come from the same run.",
         "" if preset == "full" else
         f"Preset {preset!r}: smaller sizes than the issues' targets (those are stated for "
-        "`--full`); the yes/NO of the quick run is indicative only.",
+        "`--full`); the yes/NO of this run is indicative only.",
         "",
         f"Machine: {env['machine']}. ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ". ",

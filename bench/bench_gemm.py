@@ -20,12 +20,12 @@ def test_gemm(bench, shape, dtype):
     b = rng.standard_normal((k, n)).astype(dtype)
     c = np.empty((m, n), dtype)
     one = 2.0 * m * k * n
-    reps = max(1, int(2e8 // one))          # ~0.2 GFLOP a call: long enough to time
+    reps = max(1, int(5e7 // one))          # ~0.05 GFLOP a round: long enough to time
     bench.describe(family="gemm", case=gemm_key(dtype, m, k, n), impl="gemm", flops=reps * one,
-                   note=f"{reps} np.dot calls per round")
+                   note=f"{reps} np.dot calls per round, best of the rounds")
 
     def fn():
         for _ in range(reps):
             np.dot(a, b, out=c)
 
-    bench.run(fn)
+    bench.run(fn, rounds=bench.preset["probe_rounds"])

@@ -5,13 +5,15 @@ impl=..., ...)`` before it runs (or skips): the description goes into the
 benchmark's ``extra_info`` (hence into the JSON) and into the test report's
 ``user_properties`` (so the runner can show *why* a case was skipped).
 ``bench.run(fn)`` makes one untimed warm-up call (JIT compilation, first-touch
-page faults) and then times ``rounds`` calls of ``fn``.
+page faults) and then times the preset's ``rounds`` calls of ``fn`` (fewer
+when they would exceed the preset's time budget per benchmark).
 
 Thread counts are set once for the whole session from ``DLKBENCH_THREADS``:
 Numba and OpenMP through ``dlkernels.set_num_threads``, BLAS through
 threadpoolctl, PyTorch through ``torch.set_num_threads``.
 """
 import importlib.util
+import time
 
 import pytest
 
@@ -87,13 +89,17 @@ class Bench:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"not installed: {module}")
 
-    def run(self, fn, warmup=True):
+    def run(self, fn, rounds=None):
+        """One untimed warm-up call, then ``rounds`` timed calls (the preset's,
+        fewer when the warm-up shows they would not fit the preset's budget)."""
         if self.meta is None:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
-        if warmup:
-            fn()
-        return self.benchmark.pedantic(fn, rounds=self.preset["rounds"], iterations=1,
-                                       warmup_rounds=0)
+        t0 = time.perf_counter()
+        fn()
+        warm = time.perf_counter() - t0
+        rounds = rounds or self.preset["rounds"]
+        rounds = max(1, min(rounds, int(self.preset["budget"] / max(warm, 1e-9))))
+        return self.benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
 
 
 @pytest.fixture
