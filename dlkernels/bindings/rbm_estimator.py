@@ -1,0 +1,866 @@
+"""``BernoulliRBM``: a drop-in replacement for scikit-learn's
+``sklearn.neural_network.BernoulliRBM`` that trains with dlkernels' kernels.
+
+Same parameters (names, defaults), attributes, methods, dtype rules, sparse
+input and verbose output as scikit-learn's class, so code written for it runs
+unchanged; the defaults run scikit-learn's algorithm (persistent contrastive
+divergence, one Gibbs step per minibatch from ``h_samples_``, learning rate
+``learning_rate / batch_size`` on the summed statistics).  Extra parameters
+add CD-k / PCD-k with r averaged steps, momentum, weight decay, shuffling,
+the backend and the dtype; ``save``/``load`` keep a whole training state so
+that a resumed fit is bit for bit the run that was never interrupted.
+
+The estimator needs scikit-learn (the optional extra
+``pip install dlkernels[sklearn]``); the functional API in ``dlkernels.rbm``
+does not.  Without scikit-learn this module still imports, and creating a
+``BernoulliRBM`` raises an ImportError naming the extra.
+
+Input values
+------------
+As in scikit-learn, the visible data are read as the probabilities of the
+visible units being on: binary data or values in [0, 1] (e.g. grey levels
+scaled to [0, 1]).  Like scikit-learn, the estimator does not reject finite
+values outside [0, 1] (the conditionals are defined for any real input, and
+scikit-learn's own estimator checks feed such data); NaN and infinite values,
+empty data, a wrong number of features, complex or non-numeric data raise a
+ValueError (or TypeError) before any state of the estimator changes.
+"""
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+import hashlib
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import rng as _rng
+
+try:  # scikit-learn is an optional extra
+    from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin,
+                              TransformerMixin)
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils.validation import check_is_fitted, validate_data
+    try:
+        from sklearn.base import _fit_context
+    except ImportError:  # pragma: no cover - older scikit-learn
+        _fit_context = None
+    _SKLEARN_ERROR = None
+except ImportError as _exc:  # pragma: no cover - exercised by a test with a patched import
+    _SKLEARN_ERROR = _exc
+
+__all__ = ["BernoulliRBM"]
+
+_EXTRA_MSG = ("dlkernels.rbm.BernoulliRBM needs scikit-learn, an optional extra of dlkernels: "
+              "install it with `pip install dlkernels[sklearn]`")
+
+#: file format of ``BernoulliRBM.save``: an uncompressed .npz (zip of .npy)
+#: whose entries are plain arrays (no pickled objects) plus JSON strings.
+_MAGIC = "dlkernels.BernoulliRBM"
+_FORMAT_VERSION = 1
+
+#: the progress bar (stderr) shows only once a verbose fit has run this long
+_PROGRESS_AFTER_S = 2.0
+_PROGRESS_EVERY_S = 0.25
+
+#: rows per kernel call in transform/score_samples/gibbs (bounds the dense
+#: copy of sparse input; the same for dense input so both give equal results)
+_CHUNK_ROWS = 4096
+
+#: the stream index (above any chain index) whose draws shuffle the epochs
+_SHUFFLE_STREAM = 1 << 127
+
+
+# --------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------
+# The estimator validates its input once per call (finite, shape, dtype,
+# C-contiguous; parameters finite) and then calls the engine kernels of
+# dlkernels.bindings.rbm / rbm_mcmc directly, once per minibatch: no
+# per-minibatch re-validation, and data outside [0, 1] (which scikit-learn
+# accepts and the public functional API rejects) reach the same kernels.
+
+def _core(backend):
+    from . import rbm as _rbm_bindings
+    return _rbm_bindings._engine(backend)
+
+
+def _mcmc(backend):
+    from . import rbm_mcmc as _mcmc_bindings
+    return _mcmc_bindings._engine(backend)
+
+
+def _no_probs(dt):
+    return np.empty((0, 0), dt)
+
+
+def _hidden_probs(v, W, b, backend):
+    out = np.empty((v.shape[0], W.shape[1]), W.dtype)
+    _core(backend).hidden_probs(v, W, b, out)
+    return out
+
+
+def _gibbs(v, W, a, b, n_steps, streams, backend):
+    """n_steps sweeps v -> h -> v from v (any values; the first hidden draw
+    uses p(h|v)); returns the visible states (0/1 in W's dtype)."""
+    eng = _core(backend)
+    dt = W.dtype
+    h = np.empty((v.shape[0], W.shape[1]), dt)
+    eng.sample_hidden(v, W, b, streams.key, streams.next_counter(), h, _no_probs(dt))
+    out = np.empty(v.shape, dt)
+    eng.sample_visible(h, W, a, streams.key, streams.next_counter(), out, _no_probs(dt))
+    if n_steps > 1:
+        eng.gibbs_chains(out, W, a, b, n_steps - 1, streams.key, streams.next_counter(), h, 0,
+                         _no_probs(dt), _no_probs(dt))
+    return out
+
+
+def _pseudo_likelihood(v, W, a, b, streams, backend):
+    """scikit-learn's stochastic pseudo-likelihood ``m * log sigmoid(F(v~) - F(v))``,
+    v~ = v with its entry i set to 1 - v_i, one i per row.
+
+    Binary rows: the engine kernel of ``dlkernels.rbm.pseudo_likelihood``
+    (row s flips bit floor(w m / 2**64), w the first word of stream s).
+    Other rows (e.g. grey levels in [0, 1], which scikit-learn's score_samples
+    takes): the same formula in NumPy, flipping bit floor(u m), u the first
+    float64 uniform of the same stream (the same bit except with probability
+    < m * 2**-53).
+    """
+    epoch = streams.epoch
+    key, ctr = streams.key, streams.next_counter()
+    B, m = v.shape
+    out = np.empty(B, W.dtype)
+    if B == 0:
+        return out
+    if np.all((v == 0) | (v == 1)):
+        _mcmc(backend).pseudo_likelihood(v, W, a, b, False, key, ctr, out)
+        return out
+    u = _rng.uniform_streams(key, 1, B, epoch=epoch, dtype=np.float64)[:, 0]
+    idx = np.minimum((u * m).astype(np.int64), m - 1)
+    rows = np.arange(B)
+    vi = v[rows, idx].astype(np.float64)
+    delta = (1.0 - vi) - vi                      # v~_i - v_i
+    x = (v @ W).astype(np.float64) + b           # hidden inputs (B, n)
+    x_flip = x + delta[:, None] * W[idx].astype(np.float64)
+    with np.errstate(under="ignore"):
+        dF = -delta * a[idx] - (np.logaddexp(0.0, x_flip) - np.logaddexp(0.0, x)).sum(axis=1)
+        out[:] = -m * np.logaddexp(0.0, -dF)     # m * log sigmoid(dF), stable
+    return out
+
+
+def _cd_step(v, W, a, b, chains, scratch, *, lr, k, r, persistent, momentum, velocity,
+             weight_decay, streams, eng):
+    """One minibatch update of W, a, b (and the hidden chains) in place.
+
+    persistent: scikit-learn's PCD, whose persistent state is the hidden
+    layer of ``batch_size`` chains (``h_samples_``): each sweep draws
+    v ~ p(v|h), takes the statistics at (v, p(h|v)) and draws the next h
+    from p(h|v).  Otherwise CD-k from the minibatch.  The update is
+    ``lr * (mean_data[v p(h|v)^T] - mean_model[v p(h|v)^T])`` (scikit-learn's
+    ``learning_rate / batch_size`` times the summed statistics), the model
+    term averaged over the chains and the r steps; weight decay on W only;
+    momentum through ``velocity``.
+    """
+    B = v.shape[0]
+    if persistent:
+        mode, H = 2, chains
+        V = scratch[0] if scratch[0].shape[0] == H.shape[0] else np.empty((H.shape[0], W.shape[0]), W.dtype)
+    else:
+        mode = 0
+        V = np.empty((B, W.shape[0]), W.dtype)
+        H = np.empty((B, W.shape[1]), W.dtype)
+    C = H.shape[0]
+    s_pos = lr / B
+    s_neg = -lr / (r * C)
+    key, ctr = streams.key, streams.next_counter()
+    if velocity is None:
+        eng.cd_step(v, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, s_pos, s_neg,
+                    1.0 - lr * weight_decay)
+    else:
+        vW, va, vb = velocity
+        f = W.dtype.type(momentum)
+        vW *= f
+        if weight_decay:
+            vW -= W.dtype.type(lr * weight_decay) * W
+        va *= f
+        vb *= f
+        eng.cd_step(v, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, s_pos, s_neg, 1.0)
+        W += vW
+        a += va
+        b += vb
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+class _Progress:
+    """A one-line progress bar on stderr, shown only for long fits."""
+
+    def __init__(self, total, enabled, name):
+        self.total = max(int(total), 1)
+        self.enabled = enabled
+        self.name = name
+        self.start = time.time()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, done, epoch, n_epochs):
+        if not self.enabled:
+            return
+        now = time.time()
+        if now - self.start < _PROGRESS_AFTER_S or now - self.last < _PROGRESS_EVERY_S:
+            return
+        self.last = now
+        frac = min(done / self.total, 1.0)
+        width = 30
+        fill = int(round(width * frac))
+        elapsed = now - self.start
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        sys.stderr.write(f"\r[{self.name}] epoch {epoch}/{n_epochs} [{'#' * fill}{'.' * (width - fill)}]"
+                         f" {100 * frac:5.1f}% elapsed {elapsed:.0f}s eta {eta:.0f}s ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
+            self.shown = False
+
+
+class _DeferInterrupt:
+    """Defers Ctrl-C (SIGINT) during a fit to the next minibatch boundary, so
+    that an interrupted fit leaves a consistent state that ``save`` keeps and
+    ``fit(X, resume=True)`` continues exactly.  A second Ctrl-C interrupts at
+    once.  Only active in the main thread with Python's default handler."""
+
+    def __init__(self):
+        self.requested = False
+        self.old = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.old = signal.default_int_handler
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+
+def _after_batch(est):
+    """A hook called after every minibatch of ``fit`` (tests patch it)."""
+
+
+def _dense_rows(X, start, stop):
+    """Rows start:stop of X as a C-contiguous dense array."""
+    part = X[start:stop]
+    if sp.issparse(part):
+        return np.ascontiguousarray(part.toarray())
+    return part
+
+
+def _select_rows(X, idx):
+    part = X[idx]
+    if sp.issparse(part):
+        return np.ascontiguousarray(part.toarray())
+    return np.ascontiguousarray(part)
+
+
+def _json_scalar(v):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, Integral):
+        return int(v)
+    if isinstance(v, Real):
+        return float(v)
+    if isinstance(v, (type, np.dtype)):
+        return np.dtype(v).name
+    return None
+
+
+def _digest(arrays):
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(arr.dtype.str).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+if _SKLEARN_ERROR is not None:
+
+    class BernoulliRBM:  # noqa: D101 - placeholder without scikit-learn
+        """Placeholder: scikit-learn is not installed (``pip install dlkernels[sklearn]``)."""
+
+        def __init__(self, *args, **kwargs):
+            raise ImportError(_EXTRA_MSG) from _SKLEARN_ERROR
+
+        @classmethod
+        def load(cls, path):
+            raise ImportError(_EXTRA_MSG) from _SKLEARN_ERROR
+
+else:
+
+    _CONSTRAINTS = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state", np.random.Generator, _rng.Streams],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "r": [Interval(Integral, 1, None, closed="left")],
+        "persistent": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "shuffle": ["boolean"],
+        "backend": [StrOptions({"auto", "numba", "cython"}), None],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}), None],
+    }
+
+    def _fit_ctx(func):
+        if _fit_context is not None:
+            return _fit_context(prefer_skip_nested_validation=True)(func)
+
+        def wrapper(self, *args, **kwargs):  # pragma: no cover - older scikit-learn
+            self._validate_params()
+            return func(self, *args, **kwargs)
+        wrapper.__doc__ = func.__doc__
+        wrapper.__name__ = func.__name__
+        return wrapper
+
+    class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+        """Bernoulli Restricted Boltzmann Machine trained with dlkernels' kernels.
+
+        A drop-in replacement for ``sklearn.neural_network.BernoulliRBM``:
+        binary visible and hidden units, trained by stochastic maximum
+        likelihood (persistent contrastive divergence, Tieleman 2008).
+
+        Parameters
+        ----------
+        n_components : int, default=256
+            Number of binary hidden units.
+        learning_rate : float, default=0.1
+            Learning rate. As in scikit-learn, the update of a minibatch is
+            ``learning_rate`` times the *mean* over the minibatch of the
+            positive minus the negative statistics (scikit-learn writes it
+            as ``learning_rate / batch_size`` times their sum).
+        batch_size : int, default=10
+            Examples per minibatch; also the number of persistent chains.
+        n_iter : int, default=10
+            Epochs (passes over the training data) of ``fit``.
+        verbose : int, default=0
+            When non-zero, ``fit`` prints scikit-learn's line per epoch
+            (``[BernoulliRBM] Iteration i, pseudo-likelihood = x, time = ts``)
+            to stdout, and a progress bar to stderr once a fit runs longer
+            than two seconds.
+        random_state : None, int, numpy RandomState / Generator or dlkernels.rng.Streams
+            Seeds the Philox streams of the initialisation, the Gibbs
+            sampling and the pseudo-likelihood bit flips. An int gives
+            reproducible results; a Streams object is used (and advanced)
+            as is.
+        k : int, default=1
+            Gibbs steps of the negative phase before the statistics are taken.
+        r : int, default=1
+            Further Gibbs steps over which the negative statistics are averaged
+            (r=1: classic CD-k / PCD-k).
+        persistent : bool, default=True
+            True: persistent chains (PCD, scikit-learn's algorithm; the hidden
+            states of ``batch_size`` chains are kept in ``h_samples_``).
+            False: CD-k, chains start at the minibatch.
+        momentum : float in [0, 1), default=0.0
+            Momentum of the parameter updates (0: plain SGD as scikit-learn).
+        weight_decay : float >= 0, default=0.0
+            L2 penalty on the weights: the update adds ``-learning_rate *
+            weight_decay * W`` (biases are not decayed).
+        shuffle : bool, default=False
+            Shuffle the samples before each epoch (scikit-learn does not).
+            The order is a function of the seed and the epoch only.
+        backend : {"auto", "numba", "cython"} or None, default=None
+            Kernel backend (None: the process default, ``dlkernels.set_backend``).
+        dtype : {"float32", "float64"} or None, default=None
+            Dtype of the model; None follows scikit-learn's rule (float32 data
+            gives a float32 model, any other data float64).
+
+        Attributes
+        ----------
+        components_ : ndarray of shape (n_components, n_features)
+            Weights. Stored in Fortran order, so that ``components_.T`` is
+            the C-contiguous (n_features, n_components) matrix W that the
+            kernels read and update in place (scikit-learn also stores it in
+            Fortran order). Assigning another array is accepted; it is copied
+            to that layout at the next call that needs it.
+        intercept_hidden_ : ndarray of shape (n_components,)
+        intercept_visible_ : ndarray of shape (n_features,)
+        h_samples_ : ndarray of shape (batch_size, n_components)
+            Hidden states of the persistent chains.
+        n_features_in_ : int
+        feature_names_in_ : ndarray of shape (n_features_in_,)
+            Only when X has string feature names.
+        n_iter_ : int
+            Completed epochs of the last ``fit``.
+        random_state_ : dlkernels.rng.Streams
+            The random streams of the training and of ``gibbs``.
+        """
+
+        _parameter_constraints: dict = _CONSTRAINTS
+
+        def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10,
+                     verbose=0, random_state=None, k=1, r=1, persistent=True, momentum=0.0,
+                     weight_decay=0.0, shuffle=False, backend=None, dtype=None):
+            self.n_components = n_components
+            self.learning_rate = learning_rate
+            self.batch_size = batch_size
+            self.n_iter = n_iter
+            self.verbose = verbose
+            self.random_state = random_state
+            self.k = k
+            self.r = r
+            self.persistent = persistent
+            self.momentum = momentum
+            self.weight_decay = weight_decay
+            self.shuffle = shuffle
+            self.backend = backend
+            self.dtype = dtype
+
+        # ---------------------------------------------------------- helpers
+        def _data_dtype(self, X_dtype=None):
+            if self.dtype is not None:
+                return np.dtype(self.dtype)
+            return (np.dtype(np.float32) if X_dtype is not None and np.dtype(X_dtype) == np.float32
+                    else np.dtype(np.float64))
+
+        def _validate(self, X, reset, dtype=None):
+            """validate_data, undoing its side effects on failure."""
+            saved = dict(self.__dict__)
+            try:
+                X = validate_data(self, X, accept_sparse="csr", reset=reset,
+                                  dtype=dtype if dtype is not None else (np.float64, np.float32),
+                                  order="C")
+                if dtype is None:
+                    X = X.astype(self._data_dtype(X.dtype), copy=False)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                raise
+            if sp.issparse(X):
+                if not np.isfinite(X.data).all():  # pragma: no cover - validate_data checks
+                    raise ValueError("X: expected finite values, got NaN or inf")
+            elif not X.flags.writeable:
+                X = X.copy()  # the kernels take writable buffers (read-only memmaps)
+            return X
+
+        def _model_dtype(self):
+            return self.components_.dtype
+
+        def _weights(self):
+            """W (n_features, n_components), C-contiguous, a view of components_."""
+            comp = self.components_
+            W = comp.T
+            if not (isinstance(comp, np.ndarray) and W.flags.c_contiguous and W.flags.writeable
+                    and comp.dtype in (np.float32, np.float64)):
+                raise RuntimeError("internal: components_ layout")  # pragma: no cover
+            return W
+
+        def _normalize_layout(self):
+            """Bring user-assigned arrays to the layout and dtype of the model."""
+            comp = np.asarray(self.components_)
+            dt = comp.dtype if comp.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+            if comp.ndim != 2:
+                raise ValueError(f"components_: expected a 2-d array, got shape {comp.shape}")
+            if not (comp.T.flags.c_contiguous and comp.flags.writeable and comp.dtype == dt):
+                self.components_ = np.asfortranarray(comp, dtype=dt)
+            n, m = self.components_.shape
+            for name, shape in (("intercept_hidden_", (n,)), ("intercept_visible_", (m,))):
+                arr = np.asarray(getattr(self, name))
+                if arr.shape != shape:
+                    raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+                if arr.dtype != dt or not arr.flags.c_contiguous or not arr.flags.writeable:
+                    setattr(self, name, np.ascontiguousarray(arr, dtype=dt).copy())
+            if hasattr(self, "h_samples_"):
+                h = np.asarray(self.h_samples_)
+                if h.ndim != 2 or h.shape[1] != n:
+                    raise ValueError(f"h_samples_: expected shape (any, {n}), got {h.shape}")
+                if h.dtype != dt or not h.flags.c_contiguous or not h.flags.writeable:
+                    self.h_samples_ = np.ascontiguousarray(h, dtype=dt).copy()
+
+        def _score_streams(self):
+            rs = self.random_state
+            if rs is None or isinstance(rs, Integral):
+                # a key of its own: scoring never disturbs the training streams
+                return _rng.Streams(None if rs is None else [int(rs), 1])
+            return _rng.as_streams(rs)  # a generator object: used (and advanced) as is
+
+        def _init_state(self, X, streams):
+            m = X.shape[1]
+            n = self.n_components
+            dt = X.dtype
+            g = _rng.numpy_generator(streams.key, streams.next_counter())
+            W = np.ascontiguousarray(g.normal(0.0, 0.01, size=(m, n)).astype(dt))
+            self.components_ = W.T  # Fortran-ordered (n, m) view of C-ordered W
+            self.intercept_hidden_ = np.zeros(n, dtype=dt)
+            self.intercept_visible_ = np.zeros(m, dtype=dt)
+            self.h_samples_ = np.zeros((self.batch_size, n), dtype=dt)
+            self._velocity = None
+            self._n_features_out = n
+            self.random_state_ = streams
+
+        def _trainer(self):
+            """A function v -> one minibatch update (engine resolved, buffers made once)."""
+            self._check_finite_params()
+            W, a, b = self._weights(), self.intercept_visible_, self.intercept_hidden_
+            dt = W.dtype
+            n = W.shape[1]
+            h = getattr(self, "h_samples_", None)
+            if h is None or h.shape != (int(self.batch_size), n):
+                h = np.zeros((int(self.batch_size), n), dtype=dt)
+                self.h_samples_ = h
+            velocity = None
+            if float(self.momentum) != 0.0:
+                velocity = getattr(self, "_velocity", None)
+                if velocity is None or velocity[0].shape != W.shape or velocity[0].dtype != dt:
+                    velocity = (np.zeros_like(W), np.zeros_like(a), np.zeros_like(b))
+                    self._velocity = velocity
+            else:
+                self._velocity = None
+            scratch = (np.empty((h.shape[0], W.shape[0]), dt),)
+            eng = _core(self.backend)
+            kw = dict(lr=float(self.learning_rate), k=int(self.k), r=int(self.r),
+                      persistent=bool(self.persistent), momentum=float(self.momentum),
+                      velocity=velocity, weight_decay=float(self.weight_decay),
+                      streams=self.random_state_, eng=eng)
+
+            def step(v):
+                _cd_step(v, W, a, b, h, scratch, **kw)
+            return step
+
+        def _check_finite_params(self):
+            for name in ("components_", "intercept_hidden_", "intercept_visible_"):
+                if not np.isfinite(getattr(self, name)).all():
+                    raise ValueError(f"{name}: expected finite values, got NaN or inf "
+                                     "(the model diverged or was assigned bad values)")
+
+        def _epoch_order(self, n_samples, epoch):
+            if not self.shuffle:
+                return None
+            g = _rng.numpy_generator(self.random_state_.key, _rng.counter(_SHUFFLE_STREAM, epoch))
+            return g.permutation(n_samples)
+
+        # ------------------------------------------------------------ API
+        @_fit_ctx
+        def fit(self, X, y=None, *, resume=False):
+            """Fit the model to the data X (dense or sparse), ``n_iter`` epochs.
+
+            ``resume=True`` continues the fit that a previous ``fit`` (or a
+            loaded file) stopped -- after fewer epochs (raise ``n_iter``) or
+            interrupted with Ctrl-C, which stops at the next minibatch
+            boundary -- from its epoch and minibatch, with its chains and
+            random state: the result equals a fit that was never
+            interrupted. X must be the same data. Without a fit to resume,
+            ``resume=True`` starts a new fit.
+
+            Returns self.
+            """
+            resuming = bool(resume) and hasattr(self, "components_") and hasattr(self, "_fit_pos")
+            if resuming:
+                X = self._validate(X, reset=False, dtype=self._model_dtype())
+                if X.shape[0] != self._fit_pos[2]:
+                    raise ValueError(f"X: expected the {self._fit_pos[2]} samples of the fit to resume, "
+                                     f"got {X.shape[0]}")
+                self._normalize_layout()
+            else:
+                X = self._validate(X, reset=True)
+                self._init_state(X, _rng.as_streams(self.random_state))
+                self.n_iter_ = 0
+                self._fit_pos = [0, 0, X.shape[0]]
+            self._run_epochs(X)
+            return self
+
+        def _run_epochs(self, X):
+            n_samples = X.shape[0]
+            bs = int(self.batch_size)
+            n_batches = -(-n_samples // bs)
+            epoch, batch0, _ = self._fit_pos
+            total = (int(self.n_iter) - epoch) * n_batches - batch0
+            progress = _Progress(total, bool(self.verbose), type(self).__name__)
+            done = 0
+            begin = time.time()
+            step = self._trainer()
+            with _DeferInterrupt() as intr:
+                while epoch < int(self.n_iter):
+                    order = self._epoch_order(n_samples, epoch)
+                    for i in range(batch0, n_batches):
+                        s, e = i * bs, min((i + 1) * bs, n_samples)
+                        v = _dense_rows(X, s, e) if order is None else _select_rows(X, order[s:e])
+                        step(v)
+                        self._fit_pos = [epoch, i + 1, n_samples]
+                        done += 1
+                        _after_batch(self)
+                        progress.update(done, epoch + 1, int(self.n_iter))
+                        if intr.requested:
+                            progress.clear()
+                            raise KeyboardInterrupt(
+                                f"{type(self).__name__}.fit interrupted after epoch {epoch} "
+                                f"minibatch {i + 1}: save() keeps the state, fit(X, resume=True) "
+                                "continues it")
+                    epoch += 1
+                    batch0 = 0
+                    self._fit_pos = [epoch, 0, n_samples]
+                    self.n_iter_ = epoch
+                    if self.verbose:
+                        progress.clear()
+                        end = time.time()
+                        print("[%s] Iteration %d, pseudo-likelihood = %.2f, time = %.2fs"
+                              % (type(self).__name__, epoch, self.score_samples(X).mean(),
+                                 end - begin))
+                        begin = end
+            progress.clear()
+
+        @_fit_ctx
+        def partial_fit(self, X, y=None):
+            """Fit the model to one segment X (one minibatch update per call,
+            as scikit-learn). The first call creates the model (its dtype:
+            ``dtype`` or X's dtype by the rule of ``fit``); later calls convert
+            X to that dtype. Returns self."""
+            first = not hasattr(self, "components_")
+            if not first:
+                # scikit-learn's _fit_context validates the parameters only at
+                # the first partial_fit; set_params may have changed them since
+                self._validate_params()
+            if first:
+                X = self._validate(X, reset=True)
+                self._init_state(X, _rng.as_streams(self.random_state))
+            else:
+                X = self._validate(X, reset=False, dtype=self._model_dtype())
+                self._normalize_layout()
+                if not hasattr(self, "random_state_"):
+                    self.random_state_ = _rng.as_streams(self.random_state)
+            v = X.toarray() if sp.issparse(X) else X
+            self._trainer()(np.ascontiguousarray(v))
+            return self
+
+        def transform(self, X):
+            """Hidden activation probabilities P(h=1 | v=X), shape
+            (n_samples, n_components), in the model's dtype."""
+            check_is_fitted(self)
+            X = self._validate(X, reset=False, dtype=self._data_dtype_for_predict())
+            W, _, b = self._model_arrays()
+            out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
+            for s in range(0, X.shape[0], _CHUNK_ROWS):
+                e = min(s + _CHUNK_ROWS, X.shape[0])
+                out[s:e] = _hidden_probs(_dense_rows(X, s, e), W, b, self.backend)
+            return out
+
+        def _data_dtype_for_predict(self):
+            comp = self.components_
+            return comp.dtype if comp.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+        def _model_arrays(self):
+            """(W, a, b) for the kernels, checked, without changing the estimator
+            (no copy when the arrays have the estimator's own layout)."""
+            dt = self._data_dtype_for_predict()
+            W = np.ascontiguousarray(np.asarray(self.components_, dtype=dt).T)
+            a = np.ascontiguousarray(self.intercept_visible_, dtype=dt)
+            b = np.ascontiguousarray(self.intercept_hidden_, dtype=dt)
+            if W.ndim != 2 or a.shape != (W.shape[0],) or b.shape != (W.shape[1],):
+                raise ValueError(f"components_, intercept_visible_, intercept_hidden_: expected shapes "
+                                 f"(n, m), (m,), (n,), got {W.T.shape}, {a.shape}, {b.shape}")
+            for x, name in ((W, "components_"), (a, "intercept_visible_"), (b, "intercept_hidden_")):
+                if not np.isfinite(x).all():
+                    raise ValueError(f"{name}: expected finite values, got NaN or inf")
+            return W, a, b
+
+        def gibbs(self, v, n_steps=1):
+            """``n_steps`` block Gibbs steps v -> h -> v (one by default, as
+            scikit-learn) from the rows of v; returns the visible states as a
+            boolean array of v's shape (as scikit-learn). Draws from
+            ``random_state_``, so that successive calls differ."""
+            check_is_fitted(self)
+            if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, Integral) or n_steps < 1:
+                raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
+            X = self._validate(v, reset=False, dtype=self._data_dtype_for_predict())
+            if not hasattr(self, "random_state_"):
+                self.random_state_ = _rng.as_streams(self.random_state)
+            W, a, b = self._model_arrays()
+            out = np.empty(X.shape, dtype=bool)
+            for s in range(0, X.shape[0], _CHUNK_ROWS):
+                e = min(s + _CHUNK_ROWS, X.shape[0])
+                res = _gibbs(_dense_rows(X, s, e), W, a, b, int(n_steps), self.random_state_,
+                             self.backend)
+                out[s:e] = res != 0
+            return out
+
+        def score_samples(self, X):
+            """Pseudo-likelihood of X (scikit-learn's estimate: the free
+            energy of X and of X with one random bit flipped per row,
+            ``n_features * log sigmoid(F(x~) - F(x))``). Stochastic: an int
+            ``random_state`` gives the same flips at every call."""
+            check_is_fitted(self)
+            X = self._validate(X, reset=False, dtype=self._data_dtype_for_predict())
+            W, a, b = self._model_arrays()
+            streams = self._score_streams()
+            out = np.empty(X.shape[0], dtype=W.dtype)
+            for s in range(0, X.shape[0], _CHUNK_ROWS):
+                e = min(s + _CHUNK_ROWS, X.shape[0])
+                out[s:e] = _pseudo_likelihood(_dense_rows(X, s, e), W, a, b, streams, self.backend)
+            return out
+
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.input_tags.sparse = True
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+            return tags
+
+        # ---------------------------------------------------- save / load
+        def save(self, path):
+            """Write the estimator -- parameters, learned arrays, persistent
+            chains, momentum buffers, random state and fit position -- to
+            ``path`` (an .npz archive of plain arrays; no pickled code).
+            The file is written to a temporary file in the same directory
+            and moved into place (``os.replace``): a crash never leaves a
+            half-written file at ``path``."""
+            params = {}
+            for name, value in self.get_params(deep=False).items():
+                if name == "random_state" and not (value is None or isinstance(value, Integral)):
+                    value = None  # the state of a generator object travels in rng_state
+                params[name] = _json_scalar(value)
+            meta = {"params": params, "fitted": hasattr(self, "components_")}
+            arrays = {}
+            if meta["fitted"]:
+                self._normalize_layout()
+                arrays["W"] = self._weights()
+                arrays["intercept_visible"] = self.intercept_visible_
+                arrays["intercept_hidden"] = self.intercept_hidden_
+                if hasattr(self, "h_samples_"):
+                    arrays["h_samples"] = self.h_samples_
+                vel = getattr(self, "_velocity", None)
+                if vel is not None:
+                    arrays["velocity_W"], arrays["velocity_a"], arrays["velocity_b"] = vel
+                meta["n_features_in"] = int(self.n_features_in_)
+                if hasattr(self, "feature_names_in_"):
+                    arrays["feature_names_in"] = np.asarray(self.feature_names_in_, dtype=str)
+                if hasattr(self, "n_iter_"):
+                    meta["n_iter_"] = int(self.n_iter_)
+                if hasattr(self, "_fit_pos"):
+                    meta["fit_pos"] = [int(x) for x in self._fit_pos]
+            if hasattr(self, "random_state_"):
+                meta["rng_state"] = self.random_state_.get_state()
+            meta["digest"] = _digest(arrays)
+            entries = dict(arrays)
+            entries["__magic__"] = np.array(_MAGIC)
+            entries["__version__"] = np.array(_FORMAT_VERSION, dtype=np.int64)
+            entries["__meta__"] = np.array(json.dumps(meta))
+            path = os.fspath(path)
+            directory = os.path.dirname(os.path.abspath(path))
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".rbm", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.savez(fh, **entries)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            return path
+
+        @classmethod
+        def load(cls, path):
+            """An estimator from a file written by ``save``. Raises ValueError
+            for a file that is corrupt, truncated or not a BernoulliRBM file
+            of a known format version."""
+            path = os.fspath(path)
+
+            def bad(why):
+                return ValueError(f"{path!r} is not a valid dlkernels BernoulliRBM file: {why}")
+            try:
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+            except OSError:
+                raise
+            try:
+                with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                    names = set(z.files)
+                    if "__magic__" not in names:
+                        raise bad("no dlkernels signature")
+                    if str(z["__magic__"]) != _MAGIC:
+                        raise bad(f"signature {str(z['__magic__'])!r}")
+                    version = int(z["__version__"])
+                    if version != _FORMAT_VERSION:
+                        raise bad(f"format version {version}, this dlkernels reads {_FORMAT_VERSION}")
+                    meta = json.loads(str(z["__meta__"]))
+                    arrays = {n: z[n] for n in names if not n.startswith("__")}
+            except ValueError as exc:
+                if str(exc).startswith(repr(path)):
+                    raise
+                raise bad(f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, KeyError...
+                raise bad(f"{type(exc).__name__}: {exc}") from None
+            if not isinstance(meta, dict) or meta.get("digest") != _digest(arrays):
+                raise bad("checksum mismatch (the file is corrupt)")
+            try:
+                est = cls(**meta["params"])
+                est._validate_params()
+                if meta.get("fitted"):
+                    W = arrays["W"]
+                    a = arrays["intercept_visible"]
+                    b = arrays["intercept_hidden"]
+                    dt = W.dtype
+                    m, n = W.shape
+                    if (dt not in (np.float32, np.float64) or a.shape != (m,) or b.shape != (n,)
+                            or a.dtype != dt or b.dtype != dt or n != est.n_components
+                            or meta["n_features_in"] != m):
+                        raise bad("inconsistent array shapes or dtypes")
+                    est.components_ = np.ascontiguousarray(W).T
+                    est.intercept_visible_ = np.ascontiguousarray(a)
+                    est.intercept_hidden_ = np.ascontiguousarray(b)
+                    if "h_samples" in arrays:
+                        h = arrays["h_samples"]
+                        if h.ndim != 2 or h.shape[1] != n or h.dtype != dt:
+                            raise bad("inconsistent h_samples")
+                        est.h_samples_ = np.ascontiguousarray(h)
+                    if "velocity_W" in arrays:
+                        est._velocity = tuple(np.ascontiguousarray(arrays[f"velocity_{x}"])
+                                              for x in "Wab")
+                    else:
+                        est._velocity = None
+                    est.n_features_in_ = m
+                    est._n_features_out = n
+                    if "feature_names_in" in arrays:
+                        est.feature_names_in_ = arrays["feature_names_in"].astype(object)
+                    if "n_iter_" in meta:
+                        est.n_iter_ = int(meta["n_iter_"])
+                    if "fit_pos" in meta:
+                        est._fit_pos = [int(x) for x in meta["fit_pos"]]
+                if "rng_state" in meta:
+                    streams = _rng.Streams(0)
+                    streams.set_state(meta["rng_state"])
+                    est.random_state_ = streams
+            except ValueError as exc:
+                if str(exc).startswith(repr(path)):
+                    raise
+                raise bad(f"{type(exc).__name__}: {exc}") from None
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise bad(f"{type(exc).__name__}: {exc}") from None
+            return est

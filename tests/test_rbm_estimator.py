@@ -1,0 +1,553 @@
+"""dlkernels.rbm.BernoulliRBM: the scikit-learn-compatible estimator."""
+import builtins
+import importlib.util
+import json
+import os
+import re
+import signal
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+import scipy.sparse as sp  # noqa: E402
+from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from dlkernels import rng as dlrng  # noqa: E402
+from dlkernels.bindings import rbm_estimator as est_mod  # noqa: E402
+from dlkernels.bindings.rbm_estimator import BernoulliRBM  # noqa: E402
+
+_digits_X, _digits_y = load_digits(return_X_y=True)
+Xdigits = _digits_X - _digits_X.min()
+Xdigits /= Xdigits.max()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny minibatches: extra BLAS / kernel threads only oversubscribe the
+    # shared CI cores (results never depend on the thread count)
+    import dlkernels
+    n = dlkernels.get_num_threads()
+    dlkernels.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    dlkernels.set_num_threads(n)
+
+
+def _state(est):
+    """Every piece of state of a fitted estimator, copied."""
+    out = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(est).items()
+           if k.endswith("_") or k.startswith("_")}
+    if "random_state_" in out:
+        out["random_state_"] = est.random_state_.get_state()
+    if out.get("_velocity") is not None:
+        out["_velocity"] = tuple(x.copy() for x in out["_velocity"])
+    out["_fit_pos"] = list(getattr(est, "_fit_pos", []))
+    return out
+
+
+def _assert_same_state(s1, s2):
+    assert set(s1) == set(s2)
+    for key in s1:
+        a, b = s1[key], s2[key]
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype, key
+            assert_array_equal(a, b, err_msg=key)
+        elif isinstance(a, tuple):
+            for x, y in zip(a, b):
+                assert_array_equal(x, y, err_msg=key)
+        else:
+            assert a == b, key
+
+
+# ----------------------------------------------------------- scikit-learn API
+
+_EXPECTED_FAILED = {
+    # score_samples flips one random bit per row, drawn from the row's
+    # stream: the same row at another position (or in another subset) gets
+    # another flip. scikit-learn marks the same two checks as expected
+    # failures for its own BernoulliRBM (sklearn/utils/_test_common).
+    "check_methods_subset_invariance": "score_samples is stochastic per row position",
+    "check_methods_sample_order_invariance": "score_samples is stochastic per row position",
+}
+
+
+@parametrize_with_checks([BernoulliRBM(n_iter=5, batch_size=10)],
+                         expected_failed_checks=lambda est: _EXPECTED_FAILED)
+def test_sklearn_check_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=sklearn.exceptions.SkipTestWarning)
+        check(estimator)
+
+
+def test_defaults_match_sklearn():
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+    ours = BernoulliRBM().get_params()
+    theirs = SkRBM().get_params()
+    for name, value in theirs.items():
+        assert ours[name] == value, name
+    assert {"k", "r", "persistent", "momentum", "weight_decay", "shuffle", "backend",
+            "dtype"} <= set(ours)
+
+
+def test_fit_digits_pseudo_likelihood():
+    # scikit-learn's test_fit (sklearn/neural_network/tests/test_rbm.py)
+    X = Xdigits.copy()
+    rbm = BernoulliRBM(n_components=64, learning_rate=0.1, batch_size=10, n_iter=7,
+                       random_state=9)
+    rbm.fit(X)
+    np.testing.assert_almost_equal(rbm.score_samples(X).mean(), -21.0, decimal=0)
+    assert_array_equal(X, Xdigits)  # X not modified
+    assert rbm.components_.shape == (64, 64)
+    assert rbm.h_samples_.shape == (10, 64)
+    assert rbm.n_iter_ == 7
+    assert_array_equal(rbm.get_feature_names_out(), [f"bernoullirbm{i}" for i in range(64)])
+
+
+def test_partial_fit_digits():
+    # scikit-learn's test_partial_fit
+    X = Xdigits.copy()
+    rbm = BernoulliRBM(n_components=64, learning_rate=0.1, batch_size=20, random_state=9)
+    for _ in range(7):
+        for batch in np.array_split(X, int(np.ceil(X.shape[0] / 20))):
+            rbm.partial_fit(batch)
+    np.testing.assert_almost_equal(rbm.score_samples(X).mean(), -21.0, decimal=0)
+    assert_array_equal(X, Xdigits)
+
+
+def test_pipeline_as_accurate_as_sklearn():
+    """RBM features + logistic regression on digits, against scikit-learn's
+    BernoulliRBM in the same pipeline, same split, same seeds.
+
+    Both run the same algorithm (PCD-1) with different random numbers, so
+    single seeds differ by chance (seed-to-seed spread of the accuracy
+    ~0.007); we compare means over 5 seeds and allow 0.01 (~2 standard
+    errors of the difference of the means)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+    from sklearn.pipeline import Pipeline
+    Xtr, Xte, ytr, yte = train_test_split(Xdigits, _digits_y, test_size=0.25, random_state=0)
+    acc = {}
+    for seed in range(5):
+        for name, cls in (("sklearn", SkRBM), ("dlkernels", BernoulliRBM)):
+            pipe = Pipeline([("rbm", cls(n_components=100, learning_rate=0.06, n_iter=5,
+                                         random_state=seed)),
+                             ("logistic", LogisticRegression(C=100, max_iter=300))])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # lbfgs ConvergenceWarning
+                pipe.fit(Xtr, ytr)
+            acc.setdefault(name, []).append(pipe.score(Xte, yte))
+    ours, theirs = np.mean(acc["dlkernels"]), np.mean(acc["sklearn"])
+    assert ours >= theirs - 0.01, acc
+    assert ours > 0.8
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_fit_equals_dense(fmt):
+    X = Xdigits[:200]
+    kw = dict(n_components=16, batch_size=10, n_iter=3, random_state=1)
+    dense = BernoulliRBM(**kw).fit(X)
+    sparse = BernoulliRBM(**kw).fit(sp.csr_matrix(X).asformat(fmt))
+    for attr in ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_"):
+        assert_array_equal(getattr(dense, attr), getattr(sparse, attr), err_msg=attr)
+    Xs = sp.csr_matrix(X)
+    assert_array_equal(dense.transform(X), dense.transform(Xs))
+    assert_array_equal(dense.score_samples(X), dense.score_samples(Xs))
+    # sparse arrays (not only matrices) and partial_fit
+    p1 = BernoulliRBM(**kw).partial_fit(X[:50])
+    p2 = BernoulliRBM(**kw).partial_fit(sp.csr_array(X[:50]))
+    assert_array_equal(p1.components_, p2.components_)
+
+
+@pytest.mark.parametrize("dtype_in, dtype_out", [(np.float32, np.float32), (np.float64, np.float64),
+                                                 (np.int64, np.float64), (bool, np.float64)])
+def test_dtype_rules(dtype_in, dtype_out):
+    X = (Xdigits[:60] > 0.5).astype(dtype_in)
+    rbm = BernoulliRBM(n_components=8, batch_size=5, n_iter=2, random_state=3)
+    Xt = rbm.fit_transform(X)
+    assert Xt.dtype == dtype_out
+    for attr in ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_"):
+        assert getattr(rbm, attr).dtype == dtype_out, attr
+    assert rbm.score_samples(X).dtype == dtype_out
+    # transform converts other data to the model's dtype
+    assert rbm.transform(X.astype(np.float64)).dtype == dtype_out
+
+
+def test_dtype_parameter_and_layout():
+    X = Xdigits[:60]
+    rbm = BernoulliRBM(n_components=8, batch_size=5, n_iter=2, random_state=3, dtype="float32")
+    rbm.fit(X)
+    assert rbm.components_.dtype == np.float32
+    # components_ is (n_components, n_features) in Fortran order: its
+    # transpose is the C-contiguous W the kernels update in place
+    assert rbm.components_.shape == (8, 64)
+    assert rbm.components_.T.flags.c_contiguous
+    # the same run as on float32 data
+    r32 = BernoulliRBM(n_components=8, batch_size=5, n_iter=2, random_state=3).fit(
+        X.astype(np.float32))
+    assert_array_equal(r32.components_, rbm.components_)
+
+
+def test_float32_close_to_float64():
+    # as scikit-learn's test_convergence_dtype_consistency, looser: float32
+    # and float64 runs draw the Bernoulli samples from different uniforms
+    X = Xdigits[:100]
+    r64 = BernoulliRBM(n_components=16, batch_size=5, n_iter=5, random_state=42).fit(X)
+    r32 = BernoulliRBM(n_components=16, batch_size=5, n_iter=5, random_state=42).fit(
+        X.astype(np.float32))
+    assert r32.components_.dtype == np.float32
+    assert abs(r64.score_samples(X).mean() - r32.score_samples(X).mean()) < 3
+
+
+def test_transform_reference():
+    X = Xdigits[:100]
+    rbm = BernoulliRBM(n_components=16, batch_size=5, n_iter=5, random_state=42).fit(X)
+    ref = 1 / (1 + np.exp(-(X @ rbm.components_.T + rbm.intercept_hidden_)))
+    assert_allclose(rbm.transform(X), ref, rtol=1e-12, atol=1e-14)
+    # the same model in sklearn's class gives the same features
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+    sk = SkRBM(n_components=16)
+    sk.components_ = rbm.components_.copy()
+    sk.intercept_hidden_ = rbm.intercept_hidden_.copy()
+    sk.intercept_visible_ = rbm.intercept_visible_.copy()
+    sk.n_features_in_ = 64
+    assert_allclose(rbm.transform(X), sk.transform(X), rtol=1e-12)
+
+
+def test_score_samples_reproducible_and_sklearn_formula():
+    X = (Xdigits[:50] > 0.3).astype(float)
+    rbm = BernoulliRBM(n_components=10, batch_size=5, n_iter=3, random_state=0).fit(X)
+    s1 = rbm.score_samples(X)
+    assert_array_equal(s1, rbm.score_samples(X))  # int seed: same flips
+    assert np.all(s1 <= 0)
+    # each value is n_features * log sigmoid(F(x~) - F(x)) for x~ = x with one bit flipped
+    W, a, b = rbm.components_.T, rbm.intercept_visible_, rbm.intercept_hidden_
+
+    def fe(v):
+        return -(v @ a) - np.logaddexp(0, v @ W + b).sum(-1)
+    flips = [-64 * np.logaddexp(0, -(fe(np.where(np.arange(64) == i, 1 - x, x)) - fe(x)))
+             for x in X[:5] for i in range(64)]
+    flips = np.array(flips).reshape(5, 64)
+    for row, val in enumerate(s1[:5]):
+        assert np.min(np.abs(flips[row] - val)) < 1e-9
+    # numerically stable for large inputs (scikit-learn's #2785 case)
+    with np.errstate(all="raise"):
+        big = BernoulliRBM(n_components=10, batch_size=2, n_iter=2, random_state=0).fit(
+            np.vstack([np.zeros(1000), np.ones(1000)]))
+        assert np.all(np.isfinite(big.score_samples([np.arange(1000) * 100.0])))
+
+
+def test_gibbs():
+    X = Xdigits[:100]
+    rbm = BernoulliRBM(n_components=16, batch_size=10, n_iter=3, random_state=42).fit(X)
+    v1 = rbm.gibbs(X)
+    v2 = rbm.gibbs(X)
+    assert v1.dtype == bool and v1.shape == X.shape
+    assert np.any(v1 != v2)  # successive calls draw fresh numbers
+    assert rbm.gibbs(sp.csr_matrix(X), n_steps=3).shape == X.shape
+    # W = 0: the visible units are independent Bernoulli(sigmoid(a))
+    rbm.components_[:] = 0
+    rbm.intercept_visible_[:] = np.linspace(-2, 2, 64)
+    v = rbm.gibbs(np.zeros((4000, 64)))
+    p = 1 / (1 + np.exp(-rbm.intercept_visible_))
+    se = np.sqrt(p * (1 - p) / 4000)
+    # 64 z-tests at |z| < 4.5: false-alarm rate < 64 * 7e-6 = 4e-4
+    assert np.all(np.abs(v.mean(0) - p) < 4.5 * se)
+
+
+@pytest.mark.parametrize("kw", [dict(persistent=False), dict(k=3, r=2),
+                                dict(persistent=False, k=2), dict(momentum=0.5, weight_decay=1e-4),
+                                dict(shuffle=True)])
+def test_extra_parameters_train(kw):
+    X = Xdigits[:300]
+    rbm = BernoulliRBM(n_components=32, learning_rate=0.05, batch_size=10, n_iter=4,
+                       random_state=0, **kw)
+    init = BernoulliRBM(n_components=32, n_iter=0, random_state=0, **kw).fit(X)
+    rbm.fit(X)
+    assert np.all(np.isfinite(rbm.components_))
+    assert rbm.score_samples(X).mean() > init.score_samples(X).mean() + 2
+    again = BernoulliRBM(n_components=32, learning_rate=0.05, batch_size=10, n_iter=4,
+                         random_state=0, **kw).fit(X)
+    assert_array_equal(rbm.components_, again.components_)  # reproducible
+
+
+def test_weight_decay_shrinks_weights():
+    X = Xdigits[:200]
+    kw = dict(n_components=16, batch_size=10, n_iter=3, random_state=0)
+    plain = BernoulliRBM(**kw).fit(X)
+    decayed = BernoulliRBM(weight_decay=0.5, **kw).fit(X)
+    assert np.linalg.norm(decayed.components_) < np.linalg.norm(plain.components_)
+
+
+def test_verbose_output_and_progress(capsys, monkeypatch):
+    monkeypatch.setattr(est_mod, "_PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(est_mod, "_PROGRESS_EVERY_S", 0.0)
+    rbm = BernoulliRBM(n_components=4, batch_size=20, n_iter=2, random_state=0, verbose=True)
+    rbm.fit(Xdigits[:200])
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    for i, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"\[BernoulliRBM\] Iteration {i}, pseudo-likelihood = -?\d+\.\d\d,"
+                            r" time = \d+\.\d\ds", line), line
+    assert "[BernoulliRBM] epoch 1/2 [" in err and "%" in err
+    # quiet by default, and no bar for short verbose fits
+    monkeypatch.setattr(est_mod, "_PROGRESS_AFTER_S", 1e9)
+    rbm.fit(Xdigits[:50])
+    assert capsys.readouterr().err == ""
+    rbm.set_params(verbose=0).fit(Xdigits[:50])
+    assert capsys.readouterr() == ("", "")
+
+
+def test_feature_names():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(Xdigits[:50], columns=[f"px{i}" for i in range(64)])
+    rbm = BernoulliRBM(n_components=3, n_iter=1, random_state=0).fit(df)
+    assert_array_equal(rbm.feature_names_in_, df.columns)
+    assert_array_equal(rbm.get_feature_names_out(), ["bernoullirbm0", "bernoullirbm1",
+                                                      "bernoullirbm2"])
+
+
+# ----------------------------------------------------------------- save / load
+
+def _fitted(**kw):
+    params = dict(n_components=12, batch_size=7, n_iter=2, random_state=5)
+    params.update(kw)
+    return BernoulliRBM(**params).fit(Xdigits[:150])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(dtype="float32", momentum=0.7, shuffle=True),
+                                dict(persistent=False, k=2, r=3, weight_decay=1e-3)])
+def test_save_load_roundtrip(tmp_path, kw):
+    rbm = _fitted(**kw)
+    path = tmp_path / "model.rbm"
+    rbm.save(path)
+    assert os.listdir(tmp_path) == ["model.rbm"]  # no temp file left behind
+    new = BernoulliRBM.load(path)
+    assert new.get_params() == rbm.get_params()
+    _assert_same_state(_state(rbm), _state(new))
+    assert_array_equal(new.transform(Xdigits), rbm.transform(Xdigits))
+    assert_array_equal(new.score_samples(Xdigits), rbm.score_samples(Xdigits))
+    assert_array_equal(new.gibbs(Xdigits[:20]), rbm.gibbs(Xdigits[:20]))  # same RNG state
+    # an unfitted estimator round-trips its parameters
+    BernoulliRBM(n_components=3, k=2).save(tmp_path / "u.rbm")
+    u = BernoulliRBM.load(tmp_path / "u.rbm")
+    assert u.get_params() == BernoulliRBM(n_components=3, k=2).get_params()
+    assert not hasattr(u, "components_")
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.5, shuffle=True, k=2)])
+def test_resume_equals_uninterrupted(tmp_path, kw):
+    X = Xdigits[:150]
+    full = BernoulliRBM(n_components=12, batch_size=7, n_iter=4, random_state=5, **kw).fit(X)
+    part = BernoulliRBM(n_components=12, batch_size=7, n_iter=2, random_state=5, **kw).fit(X)
+    part.save(tmp_path / "ckpt")
+    resumed = BernoulliRBM.load(tmp_path / "ckpt").set_params(n_iter=4)
+    resumed.fit(X, resume=True)
+    _assert_same_state(_state(full), _state(resumed))
+
+
+def test_resume_after_ctrl_c(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of an epoch stops at a minibatch boundary; the
+    saved state resumes to exactly the uninterrupted run."""
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("SIGINT delivery differs on Windows")
+    X = Xdigits[:150]
+    kw = dict(n_components=12, batch_size=7, n_iter=3, random_state=5, shuffle=True)
+    full = BernoulliRBM(**kw).fit(X)
+    calls = []
+
+    def hook(est):
+        calls.append(1)
+        if len(calls) == 30:  # epoch 2 (of 22 minibatches per epoch), minibatch 8
+            signal.raise_signal(signal.SIGINT)
+    monkeypatch.setattr(est_mod, "_after_batch", hook)
+    rbm = BernoulliRBM(**kw)
+    with pytest.raises(KeyboardInterrupt, match="resume=True"):
+        rbm.fit(X)
+    assert rbm._fit_pos[:2] == [1, 8]
+    monkeypatch.setattr(est_mod, "_after_batch", lambda est: None)
+    rbm.save(tmp_path / "ckpt")
+    resumed = BernoulliRBM.load(tmp_path / "ckpt")
+    resumed.fit(X, resume=True)
+    _assert_same_state(_state(full), _state(resumed))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resume_partial_fit(tmp_path):
+    batches = np.array_split(Xdigits[:200], 10)
+    a = BernoulliRBM(n_components=8, batch_size=20, random_state=1)
+    for bt in batches:
+        a.partial_fit(bt)
+    b = BernoulliRBM(n_components=8, batch_size=20, random_state=1)
+    for bt in batches[:4]:
+        b.partial_fit(bt)
+    b.save(tmp_path / "p.npz")
+    b = BernoulliRBM.load(tmp_path / "p.npz")
+    for bt in batches[4:]:
+        b.partial_fit(bt)
+    s_a, s_b = _state(a), _state(b)
+    _assert_same_state(s_a, s_b)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    rbm = _fitted()
+    path = tmp_path / "m.rbm"
+    rbm.save(path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(est_mod.np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        _fitted(n_components=5).save(path)
+    assert path.read_bytes() == before  # the old file is intact
+    assert os.listdir(tmp_path) == ["m.rbm"]  # and the temp file is gone
+
+
+def test_load_rejects_bad_files(tmp_path):
+    rbm = _fitted()
+    good = tmp_path / "good.rbm"
+    rbm.save(good)
+    data = good.read_bytes()
+    cases = {}
+    cases["truncated"] = data[: len(data) // 2]
+    cases["empty"] = b""
+    cases["text"] = b"hello, I am not a model\n"
+    corrupt = bytearray(data)
+    pos = data.find(b"W.npy")  # flip a byte inside the weights' member
+    corrupt[pos + 200] ^= 0xFF
+    cases["corrupt"] = bytes(corrupt)
+    for name, content in cases.items():
+        p = tmp_path / f"{name}.rbm"
+        p.write_bytes(content)
+        with pytest.raises(ValueError, match="not a valid dlkernels BernoulliRBM file"):
+            BernoulliRBM.load(p)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, W=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="no dlkernels signature"):
+        BernoulliRBM.load(foreign)
+    # a file of another format version, and one whose arrays do not match the checksum
+    with np.load(good) as z:
+        entries = {n: z[n] for n in z.files}
+    for mutate, msg in ((lambda e: e.update(__version__=np.array(99)), "format version 99"),
+                        (lambda e: e.update(W=e["W"] + 1), "checksum"),
+                        (lambda e: e.update(__magic__=np.array("other")), "signature")):
+        bad = dict(entries)
+        mutate(bad)
+        p = tmp_path / "bad.npz"
+        np.savez(p, **bad)
+        with pytest.raises(ValueError, match=msg):
+            BernoulliRBM.load(p)
+    # pickled objects are never loaded
+    bad = dict(entries)
+    bad["evil"] = np.array([object()], dtype=object)
+    np.savez(tmp_path / "pickled.npz", **bad)
+    with pytest.raises(ValueError, match="not a valid"):
+        BernoulliRBM.load(tmp_path / "pickled.npz")
+    with pytest.raises(FileNotFoundError):
+        BernoulliRBM.load(tmp_path / "missing.rbm")
+
+
+# ----------------------------------------------------------------------- errors
+
+def _bad_inputs():
+    X = Xdigits[:30].copy()
+    nan = X.copy()
+    nan[3, 5] = np.nan
+    inf = X.copy()
+    inf[0, 0] = np.inf
+    return {
+        "wrong n_features": (X[:, :10], ValueError, "features"),
+        "NaN": (nan, ValueError, "NaN"),
+        "inf": (inf, ValueError, "infinity"),
+        "empty": (np.zeros((0, 64)), ValueError, "0 sample"),
+        "1-d": (X[0], ValueError, "2D array"),
+        "strings": (np.full((3, 64), "a"), ValueError, "convert"),
+        "complex": (X.astype(complex), ValueError, "[Cc]omplex"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+@pytest.mark.parametrize("method", ["partial_fit", "transform", "score_samples", "gibbs", "fit",
+                                    "fit_resume"])
+def test_bad_input_changes_no_state(case, method):
+    X, exc, msg = _bad_inputs()[case]
+    rbm = _fitted(momentum=0.5)
+    rbm.gibbs(Xdigits[:2])  # random_state_ in use
+    before = _state(rbm)
+    if method == "fit" and case == "wrong n_features":
+        pytest.skip("a new fit may change the number of features")
+    with pytest.raises(exc, match=msg):
+        if method == "fit_resume":
+            rbm.fit(X, resume=True)
+        else:
+            getattr(rbm, method)(X)
+    _assert_same_state(before, _state(rbm))
+
+
+@pytest.mark.parametrize("param, value", [("k", 0), ("r", 0), ("n_components", 0),
+                                          ("learning_rate", 0.0), ("batch_size", 0),
+                                          ("momentum", 1.0), ("weight_decay", -1.0),
+                                          ("backend", "gpu"), ("dtype", "float16"),
+                                          ("persistent", "yes"), ("k", 1.5)])
+def test_bad_parameters(param, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+    rbm = _fitted()
+    before = _state(rbm)
+    rbm.set_params(**{param: value})
+    with pytest.raises(InvalidParameterError, match=param):
+        rbm.fit(Xdigits[:20])
+    with pytest.raises(InvalidParameterError, match=param):
+        rbm.partial_fit(Xdigits[:20])
+    _assert_same_state(before, _state(rbm))
+    assert issubclass(InvalidParameterError, ValueError)
+
+
+def test_resume_checks():
+    rbm = _fitted()
+    before = _state(rbm)
+    with pytest.raises(ValueError, match="samples of the fit to resume"):
+        rbm.fit(Xdigits[:100], resume=True)
+    _assert_same_state(before, _state(rbm))
+    with pytest.raises(ValueError, match="n_steps"):
+        rbm.gibbs(Xdigits[:3], n_steps=0)
+    # resume without a fit starts one
+    a = BernoulliRBM(n_components=4, n_iter=1, random_state=0).fit(Xdigits[:40], resume=True)
+    b = BernoulliRBM(n_components=4, n_iter=1, random_state=0).fit(Xdigits[:40])
+    assert_array_equal(a.components_, b.components_)
+
+
+def test_unfitted_errors():
+    from sklearn.exceptions import NotFittedError
+    rbm = BernoulliRBM()
+    for method in ("transform", "score_samples", "gibbs"):
+        with pytest.raises(NotFittedError):
+            getattr(rbm, method)(Xdigits[:2])
+
+
+# --------------------------------------------------------- without scikit-learn
+
+def test_import_without_sklearn(monkeypatch):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ImportError(f"No module named {name!r} (patched)")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    spec = importlib.util.spec_from_file_location("dlkernels.bindings._rbm_estimator_nosk",
+                                                  est_mod.__file__)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # the module imports without scikit-learn
+    with pytest.raises(ImportError, match=re.escape("pip install dlkernels[sklearn]")):
+        mod.BernoulliRBM(n_components=3)
+    with pytest.raises(ImportError, match="scikit-learn"):
+        mod.BernoulliRBM.load("x.rbm")
