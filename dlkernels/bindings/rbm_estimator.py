@@ -134,13 +134,20 @@ def _pseudo_likelihood(v, W, a, b, streams, backend):
     """
     epoch = streams.epoch
     key, ctr = streams.key, streams.next_counter()
-    B, m = v.shape
-    out = np.empty(B, W.dtype)
-    if B == 0:
+    out = np.empty(v.shape[0], W.dtype)
+    if v.shape[0] == 0:
         return out
     if np.all((v == 0) | (v == 1)):
         _mcmc(backend).pseudo_likelihood(v, W, a, b, False, key, ctr, out)
-        return out
+    else:
+        out[:] = _pseudo_likelihood_numpy(v, W, a, b, key, epoch)
+    return out
+
+
+def _pseudo_likelihood_numpy(v, W, a, b, key, epoch):
+    """The pseudo-likelihood estimate for any v (see ``_pseudo_likelihood``),
+    in float64, the flip of row s drawn from stream s of ``counter(0, epoch)``."""
+    B, m = v.shape
     u = _rng.uniform_streams(key, 1, B, epoch=epoch, dtype=np.float64)[:, 0]
     idx = np.minimum((u * m).astype(np.int64), m - 1)
     rows = np.arange(B)
@@ -150,8 +157,7 @@ def _pseudo_likelihood(v, W, a, b, streams, backend):
     x_flip = x + delta[:, None] * W[idx].astype(np.float64)
     with np.errstate(under="ignore"):
         dF = -delta * a[idx] - (np.logaddexp(0.0, x_flip) - np.logaddexp(0.0, x)).sum(axis=1)
-        out[:] = -m * np.logaddexp(0.0, -dF)     # m * log sigmoid(dF), stable
-    return out
+        return -m * np.logaddexp(0.0, -dF)       # m * log sigmoid(dF), stable
 
 
 def _cd_step(v, W, a, b, chains, scratch, *, lr, k, r, persistent, momentum, velocity,
