@@ -196,6 +196,26 @@ def test_dtype_parameter_and_layout():
     r32 = BernoulliRBM(n_components=8, batch_size=5, n_iter=2, random_state=3).fit(
         X.astype(np.float32))
     assert_array_equal(r32.components_, rbm.components_)
+    # assigned arrays of another layout / dtype are taken (as in scikit-learn)
+    # and brought to the kernels' layout at the next training call
+    r32.components_ = np.ascontiguousarray(r32.components_, dtype=np.float64)
+    ref = 1 / (1 + np.exp(-(X @ r32.components_.T + r32.intercept_hidden_)))
+    assert_allclose(r32.transform(X), ref, rtol=1e-5)
+    r32.partial_fit(X[:10])
+    assert r32.components_.dtype == np.float64 and r32.components_.T.flags.c_contiguous
+    r32.intercept_hidden_ = np.full(8, np.nan)
+    with pytest.raises(ValueError, match="intercept_hidden_: expected finite"):
+        r32.transform(X)
+
+
+def test_backends_bit_identical():
+    X = Xdigits[:120]
+    kw = dict(n_components=10, batch_size=8, n_iter=2, random_state=11, momentum=0.4, k=2)
+    fits = [BernoulliRBM(backend=be, **kw).fit(X) for be in ("numba", "cython")]
+    _assert_same_state(_state(fits[0]), _state(fits[1]))
+    assert_array_equal(fits[0].score_samples(X), fits[1].score_samples(X))
+    assert_array_equal(fits[0].score_samples(X > 0.5), fits[1].score_samples(X > 0.5))
+    assert_array_equal(fits[0].gibbs(X, n_steps=3), fits[1].gibbs(X, n_steps=3))
 
 
 def test_float32_close_to_float64():
@@ -404,6 +424,7 @@ def test_save_load_roundtrip(tmp_path, kw):
     assert_array_equal(new.transform(Xdigits), rbm.transform(Xdigits))
     assert_array_equal(new.score_samples(Xdigits), rbm.score_samples(Xdigits))
     assert_array_equal(new.gibbs(Xdigits[:20]), rbm.gibbs(Xdigits[:20]))  # same RNG state
+    assert_array_equal(new.get_feature_names_out(), rbm.get_feature_names_out())
     # an unfitted estimator round-trips its parameters
     BernoulliRBM(n_components=3, k=2).save(tmp_path / "u.rbm")
     u = BernoulliRBM.load(tmp_path / "u.rbm")
@@ -507,6 +528,8 @@ def test_load_rejects_bad_files(tmp_path):
         entries = {n: z[n] for n in z.files}
     for mutate, msg in ((lambda e: e.update(__version__=np.array(99)), "format version 99"),
                         (lambda e: e.update(W=e["W"] + 1), "checksum"),
+                        (lambda e: e.update(__meta__=np.array(str(e["__meta__"]).replace(
+                            '"epoch": ', '"epoch": 1'))), "checksum"),
                         (lambda e: e.update(__magic__=np.array("other")), "signature")):
         bad = dict(entries)
         mutate(bad)

@@ -25,6 +25,7 @@ scikit-learn's own estimator checks feed such data); NaN and infinite values,
 empty data, a wrong number of features, complex or non-numeric data raise a
 ValueError (or TypeError) before any state of the estimator changes.
 """
+import hashlib
 import io
 import json
 import os
@@ -33,8 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
-import hashlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -291,6 +290,8 @@ def _select_rows(X, idx):
 def _json_scalar(v):
     if v is None or isinstance(v, (bool, str)):
         return v
+    if isinstance(v, np.bool_):
+        return bool(v)
     if isinstance(v, Integral):
         return int(v)
     if isinstance(v, Real):
@@ -300,8 +301,9 @@ def _json_scalar(v):
     return None
 
 
-def _digest(arrays):
-    h = hashlib.sha256()
+def _digest(arrays, meta_json):
+    """sha256 over the metadata and every array (name, dtype, shape, bytes)."""
+    h = hashlib.sha256(meta_json.encode())
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         h.update(name.encode())
@@ -366,9 +368,13 @@ else:
             Number of binary hidden units.
         learning_rate : float, default=0.1
             Learning rate. As in scikit-learn, the update of a minibatch is
-            ``learning_rate`` times the *mean* over the minibatch of the
-            positive minus the negative statistics (scikit-learn writes it
-            as ``learning_rate / batch_size`` times their sum).
+            ``learning_rate`` times the mean over the minibatch of the data
+            statistics minus the mean over the chains of the model statistics
+            (scikit-learn writes it as ``learning_rate / batch_size`` times
+            their sums). One difference: for a last minibatch shorter than
+            ``batch_size``, scikit-learn divides the sum over its
+            ``batch_size`` chains by the shorter length (an over-weighted
+            negative term); we average over the chains.
         batch_size : int, default=10
             Examples per minibatch; also the number of persistent chains.
         n_iter : int, default=10
@@ -417,7 +423,8 @@ else:
         intercept_hidden_ : ndarray of shape (n_components,)
         intercept_visible_ : ndarray of shape (n_features,)
         h_samples_ : ndarray of shape (batch_size, n_components)
-            Hidden states of the persistent chains.
+            Hidden states of the persistent chains (zeros and unused with
+            ``persistent=False``).
         n_features_in_ : int
         feature_names_in_ : ndarray of shape (n_features_in_,)
             Only when X has string feature names.
@@ -769,11 +776,12 @@ else:
                     meta["fit_pos"] = [int(x) for x in self._fit_pos]
             if hasattr(self, "random_state_"):
                 meta["rng_state"] = self.random_state_.get_state()
-            meta["digest"] = _digest(arrays)
+            meta_json = json.dumps(meta, sort_keys=True)
             entries = dict(arrays)
             entries["__magic__"] = np.array(_MAGIC)
             entries["__version__"] = np.array(_FORMAT_VERSION, dtype=np.int64)
-            entries["__meta__"] = np.array(json.dumps(meta))
+            entries["__meta__"] = np.array(meta_json)
+            entries["__digest__"] = np.array(_digest(arrays, meta_json))
             path = os.fspath(path)
             directory = os.path.dirname(os.path.abspath(path))
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".rbm", dir=directory)
@@ -815,7 +823,8 @@ else:
                     version = int(z["__version__"])
                     if version != _FORMAT_VERSION:
                         raise bad(f"format version {version}, this dlkernels reads {_FORMAT_VERSION}")
-                    meta = json.loads(str(z["__meta__"]))
+                    meta_json = str(z["__meta__"])
+                    digest = str(z["__digest__"])
                     arrays = {n: z[n] for n in names if not n.startswith("__")}
             except ValueError as exc:
                 if str(exc).startswith(repr(path)):
@@ -823,8 +832,14 @@ else:
                 raise bad(f"{type(exc).__name__}: {exc}") from None
             except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, KeyError...
                 raise bad(f"{type(exc).__name__}: {exc}") from None
-            if not isinstance(meta, dict) or meta.get("digest") != _digest(arrays):
+            if digest != _digest(arrays, meta_json):
                 raise bad("checksum mismatch (the file is corrupt)")
+            try:
+                meta = json.loads(meta_json)
+            except ValueError as exc:  # pragma: no cover - the checksum catches it first
+                raise bad(f"metadata: {exc}") from None
+            if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+                raise bad("metadata without parameters")
             try:
                 est = cls(**meta["params"])
                 est._validate_params()
