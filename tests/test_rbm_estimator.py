@@ -641,3 +641,34 @@ def test_import_without_sklearn(monkeypatch):
         mod.BernoulliRBM(n_components=3)
     with pytest.raises(ImportError, match="scikit-learn"):
         mod.BernoulliRBM.load("x.rbm")
+
+
+def test_dlkernels_rbm_without_sklearn_subprocess():
+    """In a fresh interpreter where scikit-learn cannot be imported, the
+    functional API works and BernoulliRBM raises the ImportError naming the extra."""
+    import subprocess
+    code = (
+        "import sys\n"
+        "sys.modules['sklearn'] = None  # makes `import sklearn` raise ImportError\n"
+        "import numpy as np\n"
+        "import dlkernels.rbm as R\n"
+        "p = R.hidden_probs(np.zeros((2, 3)), np.zeros((3, 4)), np.zeros(4))\n"
+        "assert p.shape == (2, 4)\n"
+        "try:\n"
+        "    R.BernoulliRBM(n_components=2)\n"
+        "except ImportError as exc:\n"
+        "    assert 'pip install dlkernels[sklearn]' in str(exc), exc\n"
+        "    print('OK')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "OK"
+
+
+def test_public_name():
+    import dlkernels.rbm
+    assert dlkernels.rbm.BernoulliRBM is BernoulliRBM

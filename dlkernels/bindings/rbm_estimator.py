@@ -175,7 +175,9 @@ def _cd_step(v, W, a, b, chains, scratch, *, lr, k, r, persistent, momentum, vel
     B = v.shape[0]
     if persistent:
         mode, H = 2, chains
-        V = scratch[0] if scratch[0].shape[0] == H.shape[0] else np.empty((H.shape[0], W.shape[0]), W.dtype)
+        V = scratch[0]
+        if V.shape[0] != H.shape[0]:
+            V = np.empty((H.shape[0], W.shape[0]), W.dtype)
     else:
         mode = 0
         V = np.empty((B, W.shape[0]), W.dtype)
@@ -228,7 +230,8 @@ class _Progress:
         fill = int(round(width * frac))
         elapsed = now - self.start
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        sys.stderr.write(f"\r[{self.name}] epoch {epoch}/{n_epochs} [{'#' * fill}{'.' * (width - fill)}]"
+        bar = "#" * fill + "." * (width - fill)
+        sys.stderr.write(f"\r[{self.name}] epoch {epoch}/{n_epochs} [{bar}]"
                          f" {100 * frac:5.1f}% elapsed {elapsed:.0f}s eta {eta:.0f}s ")
         sys.stderr.flush()
         self.shown = True
@@ -341,7 +344,8 @@ else:
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "shuffle": ["boolean"],
         "backend": [StrOptions({"auto", "numba", "cython"}), None],
-        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}), None],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
+                  None],
     }
 
     def _fit_ctx(func):
@@ -596,8 +600,8 @@ else:
             if resuming:
                 X = self._validate(X, reset=False, dtype=self._model_dtype())
                 if X.shape[0] != self._fit_pos[2]:
-                    raise ValueError(f"X: expected the {self._fit_pos[2]} samples of the fit to resume, "
-                                     f"got {X.shape[0]}")
+                    raise ValueError(f"X: expected the {self._fit_pos[2]} samples of the fit to "
+                                     f"resume, got {X.shape[0]}")
                 self._normalize_layout()
             else:
                 X = self._validate(X, reset=True)
@@ -694,9 +698,10 @@ else:
             a = np.ascontiguousarray(self.intercept_visible_, dtype=dt)
             b = np.ascontiguousarray(self.intercept_hidden_, dtype=dt)
             if W.ndim != 2 or a.shape != (W.shape[0],) or b.shape != (W.shape[1],):
-                raise ValueError(f"components_, intercept_visible_, intercept_hidden_: expected shapes "
-                                 f"(n, m), (m,), (n,), got {W.T.shape}, {a.shape}, {b.shape}")
-            for x, name in ((W, "components_"), (a, "intercept_visible_"), (b, "intercept_hidden_")):
+                raise ValueError("components_, intercept_visible_, intercept_hidden_: expected "
+                                 f"shapes (n, m), (m,), (n,), got {W.T.shape}, {a.shape}, {b.shape}")
+            for x, name in ((W, "components_"), (a, "intercept_visible_"),
+                            (b, "intercept_hidden_")):
                 if not np.isfinite(x).all():
                     raise ValueError(f"{name}: expected finite values, got NaN or inf")
             return W, a, b
@@ -707,7 +712,8 @@ else:
             boolean array of v's shape (as scikit-learn). Draws from
             ``random_state_``, so that successive calls differ."""
             check_is_fitted(self)
-            if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, Integral) or n_steps < 1:
+            if (isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, Integral)
+                    or n_steps < 1):
                 raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
             X = self._validate(v, reset=False, dtype=self._data_dtype_for_predict())
             if not hasattr(self, "random_state_"):
@@ -822,7 +828,8 @@ else:
                         raise bad(f"signature {str(z['__magic__'])!r}")
                     version = int(z["__version__"])
                     if version != _FORMAT_VERSION:
-                        raise bad(f"format version {version}, this dlkernels reads {_FORMAT_VERSION}")
+                        raise bad(f"format version {version}, this dlkernels reads "
+                                  f"{_FORMAT_VERSION}")
                     meta_json = str(z["__meta__"])
                     digest = str(z["__digest__"])
                     arrays = {n: z[n] for n in names if not n.startswith("__")}
