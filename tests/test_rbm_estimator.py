@@ -332,6 +332,18 @@ def test_minibatch_update_is_cd_update(kw):
     assert rbm.random_state_.get_state() == streams.get_state()
 
 
+def test_values_outside_unit_interval_accepted_like_sklearn():
+    """Decision (documented in the module): like scikit-learn, finite values
+    outside [0, 1] are accepted (scikit-learn's estimator checks feed such
+    data); the model is the same function of them."""
+    X = 3 * np.random.RandomState(0).uniform(-1, 1, size=(40, 5))
+    rbm = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit(X)
+    ref = 1 / (1 + np.exp(-(X @ rbm.components_.T + rbm.intercept_hidden_)))
+    assert_allclose(rbm.transform(X), ref, rtol=1e-12)
+    assert np.all(np.isfinite(rbm.score_samples(X)))
+    assert rbm.gibbs(X).dtype == bool
+
+
 def test_gibbs():
     X = Xdigits[:100]
     rbm = BernoulliRBM(n_components=16, batch_size=10, n_iter=3, random_state=42).fit(X)
