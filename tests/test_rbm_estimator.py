@@ -498,6 +498,19 @@ def test_resume_partial_fit(tmp_path):
     _assert_same_state(s_a, s_b)
 
 
+def test_thread_count_does_not_change_the_fit():
+    import dlkernels
+    X = Xdigits[:60]
+    kw = dict(n_components=12, batch_size=20, n_iter=2, random_state=2, k=2)
+    one = BernoulliRBM(**kw).fit(X)
+    dlkernels.set_num_threads(2)
+    try:
+        two = BernoulliRBM(**kw).fit(X)
+    finally:
+        dlkernels.set_num_threads(1)
+    _assert_same_state(_state(one), _state(two))
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     rbm = _fitted()
     path = tmp_path / "m.rbm"
