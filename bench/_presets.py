@@ -64,3 +64,8 @@ def current():
 
 def threads():
     return int(os.environ.get("DLKBENCH_THREADS", DEFAULT_THREADS))
+
+
+def blas_threads():
+    """BLAS threads (threadpoolctl); the thread count unless set apart."""
+    return int(os.environ.get("DLKBENCH_BLAS_THREADS") or threads())

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -80,10 +81,14 @@ def threads_in_effect():
 
     from dlkernels.bindings import _backend
 
+    from threadpoolctl import threadpool_info
+
     out = {"numba": numba.get_num_threads()}
     omp = _backend._omp()
     out["OpenMP (Cython)"] = omp.get_num_threads() if omp is not None else "n/a"
-    if importlib.util.find_spec("torch") is not None and "torch" in sys.modules:
+    blas = sorted({lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"})
+    out["BLAS"] = "/".join(map(str, blas)) or "n/a"
+    if "torch" in sys.modules:
         out["torch"] = sys.modules["torch"].get_num_threads()
     return out
 
@@ -115,7 +120,9 @@ class Collector:
             reason = lr[2] if isinstance(lr, tuple) else str(lr)
             reason = reason.removeprefix("Skipped: ")
         elif report.failed:
-            reason = "FAILED: " + (report.longreprtext.strip().splitlines() or ["?"])[-1][:200]
+            crash = getattr(report.longrepr, "reprcrash", None)
+            msg = crash.message if crash is not None else report.longreprtext.strip()
+            reason = "FAILED: " + " ".join(msg.split())[:300]
         self.outcomes.append(dict(nodeid=report.nodeid, outcome=report.outcome, meta=meta,
                                   reason=reason, duration=report.duration))
         label = (f"{meta['family']}: {meta['case']} [{meta['impl']}]" if meta
@@ -189,10 +196,15 @@ def fmt_ratio(x):
     return f"{x:.3g}x" if x < 100 else f"{x:.0f}x"
 
 
-def short(reason, n=48):
+def short(reason, n=60):
     """A skip/failure reason cut for a table cell (the JSON keeps it whole)."""
     reason = reason.split(" (")[0] if reason.startswith("not ") else reason
     return reason if len(reason) <= n else reason[: n - 1] + "…"
+
+
+def status(reason):
+    """Table cell for a benchmark that has no time."""
+    return short(reason) if reason.startswith("FAILED") else f"skipped: {short(reason)}"
 
 
 def md_table(header, rows):
@@ -231,12 +243,16 @@ def collect_cases(data, outcomes):
     return fams
 
 
+GEMM_LIBS = ("gemm-numpy", "gemm-scipy")
+
+
 def gemm_rates(fams):
+    """{probe key: best flop rate over the probed BLAS libraries}."""
     rates = {}
     for name, case in fams.get("gemm", {}).items():
-        e = case["impls"].get("gemm", {})
-        if "time" in e:
-            rates[name] = case["meta"]["flops"] / e["time"]
+        r = [case["meta"]["flops"] / e["time"] for e in case["impls"].values() if "time" in e]
+        if r:
+            rates[name] = max(r)
     return rates
 
 
@@ -279,7 +295,7 @@ def family_table(fam, cases, rates):
         for i, impl in enumerate(OURS):
             e = case["impls"].get(impl, {"reason": "not run"})
             t = e.get("time")
-            row = [name if i == 0 else "", impl, fmt_time(t) if t else f"skipped: {short(e['reason'])}"]
+            row = [name if i == 0 else "", impl, fmt_time(t) if t else status(e["reason"])]
             if has_rate:
                 row.append(fmt_rate(meta["work"] / t, meta["unit"]) if t and meta.get("work") else "")
             frac = None
@@ -296,7 +312,7 @@ def family_table(fam, cases, rates):
                 elif pe is None:
                     row.append("—")
                 elif "time" not in pe:
-                    row.append(f"skipped: {short(pe['reason'])}")
+                    row.append(status(pe["reason"]))
                 else:
                     cell = fmt_time(pe["time"])
                     if t:
@@ -306,7 +322,12 @@ def family_table(fam, cases, rates):
             if has_target:
                 tg = meta.get("target")
                 row.append(target_text(tg) if tg and i == 0 else "")
-                row.append(("" if not tg else check_target(tg, ratios, frac) if t else "NO (not measured)"))
+                if not tg:
+                    row.append("")
+                elif t:
+                    row.append(check_target(tg, ratios, frac))
+                else:   # deselected with -k: no verdict; skipped or failed: the target is not shown met
+                    row.append("—" if e.get("reason") == "not run" else "NO (not measured)")
             rows.append(row)
     return md_table(header, rows)
 
@@ -314,12 +335,13 @@ def family_table(fam, cases, rates):
 def gemm_table(cases):
     rows = []
     for name, case in cases.items():
-        e = case["impls"].get("gemm", {})
-        if "time" in e:
-            rows.append([name, fmt_time(e["time"]), f"{case['meta']['flops'] / e['time'] / 1e9:.1f}"])
-        else:
-            rows.append([name, f"skipped: {short(str(e.get('reason')))}", ""])
-    return md_table(["GEMM probe (np.dot)", "time per round", "GFLOP/s"], rows)
+        row = [name]
+        for lib in GEMM_LIBS:
+            e = case["impls"].get(lib, {"reason": "not run"})
+            row.append(f"{case['meta']['flops'] / e['time'] / 1e9:.1f}" if "time" in e
+                       else status(e["reason"]))
+        rows.append(row)
+    return md_table(["GEMM probe", "np.dot GFLOP/s", "scipy.linalg.blas GFLOP/s"], rows)
 
 
 def startup_table(rows):
@@ -369,7 +391,9 @@ def render(data, fams, startup, env):
         if fam in FOOTNOTES:
             parts += [FOOTNOTES[fam], ""]
     if "gemm" in fams:
-        parts += ["## GEMM probes", "", gemm_table(fams["gemm"]), ""]
+        parts += ["## GEMM probes", "", gemm_table(fams["gemm"]), "",
+                  "Best round of repeated calls into preallocated output; numpy's and scipy's BLAS "
+                  "(the latter is the one dlkernels' kernels call). GEMM % uses the faster.", ""]
     if startup:
         parts += ["## Start-up cost (fresh interpreter per measurement)", "", startup_table(startup), "",
                   "First call = engine import + Numba compilation (empty cache: NUMBA_CACHE_DIR in a "
@@ -386,7 +410,9 @@ def render(data, fams, startup, env):
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ". ",
         "BLAS: " + ("; ".join(env["blas"]) or "not detected") + ". ",
         "Threads: " + ", ".join(f"{k} {v}" for k, v in env["threads_in_effect"].items())
-        + f" (set from --threads {env['threads']}; BLAS limited by threadpoolctl). ",
+        + f" (set by `--threads {env['threads']}`"
+        + (f" `--blas-threads {env['blas_threads']}`" if env["blas_threads"] != env["threads"] else "")
+        + "; BLAS through threadpoolctl). ",
         f"Command: `{env['command']}` ({env['date']}).",
     ]
     return "\n".join(parts) + "\n"
@@ -406,6 +432,9 @@ def parse_args(argv):
                    help="tiny sizes: checks that the runner works (seconds)")
     p.add_argument("--threads", type=int, default=_presets.DEFAULT_THREADS,
                    help="threads for Numba, OpenMP, BLAS and PyTorch (default 2)")
+    p.add_argument("--blas-threads", type=int, metavar="M",
+                   help="BLAS threads, when they should differ from --threads (diagnosis of "
+                        "oversubscription); default: the --threads value")
     p.add_argument("-k", metavar="EXPR", help="pytest -k expression selecting benchmarks "
                    "(e.g. 'rng', 'gibbs and not torch'); GEMM probes always run")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up cost measurement")
@@ -418,13 +447,15 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ["DLKBENCH_PRESET"] = args.preset
     os.environ["DLKBENCH_THREADS"] = str(args.threads)
+    os.environ["DLKBENCH_BLAS_THREADS"] = str(args.blas_threads or args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path = RESULTS / f"{stamp}-{args.preset}.json"
     md_path = json_path.with_suffix(".md")
     log_path = json_path.with_suffix(".log")
-    env = dict(preset=args.preset, threads=args.threads, machine=machine(), versions=versions(),
-               command=" ".join(["python -m bench"] + argv),
+    env = dict(preset=args.preset, threads=args.threads, blas_threads=args.blas_threads or args.threads,
+               machine=machine(), versions=versions(),
+               command="python -m bench" + (" " + shlex.join(argv) if argv else ""),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print(f"dlkernels benchmarks: preset {args.preset} (expected {EXPECTED[args.preset]}), "
           f"{args.threads} threads")

@@ -23,14 +23,19 @@ BACKENDS = ("numba", "cython")
 _limits = []   # keeps the threadpoolctl limiter alive for the session
 
 
-def set_threads(n):
-    """Set every thread pool the suites touch to ``n``; returns what was set."""
+def set_threads(n, blas=None):
+    """Set every thread pool the suites touch to ``n`` (BLAS to ``blas``,
+    default ``n``); returns what was set."""
     import dlkernels
     from threadpoolctl import threadpool_limits
 
+    import scipy.linalg.cython_blas  # noqa: F401  (load scipy's BLAS, which both backends use,
+    #                                  before limiting: threadpoolctl acts on loaded libraries only)
+
+    blas = n if blas is None else blas
     dlkernels.set_num_threads(n)           # numba.set_num_threads + OpenMP (Cython kernels)
-    _limits.append(threadpool_limits(limits=n, user_api="blas"))
-    out = {"dlkernels (numba + OpenMP)": n, "BLAS (threadpoolctl)": n}
+    _limits.append(threadpool_limits(limits=blas, user_api="blas"))
+    out = {"dlkernels (numba + OpenMP)": n, "BLAS (threadpoolctl)": blas}
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -40,7 +45,7 @@ def set_threads(n):
 
 
 def pytest_configure(config):
-    config._dlkbench_threads = set_threads(_presets.threads())
+    config._dlkbench_threads = set_threads(_presets.threads(), _presets.blas_threads())
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
