@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn")
+sklearn = pytest.importorskip("sklearn", minversion="1.6")
 
 import scipy.sparse as sp  # noqa: E402
 from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402

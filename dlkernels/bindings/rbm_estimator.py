@@ -42,22 +42,25 @@ import scipy.sparse as sp
 from . import rng as _rng
 
 try:  # scikit-learn is an optional extra
+    import sklearn as _sklearn
     from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin,
                               TransformerMixin)
     from sklearn.utils._param_validation import Interval, Options, StrOptions
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import check_is_fitted
     try:
+        # scikit-learn >= 1.6: validate_data and __sklearn_tags__
+        from sklearn.utils.validation import validate_data
         from sklearn.base import _fit_context
-    except ImportError:  # pragma: no cover - older scikit-learn
-        _fit_context = None
-    _SKLEARN_ERROR = None
+        _SKLEARN_ERROR = None
+    except ImportError as _exc:  # pragma: no cover - older scikit-learn
+        _SKLEARN_ERROR = ImportError(f"scikit-learn >= 1.6 is required, found {_sklearn.__version__}")
 except ImportError as _exc:  # pragma: no cover - exercised by a test with a patched import
     _SKLEARN_ERROR = _exc
 
 __all__ = ["BernoulliRBM"]
 
-_EXTRA_MSG = ("dlkernels.rbm.BernoulliRBM needs scikit-learn, an optional extra of dlkernels: "
-              "install it with `pip install dlkernels[sklearn]`")
+_EXTRA_MSG = ("dlkernels.rbm.BernoulliRBM needs scikit-learn >= 1.6, an optional extra of "
+              "dlkernels: install it with `pip install dlkernels[sklearn]`")
 
 #: file format of ``BernoulliRBM.save``: an uncompressed .npz (zip of .npy)
 #: whose entries are plain arrays (no pickled objects) plus JSON strings.
@@ -322,11 +325,11 @@ if _SKLEARN_ERROR is not None:
         """Placeholder: scikit-learn is not installed (``pip install dlkernels[sklearn]``)."""
 
         def __init__(self, *args, **kwargs):
-            raise ImportError(_EXTRA_MSG) from _SKLEARN_ERROR
+            raise ImportError(f"{_EXTRA_MSG} ({_SKLEARN_ERROR})") from _SKLEARN_ERROR
 
         @classmethod
         def load(cls, path):
-            raise ImportError(_EXTRA_MSG) from _SKLEARN_ERROR
+            raise ImportError(f"{_EXTRA_MSG} ({_SKLEARN_ERROR})") from _SKLEARN_ERROR
 
 else:
 
@@ -348,16 +351,7 @@ else:
                   None],
     }
 
-    def _fit_ctx(func):
-        if _fit_context is not None:
-            return _fit_context(prefer_skip_nested_validation=True)(func)
-
-        def wrapper(self, *args, **kwargs):  # pragma: no cover - older scikit-learn
-            self._validate_params()
-            return func(self, *args, **kwargs)
-        wrapper.__doc__ = func.__doc__
-        wrapper.__name__ = func.__name__
-        return wrapper
+    _fit_ctx = _fit_context(prefer_skip_nested_validation=True)
 
     class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Bernoulli Restricted Boltzmann Machine trained with dlkernels' kernels.
