@@ -41,6 +41,48 @@ def _engine(backend):
     return resolve(backend, "rbm", prefer=_PREFER)
 
 
+_BLAS = None
+
+
+def _blas_controllers():
+    """threadpoolctl controllers of the BLAS behind scipy.linalg.cython_blas
+    (all BLAS libraries when it cannot be told apart)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            import os
+
+            import scipy
+            import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
+            from threadpoolctl import ThreadpoolController
+
+            blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            here = os.path.dirname(os.path.realpath(scipy.__file__))
+            mine = [c for c in blas if os.path.realpath(c.filepath).startswith(here)]
+            _BLAS = mine or blas
+        except Exception:  # pragma: no cover - threadpoolctl missing or failing
+            _BLAS = []
+    return _BLAS
+
+
+def _run(fn, *args):
+    """Call a kernel with its BLAS single-threaded: the kernels parallelise
+    over output tiles themselves (one single-threaded gemm per tile, fused
+    with the element-wise pass), and a multi-threaded BLAS would fight those
+    threads for the cores.  The previous BLAS thread counts are restored."""
+    ctl = _blas_controllers()
+    old = [c.get_num_threads() for c in ctl]
+    for c, n in zip(ctl, old):
+        if n != 1:
+            c.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        for c, n in zip(ctl, old):
+            if n != 1:
+                c.set_num_threads(n)
+
+
 def _weights(W, a=None, b=None, *, inplace=False):
     """Validated (W, a, b): W 2-d non-empty finite float; a (m,), b (n,) of W's dtype."""
     if inplace:
@@ -102,7 +144,7 @@ def energy(v, h, W, a, b, *, backend=None):
     if h.shape[0] != v.shape[0]:
         raise ValueError(f"h: expected {v.shape[0]} rows (the rows of v), got {h.shape[0]}")
     out = np.empty(v.shape[0], W.dtype)
-    _engine(backend).energy(v, h, W, a, b, out)
+    _run(_engine(backend).energy, v, h, W, a, b, out)
     return out
 
 
@@ -116,7 +158,7 @@ def free_energy(v, W, a, b, *, backend=None):
     _finite((W, a, b), ("W", "a", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = np.empty(v.shape[0], W.dtype)
-    _engine(backend).free_energy(v, W, a, b, out)
+    _run(_engine(backend).free_energy, v, W, a, b, out)
     return out
 
 
@@ -132,7 +174,7 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
-    _engine(backend).hidden_probs(v, W, b, out)
+    _run(_engine(backend).hidden_probs, v, W, b, out)
     return out
 
 
@@ -142,7 +184,7 @@ def visible_probs(h, W, a, *, out=None, backend=None):
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
     out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
-    _engine(backend).visible_probs(h, W, a, out)
+    _run(_engine(backend).visible_probs, h, W, a, out)
     return out
 
 
@@ -158,7 +200,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
     shape = (v.shape[0], W.shape[1])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _engine(backend).sample_hidden(v, W, b, key, ctr, out, probs)
+    _run(_engine(backend).sample_hidden, v, W, b, key, ctr, out, probs)
     return (out, probs) if return_probs else out
 
 
@@ -172,7 +214,7 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
     shape = (h.shape[0], W.shape[0])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _engine(backend).sample_visible(h, W, a, key, ctr, out, probs)
+    _run(_engine(backend).sample_visible, h, W, a, key, ctr, out, probs)
     return (out, probs) if return_probs else out
 
 
@@ -204,7 +246,7 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _engine(backend).gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mv, mh)
+    _run(_engine(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh)
     if mean_last:
         return v, h, mv, mh
     if return_hidden:
@@ -287,7 +329,7 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
     da = np.zeros_like(a)
     db = np.zeros_like(b)
     key, ctr = _rng(random_state)
-    _engine(backend).cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
+    _run(_engine(backend).cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
                              1.0 / v_data.shape[0], -1.0 / (r * C), 1.0)
     return CDResult(dW, da, db, H if mode == 2 else V)
 
@@ -349,7 +391,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     key, ctr = _rng(random_state)
     eng = _engine(backend)
     if velocity is None:
-        eng.cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
+        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
                     1.0 - lr * weight_decay)
     else:
         vW, va, vb = velocity
@@ -358,7 +400,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
             vW -= W.dtype.type(lr * weight_decay) * W
         va *= W.dtype.type(momentum)
         vb *= W.dtype.type(momentum)
-        eng.cd_step(v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0)
+        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0)
         W += vW
         a += va
         b += vb

@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: extra_compile_args = -fno-trapping-math
 """Bernoulli RBM kernels (Cython backend).
 
 Same names, arguments and semantics as ``dlkernels.engine.numba.rbm`` (read
@@ -11,6 +12,7 @@ bit-identical results for the same inputs and seed.
 from libc.stdint cimport uint64_t, uint32_t
 from libc.math cimport exp, expf, log1p, log1pf
 from cython.parallel cimport prange
+cimport openmp
 from cython cimport floating
 cimport scipy.linalg.cython_blas as blas
 from dlkernels.engine.cython.rng cimport dlk_philox4x64_10, dlk_ctr_add
@@ -22,14 +24,28 @@ cdef double _F64_SCALE = 1.0 / 9007199254740992.0
 
 
 # ---- GEMM ------------------------------------------------------------------------
+cdef enum:
+    # output tile of one work item (same values as the Numba backend)
+    TILE_R = 256
+    TILE_C = 128
+    # below this work a layer runs on the calling thread (as in the Numba backend)
+    PAR_MIN_WORK = 1 << 20
+
+
+cdef inline int _nthreads(Py_ssize_t items, Py_ssize_t work) noexcept nogil:
+    if items > 1 and work >= PAR_MIN_WORK:
+        return openmp.omp_get_max_threads()
+    return 1
+
+
 cdef void _gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const floating* A,
-                int lda, const floating* B, int ldb, floating beta, floating* C) noexcept nogil:
-    """Row-major C (M, N) = alpha op(A) op(B) + beta C; lda, ldb = row lengths of A, B.
-    Calls gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, N) (column-major C^T),
-    exactly as the Numba backend does."""
+                int lda, const floating* B, int ldb, floating beta, floating* C,
+                int ldc) noexcept nogil:
+    """Row-major C (M, N, row stride ldc) = alpha op(A) op(B) + beta C; lda, ldb =
+    row strides of A, B.  Calls gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta,
+    C, ldc) (column-major C^T), exactly as the Numba backend does."""
     cdef char ca = b'T' if ta else b'N'
     cdef char cb = b'T' if tb else b'N'
-    cdef int ldc = N
     if floating is float:
         blas.sgemm(&cb, &ca, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda,
                    &beta, C, &ldc)
@@ -40,18 +56,45 @@ cdef void _gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const flo
 
 cdef void gemm_f32(bint ta, bint tb, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C) noexcept nogil:
-    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C)
+    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
 
 
 cdef void gemm_f64(bint ta, bint tb, int M, int N, int K, double alpha, const double* A, int lda,
                    const double* B, int ldb, double beta, double* C) noexcept nogil:
-    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C)
+    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
 
 
 # ---- scalar helpers ------------------------------------------------------------------
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <math.h>
+    #include <stdint.h>
+    /* float32 sigmoid with a polynomial exp: the same IEEE operations, in the
+       same order, as _sig32 of the Numba backend (see its comment).  Constants
+       are double literals rounded to float, as numpy.float32(...) does. */
+    static inline float dlk_sig32(float x) {
+        float t = -x, tc, kf, r, pp, e;
+        int32_t bits;
+        tc = t < (float)88.0 ? t : (float)88.0;
+        tc = tc > (float)-87.0 ? tc : (float)-87.0;
+        kf = (tc * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
+        r = (tc - kf * (float)0.693359375) - kf * (float)-2.12194440e-4;
+        pp = (((((((float)1.9875691500e-4 * r + (float)1.3981999507e-3) * r
+                 + (float)8.3334519073e-3) * r + (float)4.1665795894e-2) * r
+                 + (float)1.6666665459e-1) * r + (float)5.0000001201e-1) * r * r) + r + (float)1.0;
+        bits = ((int32_t)kf + 127) << 23;
+        memcpy(&e, &bits, sizeof e);
+        e = pp * e;
+        e = t > (float)88.0 ? (float)INFINITY : e;
+        return (float)1.0 / ((float)1.0 + e);
+    }
+    """
+    float dlk_sig32(float x) noexcept nogil
+
+
 cdef inline float _sig32(float x) noexcept nogil:
-    cdef float one = 1.0
-    return one / (one + expf(-x))
+    return dlk_sig32(x)
 
 
 cdef inline double _sig64(double x) noexcept nogil:
@@ -77,92 +120,156 @@ cdef inline Py_ssize_t _blocks(Py_ssize_t n, bint is32) noexcept nogil:
 
 
 # ---- row kernels -----------------------------------------------------------------------
-cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64_t* key,
-                    const uint64_t* ctr, uint64_t s, uint64_t first_block) noexcept nogil:
-    """out[i] = (u_i < p[i]), u_i = uniform i of stream s (counter ctr + s 2**128)
-    from block first_block; p may be out."""
+cdef void _uniforms(floating* ubuf, Py_ssize_t n, const uint64_t* key, const uint64_t* ctr,
+                    uint64_t s, uint64_t first_block) noexcept nogil:
+    """ubuf[:n] = uniforms 0..n-1 of stream s (counter ctr + s 2**128) from block
+    first_block (float32: two per 64-bit word, low half first)."""
     cdef uint64_t c[4]
     cdef uint64_t w[4]
-    cdef uint64_t x
-    cdef Py_ssize_t i = 0
-    cdef int j
-    cdef float u32
-    cdef double u64
+    cdef Py_ssize_t i = 0, j
     c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
     dlk_ctr_add(c, s, 2)
     dlk_ctr_add(c, 1 + first_block, 0)
     while i < n:
         dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], w)
         dlk_ctr_add(c, 1, 0)
-        for j in range(4):
-            x = w[j]
-            if floating is float:
-                if i < n:
-                    u32 = <float>((x & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
-                    out[i] = 1 if u32 < p[i] else 0
-                    i += 1
-                if i < n:
-                    u32 = <float>(x >> 40) * _F32_SCALE
-                    out[i] = 1 if u32 < p[i] else 0
-                    i += 1
+        if floating is float:
+            if i + 8 <= n:
+                for j in range(4):
+                    ubuf[i + 2 * j] = <float>((w[j] & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
+                    ubuf[i + 2 * j + 1] = <float>(w[j] >> 40) * _F32_SCALE
+                i += 8
             else:
-                if i < n:
-                    u64 = <double>(x >> 11) * _F64_SCALE
-                    out[i] = 1 if u64 < p[i] else 0
+                j = 0
+                while i < n:
+                    if j % 2 == 0:
+                        ubuf[i] = <float>((w[j // 2] & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
+                    else:
+                        ubuf[i] = <float>(w[j // 2] >> 40) * _F32_SCALE
                     i += 1
+                    j += 1
+        else:
+            j = 0
+            while j < 4 and i < n:
+                ubuf[i] = <double>(w[j] >> 11) * _F64_SCALE
+                i += 1
+                j += 1
+
+
+cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64_t* key,
+                    const uint64_t* ctr, uint64_t s, uint64_t first_block) noexcept nogil:
+    """out[i] = (u_i < p[i]), u_i = uniform i of stream s from block first_block
+    (processed in segments of TILE_C units); p may be out (a separate in-place
+    loop then, so that it vectorizes)."""
+    cdef floating ubuf[TILE_C]
+    cdef Py_ssize_t j0, j, m
+    cdef uint64_t per = 8 if floating is float else 4
+    j0 = 0
+    while j0 < n:
+        m = min(<Py_ssize_t>TILE_C, n - j0)
+        _uniforms(ubuf, m, key, ctr, s, first_block + <uint64_t>j0 // per)
+        if p == out:
+            for j in range(m):
+                out[j0 + j] = 1 if ubuf[j] < out[j0 + j] else 0
+        else:
+            for j in range(m):
+                out[j0 + j] = 1 if ubuf[j] < p[j0 + j] else 0
+        j0 += TILE_C
 
 
 cdef inline void _sigmoid_row(const floating* x, const floating* bias, floating* out,
                               Py_ssize_t n) noexcept nogil:
+    """out = sigmoid(x + bias); out may be x (a separate in-place loop then)."""
     cdef Py_ssize_t j
-    if floating is float:
-        for j in range(n):
-            out[j] = _sig32(x[j] + bias[j])
-    else:
-        for j in range(n):
-            out[j] = _sig64(x[j] + bias[j])
-
-
-# ---- layer kernels (parallel over rows) ----------------------------------------------
-cdef void _sigmoid_layer(floating* act, Py_ssize_t C, Py_ssize_t n,
-                         const floating* bias) noexcept nogil:
-    cdef Py_ssize_t s
-    for s in prange(C, schedule="static"):
-        _sigmoid_row(act + s * n, bias, act + s * n, n)
-
-
-cdef void _sample_layer(floating* act, Py_ssize_t C, Py_ssize_t n, const floating* bias,
-                        const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
-                        floating* probs) noexcept nogil:
-    """act = Bernoulli(sigmoid(act + bias)), row s from stream s; probs (or NULL)
-    receives the probabilities."""
-    cdef Py_ssize_t s
-    for s in prange(C, schedule="static"):
-        if probs != NULL:
-            _sigmoid_row(act + s * n, bias, probs + s * n, n)
-            _bern_row(probs + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
+    if <const floating*>out == x:
+        if floating is float:
+            for j in range(n):
+                out[j] = _sig32(out[j] + bias[j])
         else:
-            _sigmoid_row(act + s * n, bias, act + s * n, n)
-            _bern_row(act + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
+            for j in range(n):
+                out[j] = _sig64(out[j] + bias[j])
+    else:
+        if floating is float:
+            for j in range(n):
+                out[j] = _sig32(x[j] + bias[j])
+        else:
+            for j in range(n):
+                out[j] = _sig64(x[j] + bias[j])
+
+
+# ---- layer kernels (parallel over tiles / rows) ----------------------------------------
+cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* W, Py_ssize_t nw,
+                 bint transw, const floating* bias, const uint64_t* key, const uint64_t* ctr,
+                 uint64_t first_block, floating* out, Py_ssize_t N, floating* probs,
+                 int op) noexcept nogil:
+    """out (R, N) = X (R, K) @ (W^T if transw else W) (W has nw columns), then
+    op 0: nothing; 1: sigmoid(out + bias); 2: Bernoulli(sigmoid(out + bias)), row s
+    from stream s from block first_block; probs (or NULL) gets the probabilities.
+    Parallel over TILE_R x TILE_C tiles (single-threaded gemm + fused pass)."""
+    cdef Py_ssize_t ntr = (R + TILE_R - 1) // TILE_R, ntc = (N + TILE_C - 1) // TILE_C
+    cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1, s, offb
+    cdef uint64_t per = 8 if floating is float else 4
+    cdef int nth = _nthreads(ntr * ntc, R * N * K)
+    for t in prange(ntr * ntc, schedule="static", num_threads=nth):
+        tr = t // ntc
+        tc = t - tr * ntc
+        r0 = tr * TILE_R
+        r1 = min(r0 + TILE_R, R)
+        c0 = tc * TILE_C
+        c1 = min(c0 + TILE_C, N)
+        offb = c0 * nw if transw else c0
+        _gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
+              <int>K, W + offb, <int>nw, <floating>0, out + r0 * N + c0, <int>N)
+        if op == 1:
+            for s in range(r0, r1):
+                _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
+        elif op == 2:
+            for s in range(r0, r1):
+                if probs != NULL:
+                    _sigmoid_row(out + s * N + c0, bias + c0, probs + s * N + c0, c1 - c0)
+                    _bern_row(probs + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
+                              <uint64_t>s, first_block + <uint64_t>c0 // per)
+                else:
+                    _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
+                    _bern_row(out + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
+                              <uint64_t>s, first_block + <uint64_t>c0 // per)
+
+
+cdef void _gemm_tn(double alpha, const floating* A, Py_ssize_t K, const floating* B,
+                   floating beta, floating* C, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over tiles."""
+    cdef Py_ssize_t ntr = (m + TILE_R - 1) // TILE_R, ntc = (n + TILE_C - 1) // TILE_C
+    cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1
+    cdef int nth = _nthreads(ntr * ntc, m * n * K)
+    for t in prange(ntr * ntc, schedule="static", num_threads=nth):
+        tr = t // ntc
+        tc = t - tr * ntc
+        r0 = tr * TILE_R
+        r1 = min(r0 + TILE_R, m)
+        c0 = tc * TILE_C
+        c1 = min(c0 + TILE_C, n)
+        _gemm(True, False, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>alpha, A + r0,
+              <int>m, B + c0, <int>n, beta, C + r0 * n + c0, <int>n)
 
 
 cdef void _bern_layer(floating* p, Py_ssize_t C, Py_ssize_t n, const uint64_t* key,
                       const uint64_t* ctr, uint64_t first_block) noexcept nogil:
     cdef Py_ssize_t s
-    for s in prange(C, schedule="static"):
+    cdef int nth = _nthreads(C, C * n * 16)
+    for s in prange(C, schedule="static", num_threads=nth):
         _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
 
 
 cdef void _add_layer(floating* acc, const floating* x, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t s, j
-    for s in prange(C, schedule="static"):
+    for s in range(C):
         for j in range(n):
             acc[s * n + j] += x[s * n + j]
 
 
 cdef void _scale_layer(floating* x, Py_ssize_t C, Py_ssize_t n, Py_ssize_t r) noexcept nogil:
     cdef Py_ssize_t s, j
-    for s in prange(C, schedule="static"):
+    for s in range(C):
         for j in range(n):
             x[s * n + j] = <floating>(<double>x[s * n + j] / <double>r)
 
@@ -171,7 +278,7 @@ cdef void _axpy_layer(floating* y, double alpha, const floating* x, Py_ssize_t C
                       Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t s, j
     cdef floating al = <floating>alpha
-    for s in prange(C, schedule="static"):
+    for s in range(C):
         for j in range(n):
             y[s * n + j] += al * x[s * n + j]
 
@@ -179,7 +286,7 @@ cdef void _axpy_layer(floating* y, double alpha, const floating* x, Py_ssize_t C
 cdef void _mul_layer(floating* y, double f, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t s, j
     cdef floating al = <floating>f
-    for s in prange(C, schedule="static"):
+    for s in range(C):
         for j in range(n):
             y[s * n + j] = y[s * n + j] * al
 
@@ -204,13 +311,26 @@ cdef void _add_scaled_vec(floating* y, Py_ssize_t n, double sa, const double* xa
 cdef void sample_layer_f32(float* act, Py_ssize_t C, Py_ssize_t n, const float* bias,
                            const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                            float* probs) noexcept nogil:
-    _sample_layer(act, C, n, bias, key, ctr, first_block, probs)
+    _sample_rows(act, C, n, bias, key, ctr, first_block, probs)
 
 
 cdef void sample_layer_f64(double* act, Py_ssize_t C, Py_ssize_t n, const double* bias,
                            const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                            double* probs) noexcept nogil:
-    _sample_layer(act, C, n, bias, key, ctr, first_block, probs)
+    _sample_rows(act, C, n, bias, key, ctr, first_block, probs)
+
+
+cdef void _sample_rows(floating* act, Py_ssize_t C, Py_ssize_t n, const floating* bias,
+                       const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                       floating* probs) noexcept nogil:
+    cdef Py_ssize_t s
+    for s in prange(C, schedule="static"):
+        if probs != NULL:
+            _sigmoid_row(act + s * n, bias, probs + s * n, n)
+            _bern_row(probs + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
+        else:
+            _sigmoid_row(act + s * n, bias, act + s * n, n)
+            _bern_row(act + s * n, act + s * n, n, key, ctr, <uint64_t>s, first_block)
 
 
 # ---- Python-level kernels ------------------------------------------------------------------
@@ -227,8 +347,8 @@ def energy(const floating[:, ::1] v, const floating[:, ::1] h, const floating[:,
     vw_arr = np.empty((B, n), np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] vw = vw_arr
     with nogil:
-        _gemm(False, False, <int>B, <int>n, <int>m, <floating>1, &v[0, 0], <int>m,
-              &W[0, 0], <int>n, <floating>0, &vw[0, 0])
+        _layer(&v[0, 0], B, m, &W[0, 0], n, False, &b[0], NULL, NULL, 0, &vw[0, 0], n,
+               <floating*>NULL, 0)
         for s in prange(B, schedule="static"):
             e = 0.0
             for i in range(m):
@@ -246,8 +366,8 @@ def free_energy(const floating[:, ::1] v, const floating[:, ::1] W, const floati
     vw_arr = np.empty((B, n), np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] vw = vw_arr
     with nogil:
-        _gemm(False, False, <int>B, <int>n, <int>m, <floating>1, &v[0, 0], <int>m,
-              &W[0, 0], <int>n, <floating>0, &vw[0, 0])
+        _layer(&v[0, 0], B, m, &W[0, 0], n, False, &b[0], NULL, NULL, 0, &vw[0, 0], n,
+               <floating*>NULL, 0)
         for s in prange(B, schedule="static"):
             e = 0.0
             for i in range(m):
@@ -263,21 +383,19 @@ def free_energy(const floating[:, ::1] v, const floating[:, ::1] W, const floati
 def hidden_probs(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] b,
                  floating[:, ::1] out):
     """out = sigmoid(v W + b)."""
-    cdef int B = v.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef Py_ssize_t B = v.shape[0], m = W.shape[0], n = W.shape[1]
     with nogil:
-        _gemm(False, False, B, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
-              &out[0, 0])
-        _sigmoid_layer(&out[0, 0], B, n, &b[0])
+        _layer(&v[0, 0], B, m, &W[0, 0], n, False, &b[0], NULL, NULL, 0, &out[0, 0], n,
+               <floating*>NULL, 1)
 
 
 def visible_probs(const floating[:, ::1] h, const floating[:, ::1] W, const floating[::1] a,
                   floating[:, ::1] out):
     """out = sigmoid(h W^T + a)."""
-    cdef int B = h.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef Py_ssize_t B = h.shape[0], m = W.shape[0], n = W.shape[1]
     with nogil:
-        _gemm(False, True, B, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
-              &out[0, 0])
-        _sigmoid_layer(&out[0, 0], B, m, &a[0])
+        _layer(&h[0, 0], B, n, &W[0, 0], n, True, &a[0], NULL, NULL, 0, &out[0, 0], m,
+               <floating*>NULL, 1)
 
 
 def sample_hidden(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] b,
@@ -285,24 +403,22 @@ def sample_hidden(const floating[:, ::1] v, const floating[:, ::1] W, const floa
                   floating[:, ::1] probs):
     """out = Bernoulli(sigmoid(v W + b)); row s from stream s, block 0.
     probs: (rows, n) to receive the probabilities, or a (0, 0) array."""
-    cdef int B = v.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef Py_ssize_t B = v.shape[0], m = W.shape[0], n = W.shape[1]
     cdef floating* pp = &probs[0, 0] if probs.shape[0] > 0 else NULL
     with nogil:
-        _gemm(False, False, B, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
-              &out[0, 0])
-        _sample_layer(&out[0, 0], B, n, &b[0], &key[0], &ctr[0], 0, pp)
+        _layer(&v[0, 0], B, m, &W[0, 0], n, False, &b[0], &key[0], &ctr[0], 0, &out[0, 0], n,
+               pp, 2)
 
 
 def sample_visible(const floating[:, ::1] h, const floating[:, ::1] W, const floating[::1] a,
                    const uint64_t[::1] key, const uint64_t[::1] ctr, floating[:, ::1] out,
                    floating[:, ::1] probs):
     """out = Bernoulli(sigmoid(h W^T + a)); row s from stream s, block 0."""
-    cdef int B = h.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef Py_ssize_t B = h.shape[0], m = W.shape[0], n = W.shape[1]
     cdef floating* pp = &probs[0, 0] if probs.shape[0] > 0 else NULL
     with nogil:
-        _gemm(False, True, B, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
-              &out[0, 0])
-        _sample_layer(&out[0, 0], B, m, &a[0], &key[0], &ctr[0], 0, pp)
+        _layer(&h[0, 0], B, n, &W[0, 0], n, True, &a[0], &key[0], &ctr[0], 0, &out[0, 0], m,
+               pp, 2)
 
 
 def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
@@ -310,7 +426,7 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
                  const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
                  floating[:, ::1] mean_v, floating[:, ::1] mean_h):
     """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
-    cdef int C = v.shape[0], m = W.shape[0], n = W.shape[1]
+    cdef Py_ssize_t C = v.shape[0], m = W.shape[0], n = W.shape[1]
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t t, s, j
@@ -323,12 +439,10 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
                     mean_h[s, j] = 0
         for t in range(k):
             blk = <uint64_t>t * (bh + bv)
-            _gemm(False, False, C, n, m, <floating>1, &v[0, 0], m, &W[0, 0], n, <floating>0,
-                  &h[0, 0])
-            _sample_layer(&h[0, 0], C, n, &b[0], &key[0], &ctr[0], blk, <floating*>NULL)
-            _gemm(False, True, C, m, n, <floating>1, &h[0, 0], n, &W[0, 0], n, <floating>0,
-                  &v[0, 0])
-            _sample_layer(&v[0, 0], C, m, &a[0], &key[0], &ctr[0], blk + bh, <floating*>NULL)
+            _layer(&v[0, 0], C, m, &W[0, 0], n, False, &b[0], &key[0], &ctr[0], blk,
+                   &h[0, 0], n, <floating*>NULL, 2)
+            _layer(&h[0, 0], C, n, &W[0, 0], n, True, &a[0], &key[0], &ctr[0], blk + bh,
+                   &v[0, 0], m, <floating*>NULL, 2)
             if mean_last > 0 and t >= k - mean_last:
                 _add_layer(&mean_v[0, 0], &v[0, 0], C, m)
                 _add_layer(&mean_h[0, 0], &h[0, 0], C, n)
@@ -345,7 +459,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     """One CD-k / PCD minibatch (see the Numba twin for the full contract).
 
     gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
-    cdef int B = vdata.shape[0], m = W.shape[0], n = W.shape[1], C = V.shape[0]
+    cdef Py_ssize_t B = vdata.shape[0], m = W.shape[0], n = W.shape[1], C = V.shape[0]
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t T = k + r - 1, t, s, j
@@ -359,13 +473,13 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef floating[:, ::1] ppos = ppos_arr
     cdef floating[:, ::1] acc = acc_arr
     cdef double[::1] sv = sv_arr, sp = sp_arr, pv = pv_arr, ph = ph_arr
-    # gW/ga/gb may share memory with W/a/b: take raw pointers (the const views
-    # above are never written through).
+    # gW/ga/gb may share memory with W/a/b: W is only read through this pointer
     cdef const floating* pW = &W[0, 0]
+    cdef const uint64_t* kp = &key[0]
+    cdef const uint64_t* cp = &ctr[0]
     with nogil:
-        _gemm(False, False, B, n, m, <floating>1, &vdata[0, 0], m, pW, n, <floating>0,
-              &ppos[0, 0])
-        _sigmoid_layer(&ppos[0, 0], B, n, &b[0])
+        _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, &ppos[0, 0], n,
+               <floating*>NULL, 1)
         if mode == 0:
             for s in range(B):
                 for j in range(m):
@@ -373,37 +487,31 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
                 for j in range(n):
                     H[s, j] = ppos[s, j]
         elif mode == 1:
-            _gemm(False, False, C, n, m, <floating>1, &V[0, 0], m, pW, n, <floating>0, &H[0, 0])
-            _sigmoid_layer(&H[0, 0], C, n, &b[0])
+            _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
+                   <floating*>NULL, 1)
         for t in range(1, T + 1):
             blk = <uint64_t>(t - 1) * (bh + bv)
             if mode != 2:
-                _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], blk)
-                _gemm(False, True, C, m, n, <floating>1, &H[0, 0], n, pW, n, <floating>0,
-                      &V[0, 0])
-                _sample_layer(&V[0, 0], C, m, &a[0], &key[0], &ctr[0], blk + bh,
-                              <floating*>NULL)
+                _bern_layer(&H[0, 0], C, n, kp, cp, blk)
+                _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk + bh, &V[0, 0], m,
+                       <floating*>NULL, 2)
             else:
-                _gemm(False, True, C, m, n, <floating>1, &H[0, 0], n, pW, n, <floating>0,
-                      &V[0, 0])
-                _sample_layer(&V[0, 0], C, m, &a[0], &key[0], &ctr[0], blk, <floating*>NULL)
-            _gemm(False, False, C, n, m, <floating>1, &V[0, 0], m, pW, n, <floating>0, &H[0, 0])
-            _sigmoid_layer(&H[0, 0], C, n, &b[0])
+                _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
+                       <floating*>NULL, 2)
+            _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
+                   <floating*>NULL, 1)
             if r > 1 and t >= k:
-                _gemm(True, False, m, n, C, <floating>1, &V[0, 0], m, &H[0, 0], n, <floating>1,
-                      &acc[0, 0])
+                _gemm_tn(1.0, &V[0, 0], C, &H[0, 0], <floating>1, &acc[0, 0], m, n)
                 _colsum(&V[0, 0], C, m, &sv[0])
                 _colsum(&H[0, 0], C, n, &sp[0])
             if mode == 2 and t < T:
-                _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], blk + bv)
+                _bern_layer(&H[0, 0], C, n, kp, cp, blk + bv)
         # ---- accumulate (W, a, b are not read after this point) ----
         if decay != 1.0:
             _mul_layer(&gW[0, 0], decay, m, n)
-        _gemm(True, False, m, n, B, <floating>scale_pos, &vdata[0, 0], m, &ppos[0, 0], n,
-              <floating>1, &gW[0, 0])
+        _gemm_tn(scale_pos, &vdata[0, 0], B, &ppos[0, 0], <floating>1, &gW[0, 0], m, n)
         if r == 1:
-            _gemm(True, False, m, n, C, <floating>scale_neg, &V[0, 0], m, &H[0, 0], n,
-                  <floating>1, &gW[0, 0])
+            _gemm_tn(scale_neg, &V[0, 0], C, &H[0, 0], <floating>1, &gW[0, 0], m, n)
             _colsum(&V[0, 0], C, m, &sv[0])
             _colsum(&H[0, 0], C, n, &sp[0])
         else:
@@ -413,7 +521,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
         _add_scaled_vec(&ga[0], m, scale_pos, &pv[0], scale_neg, &sv[0])
         _add_scaled_vec(&gb[0], n, scale_pos, &ph[0], scale_neg, &sp[0])
         if mode == 2:
-            _bern_layer(&H[0, 0], C, n, &key[0], &ctr[0], <uint64_t>(T - 1) * (bh + bv) + bv)
+            _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
 
 
 include "_rbm_mcmc.pxi"

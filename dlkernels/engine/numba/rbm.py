@@ -28,12 +28,13 @@ it saturates to exactly 0 or 1, never NaN).  Softplus:
 import math
 
 import llvmlite.binding as _llb
+from llvmlite import ir
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from .rng import ctr_add, philox4x64_10
+from .rng import ctr_add, philox4x64_10, philox4x64_10_x2
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer"]
@@ -48,38 +49,44 @@ _dgemm = types.ExternalFunction("dlk_cyblas_dgemm", types.void(*([_vp] * 13)))
 
 
 @intrinsic
-def _ptr(typingctx, arr):
-    """The data pointer of an array, as void*."""
-    if not isinstance(arr, types.Array):
+def _ptr(typingctx, arr, off):
+    """void* to element ``off`` (flat index) of an array's data."""
+    if not isinstance(arr, types.Array) or not isinstance(off, types.Integer):
         return None
-    sig = types.voidptr(arr)
+    sig = types.voidptr(arr, off)
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.bitcast(ary.data, cgutils.voidptr_t)
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        return builder.bitcast(builder.gep(ary.data, [idx]), cgutils.voidptr_t)
 
     return sig, codegen
 
 
 _N = ord("N")
 _T = ord("T")
+# Tile of the output that one work item computes (a single-threaded gemm
+# followed by the fused element-wise pass).  Fixed sizes, shared with the
+# Cython backend: the results do not depend on the thread count.  TILE_C is a
+# multiple of 8, so every column tile starts on a Philox block of the row.
+TILE_R = 256
+TILE_C = 128
 
 
-@njit(cache=True)
-def _gemm(ta, tb, alpha, A, B, beta, C):
-    """C = alpha * op(A) @ op(B) + beta * C for C-contiguous row-major arrays
-    (op = transpose when ta / tb).  Row-major C is column-major C^T, so this
-    calls gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, N)."""
-    M = C.shape[0]
-    N = C.shape[1]
-    K = A.shape[0] if ta else A.shape[1]
+@njit(cache=True, error_model="numpy")
+def _gemm_at(ta, tb, M, N, K, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc):
+    """Row-major C[offc..] (M, N, row stride ldc) = alpha op(A) op(B) + beta C,
+    A, B read from element offa / offb with row strides lda / ldb.  Row-major
+    C is column-major C^T = op(B)^T op(A)^T, so this calls
+    ?gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc)
+    (exactly the call of the Cython backend)."""
     ints = np.empty(6, np.int32)
     ints[0] = N
     ints[1] = M
     ints[2] = K
-    ints[3] = B.shape[1]
-    ints[4] = A.shape[1]
-    ints[5] = N
+    ints[3] = ldb
+    ints[4] = lda
+    ints[5] = ldc
     ch = np.empty(2, np.uint8)
     ch[0] = _T if tb else _N
     ch[1] = _T if ta else _N
@@ -87,13 +94,13 @@ def _gemm(ta, tb, alpha, A, B, beta, C):
     sc[0] = alpha
     sc[1] = beta
     if C.itemsize == 4:
-        _sgemm(_ptr(ch[0:1]), _ptr(ch[1:2]), _ptr(ints[0:1]), _ptr(ints[1:2]), _ptr(ints[2:3]),
-               _ptr(sc[0:1]), _ptr(B), _ptr(ints[3:4]), _ptr(A), _ptr(ints[4:5]),
-               _ptr(sc[1:2]), _ptr(C), _ptr(ints[5:6]))
+        _sgemm(_ptr(ch, 0), _ptr(ch, 1), _ptr(ints, 0), _ptr(ints, 1), _ptr(ints, 2),
+               _ptr(sc, 0), _ptr(B, offb), _ptr(ints, 3), _ptr(A, offa), _ptr(ints, 4),
+               _ptr(sc, 1), _ptr(C, offc), _ptr(ints, 5))
     else:
-        _dgemm(_ptr(ch[0:1]), _ptr(ch[1:2]), _ptr(ints[0:1]), _ptr(ints[1:2]), _ptr(ints[2:3]),
-               _ptr(sc[0:1]), _ptr(B), _ptr(ints[3:4]), _ptr(A), _ptr(ints[4:5]),
-               _ptr(sc[1:2]), _ptr(C), _ptr(ints[5:6]))
+        _dgemm(_ptr(ch, 0), _ptr(ch, 1), _ptr(ints, 0), _ptr(ints, 1), _ptr(ints, 2),
+               _ptr(sc, 0), _ptr(B, offb), _ptr(ints, 3), _ptr(A, offa), _ptr(ints, 4),
+               _ptr(sc, 1), _ptr(C, offc), _ptr(ints, 5))
 
 
 # ---- scalar helpers ----------------------------------------------------------
@@ -107,31 +114,75 @@ _F32_SCALE = np.float32(1.0 / 16777216.0)
 _F64_SCALE = 1.0 / 9007199254740992.0
 
 
-@njit(cache=True, inline="always")
+@intrinsic
+def _i32_as_f32(typingctx, i):
+    """Reinterpret the bits of an int32 as a float32."""
+    if not isinstance(i, types.Integer):
+        return None
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+# float32 exp(t) for the sigmoid: Cody-Waite reduction t = k ln2 + r (k by the
+# round-to-nearest magic-number trick), a degree-6 polynomial for exp(r) on
+# |r| <= ln2/2 (Cephes' expf coefficients) and 2**k from the exponent bits.
+# Only +, *, / and conversions: it vectorizes, and the Cython backend performs
+# the very same IEEE operations in the same order (bit-identical results).
+# Accuracy of the sigmoid built on it: see tests/test_rbm_core.py (<= 4 ulp
+# over [-100, 100]).
+_E_HI = np.float32(88.0)
+_E_LO = np.float32(-87.0)
+_LOG2E = np.float32(1.44269504088896341)
+_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_P0 = np.float32(1.9875691500e-4)
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_INF32 = np.float32(np.inf)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _sig32(x):
-    return _ONE32 / (_ONE32 + math.exp(-x))
+    """sigmoid(x) = 1 / (1 + exp(-x)) in float32 with the polynomial exp."""
+    t = -x
+    tc = t if t < _E_HI else _E_HI
+    tc = tc if tc > _E_LO else _E_LO
+    kf = (tc * _LOG2E + _MAGIC) - _MAGIC
+    r = (tc - kf * _LN2_HI) - kf * _LN2_LO
+    pp = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * r * r + r + _ONE32
+    e = pp * _i32_as_f32((np.int32(kf) + np.int32(127)) << np.int32(23))
+    e = _INF32 if t > _E_HI else e
+    return _ONE32 / (_ONE32 + e)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _sig64(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _softplus32(x):
     if x > _ZERO32:
         return x + math.log1p(math.exp(-x))
     return math.log1p(math.exp(x))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _softplus64(x):
     if x > 0.0:
         return x + math.log1p(math.exp(-x))
     return math.log1p(math.exp(x))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def blocks_per_layer(n, itemsize):
     """Philox blocks one layer draw of n units consumes (per row)."""
     if itemsize == 4:
@@ -140,41 +191,119 @@ def blocks_per_layer(n, itemsize):
 
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
-@njit(cache=True)
-def _bern_row(p, out, k0, k1, c0, c1, c2, c3, first_block):
-    """out[i] = 1 if u_i < p[i] else 0, u_i = uniform i of the stream (key, c)
-    counted from block ``first_block``.  p and out may be the same array."""
-    n = p.shape[0]
+@njit(cache=True, error_model="numpy", inline="always")
+def _lo_f32(x):
+    return np.float32((x & _LO32) >> _S8) * _F32_SCALE
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _hi_f32(x):
+    return np.float32(x >> (_S32 + _S8)) * _F32_SCALE
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _w_f64(x):
+    return np.float64(x >> _S11) * _F64_SCALE
+
+
+@njit(cache=True, error_model="numpy")
+def _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
+    """ubuf[:n] = uniforms 0..n-1 of the stream (key, c) counted from block
+    ``first_block`` (float32: two per 64-bit word, low half first)."""
+    p = ubuf
     d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1 + first_block, 0)
     i = 0
     if p.itemsize == 4:
+        while i + 16 <= n:
+            e0, e1, e2, e3 = ctr_add(d0, d1, d2, d3, 1, 0)
+            wa, wb = philox4x64_10_x2(d0, d1, d2, d3, e0, e1, e2, e3, k0, k1)
+            d0, d1, d2, d3 = ctr_add(e0, e1, e2, e3, 1, 0)
+            ubuf[i] = _lo_f32(wa[0])
+            ubuf[i + 1] = _hi_f32(wa[0])
+            ubuf[i + 2] = _lo_f32(wa[1])
+            ubuf[i + 3] = _hi_f32(wa[1])
+            ubuf[i + 4] = _lo_f32(wa[2])
+            ubuf[i + 5] = _hi_f32(wa[2])
+            ubuf[i + 6] = _lo_f32(wa[3])
+            ubuf[i + 7] = _hi_f32(wa[3])
+            ubuf[i + 8] = _lo_f32(wb[0])
+            ubuf[i + 9] = _hi_f32(wb[0])
+            ubuf[i + 10] = _lo_f32(wb[1])
+            ubuf[i + 11] = _hi_f32(wb[1])
+            ubuf[i + 12] = _lo_f32(wb[2])
+            ubuf[i + 13] = _hi_f32(wb[2])
+            ubuf[i + 14] = _lo_f32(wb[3])
+            ubuf[i + 15] = _hi_f32(wb[3])
+            i += 16
         while i < n:
-            w = philox4x64_10(d0, d1, d2, d3, k0, k1)
+            w0, w1, w2, w3 = philox4x64_10(d0, d1, d2, d3, k0, k1)
             d0, d1, d2, d3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            for j in range(4):
-                x = w[j]
-                if i < n:
-                    u = np.float32((x & _LO32) >> _S8) * _F32_SCALE
-                    out[i] = 1.0 if u < p[i] else 0.0
-                    i += 1
-                if i < n:
-                    u = np.float32(x >> (_S32 + _S8)) * _F32_SCALE
-                    out[i] = 1.0 if u < p[i] else 0.0
-                    i += 1
+            ubuf[i] = _lo_f32(w0)
+            if i + 1 < n:
+                ubuf[i + 1] = _hi_f32(w0)
+            if i + 2 < n:
+                ubuf[i + 2] = _lo_f32(w1)
+            if i + 3 < n:
+                ubuf[i + 3] = _hi_f32(w1)
+            if i + 4 < n:
+                ubuf[i + 4] = _lo_f32(w2)
+            if i + 5 < n:
+                ubuf[i + 5] = _hi_f32(w2)
+            if i + 6 < n:
+                ubuf[i + 6] = _lo_f32(w3)
+            if i + 7 < n:
+                ubuf[i + 7] = _hi_f32(w3)
+            i += 8
     else:
+        while i + 8 <= n:
+            e0, e1, e2, e3 = ctr_add(d0, d1, d2, d3, 1, 0)
+            wa, wb = philox4x64_10_x2(d0, d1, d2, d3, e0, e1, e2, e3, k0, k1)
+            d0, d1, d2, d3 = ctr_add(e0, e1, e2, e3, 1, 0)
+            ubuf[i] = _w_f64(wa[0])
+            ubuf[i + 1] = _w_f64(wa[1])
+            ubuf[i + 2] = _w_f64(wa[2])
+            ubuf[i + 3] = _w_f64(wa[3])
+            ubuf[i + 4] = _w_f64(wb[0])
+            ubuf[i + 5] = _w_f64(wb[1])
+            ubuf[i + 6] = _w_f64(wb[2])
+            ubuf[i + 7] = _w_f64(wb[3])
+            i += 8
         while i < n:
-            w = philox4x64_10(d0, d1, d2, d3, k0, k1)
+            w0, w1, w2, w3 = philox4x64_10(d0, d1, d2, d3, k0, k1)
             d0, d1, d2, d3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            for j in range(4):
-                if i < n:
-                    u = np.float64(w[j] >> _S11) * _F64_SCALE
-                    out[i] = 1.0 if u < p[i] else 0.0
-                    i += 1
+            ubuf[i] = _w_f64(w0)
+            if i + 1 < n:
+                ubuf[i + 1] = _w_f64(w1)
+            if i + 2 < n:
+                ubuf[i + 2] = _w_f64(w2)
+            if i + 3 < n:
+                ubuf[i + 3] = _w_f64(w3)
+            i += 4
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _bern_row(p, out, k0, k1, c0, c1, c2, c3, first_block, ubuf):
+    """out[i] = 1 if u_i < p[i] else 0, u_i = uniform i of the stream (key, c)
+    counted from block ``first_block``; p and out distinct; ubuf scratch."""
+    n = p.shape[0]
+    _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+    for j in range(n):
+        out[j] = 1.0 if ubuf[j] < p[j] else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _bern_row_ip(x, k0, k1, c0, c1, c2, c3, first_block, ubuf):
+    """In-place _bern_row: x[i] = 1 if u_i < x[i] else 0 (a separate loop so
+    that it vectorizes: an exactly aliased pair defeats the overlap check)."""
+    n = x.shape[0]
+    _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+    for j in range(n):
+        x[j] = 1.0 if ubuf[j] < x[j] else 0.0
+
+
+@njit(cache=True, error_model="numpy")
 def _sigmoid_row(x, bias, out):
-    """out = sigmoid(x + bias) (out may be x)."""
+    """out = sigmoid(x + bias) (out distinct from x)."""
     n = x.shape[0]
     if x.itemsize == 4:
         for j in range(n):
@@ -184,45 +313,167 @@ def _sigmoid_row(x, bias, out):
             out[j] = _sig64(x[j] + bias[j])
 
 
-# ---- layer kernels (parallel over rows) ---------------------------------------
-@njit(cache=True, parallel=True)
-def _sigmoid_layer(act, bias):
-    """act = sigmoid(act + bias), in place."""
-    for s in prange(act.shape[0]):
-        _sigmoid_row(act[s], bias, act[s])
+@njit(cache=True, error_model="numpy")
+def _sigmoid_row_ip(x, bias):
+    """x = sigmoid(x + bias), in place."""
+    n = x.shape[0]
+    if x.itemsize == 4:
+        for j in range(n):
+            x[j] = _sig32(x[j] + bias[j])
+    else:
+        for j in range(n):
+            x[j] = _sig64(x[j] + bias[j])
 
 
-@njit(cache=True, parallel=True)
-def _sample_layer(act, bias, key, ctr, first_block, probs):
-    """act = Bernoulli(sigmoid(act + bias)) in place, row s from stream s
-    (blocks from first_block); probs (same shape, or 0 rows) receives the
-    probabilities."""
-    keep = probs.shape[0] > 0
-    for s in prange(act.shape[0]):
-        row = act[s]
-        tgt = probs[s] if keep else row
-        _sigmoid_row(row, bias, tgt)
-        c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
-        _bern_row(tgt, row, key[0], key[1], c0, c1, c2, c3, first_block)
+# ---- layer kernels (parallel over tiles / rows) -----------------------------------
+# Below this many multiply-adds (or elements) a layer runs on the calling
+# thread: a parallel region costs more than it saves (and far more on a
+# machine with more runnable threads than cores).  The results are the same
+# either way.
+PAR_MIN_WORK = 1 << 20
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy")
+def _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op, ubuf):
+    """Tile t of _layer (see there)."""
+    R = out.shape[0]
+    N = out.shape[1]
+    K = X.shape[1]
+    nw = W.shape[1]
+    per = 8 if out.itemsize == 4 else 4
+    tr = t // ntc
+    tc = t - tr * ntc
+    r0 = tr * TILE_R
+    r1 = min(r0 + TILE_R, R)
+    c0 = tc * TILE_C
+    c1 = min(c0 + TILE_C, N)
+    offb = c0 * nw if transw else c0
+    _gemm_at(False, transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
+             out, r0 * N + c0, N)
+    if op == 1:
+        for s in range(r0, r1):
+            _sigmoid_row_ip(out[s, c0:c1], bias[c0:c1])
+    elif op == 2:
+        keep = probs.shape[0] > 0
+        for s in range(r0, r1):
+            row = out[s, c0:c1]
+            k0, k1, k2, k3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+            if keep:
+                tgt = probs[s, c0:c1]
+                _sigmoid_row(row, bias[c0:c1], tgt)
+                _bern_row(tgt, row, key[0], key[1], k0, k1, k2, k3,
+                          first_block + c0 // per, ubuf)
+            else:
+                _sigmoid_row_ip(row, bias[c0:c1])
+                _bern_row_ip(row, key[0], key[1], k0, k1, k2, k3,
+                             first_block + c0 // per, ubuf)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc):
+    for t in prange(ntiles):
+        ubuf = np.empty(TILE_C, out.dtype)
+        _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op, ubuf)
+
+
+@njit(cache=True, error_model="numpy")
+def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
+    """out (R, N) = X (R, K) @ (W^T if transw else W), then per element
+    op 0: nothing; op 1: out = sigmoid(out + bias); op 2: out =
+    Bernoulli(sigmoid(out + bias)), row s from stream s of ctr starting at
+    block first_block (column c uses uniform c of the layer draw); probs
+    (R, N) receives the probabilities when it has rows.
+
+    Parallel over TILE_R x TILE_C tiles of out: each is a single-threaded
+    gemm followed by the fused pass while the tile is in cache (BLAS must be
+    single-threaded here; the bindings see to it)."""
+    R = out.shape[0]
+    N = out.shape[1]
+    ntc = (N + TILE_C - 1) // TILE_C
+    ntiles = ((R + TILE_R - 1) // TILE_R) * ntc
+    if ntiles > 1 and R * N * X.shape[1] >= PAR_MIN_WORK:
+        _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc)
+    else:
+        ubuf = np.empty(TILE_C, out.dtype)
+        for t in range(ntiles):
+            _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op,
+                        ubuf)
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tn_tile(t, ntc, alpha, A, B, beta, C):
+    m = C.shape[0]
+    n = C.shape[1]
+    K = A.shape[0]
+    tr = t // ntc
+    tc = t - tr * ntc
+    r0 = tr * TILE_R
+    r1 = min(r0 + TILE_R, m)
+    c0 = tc * TILE_C
+    c1 = min(c0 + TILE_C, n)
+    _gemm_at(True, False, r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
+             C, r0 * n + c0, n)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc):
+    for t in prange(ntiles):
+        _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tn(alpha, A, B, beta, C):
+    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over
+    TILE_R x TILE_C tiles of C (single-threaded gemm each)."""
+    m = C.shape[0]
+    n = C.shape[1]
+    ntc = (n + TILE_C - 1) // TILE_C
+    ntiles = ((m + TILE_R - 1) // TILE_R) * ntc
+    if ntiles > 1 and m * n * A.shape[0] >= PAR_MIN_WORK:
+        _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc)
+    else:
+        for t in range(ntiles):
+            _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+
+
+@njit(cache=True, error_model="numpy")
+def _bern_layer_row(p, s, key, ctr, first_block, ubuf):
+    n = p.shape[1]
+    per = 8 if p.itemsize == 4 else 4
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    for j0 in range(0, n, TILE_C):
+        j1 = min(j0 + TILE_C, n)
+        _bern_row_ip(p[s, j0:j1], key[0], key[1], c0, c1, c2, c3,
+                     first_block + j0 // per, ubuf)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _bern_layer_par(p, key, ctr, first_block):
+    for s in prange(p.shape[0]):
+        ubuf = np.empty(TILE_C, p.dtype)
+        _bern_layer_row(p, s, key, ctr, first_block, ubuf)
+
+
+@njit(cache=True, error_model="numpy")
 def _bern_layer(p, key, ctr, first_block):
     """p = Bernoulli(p) in place, row s from stream s (blocks from first_block)."""
-    for s in prange(p.shape[0]):
-        c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
-        _bern_row(p[s], p[s], key[0], key[1], c0, c1, c2, c3, first_block)
+    if p.shape[0] > 1 and p.size * 16 >= PAR_MIN_WORK:
+        _bern_layer_par(p, key, ctr, first_block)
+    else:
+        ubuf = np.empty(TILE_C, p.dtype)
+        for s in range(p.shape[0]):
+            _bern_layer_row(p, s, key, ctr, first_block, ubuf)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy")
 def _add_layer(acc, x):
     """acc += x (elementwise, same shapes)."""
-    for s in prange(acc.shape[0]):
+    for s in range(acc.shape[0]):
         for j in range(acc.shape[1]):
             acc[s, j] += x[s, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _colsum(x, out):
     """out (float64) += column sums of x, rows in order."""
     for s in range(x.shape[0]):
@@ -230,8 +481,46 @@ def _colsum(x, out):
             out[j] += x[s, j]
 
 
+@njit(cache=True, error_model="numpy")
+def _scale_layer(x, r):
+    """x = x / r."""
+    for s in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[s, j] = np.float64(x[s, j]) / np.float64(r)
+
+
+@njit(cache=True, error_model="numpy")
+def _axpy_layer(y, alpha, x):
+    """y += alpha * x (2-d, same shapes), alpha rounded to the dtype first."""
+    al = np.empty(1, y.dtype)
+    al[0] = alpha
+    for s in prange(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[s, j] += al[0] * x[s, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _mul_layer(y, f):
+    """y *= f (2-d), f rounded to the dtype first."""
+    al = np.empty(1, y.dtype)
+    al[0] = f
+    for s in prange(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[s, j] = y[s, j] * al[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_scaled_vec(y, sa, xa, sb, xb):
+    """y[i] += (dtype)(sa * xa[i] + sb * xb[i])  (xa, xb float64)."""
+    tmp = np.empty(y.shape[0], y.dtype)
+    for i in range(y.shape[0]):
+        tmp[i] = sa * xa[i] + sb * xb[i]
+    for i in range(y.shape[0]):
+        y[i] = y[i] + tmp[i]
+
+
 # ---- public kernels ------------------------------------------------------------
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _energy_rows(v, h, vw, a, b, out):
     for s in prange(v.shape[0]):
         e = 0.0
@@ -242,15 +531,15 @@ def _energy_rows(v, h, vw, a, b, out):
         out[s] = -e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def energy(v, h, W, a, b, out):
     """out[s] = -a.v_s - b.h_s - v_s W h_s  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
-    _gemm(False, False, 1.0, v, W, 0.0, vw)
+    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, vw, _noprobs(W), 0)
     _energy_rows(v, h, vw, a, b, out)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _free_energy_rows(v, vw, a, b, out):
     is32 = v.itemsize == 4
     for s in prange(v.shape[0]):
@@ -265,44 +554,48 @@ def _free_energy_rows(v, vw, a, b, out):
         out[s] = -e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def free_energy(v, W, a, b, out):
     """out[s] = -a.v_s - sum_j softplus(b_j + (v_s W)_j)  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
-    _gemm(False, False, 1.0, v, W, 0.0, vw)
+    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, vw, _noprobs(W), 0)
     _free_energy_rows(v, vw, a, b, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _noprobs(W):
+    return np.empty((0, 0), W.dtype)
+
+
+_NOKEY = np.zeros(4, np.uint64)
+
+
+@njit(cache=True, error_model="numpy")
 def hidden_probs(v, W, b, out):
     """out = sigmoid(v W + b)."""
-    _gemm(False, False, 1.0, v, W, 0.0, out)
-    _sigmoid_layer(out, b)
+    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, out, _noprobs(W), 1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def visible_probs(h, W, a, out):
     """out = sigmoid(h W^T + a)."""
-    _gemm(False, True, 1.0, h, W, 0.0, out)
-    _sigmoid_layer(out, a)
+    _layer(h, W, True, a, _NOKEY, _NOKEY, 0, out, _noprobs(W), 1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sample_hidden(v, W, b, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(v W + b)); row s from stream s, block 0.
     probs: (rows, n) to receive the probabilities, or a (0, 0) array."""
-    _gemm(False, False, 1.0, v, W, 0.0, out)
-    _sample_layer(out, b, key, ctr, 0, probs)
+    _layer(v, W, False, b, key, ctr, 0, out, probs, 2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sample_visible(h, W, a, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(h W^T + a)); row s from stream s, block 0."""
-    _gemm(False, True, 1.0, h, W, 0.0, out)
-    _sample_layer(out, a, key, ctr, 0, probs)
+    _layer(h, W, True, a, key, ctr, 0, out, probs, 2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     """k block-Gibbs sweeps v -> h -> v of every chain (row of v), in place.
 
@@ -317,16 +610,14 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     n = h.shape[1]
     bh = blocks_per_layer(n, v.itemsize)
     bv = blocks_per_layer(m, v.itemsize)
-    noprobs = np.empty((0, 0), v.dtype)
+    noprobs = _noprobs(W)
     if mean_last > 0:
         mean_v[:, :] = 0.0
         mean_h[:, :] = 0.0
     for t in range(k):
         blk = t * (bh + bv)
-        _gemm(False, False, 1.0, v, W, 0.0, h)
-        _sample_layer(h, b, key, ctr, blk, noprobs)
-        _gemm(False, True, 1.0, h, W, 0.0, v)
-        _sample_layer(v, a, key, ctr, blk + bh, noprobs)
+        _layer(v, W, False, b, key, ctr, blk, h, noprobs, 2)
+        _layer(h, W, True, a, key, ctr, blk + bh, v, noprobs, 2)
         if mean_last > 0 and t >= k - mean_last:
             _add_layer(mean_v, v)
             _add_layer(mean_h, h)
@@ -335,45 +626,7 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
         _scale_layer(mean_h, mean_last)
 
 
-@njit(cache=True, parallel=True)
-def _scale_layer(x, r):
-    """x = x / r."""
-    for s in prange(x.shape[0]):
-        for j in range(x.shape[1]):
-            x[s, j] = np.float64(x[s, j]) / np.float64(r)
-
-
-@njit(cache=True, parallel=True)
-def _axpy_layer(y, alpha, x):
-    """y += alpha * x (2-d, same shapes), alpha rounded to the dtype first."""
-    al = np.empty(1, y.dtype)
-    al[0] = alpha
-    for s in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[s, j] += al[0] * x[s, j]
-
-
-@njit(cache=True, parallel=True)
-def _mul_layer(y, f):
-    """y *= f (2-d), f rounded to the dtype first."""
-    al = np.empty(1, y.dtype)
-    al[0] = f
-    for s in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[s, j] = y[s, j] * al[0]
-
-
-@njit(cache=True)
-def _add_scaled_vec(y, sa, xa, sb, xb):
-    """y[i] += (dtype)(sa * xa[i] + sb * xb[i])  (xa, xb float64)."""
-    tmp = np.empty(y.shape[0], y.dtype)
-    for i in range(y.shape[0]):
-        tmp[i] = sa * xa[i] + sb * xb[i]
-    for i in range(y.shape[0]):
-        y[i] = y[i] + tmp[i]
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             scale_pos, scale_neg, decay):
     """One CD-k / PCD minibatch: sample the negative chains, then
@@ -402,35 +655,30 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     bh = blocks_per_layer(n, W.itemsize)
     bv = blocks_per_layer(m, W.itemsize)
     T = k + r - 1
+    noprobs = _noprobs(W)
     ppos = np.empty((B, n), dt)
-    _gemm(False, False, 1.0, vdata, W, 0.0, ppos)
-    _sigmoid_layer(ppos, b)
+    _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, 1)
     if r > 1:
         acc = np.zeros((m, n), dt)
     else:
         acc = np.zeros((0, 0), dt)
     sv = np.zeros(m, np.float64)
     sp = np.zeros(n, np.float64)
-    noprobs = np.empty((0, 0), dt)
     if mode == 0:
         V[:, :] = vdata
         H[:, :] = ppos
     elif mode == 1:
-        _gemm(False, False, 1.0, V, W, 0.0, H)
-        _sigmoid_layer(H, b)
+        _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
     for t in range(1, T + 1):
         blk = (t - 1) * (bh + bv)
         if mode != 2:
             _bern_layer(H, key, ctr, blk)
-            _gemm(False, True, 1.0, H, W, 0.0, V)
-            _sample_layer(V, a, key, ctr, blk + bh, noprobs)
+            _layer(H, W, True, a, key, ctr, blk + bh, V, noprobs, 2)
         else:
-            _gemm(False, True, 1.0, H, W, 0.0, V)
-            _sample_layer(V, a, key, ctr, blk, noprobs)
-        _gemm(False, False, 1.0, V, W, 0.0, H)
-        _sigmoid_layer(H, b)
+            _layer(H, W, True, a, key, ctr, blk, V, noprobs, 2)
+        _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
         if r > 1 and t >= k:
-            _gemm(True, False, 1.0, V, H, 1.0, acc)
+            _gemm_tn(1.0, V, H, 1.0, acc)
             _colsum(V, sv)
             _colsum(H, sp)
         if mode == 2 and t < T:
@@ -438,9 +686,9 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     # ---- accumulate (W, a, b are not read after this point) ----
     if decay != 1.0:
         _mul_layer(gW, decay)
-    _gemm(True, False, scale_pos, vdata, ppos, 1.0, gW)
+    _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
     if r == 1:
-        _gemm(True, False, scale_neg, V, H, 1.0, gW)
+        _gemm_tn(scale_neg, V, H, 1.0, gW)
         _colsum(V, sv)
         _colsum(H, sp)
     else:
