@@ -244,6 +244,17 @@ def test_transform_reference():
     assert_allclose(rbm.transform(X), sk.transform(X), rtol=1e-12)
 
 
+def test_chunked_calls(monkeypatch):
+    X = Xdigits[:50]
+    rbm = BernoulliRBM(n_components=6, n_iter=1, random_state=0).fit(X)
+    whole = rbm.transform(X)
+    monkeypatch.setattr(est_mod, "_CHUNK_ROWS", 7)
+    assert_array_equal(rbm.transform(X), whole)
+    assert_array_equal(rbm.transform(sp.csr_matrix(X)), whole)
+    assert_array_equal(rbm.score_samples(X), rbm.score_samples(sp.csr_matrix(X)))
+    assert rbm.gibbs(X, n_steps=2).shape == X.shape
+
+
 def test_score_samples_reproducible_and_sklearn_formula():
     X = (Xdigits[:50] > 0.3).astype(float)
     rbm = BernoulliRBM(n_components=10, batch_size=5, n_iter=3, random_state=0).fit(X)

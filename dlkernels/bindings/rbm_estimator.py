@@ -102,10 +102,8 @@ def _no_probs(dt):
     return np.empty((0, 0), dt)
 
 
-def _hidden_probs(v, W, b, backend):
-    out = np.empty((v.shape[0], W.shape[1]), W.dtype)
+def _hidden_probs(v, W, b, backend, out):
     _core(backend).hidden_probs(v, W, b, out)
-    return out
 
 
 def _gibbs(v, W, a, b, n_steps, streams, backend):
@@ -677,7 +675,7 @@ else:
             out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
             for s in range(0, X.shape[0], _CHUNK_ROWS):
                 e = min(s + _CHUNK_ROWS, X.shape[0])
-                out[s:e] = _hidden_probs(_dense_rows(X, s, e), W, b, self.backend)
+                _hidden_probs(_dense_rows(X, s, e), W, b, self.backend, out[s:e])
             return out
 
         def _data_dtype_for_predict(self):
