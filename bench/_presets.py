@@ -18,7 +18,7 @@ import os
 
 PRESETS = {
     "smoke": dict(
-        rounds=1, budget=1.0, probe_rounds=3,
+        rounds=3, budget=1.0, probe_rounds=5,
         rng_n=10**6,
         cd_samples=500, digits_iter=1,
         gibbs_chains=200, gibbs_sweeps=2,

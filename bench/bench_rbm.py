@@ -114,9 +114,14 @@ def test_fit(bench, cfg, impl):
         bench.require_module("sklearn")
     else:
         bench.require_backend("rbm")
-    est = make_estimator(impl, n_components=n_comp, learning_rate=0.1, batch_size=batch,
-                         n_iter=n_iter, random_state=0)
-    bench.run(lambda: est.fit(X))
+    params = dict(n_components=n_comp, learning_rate=0.1, batch_size=batch, random_state=0)
+    est = make_estimator(impl, n_iter=n_iter, **params)
+    if impl == "sklearn":
+        bench.run(lambda: est.fit(X))
+    else:                                    # warm up (compile) on a few batches
+        small, est_small = X[: 4 * batch], make_estimator(impl, n_iter=1, **params)
+        bench.run(lambda: est.fit(X), warmup=lambda: est_small.fit(small),
+                  scale=X.shape[0] * n_iter / small.shape[0])
 
 
 # --- block Gibbs ---------------------------------------------------------------------------------
@@ -142,7 +147,8 @@ def test_block_gibbs(bench, impl):
         bench.run(lambda: _peers.block_gibbs_torch(tv, tW, ta, tb, k, gen))
     else:
         gibbs_chains = ours(bench, "gibbs_chains")
-        bench.run(lambda: gibbs_chains(v0, W, a, b, k, random_state=0, backend=impl))
+        bench.run(lambda: gibbs_chains(v0, W, a, b, k, random_state=0, backend=impl),
+                  warmup=lambda: gibbs_chains(v0, W, a, b, 1, random_state=0, backend=impl), scale=k)
 
 
 # --- single-site Gibbs ---------------------------------------------------------------------------
@@ -177,7 +183,9 @@ def test_single_site(bench, peer, impl):
         bench.run(fn)
     else:
         single_site_gibbs = ours(bench, "single_site_gibbs")
-        bench.run(lambda: single_site_gibbs(v0, h0, W, a, b, steps, random_state=0, backend=impl))
+        bench.run(lambda: single_site_gibbs(v0, h0, W, a, b, steps, random_state=0, backend=impl),
+                  warmup=lambda: single_site_gibbs(v0, h0, W, a, b, 100, random_state=0, backend=impl),
+                  scale=steps / 100)
 
 
 # --- AIS -----------------------------------------------------------------------------------------
@@ -201,4 +209,7 @@ def test_ais(bench, impl):
         bench.run(lambda: _peers.ais_numpy(W, a, b, R, betas, rng))
     else:
         ais_log_partition = ours(bench, "ais_log_partition")
-        bench.run(lambda: ais_log_partition(W, a, b, n_runs=R, n_betas=T, random_state=0, backend=impl))
+        bench.run(lambda: ais_log_partition(W, a, b, n_runs=R, n_betas=T, random_state=0, backend=impl),
+                  warmup=lambda: ais_log_partition(W, a, b, n_runs=R, n_betas=10, random_state=0,
+                                                   backend=impl),
+                  scale=(T - 1) / 9)

@@ -5,8 +5,9 @@ impl=..., ...)`` before it runs (or skips): the description goes into the
 benchmark's ``extra_info`` (hence into the JSON) and into the test report's
 ``user_properties`` (so the runner can show *why* a case was skipped).
 ``bench.run(fn)`` makes one untimed warm-up call (JIT compilation, first-touch
-page faults) and then times the preset's ``rounds`` calls of ``fn`` (fewer
-when they would exceed the preset's time budget per benchmark).
+page faults; a cheaper call of the same kernel where the suite gives one) and
+then times the preset's ``rounds`` calls of ``fn`` (fewer when they would
+exceed the preset's time budget per benchmark).
 
 Thread counts are set once for the whole session from ``DLKBENCH_THREADS``:
 Numba and OpenMP through ``dlkernels.set_num_threads``, BLAS through
@@ -94,16 +95,21 @@ class Bench:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"not installed: {module}")
 
-    def run(self, fn, rounds=None):
-        """One untimed warm-up call, then ``rounds`` timed calls (the preset's,
-        fewer when the warm-up shows they would not fit the preset's budget)."""
+    def run(self, fn, rounds=None, warmup=None, scale=1.0):
+        """An untimed warm-up call, then ``rounds`` timed calls of ``fn`` (the
+        preset's, fewer when they would not fit the preset's time budget).
+
+        warmup: a cheaper call of the same kernel (same dtypes, so the same
+        compiled code) used instead of a full call of ``fn``, with ``scale``
+        = full work / warm-up work to estimate a round's time.
+        """
         if self.meta is None:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
         t0 = time.perf_counter()
-        fn()
-        warm = time.perf_counter() - t0
+        (warmup or fn)()
+        estimate = (time.perf_counter() - t0) * (scale if warmup else 1.0)
         rounds = rounds or self.preset["rounds"]
-        rounds = max(1, min(rounds, int(self.preset["budget"] / max(warm, 1e-9))))
+        rounds = max(1, min(rounds, int(self.preset["budget"] / max(estimate, 1e-9))))
         return self.benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
 
 
