@@ -442,9 +442,28 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def check_setup(args):
+    """A message saying why the run cannot start, or None."""
+    for mod, dist in (("pytest_benchmark", "pytest-benchmark"), ("threadpoolctl", "threadpoolctl")):
+        if importlib.util.find_spec(mod) is None:
+            return f"{dist} is not installed: pip install -e '.[bench]'"
+    import numba
+
+    top = numba.config.NUMBA_NUM_THREADS
+    for name in ("threads", "blas_threads"):
+        n = getattr(args, name)
+        if n is not None and not 1 <= n <= top:
+            return (f"--{name.replace('_', '-')}: expected 1..{top} (NUMBA_NUM_THREADS), got {n}")
+    return None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    problem = check_setup(args)
+    if problem:
+        print(f"python -m bench: {problem}", file=sys.stderr)
+        return 2
     os.environ["DLKBENCH_PRESET"] = args.preset
     os.environ["DLKBENCH_THREADS"] = str(args.threads)
     os.environ["DLKBENCH_BLAS_THREADS"] = str(args.blas_threads or args.threads)
