@@ -11,14 +11,16 @@ work (samples, sweeps, temperatures); "smoke" is a seconds-long check that
 the runner works end to end.
 
 rounds: timed calls per benchmark, cut to fit ``budget`` seconds when one
-call (the untimed warm-up) is slow, never below one; probe_rounds: rounds of
-the (short) GEMM probes, whose best round is the reference rate.
+call (the untimed warm-up) is slow, never below one; cap: seconds a call may
+take before the benchmark is skipped as too slow (keeps a run's duration
+bounded when a kernel misbehaves); probe_rounds: rounds of the (short) GEMM
+probes, whose best round is the reference rate.
 """
 import os
 
 PRESETS = {
     "smoke": dict(
-        rounds=3, budget=1.0, probe_rounds=5,
+        rounds=3, budget=1.0, cap=10.0, probe_rounds=5,
         rng_n=10**6,
         cd_samples=500, digits_iter=1,
         gibbs_chains=200, gibbs_sweeps=2,
@@ -27,7 +29,7 @@ PRESETS = {
         startup_kernels=("rng",),
     ),
     "quick": dict(
-        rounds=3, budget=2.0, probe_rounds=15,
+        rounds=3, budget=2.0, cap=20.0, probe_rounds=15,
         rng_n=10**7,
         cd_samples=1_000, digits_iter=2,
         gibbs_chains=1_000, gibbs_sweeps=5,
@@ -36,7 +38,7 @@ PRESETS = {
         startup_kernels=("rng", "rbm"),
     ),
     "full": dict(
-        rounds=5, budget=60.0, probe_rounds=30,
+        rounds=5, budget=60.0, cap=900.0, probe_rounds=30,
         rng_n=10**8,
         cd_samples=10_000, digits_iter=10,
         gibbs_chains=1_000, gibbs_sweeps=100,

@@ -199,6 +199,7 @@ def fmt_ratio(x):
 def short(reason, n=60):
     """A skip/failure reason cut for a table cell (the JSON keeps it whole)."""
     reason = reason.split(" (")[0] if reason.startswith("not ") else reason
+    reason = reason.split(", over the")[0] if reason.startswith("too slow") else reason
     return reason if len(reason) <= n else reason[: n - 1] + "…"
 
 
@@ -327,7 +328,9 @@ def family_table(fam, cases, rates):
                 elif t:
                     row.append(check_target(tg, ratios, frac))
                 else:   # deselected with -k: no verdict; skipped or failed: the target is not shown met
-                    row.append("—" if e.get("reason") == "not run" else "NO (not measured)")
+                    why = e.get("reason", "")
+                    row.append("—" if why == "not run" else
+                               "NO (too slow)" if why.startswith("too slow") else "NO (not measured)")
             rows.append(row)
     return md_table(header, rows)
 

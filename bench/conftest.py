@@ -100,14 +100,23 @@ class Bench:
         preset's, fewer when they would not fit the preset's time budget).
 
         warmup: a cheaper call of the same kernel (same dtypes, so the same
-        compiled code) used instead of a full call of ``fn``, with ``scale``
-        = full work / warm-up work to estimate a round's time.
+        compiled code) used instead of a full call of ``fn``; it runs twice
+        (compilation, then a timing) and ``scale`` = full work / warm-up work
+        turns its time into an estimate of a round.  A benchmark whose round
+        would exceed the preset's ``cap`` is skipped, saying so.
         """
         if self.meta is None:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
+        if warmup is None:
+            warmup, scale = fn, 1.0
+        else:
+            warmup()
         t0 = time.perf_counter()
-        (warmup or fn)()
-        estimate = (time.perf_counter() - t0) * (scale if warmup else 1.0)
+        warmup()
+        estimate = (time.perf_counter() - t0) * scale
+        if estimate > self.preset["cap"]:
+            pytest.skip(f"too slow: ~{estimate:.0f} s a call, over the {self.preset['cap']:g} s "
+                        f"cap of the {_presets.name()} preset")
         rounds = rounds or self.preset["rounds"]
         rounds = max(1, min(rounds, int(self.preset["budget"] / max(estimate, 1e-9))))
         return self.benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
