@@ -443,6 +443,7 @@ def test_save_load_roundtrip(tmp_path, kw):
     path = tmp_path / "model.rbm"
     rbm.save(path)
     assert os.listdir(tmp_path) == ["model.rbm"]  # no temp file left behind
+    assert (path.stat().st_mode & 0o777) == 0o644
     new = BernoulliRBM.load(path)
     assert new.get_params() == rbm.get_params()
     _assert_same_state(_state(rbm), _state(new))

@@ -788,6 +788,13 @@ else:
                     np.savez(fh, **entries)
                     fh.flush()
                     os.fsync(fh.fileno())
+                # mkstemp makes the file private (0600): give it the mode of the
+                # file it replaces, or the usual 0644 of a new file
+                try:
+                    mode = os.stat(path).st_mode & 0o777
+                except OSError:
+                    mode = 0o644
+                os.chmod(tmp, mode)
                 os.replace(tmp, path)
             except BaseException:
                 try:
