@@ -24,6 +24,20 @@ values outside [0, 1] (the conditionals are defined for any real input, and
 scikit-learn's own estimator checks feed such data); NaN and infinite values,
 empty data, a wrong number of features, complex or non-numeric data raise a
 ValueError (or TypeError) before any state of the estimator changes.
+
+Differences from scikit-learn
+-----------------------------
+* Random numbers come from dlkernels' Philox streams, so a seed gives another
+  (equally distributed) run than scikit-learn's; float32 models draw float32
+  uniforms, so float32 and float64 fits of one seed differ more than
+  scikit-learn's (which draws float64 uniforms for both).
+* A last minibatch shorter than ``batch_size``: the model statistics are
+  averaged over the chains (scikit-learn divides their sum by the shorter
+  length).
+* ``transform`` returns the model's dtype; ``gibbs`` takes ``n_steps``.
+* Private helpers (``_mean_hiddens``, ``_sample_hiddens``, ``_free_energy``,
+  ``_fit``) do not exist.
+* Extra: ``fit(X, resume=True)``, ``save``/``load``, deferred Ctrl-C.
 """
 import hashlib
 import io
