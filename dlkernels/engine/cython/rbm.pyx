@@ -298,6 +298,16 @@ cdef void _colsum(const floating* x, Py_ssize_t C, Py_ssize_t n, double* out) no
             out[j] += x[s * n + j]
 
 
+cdef void _stack(floating* S, const floating* top, Py_ssize_t B, const floating* bottom,
+                 Py_ssize_t C, Py_ssize_t m) noexcept nogil:
+    """S (B + C, m) = [top; bottom]."""
+    cdef Py_ssize_t i
+    for i in range(B * m):
+        S[i] = top[i]
+    for i in range(C * m):
+        S[B * m + i] = bottom[i]
+
+
 cdef void _add_scaled_vec(floating* y, Py_ssize_t n, double sa, const double* xa, double sb,
                           const double* xb) noexcept nogil:
     cdef Py_ssize_t i
@@ -463,23 +473,30 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t T = k + r - 1, t, s, j
+    cdef bint stacked = mode == 2 and T == 1
     dt = np.float32 if floating is float else np.float64
     ppos_arr = np.empty((B, n), dt)
     acc_arr = np.zeros((m if r > 1 else 1, n if r > 1 else 1), dt)
+    S_arr = np.empty((B + C, m), dt)
+    Q_arr = np.empty((B + C, n), dt)
     sv_arr = np.zeros(m, np.float64)
     sp_arr = np.zeros(n, np.float64)
     pv_arr = np.zeros(m, np.float64)
     ph_arr = np.zeros(n, np.float64)
     cdef floating[:, ::1] ppos = ppos_arr
     cdef floating[:, ::1] acc = acc_arr
+    cdef floating[:, ::1] S = S_arr
+    cdef floating[:, ::1] Q = Q_arr
     cdef double[::1] sv = sv_arr, sp = sp_arr, pv = pv_arr, ph = ph_arr
     # gW/ga/gb may share memory with W/a/b: W is only read through this pointer
     cdef const floating* pW = &W[0, 0]
     cdef const uint64_t* kp = &key[0]
     cdef const uint64_t* cp = &ctr[0]
+    cdef floating fs
     with nogil:
-        _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, &ppos[0, 0], n,
-               <floating*>NULL, 1)
+        if not stacked:
+            _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, &ppos[0, 0], n,
+                   <floating*>NULL, 1)
         if mode == 0:
             for s in range(B):
                 for j in range(m):
@@ -498,8 +515,19 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             else:
                 _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
                        <floating*>NULL, 2)
-            _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
-                   <floating*>NULL, 1)
+            if stacked:
+                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
+                _layer(&S[0, 0], B + C, m, pW, n, False, &b[0], kp, cp, 0, &Q[0, 0], n,
+                       <floating*>NULL, 1)
+                for s in range(B):
+                    for j in range(n):
+                        ppos[s, j] = Q[s, j]
+                for s in range(C):
+                    for j in range(n):
+                        H[s, j] = Q[B + s, j]
+            else:
+                _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
+                       <floating*>NULL, 1)
             if r > 1 and t >= k:
                 _gemm_tn(1.0, &V[0, 0], C, &H[0, 0], <floating>1, &acc[0, 0], m, n)
                 _colsum(&V[0, 0], C, m, &sv[0])
@@ -509,12 +537,23 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
         # ---- accumulate (W, a, b are not read after this point) ----
         if decay != 1.0:
             _mul_layer(&gW[0, 0], decay, m, n)
-        _gemm_tn(scale_pos, &vdata[0, 0], B, &ppos[0, 0], <floating>1, &gW[0, 0], m, n)
         if r == 1:
-            _gemm_tn(scale_neg, &V[0, 0], C, &H[0, 0], <floating>1, &gW[0, 0], m, n)
+            # one GEMM over K = B + C rows: gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]
+            if not stacked:
+                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
+            fs = <floating>scale_pos
+            for s in range(B):
+                for j in range(n):
+                    Q[s, j] = fs * ppos[s, j]
+            fs = <floating>scale_neg
+            for s in range(C):
+                for j in range(n):
+                    Q[B + s, j] = fs * H[s, j]
+            _gemm_tn(1.0, &S[0, 0], B + C, &Q[0, 0], <floating>1, &gW[0, 0], m, n)
             _colsum(&V[0, 0], C, m, &sv[0])
             _colsum(&H[0, 0], C, n, &sp[0])
         else:
+            _gemm_tn(scale_pos, &vdata[0, 0], B, &ppos[0, 0], <floating>1, &gW[0, 0], m, n)
             _axpy_layer(&gW[0, 0], scale_neg, &acc[0, 0], m, n)
         _colsum(&vdata[0, 0], B, m, &pv[0])
         _colsum(&ppos[0, 0], B, n, &ph[0])

@@ -510,6 +510,16 @@ def _mul_layer(y, f):
 
 
 @njit(cache=True, error_model="numpy")
+def _scaled_copy(dst, src, f):
+    """dst = f * src (2-d), f rounded to the dtype first."""
+    al = np.empty(1, dst.dtype)
+    al[0] = f
+    for s in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[s, j] = al[0] * src[s, j]
+
+
+@njit(cache=True, error_model="numpy")
 def _add_scaled_vec(y, sa, xa, sb, xb):
     """y[i] += (dtype)(sa * xa[i] + sb * xb[i])  (xa, xb float64)."""
     tmp = np.empty(y.shape[0], y.dtype)
@@ -655,13 +665,20 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     bh = blocks_per_layer(n, W.itemsize)
     bv = blocks_per_layer(m, W.itemsize)
     T = k + r - 1
+    C = V.shape[0]
     noprobs = _noprobs(W)
+    # scikit-learn's step (hidden chains, one sweep): the data's and the
+    # chains' hidden probabilities come from one stacked GEMM (one pass over W)
+    stacked = mode == 2 and T == 1
     ppos = np.empty((B, n), dt)
-    _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, 1)
+    if not stacked:
+        _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, 1)
     if r > 1:
         acc = np.zeros((m, n), dt)
+        S = np.empty((0, m), dt)
     else:
         acc = np.zeros((0, 0), dt)
+        S = np.empty((B + C, m), dt)
     sv = np.zeros(m, np.float64)
     sp = np.zeros(n, np.float64)
     if mode == 0:
@@ -676,7 +693,15 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             _layer(H, W, True, a, key, ctr, blk + bh, V, noprobs, 2)
         else:
             _layer(H, W, True, a, key, ctr, blk, V, noprobs, 2)
-        _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
+        if stacked:
+            S[:B, :] = vdata
+            S[B:, :] = V
+            PS = np.empty((B + C, n), dt)
+            _layer(S, W, False, b, key, ctr, 0, PS, noprobs, 1)
+            ppos[:, :] = PS[:B]
+            H[:, :] = PS[B:]
+        else:
+            _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
         if r > 1 and t >= k:
             _gemm_tn(1.0, V, H, 1.0, acc)
             _colsum(V, sv)
@@ -686,12 +711,19 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     # ---- accumulate (W, a, b are not read after this point) ----
     if decay != 1.0:
         _mul_layer(gW, decay)
-    _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
     if r == 1:
-        _gemm_tn(scale_neg, V, H, 1.0, gW)
+        # one GEMM over K = B + C rows: gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]
+        if not stacked:
+            S[:B, :] = vdata
+            S[B:, :] = V
+        Q = np.empty((B + C, n), dt)
+        _scaled_copy(Q[:B], ppos, scale_pos)
+        _scaled_copy(Q[B:], H, scale_neg)
+        _gemm_tn(1.0, S, Q, 1.0, gW)
         _colsum(V, sv)
         _colsum(H, sp)
     else:
+        _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
         _axpy_layer(gW, scale_neg, acc)
     pv = np.zeros(m, np.float64)
     ph = np.zeros(n, np.float64)
