@@ -266,9 +266,11 @@ def target_text(target):
 
 def check_target(target, ratios, frac):
     """'yes', or 'NO (...)' naming each missed or unmeasured goal."""
-    missed = []
+    missed, unchecked = [], []
     for t in target:
-        if t["vs"] == "gemm":
+        if t["vs"] in PEER_MODULE and importlib.util.find_spec(PEER_MODULE[t["vs"]]) is None:
+            unchecked.append(f"{t['vs']} not installed")   # a peer target holds "when installed"
+        elif t["vs"] == "gemm":
             if frac is None:
                 missed.append("GEMM % not measured")
             elif frac < t["frac"]:
@@ -279,7 +281,8 @@ def check_target(target, ratios, frac):
                 missed.append(f"{t['vs']} not measured")
             elif r < t["ratio"]:
                 missed.append(f"{fmt_ratio(r)} {t['vs']}")
-    return "yes" if not missed else "NO (" + "; ".join(missed) + ")"
+    extra = f" ({'; '.join(unchecked)})" if unchecked else ""
+    return ("yes" + extra) if not missed else "NO (" + "; ".join(missed + unchecked) + ")"
 
 
 def family_table(fam, cases, rates):
@@ -308,10 +311,10 @@ def family_table(fam, cases, rates):
             ratios = {}
             for p in peers:
                 pe = case["impls"].get(p)
-                if importlib.util.find_spec(PEER_MODULE[p]) is None:
-                    row.append("skipped: not installed")
-                elif pe is None:
+                if pe is None:
                     row.append("—")
+                elif importlib.util.find_spec(PEER_MODULE[p]) is None:
+                    row.append("skipped: not installed")
                 elif "time" not in pe:
                     row.append(status(pe["reason"]))
                 else:
