@@ -552,3 +552,16 @@ def test_public_module():
         assert name in rbm.__all__ and callable(getattr(rbm, name))
     with pytest.raises(AttributeError):
         rbm.no_such_function
+
+
+def test_blas_single_threaded_restores():
+    ctl = brbm._blas_controllers()
+    if not ctl:
+        pytest.skip("threadpoolctl finds no BLAS")
+    before = [c.get_num_threads() for c in ctl]
+    with rbm.blas_single_threaded():
+        assert all(c.get_num_threads() == 1 for c in ctl)
+        with rbm.blas_single_threaded():  # re-entrant
+            assert all(c.get_num_threads() == 1 for c in ctl)
+        assert all(c.get_num_threads() == 1 for c in ctl)
+    assert [c.get_num_threads() for c in ctl] == before

@@ -28,7 +28,8 @@ from ._checks import (check_array, check_binary, check_bool, check_choice, check
 from .rng import as_streams
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
-           "sample_visible", "gibbs_chains", "cd_gradient", "cd_update", "CDResult"]
+           "sample_visible", "gibbs_chains", "cd_gradient", "cd_update", "CDResult",
+           "blas_single_threaded"]
 
 CDResult = namedtuple("CDResult", ["dW", "da", "db", "chains"])
 CDResult.__doc__ = """Result of ``cd_gradient``: dW (m, n), da (m,), db (n,) = E_data - E_model,
@@ -65,22 +66,46 @@ def _blas_controllers():
     return _BLAS
 
 
-def _run(fn, *args):
-    """Call a kernel with its BLAS single-threaded: the kernels parallelise
-    over output tiles themselves (one single-threaded gemm per tile, fused
-    with the element-wise pass), and a multi-threaded BLAS would fight those
-    threads for the cores.  The previous BLAS thread counts are restored."""
-    ctl = _blas_controllers()
-    old = [c.get_num_threads() for c in ctl]
-    for c, n in zip(ctl, old):
-        if n != 1:
-            c.set_num_threads(1)
-    try:
-        return fn(*args)
-    finally:
-        for c, n in zip(ctl, old):
+# The kernels run layers smaller than this (multiply-adds) on the calling
+# thread (engine PAR_MIN_WORK); BLAS is left alone for them.
+_PAR_MIN_WORK = 1 << 20
+
+
+class blas_single_threaded:
+    """Context manager: the BLAS behind ``scipy.linalg.cython_blas`` runs on
+    one thread inside the block (previous thread counts restored on exit).
+
+    The RBM kernels parallelise over output tiles themselves (one
+    single-threaded gemm per tile, fused with the element-wise pass); a
+    multi-threaded BLAS inside those threads oversubscribes the cores.  The
+    public functions enter this around each kernel call; code that calls the
+    engine kernels directly (e.g. a training loop) should enter it once
+    around the loop.  Re-entrant; a no-op when threadpoolctl is missing."""
+
+    def __enter__(self):
+        self._ctl = _blas_controllers()
+        self._old = [c.get_num_threads() for c in self._ctl]
+        for c, n in zip(self._ctl, self._old):
+            if n != 1:
+                c.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for c, n in zip(self._ctl, self._old):
             if n != 1:
                 c.set_num_threads(n)
+        return False
+
+
+def _run(fn, *args, work=None):
+    """Call a kernel inside ``blas_single_threaded()``.  ``work``: the largest
+    GEMM's multiply-adds; below the kernels' parallel threshold (where every
+    layer runs on the calling thread) BLAS is left alone (saves a few
+    microseconds per call)."""
+    if work is not None and work < _PAR_MIN_WORK:
+        return fn(*args)
+    with blas_single_threaded():
+        return fn(*args)
 
 
 def _weights(W, a=None, b=None, *, inplace=False):
@@ -115,17 +140,28 @@ def _finite(arrays, names):
 
 
 def _states(x, name, dt, ncols, *, binary):
-    """A (rows, ncols) non-empty array of dtype dt, binary or in [0, 1]."""
-    x = check_array(x, name, ndim=2, dtype=dt, shape=(None, ncols), allow_empty=False,
-                    finite=True)
-    if binary:
-        check_binary(x, name)
-    else:
-        check_in_range(x, name, 0, 1)
+    """A (rows, ncols) non-empty array of dtype dt, binary or in [0, 1]
+    (one cheap pass when the values are fine; NaN / inf are reported as such)."""
+    x = check_array(x, name, ndim=2, dtype=dt, shape=(None, ncols), allow_empty=False)
+    _check_values(x, name, binary)
     return x
 
 
+def _check_values(x, name, binary):
+    if binary:
+        ok = bool(np.all((x == 0) | (x == 1)))
+    else:
+        lo, hi = x.min(), x.max()  # NaN propagates and fails both tests
+        ok = bool(lo >= 0 and hi <= 1)
+    if not ok:
+        _finite((x,), (name,))
+        if binary:
+            check_binary(x, name)
+        check_in_range(x, name, 0, 1)
+
+
 def _rng(random_state):
+    """(key, base counter) of one call: ``Streams.next_counter()``."""
     st = as_streams(random_state)
     return st.key, st.next_counter()
 
@@ -144,7 +180,7 @@ def energy(v, h, W, a, b, *, backend=None):
     if h.shape[0] != v.shape[0]:
         raise ValueError(f"h: expected {v.shape[0]} rows (the rows of v), got {h.shape[0]}")
     out = np.empty(v.shape[0], W.dtype)
-    _run(_engine(backend).energy, v, h, W, a, b, out)
+    _run(_engine(backend).energy, v, h, W, a, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -158,7 +194,7 @@ def free_energy(v, W, a, b, *, backend=None):
     _finite((W, a, b), ("W", "a", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = np.empty(v.shape[0], W.dtype)
-    _run(_engine(backend).free_energy, v, W, a, b, out)
+    _run(_engine(backend).free_energy, v, W, a, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -174,7 +210,7 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
-    _run(_engine(backend).hidden_probs, v, W, b, out)
+    _run(_engine(backend).hidden_probs, v, W, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -184,7 +220,7 @@ def visible_probs(h, W, a, *, out=None, backend=None):
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
     out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
-    _run(_engine(backend).visible_probs, h, W, a, out)
+    _run(_engine(backend).visible_probs, h, W, a, out, work=h.shape[0] * W.size)
     return out
 
 
@@ -200,7 +236,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
     shape = (v.shape[0], W.shape[1])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_engine(backend).sample_hidden, v, W, b, key, ctr, out, probs)
+    _run(_engine(backend).sample_hidden, v, W, b, key, ctr, out, probs, work=v.shape[0] * W.size)
     return (out, probs) if return_probs else out
 
 
@@ -214,7 +250,8 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
     shape = (h.shape[0], W.shape[0])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_engine(backend).sample_visible, h, W, a, key, ctr, out, probs)
+    _run(_engine(backend).sample_visible, h, W, a, key, ctr, out, probs,
+         work=h.shape[0] * W.size)
     return (out, probs) if return_probs else out
 
 
@@ -246,7 +283,8 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _run(_engine(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh)
+    _run(_engine(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh,
+         work=C * W.size)
     if mean_last:
         return v, h, mv, mh
     if return_hidden:
@@ -256,7 +294,7 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
 
 # ---- CD-k / PCD ------------------------------------------------------------------------------
 
-def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace):
+def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace, check_chains=True):
     dt = W.dtype
     m, n = W.shape
     v_data = _states(v_data, "v_data", dt, m, binary=False)
@@ -278,8 +316,8 @@ def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace):
             if x.shape[0] == 0:
                 raise ValueError(f"{name}: expected at least one chain, got shape {x.shape}")
             check_out(x, name, (x.shape[0], cols), dt)
-            _finite((x,), (name,))
-            check_binary(x, name)
+            if check_chains:
+                _check_values(x, name, True)
         else:
             x = np.array(_states(x, name, dt, cols, binary=True), order="C", copy=True)
         mode, chains = md, x
@@ -330,7 +368,8 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
     db = np.zeros_like(b)
     key, ctr = _rng(random_state)
     _run(_engine(backend).cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
-                             1.0 / v_data.shape[0], -1.0 / (r * C), 1.0)
+                             1.0 / v_data.shape[0], -1.0 / (r * C), 1.0,
+         work=max(v_data.shape[0], C) * W.size)
     return CDResult(dW, da, db, H if mode == 2 else V)
 
 
@@ -362,9 +401,10 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     h_neg = p(h|v_neg), W += lr/B * (v_pos^T p(h|v_pos) - v_neg^T h_neg),
     biases likewise, then h_chains ~ Bernoulli(h_neg).
 
-    ``check_finite=False`` skips the O(m n) NaN/inf scan of W, a, b (for
-    callers, such as the estimator, that own the parameters); the data are
-    always checked.
+    ``check_finite=False`` skips the O(m n) NaN/inf scan of W, a, b and the
+    value check of the persistent chains (for callers, such as the estimator,
+    that own this state; the kernel only ever writes 0/1 into the chains);
+    the data are always checked.
     """
     W, a, b = _weights(W, a, b, inplace=True)
     check_finite = check_bool(check_finite, "check_finite")
@@ -383,16 +423,18 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
         _finite(velocity, ("velocity[0]", "velocity[1]", "velocity[2]"))
     elif momentum > 0:
         raise ValueError("velocity: expected a tuple (vW, va, vb) of arrays when momentum > 0, got None")
-    v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, True)
+    v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, True,
+                                           check_finite)
     V, H = _cd_buffers(mode, chains, v_data, W)
     B, C = v_data.shape[0], V.shape[0]
+    work = max(B, C) * W.shape[0] * W.shape[1]
     sp = lr / B
     sn = -lr / (r * (C if negative_scale == "chains" else B))
     key, ctr = _rng(random_state)
     eng = _engine(backend)
     if velocity is None:
         _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
-                    1.0 - lr * weight_decay)
+             1.0 - lr * weight_decay, work=work)
     else:
         vW, va, vb = velocity
         vW *= W.dtype.type(momentum)
@@ -400,7 +442,8 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
             vW -= W.dtype.type(lr * weight_decay) * W
         va *= W.dtype.type(momentum)
         vb *= W.dtype.type(momentum)
-        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0)
+        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0,
+             work=work)
         W += vW
         a += va
         b += vb
