@@ -306,14 +306,11 @@ def transition_matrix_ref(W, a, b, q=None):
     return T
 
 
-def ais_ref(W, a, b, a_base, betas, n_runs, key=None, ctr=None, rng=None):
-    """AIS log weights (float64, (n_runs,)) along betas from the base-rate model a_base.
-
-    With (key, ctr): the kernel's draws (stream s, block layout of
-    dlkernels.engine.numba._rbm_mcmc), runs looped in Python; with rng (a
-    numpy Generator): the NumPy peer for benchmarks, vectorised over runs.
-    GEMMs in W's dtype; probabilities and log weights in float64.
-    """
+def ais_ref(W, a, b, a_base, betas, n_runs, key, ctr):
+    """AIS log weights (float64, (n_runs,)) along betas from the base-rate model a_base,
+    with the kernel's draws (stream s, block layout of dlkernels.engine.numba._rbm_mcmc);
+    runs looped in Python for the draws.  GEMMs in W's dtype; probabilities and
+    log weights in float64."""
     dt = W.dtype
     m, n = W.shape
     R = n_runs
@@ -321,16 +318,14 @@ def ais_ref(W, a, b, a_base, betas, n_runs, key=None, ctr=None, rng=None):
     a64, b64, ab64 = (np.asarray(x, np.float64) for x in (a, b, a_base))
     da = a64 - ab64
 
-    def unif(k, size, first_block):
-        if rng is not None:
-            return rng.random((R, size), dtype=dt)
+    def unif(size, first_block):
         return np.stack([uniforms(key, ctr, s, first_block, size, dt) for s in range(R)])
 
     def sig(z):
-        return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))),
-                        np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1.0, e) / (1.0 + e)
 
-    V = (unif(0, m, 0).astype(np.float64) < sig(ab64)[None, :]).astype(dt)
+    V = (unif(m, 0).astype(np.float64) < sig(ab64)[None, :]).astype(dt)
     logw = np.zeros(R)
     K = len(betas) - 1
     for k in range(1, K + 1):
@@ -341,10 +336,41 @@ def ais_ref(W, a, b, a_base, betas, n_runs, key=None, ctr=None, rng=None):
         if k == K:
             break
         blk = nbv + (k - 1) * (nbh + nbv)
-        H = (unif(k, n, blk).astype(np.float64) < sig(bk * y)).astype(dt)
+        H = (unif(n, blk).astype(np.float64) < sig(bk * y)).astype(dt)
         x = (H @ W.T).astype(np.float64)
         z = (1.0 - bk) * ab64 + bk * (a64 + x)
-        V = (unif(k, m, blk + nbh).astype(np.float64) < sig(z)).astype(dt)
+        V = (unif(m, blk + nbh).astype(np.float64) < sig(z)).astype(dt)
+    return logw
+
+
+def ais_numpy(W, a, b, a_base, betas, n_runs, rng):
+    """The NumPy peer of ais_log_partition for benchmarks: the same algorithm
+    and schedule, vectorised over the runs (one GEMM per layer per temperature),
+    uniforms from the numpy Generator rng, sampling in W's dtype, log weights
+    in float64 (np.logaddexp).  Returns the log weights (n_runs,)."""
+    dt = W.dtype
+    m, n = W.shape
+    R = n_runs
+    one = dt.type(1)
+    WT = np.ascontiguousarray(W.T)
+    b64 = b.astype(np.float64)
+    da = a.astype(np.float64) - a_base.astype(np.float64)
+    with np.errstate(over="ignore"):
+        V = (rng.random((R, m), dtype=dt) < one / (one + np.exp(-a_base))).astype(dt)
+        logw = np.zeros(R)
+        K = len(betas) - 1
+        for k in range(1, K + 1):
+            bk, bp = float(betas[k]), float(betas[k - 1])
+            y = V @ W + b
+            y64 = y.astype(np.float64)
+            logw += (bk - bp) * (V @ da)
+            logw += np.logaddexp(0.0, bk * y64).sum(axis=1) - np.logaddexp(0.0, bp * y64).sum(axis=1)
+            if k == K:
+                break
+            bkd = dt.type(bk)
+            H = (rng.random((R, n), dtype=dt) < one / (one + np.exp(-bkd * y))).astype(dt)
+            z = (one - bkd) * a_base + bkd * (H @ WT + a)
+            V = (rng.random((R, m), dtype=dt) < one / (one + np.exp(-z))).astype(dt)
     return logw
 
 

@@ -17,6 +17,7 @@ import numpy as _mc_np
 cdef extern from *:
     """
     #include <stdint.h>
+    #include <math.h>
     /* high 64 bits of a*b; *lo = low 64 bits */
     static inline uint64_t dlk_mc_mulhilo(uint64_t a, uint64_t b, uint64_t *lo) {
     #if defined(__SIZEOF_INT128__)
@@ -31,8 +32,106 @@ cdef extern from *:
         return p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
     #endif
     }
+
+    /* GCC keeps FP selects as branches under -ftrapping-math (its default),
+       which stops the loop vectorizer; no-trapping-math changes no value. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define DLK_MC_NOTRAP __attribute__((optimize("no-trapping-math")))
+    #else
+    #define DLK_MC_NOTRAP
+    #endif
+
+    /* exp(x) for x <= 0, clamped at exp(-40): the branch-free, vectorizable
+       form of dlkernels.engine.numba._rbm_mcmc.expneg (same operations in the
+       same order; see there for the accuracy). */
+    DLK_MC_NOTRAP static inline double dlk_mc_expneg(double x) {
+        union { double d; uint64_t u; } kd, sc;
+        double k, r, p;
+        x = x > -40.0 ? x : -40.0;
+        kd.d = x * 1.4426950408889634 + 6755399441055744.0;
+        k = kd.d - 6755399441055744.0;
+        r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+        p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        sc.u = (kd.u + 1023u) << 52;
+        return p * sc.d;
+    }
+
+    /* Multiversioned (AVX2 where the CPU has it) on GCC/Linux x86-64; no FMA
+       in any version, so every version gives the same bits. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define DLK_MC_CLONES DLK_MC_NOTRAP __attribute__((target_clones("avx2", "default")))
+    #else
+    #define DLK_MC_CLONES DLK_MC_NOTRAP
+    #endif
+
+    #define DLK_MC_HIDDEN_BODY(T, SAMPLE)                                              \
+        for (j = 0; j < n; j++) {                                                     \
+            double y = (double)ys[j] + (double)b[j];                                  \
+            double z1 = bk * y, z0 = bp * y;                                          \
+            double e1 = dlk_mc_expneg(-fabs(z1)), e0 = dlk_mc_expneg(-fabs(z0));      \
+            t[j] = (1.0 + e1) / (1.0 + e0);                                           \
+            d[j] = (z1 > 0.0 ? z1 : 0.0) - (z0 > 0.0 ? z0 : 0.0);                     \
+            if (SAMPLE) {                                                             \
+                double p = (z1 >= 0.0 ? 1.0 : e1) / (1.0 + e1);                       \
+                hs[j] = (double)us[j] < p ? (T)1 : (T)0;                              \
+            }                                                                         \
+        }
+    #define DLK_MC_VISIBLE_BODY(T, FIRST)                                             \
+        for (i = 0; i < m; i++) {                                                     \
+            double z = FIRST ? (double)a_base[i]                                      \
+                : om * (double)a_base[i] + beta * ((double)a[i] + (double)xs[i]);     \
+            double e = dlk_mc_expneg(-fabs(z));                                       \
+            double p = (z >= 0.0 ? 1.0 : e) / (1.0 + e);                              \
+            vs[i] = (double)us[i] < p ? (T)1 : (T)0;                                  \
+        }
+    #define DLK_MC_AIS_LOOPS(T, SUF)                                                   \
+    DLK_MC_CLONES static void dlk_mc_ais_hidden_loop_##SUF(                           \
+            const T *restrict ys, const T *restrict b, const T *restrict us,          \
+            T *restrict hs, double *restrict t, double *restrict d,                   \
+            double bk, double bp, Py_ssize_t n, int sample) {                         \
+        Py_ssize_t j;                                                                 \
+        if (sample) { DLK_MC_HIDDEN_BODY(T, 1) }                                      \
+        else { DLK_MC_HIDDEN_BODY(T, 0) }                                             \
+    }                                                                                 \
+    DLK_MC_CLONES static void dlk_mc_ais_visible_loop_##SUF(                          \
+            const T *restrict xs, const T *restrict a, const T *restrict a_base,      \
+            const T *restrict us, T *restrict vs, double beta, Py_ssize_t m,          \
+            int first) {                                                              \
+        Py_ssize_t i;                                                                 \
+        double om = 1.0 - beta;                                                       \
+        if (first) { DLK_MC_VISIBLE_BODY(T, 1) }                                      \
+        else { DLK_MC_VISIBLE_BODY(T, 0) }                                            \
+    }
+    DLK_MC_AIS_LOOPS(float, f32)
+    DLK_MC_AIS_LOOPS(double, f64)
     """
     uint64_t dlk_mc_mulhilo(uint64_t a, uint64_t b, uint64_t *lo) noexcept nogil
+    double dlk_mc_expneg(double x) noexcept nogil
+    void dlk_mc_ais_hidden_loop_f32(const float* ys, const float* b, const float* us, float* hs,
+                                    double* t, double* d, double bk, double bp, Py_ssize_t n,
+                                    int sample) noexcept nogil
+    void dlk_mc_ais_hidden_loop_f64(const double* ys, const double* b, const double* us,
+                                    double* hs, double* t, double* d, double bk, double bp,
+                                    Py_ssize_t n, int sample) noexcept nogil
+    void dlk_mc_ais_visible_loop_f32(const float* xs, const float* a, const float* a_base,
+                                     const float* us, float* vs, double beta, Py_ssize_t m,
+                                     int first) noexcept nogil
+    void dlk_mc_ais_visible_loop_f64(const double* xs, const double* a, const double* a_base,
+                                     const double* us, double* vs, double beta, Py_ssize_t m,
+                                     int first) noexcept nogil
 
 cdef enum:
     _MC_LOG_RENORM = 256
@@ -192,67 +291,137 @@ cdef inline void _mc_fill(const uint64_t* key, const uint64_t* cs, uint64_t firs
 cdef double _mc_ais_visible(floating* vs, const floating* xs, const floating* us,
                             const floating* a, const floating* a_base, double beta,
                             const double* da, Py_ssize_t m, bint first) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double acc = 0.0, z
-    for i in range(m):
-        if first:
-            z = <double>a_base[i]
-        else:
-            z = (1.0 - beta) * <double>a_base[i] + beta * (<double>a[i] + <double>xs[i])
-        if <double>us[i] < _mc_sigmoid(z):
-            vs[i] = 1
-            acc += da[i]
-        else:
-            vs[i] = 0
-    return acc
+    """v_i = u_i < sigmoid(z_i) (see the Numba twin); returns (a - a_base).v."""
+    cdef Py_ssize_t i = 0
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    if floating is float:
+        dlk_mc_ais_visible_loop_f32(xs, a, a_base, us, vs, beta, m, first)
+    else:
+        dlk_mc_ais_visible_loop_f64(xs, a, a_base, us, vs, beta, m, first)
+    while i + 4 <= m:
+        s0 += da[i] * <double>vs[i]
+        s1 += da[i + 1] * <double>vs[i + 1]
+        s2 += da[i + 2] * <double>vs[i + 2]
+        s3 += da[i + 3] * <double>vs[i + 3]
+        i += 4
+    while i < m:
+        s0 += da[i] * <double>vs[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef double _mc_ais_hidden(const floating* ys, floating* hs, const floating* us,
                            const floating* b, double bk, double bp, Py_ssize_t n,
-                           bint sample) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef double acc = 0.0, p1 = 1.0, p0 = 1.0, y, z1, z0, e1, e0, p
-    for j in range(n):
-        y = <double>ys[j] + <double>b[j]
-        z1 = bk * y
-        z0 = bp * y
-        e1 = _mc_exp(-_mc_fabs(z1))
-        e0 = _mc_exp(-_mc_fabs(z0))
-        acc += (z1 if z1 > 0.0 else 0.0) - (z0 if z0 > 0.0 else 0.0)
-        p1 *= 1.0 + e1
-        p0 *= 1.0 + e0
-        if (j + 1) % _MC_LOG_RENORM == 0:
-            acc += _mc_log(p1) - _mc_log(p0)
-            p1 = 1.0
-            p0 = 1.0
-        if sample:
-            if z1 >= 0.0:
-                p = 1.0 / (1.0 + e1)
-            else:
-                p = e1 / (1.0 + e1)
-            hs[j] = 1 if <double>us[j] < p else 0
-    acc += _mc_log(p1) - _mc_log(p0)
-    return acc
+                           bint sample, double* t, double* d) noexcept nogil:
+    """sum_j softplus(bk*y_j) - softplus(bp*y_j) (and h_j draws), see the Numba twin."""
+    cdef Py_ssize_t j = 0, hi
+    cdef double acc = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, p0, p1, p2, p3
+    if floating is float:
+        dlk_mc_ais_hidden_loop_f32(ys, b, us, hs, t, d, bk, bp, n, sample)
+    else:
+        dlk_mc_ais_hidden_loop_f64(ys, b, us, hs, t, d, bk, bp, n, sample)
+    while j < n:
+        hi = j + _MC_LOG_RENORM
+        if hi > n:
+            hi = n
+        p0 = 1.0
+        p1 = 1.0
+        p2 = 1.0
+        p3 = 1.0
+        while j + 4 <= hi:
+            p0 *= t[j]
+            p1 *= t[j + 1]
+            p2 *= t[j + 2]
+            p3 *= t[j + 3]
+            s0 += d[j]
+            s1 += d[j + 1]
+            s2 += d[j + 2]
+            s3 += d[j + 3]
+            j += 4
+        while j < hi:
+            p0 *= t[j]
+            s0 += d[j]
+            j += 1
+        acc += _mc_log((p0 * p1) * (p2 * p3))
+    return acc + ((s0 + s1) + (s2 + s3))
+
+
+def expneg_array(const double[::1] x, double[::1] out):
+    """out[i] = expneg(x[i]) (for tests)."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        out[i] = dlk_mc_expneg(x[i])
+
+
+cdef enum:
+    _MC_AIS_MAX_TILE = 64
+
+
+def ais_tile_rows(Py_ssize_t R):
+    """Runs per work item of ``ais`` (see the Numba twin)."""
+    return _mc_ais_tile_rows(R)
+
+
+cdef inline Py_ssize_t _mc_ais_tile_rows(Py_ssize_t R) noexcept nogil:
+    cdef Py_ssize_t tiles = (R + _MC_AIS_MAX_TILE - 1) // _MC_AIS_MAX_TILE
+    if tiles == 0:
+        return 1
+    return (R + tiles - 1) // tiles
+
+
+cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
+                       const floating* b, const floating* a_base, const double* da,
+                       const double* betas, Py_ssize_t K, const uint64_t* key,
+                       const uint64_t* cs, double* logw, Py_ssize_t R, Py_ssize_t m,
+                       Py_ssize_t n, floating* V, floating* H, floating* Y, floating* X,
+                       floating* uv, floating* uh, double* adv, double* tt,
+                       double* dd) noexcept nogil:
+    """All temperatures of the R runs of one tile; V..dd are the tile's buffers."""
+    cdef Py_ssize_t U = 8 if floating is float else 4
+    cdef Py_ssize_t nbv = (m + U - 1) // U, nbh = (n + U - 1) // U, s, k
+    cdef uint64_t blk
+    cdef double bk, bp
+    cdef bint last
+    for s in range(R):
+        logw[s] = 0.0
+        _mc_fill(key, cs + 4 * s, 0, uv, m)
+        adv[s] = _mc_ais_visible(V + s * m, X + s * m, uv, a, a_base, 0.0, da, m, True)
+    for k in range(1, K + 1):
+        bk = betas[k]
+        bp = betas[k - 1]
+        last = k == K
+        _mc_gemm_nn(V, W, Y, <int>R, <int>m, <int>n)
+        blk = <uint64_t>(nbv + (k - 1) * (nbh + nbv))
+        for s in range(R):
+            if not last:
+                _mc_fill(key, cs + 4 * s, blk, uh, n)
+            logw[s] += (bk - bp) * adv[s] + _mc_ais_hidden(Y + s * n, H + s * n, uh, b, bk, bp,
+                                                           n, not last, tt, dd)
+        if not last:
+            _mc_gemm_nn(H, WT, X, <int>R, <int>n, <int>m)
+            for s in range(R):
+                _mc_fill(key, cs + 4 * s, blk + nbh, uv, m)
+                adv[s] = _mc_ais_visible(V + s * m, X + s * m, uv, a, a_base, bk, da, m, False)
 
 
 def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1] a,
         const floating[::1] b, const floating[::1] a_base, const double[::1] betas,
         const uint64_t[::1] key, const uint64_t[::1] ctr, double[::1] logw):
     """Annealed importance sampling from the base-rate model (visible biases
-    a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 < ... < betas[K] = 1.
+    a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 <= ... <= betas[K] = 1.
 
     logw (R,) float64 receives the log importance weight of each run:
     sum_k log p*_k(v_{k-1}) - log p*_{k-1}(v_{k-1}), with
     log p*_k(v) = (1-beta_k) a_base.v + beta_k a.v + sum_j softplus(beta_k (b_j + v.W_j))
     and v_k drawn by one block Gibbs sweep (h then v) at beta_k.
+
+    Parallel over tiles of ``ais_tile_rows(R)`` runs; each work item runs all
+    temperatures of its tile (two GEMMs per temperature, through BLAS, which
+    the caller keeps single-threaded), with no synchronisation between
+    temperatures.
     """
     cdef Py_ssize_t R = logw.shape[0], m = W.shape[0], n = W.shape[1], K = betas.shape[0] - 1
-    cdef Py_ssize_t s, k, i
-    cdef Py_ssize_t U = 8 if floating is float else 4
-    cdef Py_ssize_t nbv = (m + U - 1) // U, nbh = (n + U - 1) // U
-    cdef uint64_t blk
-    cdef double bk, bp
-    cdef bint last
+    cdef Py_ssize_t s, i, ti, r0, r1, T, ntiles
     if R == 0:
         return
     dt = _mc_np.float32 if floating is float else _mc_np.float64
@@ -263,35 +432,25 @@ def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1]
     cdef floating[:, ::1] uv = _mc_np.empty((R, m), dt)
     cdef floating[:, ::1] uh = _mc_np.empty((R, n), dt)
     cdef double[::1] adv = _mc_np.empty(R, _mc_np.float64)
+    cdef double[:, ::1] tt = _mc_np.empty((R, n), _mc_np.float64)
+    cdef double[:, ::1] dd = _mc_np.empty((R, n), _mc_np.float64)
     cdef double[::1] da = _mc_np.empty(m, _mc_np.float64)
     cdef uint64_t[:, ::1] cs = _mc_np.empty((R, 4), _mc_np.uint64)
     for i in range(m):
         da[i] = <double>a[i] - <double>a_base[i]
     for s in range(R):
         _mc_stream_counter(&ctr[0], s, &cs[s, 0])
-    with nogil:
-        for s in prange(R, schedule="static"):
-            logw[s] = 0.0
-            _mc_fill(&key[0], &cs[s, 0], 0, &uv[s, 0], m)
-            adv[s] = _mc_ais_visible(&V[s, 0], &X[s, 0], &uv[s, 0], &a[0], &a_base[0], 0.0,
-                                     &da[0], m, True)
-        for k in range(1, K + 1):
-            bk = betas[k]
-            bp = betas[k - 1]
-            last = k == K
-            _mc_gemm_nn(&V[0, 0], &W[0, 0], &Y[0, 0], <int>R, <int>m, <int>n)
-            blk = <uint64_t>(nbv + (k - 1) * (nbh + nbv))
-            for s in prange(R, schedule="static"):
-                if not last:
-                    _mc_fill(&key[0], &cs[s, 0], blk, &uh[s, 0], n)
-                logw[s] += (bk - bp) * adv[s] + _mc_ais_hidden(&Y[s, 0], &H[s, 0], &uh[s, 0],
-                                                               &b[0], bk, bp, n, not last)
-            if not last:
-                _mc_gemm_nn(&H[0, 0], &WT[0, 0], &X[0, 0], <int>R, <int>n, <int>m)
-                for s in prange(R, schedule="static"):
-                    _mc_fill(&key[0], &cs[s, 0], blk + nbh, &uv[s, 0], m)
-                    adv[s] = _mc_ais_visible(&V[s, 0], &X[s, 0], &uv[s, 0], &a[0], &a_base[0],
-                                             bk, &da[0], m, False)
+    T = _mc_ais_tile_rows(R)
+    ntiles = (R + T - 1) // T
+    for ti in prange(ntiles, nogil=True, schedule="dynamic", chunksize=1):
+        r0 = ti * T
+        r1 = r0 + T
+        if r1 > R:
+            r1 = R
+        _mc_ais_tile(&W[0, 0], &WT[0, 0], &a[0], &b[0], &a_base[0], &da[0], &betas[0], K,
+                     &key[0], &cs[r0, 0], &logw[r0], r1 - r0, m, n, &V[r0, 0], &H[r0, 0],
+                     &Y[r0, 0], &X[r0, 0], &uv[r0, 0], &uh[r0, 0], &adv[r0], &tt[r0, 0],
+                     &dd[r0, 0])
 
 
 # ---- pseudo-likelihood -------------------------------------------------------

@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+from llvmlite import ir
+from numba.extending import intrinsic, overload
 
 from .rng import ctr_add, mulhilo64, philox4x64_10, stream_fill_f32, stream_fill_f64
 
@@ -161,67 +162,184 @@ def _fill_uniforms_impl(key, cs, first_block, out):
     return lambda key, cs, first_block, out: stream_fill_f64(key, cs, first_block, out)
 
 
-@njit(cache=True)
-def _ais_visible(vs, xs, us, a, a_base, beta, da, first):
-    """v_i = u_i < sigmoid((1-beta) a_base_i + beta (a_i + x_i)); returns (a - a_base).v.
+# Vectorizable exp for the AIS loops (libm's exp is a scalar call that stops
+# the loop vectorizer).  expneg(x) = exp(max(x, -40)) for x <= 0: Cody-Waite
+# reduction x = k ln2 + r (|r| <= ln2/2), exp(r) by its degree-13 Taylor
+# polynomial (truncation < 5e-18 relative), 2**k put into the exponent bits.
+# Max error 2 ulp against the correctly rounded exp (tests/test_rbm_mcmc.py
+# measures it).  The clamp at -40 changes no Bernoulli draw (exp(-40) <
+# 2**-53, the spacing of the uniforms) and changes a softplus by < 5e-18.
+# The Cython backend evaluates the same operations in the same order.
+_EXP_SHIFT = 6755399441055744.0          # 1.5 * 2**52: round-to-integer shifter
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238             # ln2 split (Cody-Waite), hi has 32 bits
+_LN2_LO = 1.9082149292705877e-10
+_EXP_C = (1.0, 1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+          1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800)
+_U1023 = np.uint64(1023)
+_U52 = np.uint64(52)
 
-    With first=True, x is ignored (the base-rate model: sigmoid(a_base_i))."""
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE-754 bits of a float64, as uint64 (a bitcast, vectorizable)."""
+    if not isinstance(x, types.Float):
+        return None
+    sig = types.uint64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, u):
+    """The float64 with IEEE-754 bits u (uint64)."""
+    if not isinstance(u, types.Integer):
+        return None
+    sig = types.float64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def expneg(x):
+    """exp(x) for x <= 0, clamped at exp(-40); branch-free and vectorizable."""
+    x = max(x, -40.0)
+    kd = x * _LOG2E + _EXP_SHIFT
+    kb = _f64_bits(kd)
+    k = kd - _EXP_SHIFT
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    c = _EXP_C
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    return p * _bits_f64((kb + _U1023) << _U52)
+
+
+@njit(cache=True)
+def expneg_array(x, out):
+    """out[i] = expneg(x[i]) (for tests)."""
+    for i in range(x.shape[0]):
+        out[i] = expneg(x[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _ais_visible(vs, xs, us, a, a_base, beta, da, first):
+    """v_i = u_i < sigmoid((1-beta) a_base_i + beta (a_i + x_i)); returns (a - a_base).v
+    (4 interleaved partial sums).  With first=True, x is ignored (the
+    base-rate model: sigmoid(a_base_i))."""
     m = vs.shape[0]
-    acc = 0.0
+    om = 1.0 - beta
     for i in range(m):
         if first:
             z = np.float64(a_base[i])
         else:
-            z = (1.0 - beta) * np.float64(a_base[i]) + beta * (np.float64(a[i]) + np.float64(xs[i]))
-        if np.float64(us[i]) < _sigmoid64(z):
-            vs[i] = 1
-            acc += da[i]
-        else:
-            vs[i] = 0
-    return acc
+            z = om * np.float64(a_base[i]) + beta * (np.float64(a[i]) + np.float64(xs[i]))
+        e = expneg(-abs(z))
+        num = 1.0 if z >= 0.0 else e
+        p = num / (1.0 + e)
+        vs[i] = 1 if np.float64(us[i]) < p else 0
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    i = 0
+    while i + 4 <= m:
+        s0 += da[i] * np.float64(vs[i])
+        s1 += da[i + 1] * np.float64(vs[i + 1])
+        s2 += da[i + 2] * np.float64(vs[i + 2])
+        s3 += da[i + 3] * np.float64(vs[i + 3])
+        i += 4
+    while i < m:
+        s0 += da[i] * np.float64(vs[i])
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True)
-def _ais_hidden(ys, hs, us, b, bk, bp, sample):
-    """The log-weight increment sum_j softplus(bk*y_j) - softplus(bp*y_j), y = b + xs,
-    in float64; with sample=True also h_j = u_j < sigmoid(bk*y_j)."""
+@njit(cache=True, error_model="numpy")
+def _ais_hidden(ys, hs, us, b, bk, bp, sample, t, d):
+    """The log-weight increment sum_j softplus(bk*y_j) - softplus(bp*y_j),
+    y = b + ys, in float64; with sample=True also h_j = u_j < sigmoid(bk*y_j).
+
+    softplus(z) = max(z, 0) + log(1 + exp(-|z|)): the first parts are summed
+    (4 interleaved partial sums), the second are a log of a product of
+    t_j = (1 + e1_j) / (1 + e0_j) in [1/2, 2] (4 interleaved partial
+    products, one log per 256 factors).  t, d: scratch (n,) float64.
+    """
     n = ys.shape[0]
-    acc = 0.0
-    p1 = 1.0
-    p0 = 1.0
     for j in range(n):
         y = np.float64(ys[j]) + np.float64(b[j])
         z1 = bk * y
         z0 = bp * y
-        e1 = math.exp(-abs(z1))
-        e0 = math.exp(-abs(z0))
-        acc += max(z1, 0.0) - max(z0, 0.0)
-        p1 *= 1.0 + e1
-        p0 *= 1.0 + e0
-        if (j + 1) % _LOG_RENORM == 0:
-            acc += math.log(p1) - math.log(p0)
-            p1 = 1.0
-            p0 = 1.0
+        e1 = expneg(-abs(z1))
+        e0 = expneg(-abs(z0))
+        t[j] = (1.0 + e1) / (1.0 + e0)
+        d[j] = max(z1, 0.0) - max(z0, 0.0)
         if sample:
-            if z1 >= 0.0:
-                p = 1.0 / (1.0 + e1)
-            else:
-                p = e1 / (1.0 + e1)
+            num = 1.0 if z1 >= 0.0 else e1
+            p = num / (1.0 + e1)
             hs[j] = 1 if np.float64(us[j]) < p else 0
-    acc += math.log(p1) - math.log(p0)
-    return acc
+    acc = 0.0
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j < n:
+        hi = min(j + _LOG_RENORM, n)
+        p0 = 1.0
+        p1 = 1.0
+        p2 = 1.0
+        p3 = 1.0
+        while j + 4 <= hi:
+            p0 *= t[j]
+            p1 *= t[j + 1]
+            p2 *= t[j + 2]
+            p3 *= t[j + 3]
+            s0 += d[j]
+            s1 += d[j + 1]
+            s2 += d[j + 2]
+            s3 += d[j + 3]
+            j += 4
+        while j < hi:
+            p0 *= t[j]
+            s0 += d[j]
+            j += 1
+        acc += math.log((p0 * p1) * (p2 * p3))
+    return acc + ((s0 + s1) + (s2 + s3))
 
 
-@njit(cache=True, parallel=True)
-def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
-    """Annealed importance sampling from the base-rate model (visible biases
-    a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 < ... < betas[K] = 1.
+AIS_MAX_TILE = 64
 
-    logw (R,) float64 receives the log importance weight of each run:
-    sum_k log p*_k(v_{k-1}) - log p*_{k-1}(v_{k-1}), with
-    log p*_k(v) = (1-beta_k) a_base.v + beta_k a.v + sum_j softplus(beta_k (b_j + v.W_j))
-    and v_k drawn by one block Gibbs sweep (h then v) at beta_k.
-    """
+
+@njit(cache=True)
+def ais_tile_rows(R):
+    """Runs per work item of ``ais``: the most even split of R into tiles of
+    at most AIS_MAX_TILE runs (a function of R only, so the GEMM shapes,
+    hence the results, do not depend on the thread count)."""
+    tiles = (R + AIS_MAX_TILE - 1) // AIS_MAX_TILE
+    return (R + tiles - 1) // tiles
+
+
+@njit(cache=True)
+def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
+    """All temperatures of the runs of one tile (rows of cs / logw)."""
     R = logw.shape[0]
     m = W.shape[0]
     n = W.shape[1]
@@ -233,36 +351,65 @@ def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
     V = np.empty((R, m), dt)
     H = np.empty((R, n), dt)
     Y = np.empty((R, n), dt)
-    X = np.empty((R, m), dt)
-    uv = np.empty((R, m), dt)
-    uh = np.empty((R, n), dt)
+    X = np.zeros((R, m), dt)
+    uv = np.empty(m, dt)
+    uh = np.empty(n, dt)
     adv = np.empty(R, np.float64)
-    da = np.empty(m, np.float64)
-    for i in range(m):
-        da[i] = np.float64(a[i]) - np.float64(a_base[i])
-    cs = np.empty((R, 4), np.uint64)
+    tt = np.empty(n, np.float64)
+    dd = np.empty(n, np.float64)
     for s in range(R):
-        cs[s] = stream_counter(ctr, s)
-    for s in prange(R):
         logw[s] = 0.0
-        _fill_uniforms(key, cs[s], 0, uv[s])
-        adv[s] = _ais_visible(V[s], X[s], uv[s], a, a_base, 0.0, da, True)
+        _fill_uniforms(key, cs[s], 0, uv)
+        adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, 0.0, da, True)
     for k in range(1, K + 1):
         bk = betas[k]
         bp = betas[k - 1]
         last = k == K
         np.dot(V, W, Y)
         blk = nbv + (k - 1) * (nbh + nbv)
-        for s in prange(R):
+        for s in range(R):
             if not last:
-                _fill_uniforms(key, cs[s], blk, uh[s])
-            inc = _ais_hidden(Y[s], H[s], uh[s], b, bk, bp, not last)
+                _fill_uniforms(key, cs[s], blk, uh)
+            inc = _ais_hidden(Y[s], H[s], uh, b, bk, bp, not last, tt, dd)
             logw[s] += (bk - bp) * adv[s] + inc
         if not last:
             np.dot(H, WT, X)
-            for s in prange(R):
-                _fill_uniforms(key, cs[s], blk + nbh, uv[s])
-                adv[s] = _ais_visible(V[s], X[s], uv[s], a, a_base, bk, da, False)
+            for s in range(R):
+                _fill_uniforms(key, cs[s], blk + nbh, uv)
+                adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, bk, da, False)
+
+
+@njit(cache=True, parallel=True)
+def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
+    """Annealed importance sampling from the base-rate model (visible biases
+    a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 <= ... <= betas[K] = 1.
+
+    logw (R,) float64 receives the log importance weight of each run:
+    sum_k log p*_k(v_{k-1}) - log p*_{k-1}(v_{k-1}), with
+    log p*_k(v) = (1-beta_k) a_base.v + beta_k a.v + sum_j softplus(beta_k (b_j + v.W_j))
+    and v_k drawn by one block Gibbs sweep (h then v) at beta_k.
+
+    Parallel over tiles of ``ais_tile_rows(R)`` runs; each work item runs all
+    temperatures of its tile (two GEMMs per temperature, through BLAS, which
+    the caller keeps single-threaded), with no synchronisation between
+    temperatures.
+    """
+    R = logw.shape[0]
+    if R == 0:
+        return
+    m = W.shape[0]
+    da = np.empty(m, np.float64)
+    for i in range(m):
+        da[i] = np.float64(a[i]) - np.float64(a_base[i])
+    cs = np.empty((R, 4), np.uint64)
+    for s in range(R):
+        cs[s] = stream_counter(ctr, s)
+    T = ais_tile_rows(R)
+    ntiles = (R + T - 1) // T
+    for ti in prange(ntiles):
+        r0 = ti * T
+        r1 = min(R, r0 + T)
+        _ais_tile(W, WT, a, b, a_base, da, betas, key, cs[r0:r1], logw[r0:r1])
 
 
 # ---- pseudo-likelihood -------------------------------------------------------
