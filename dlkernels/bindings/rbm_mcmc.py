@@ -38,7 +38,7 @@ import numpy as np
 from . import _backend
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_in_range,
                       check_int, _describe)
-from .rbm import _run as _serial_blas   # calls a kernel with its BLAS single-threaded
+from .rbm import blas_single_threaded
 from .rng import as_streams
 
 __all__ = ["single_site_gibbs", "transition_matrix", "boltzmann_distribution", "state_bits",
@@ -425,7 +425,8 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     ctr = streams.next_counter()
     logw = np.empty(n_runs, np.float64)
     WT = np.ascontiguousarray(W.T)
-    _serial_blas(eng.ais, W, WT, a, b, a_base, betas, streams.key, ctr, logw)
+    with blas_single_threaded():   # the kernel parallelises over tiles of runs itself
+        eng.ais(W, WT, a, b, a_base, betas, streams.key, ctr, logw)
     log_za = float(np.logaddexp(0.0, a_base.astype(np.float64)).sum() + n * math.log(2.0))
     return _ais_result(logw, log_za)
 

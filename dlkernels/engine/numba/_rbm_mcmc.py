@@ -32,11 +32,13 @@ from numba import njit, prange, types
 from llvmlite import ir
 from numba.extending import intrinsic, overload
 
-from .rng import ctr_add, mulhilo64, philox4x64_10, stream_fill_f32, stream_fill_f64
+from .rng import (ctr_add, mulhilo64, philox4x64_10, philox4x64_10_x2, stream_fill_f32,
+                  stream_fill_f64)
 
 _S11 = np.uint64(11)
 _F64_SCALE = 1.0 / 9007199254740992.0
 _LOG_RENORM = 256  # factors of a softplus product between two logs
+_SS_BATCH_WORDS = 32  # random words generated at once by a single-site chain
 
 
 @njit(cache=True, inline="always")
@@ -88,16 +90,21 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, key
     _init_fields(v, h, W, WT, a, b, vf, hf)
     c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
     c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-    w0 = w1 = w2 = w3 = np.uint64(0)
+    # words are generated 8 blocks (16 steps) at a time: independent blocks,
+    # so the multiply chains overlap instead of stalling each step
+    wb = np.empty(_SS_BATCH_WORDS, np.uint64)
     for t in range(n_steps):
-        if t & 1 == 0:
-            w0, w1, w2, w3 = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
-            c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-            ws = w0
-            wu = w1
-        else:
-            ws = w2
-            wu = w3
+        r = t % (_SS_BATCH_WORDS // 2)
+        if r == 0:
+            for q in range(_SS_BATCH_WORDS // 8):
+                d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
+                ba, bb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, key[0], key[1])
+                c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
+                for j in range(4):
+                    wb[8 * q + j] = ba[j]
+                    wb[8 * q + 4 + j] = bb[j]
+        ws = wb[2 * r]
+        wu = wb[2 * r + 1]
         if mode == 1:
             k = t % (m + n)
         else:
