@@ -205,8 +205,13 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
     """out (R, N) = X (R, K) @ (W^T if transw else W) (W has nw columns), then
     op 0: nothing; 1: sigmoid(out + bias); 2: Bernoulli(sigmoid(out + bias)), row s
     from stream s from block first_block; probs (or NULL) gets the probabilities.
-    Parallel over TILE_R x TILE_C tiles (single-threaded gemm + fused pass)."""
-    cdef Py_ssize_t ntr = (R + TILE_R - 1) // TILE_R, ntc = (N + TILE_C - 1) // TILE_C
+    Parallel over tiles (TILE_R rows x _col_tiles columns; single-threaded gemm +
+    fused pass)."""
+    cdef Py_ssize_t ntr = (R + TILE_R - 1) // TILE_R, ntc = (N + TILE_C - 1) // TILE_C, tw
+    if ntc > 1 and ntc % 2 == 1:
+        ntc += 1
+    tw = ((N + ntc - 1) // ntc + 7) // 8 * 8
+    ntc = (N + tw - 1) // tw
     cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1, s, offb
     cdef uint64_t per = 8 if floating is float else 4
     cdef int nth = _nthreads(ntr * ntc, R * N * K)
@@ -215,8 +220,8 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
         tc = t - tr * ntc
         r0 = tr * TILE_R
         r1 = min(r0 + TILE_R, R)
-        c0 = tc * TILE_C
-        c1 = min(c0 + TILE_C, N)
+        c0 = tc * tw
+        c1 = min(c0 + tw, N)
         offb = c0 * nw if transw else c0
         _gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
               <int>K, W + offb, <int>nw, <floating>0, out + r0 * N + c0, <int>N)

@@ -334,7 +334,19 @@ PAR_MIN_WORK = 1 << 20
 
 
 @njit(cache=True, error_model="numpy")
-def _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op, ubuf):
+def _col_tiles(N):
+    """(count, width) of the column tiles of a layer of N units: an even count
+    (two threads get equal halves) of equal widths <= TILE_C, multiples of 8
+    (each tile starts on a Philox block of its rows)."""
+    ntc = (N + TILE_C - 1) // TILE_C
+    if ntc > 1 and ntc % 2 == 1:
+        ntc += 1
+    tw = ((N + ntc - 1) // ntc + 7) // 8 * 8
+    return (N + tw - 1) // tw, tw
+
+
+@njit(cache=True, error_model="numpy")
+def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs, op, ubuf):
     """Tile t of _layer (see there)."""
     R = out.shape[0]
     N = out.shape[1]
@@ -345,8 +357,8 @@ def _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, o
     tc = t - tr * ntc
     r0 = tr * TILE_R
     r1 = min(r0 + TILE_R, R)
-    c0 = tc * TILE_C
-    c1 = min(c0 + TILE_C, N)
+    c0 = tc * tw
+    c1 = min(c0 + tw, N)
     offb = c0 * nw if transw else c0
     _gemm_at(False, transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
              out, r0 * N + c0, N)
@@ -370,10 +382,11 @@ def _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, o
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc):
+def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc, tw):
     for t in prange(ntiles):
         ubuf = np.empty(TILE_C, out.dtype)
-        _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op, ubuf)
+        _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs, op,
+                    ubuf)
 
 
 @njit(cache=True, error_model="numpy")
@@ -384,19 +397,19 @@ def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
     block first_block (column c uses uniform c of the layer draw); probs
     (R, N) receives the probabilities when it has rows.
 
-    Parallel over TILE_R x TILE_C tiles of out: each is a single-threaded
+    Parallel over tiles of out (TILE_R rows x _col_tiles columns): each is a single-threaded
     gemm followed by the fused pass while the tile is in cache (BLAS must be
     single-threaded here; the bindings see to it)."""
     R = out.shape[0]
     N = out.shape[1]
-    ntc = (N + TILE_C - 1) // TILE_C
+    ntc, tw = _col_tiles(N)
     ntiles = ((R + TILE_R - 1) // TILE_R) * ntc
     if ntiles > 1 and R * N * X.shape[1] >= PAR_MIN_WORK:
-        _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc)
+        _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc, tw)
     else:
         ubuf = np.empty(TILE_C, out.dtype)
         for t in range(ntiles):
-            _layer_tile(t, ntc, X, W, transw, bias, key, ctr, first_block, out, probs, op,
+            _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs, op,
                         ubuf)
 
 
