@@ -7,10 +7,18 @@ are C-contiguous and share one float dtype (float32 or float64).
 Conventions: v (rows, m), h (rows, n), W (m, n), a (m,), b (n,).
 
 GEMM.  Every matrix product calls the ``?gemm`` of ``scipy.linalg.cython_blas``
-(the BLAS Numba's own ``np.dot`` uses) through ``_gemm``, with exactly the
+(the BLAS Numba's own ``np.dot`` uses) through ``_gemm_at``, with exactly the
 arguments the Cython backend passes, so both backends see bit-identical
-products; ``_gemm`` also accumulates (beta = 1), which lets ``cd_step`` add
-the gradient straight into W without an (m, n) temporary.
+products; it also accumulates (beta = 1), which lets ``cd_step`` add the
+gradient straight into W without an (m, n) temporary.
+
+Layers.  ``_layer`` computes a layer's activations tile by tile (TILE_R rows
+x equal column tiles of at most TILE_C units, fixed by the sizes only): one
+single-threaded gemm per tile, then bias + sigmoid (+ Bernoulli draw) on the
+tile while it is in cache; tiles run in parallel (prange) when the layer is
+big enough (PAR_MIN_WORK), otherwise on the calling thread.  The BLAS must
+be single-threaded meanwhile (``dlkernels.bindings.rbm.blas_single_threaded``).
+Neither the tiling nor the thread count changes any result.
 
 Random numbers.  Row/chain ``s`` of a call draws from stream ``s`` of the
 call's base counter ``ctr`` (counter ``ctr + s * 2**128``).  Each layer draw
@@ -21,9 +29,12 @@ laid out one after another in the order they happen (see each kernel).
 A unit is on when ``u < p`` with u the stream's uniform (for float32 this is
 exactly the integer test ``(x >> 8) < ceil(p * 2**24)`` on the 32-bit word x).
 
-Sigmoid: ``1 / (1 + exp(-x))`` in the array dtype (libm ``expf``/``exp``;
-it saturates to exactly 0 or 1, never NaN).  Softplus:
-``max(x, 0) + log1p(exp(-|x|))``.
+Sigmoid: ``1 / (1 + exp(-x))``; float64 with libm ``exp``; float32 with a
+vectorizable polynomial ``exp`` (``_sig32``: <= 4 ulp from the correctly
+rounded sigmoid over [-87, 100], exactly 0 below -88, never NaN), the same
+IEEE operations in the same order as the Cython backend.  Softplus (free
+energy): ``max(x, 0) + log1p(exp(-|x|))`` with libm.  Kernels are compiled
+with ``error_model="numpy"`` so that these loops vectorize.
 """
 import math
 
