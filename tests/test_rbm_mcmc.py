@@ -491,3 +491,48 @@ def test_ais_numpy_peer_agrees():
     logw = ref.ais_numpy(W, a, b, np.zeros(10), betas, 200, np.random.default_rng(0))
     res = mc._ais_result(logw, 16 * math.log(2.0))
     assert abs(res.log_z - mc.exact_log_partition(W, a, b)) < max(3 * res.stderr, 0.02)
+
+
+def test_alias_table_realises_q():
+    """The site distribution the kernels realise from the alias table equals q
+    (up to 2**-52), including zero and dominant entries."""
+    for q in (Q7 / Q7.sum(), np.full(5, 0.2), np.array([1.0, 0, 0, 0]),
+              np.random.default_rng(3).dirichlet(np.full(37, 0.3))):
+        thr, alias = mc._alias_table(q)
+        M = q.size
+        keep = thr.astype(np.float64) / 2.0 ** 64
+        real = keep / M
+        np.add.at(real, alias, (1.0 - keep) / M)
+        np.testing.assert_allclose(real, q, rtol=0, atol=M * 2.0 ** -52)
+
+
+def test_pseudo_likelihood_reference_is_sklearns():
+    """naive_rbm.pseudo_likelihood_ref (the formula our kernel is checked
+    against) equals scikit-learn's BernoulliRBM.score_samples given the same
+    flipped bits (scikit-learn draws them with RandomState(seed).randint)."""
+    neural = pytest.importorskip("sklearn.neural_network")
+    W, a, b = _model(9, 4, seed=41)
+    v = _states(25, 9, np.float64, 42)
+    rbm = neural.BernoulliRBM(n_components=4, random_state=7).fit(v)
+    rbm.components_ = W.T.copy()
+    rbm.intercept_visible_ = a.copy()
+    rbm.intercept_hidden_ = b.copy()
+    idx = np.random.RandomState(7).randint(0, 9, 25)
+    np.testing.assert_allclose(ref.pseudo_likelihood_ref(v, W, a, b, idx), rbm.score_samples(v),
+                               rtol=1e-12)
+    ours = mc.pseudo_likelihood(v, W, a, b, random_state=0)
+    assert ours.shape == (25,) and (ours <= 0).all()
+
+
+def test_ais_user_schedule_and_base_array(backend):
+    W, a, b = _model(12, 7, np.float64, seed=43, scale=0.6)
+    exact = mc.exact_log_partition(W, a, b)
+    betas = np.linspace(0.0, 1.0, 3001) ** 2
+    res = mc.ais_log_partition(W, a, b, n_runs=64, betas=betas,
+                               base_visible_bias=np.full(12, -0.5), random_state=8,
+                               backend=backend)
+    assert abs(res.log_z - exact) < max(3 * res.stderr, 0.02) and abs(res.log_z - exact) < 0.1
+    st = Streams(1)
+    r1 = mc.ais_log_partition(W, a, b, n_runs=4, n_betas=20, random_state=st, backend=backend)
+    r2 = mc.ais_log_partition(W, a, b, n_runs=4, n_betas=20, random_state=st, backend=backend)
+    assert st.epoch == 2 and r1 != r2
