@@ -565,3 +565,36 @@ def test_blas_single_threaded_restores():
             assert all(c.get_num_threads() == 1 for c in ctl)
         assert all(c.get_num_threads() == 1 for c in ctl)
     assert [c.get_num_threads() for c in ctl] == before
+
+
+def test_cython_c_api_sample_layer():
+    """The exported C function (through __pyx_capi__ and ctypes) samples like
+    sample_hidden: with v = I, v W = W exactly."""
+    if not _available("cython"):
+        pytest.skip("cython backend unavailable")
+    import ctypes
+
+    from dlkernels.engine.cython import rbm as cy
+
+    cap = cy.__pyx_capi__["sample_layer_f32"]
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name = ctypes.pythonapi.PyCapsule_GetName
+    name.restype = ctypes.c_char_p
+    name.argtypes = [ctypes.py_object]
+    P = ctypes.POINTER
+    proto = ctypes.CFUNCTYPE(None, P(ctypes.c_float), ctypes.c_ssize_t, ctypes.c_ssize_t,
+                             P(ctypes.c_float), P(ctypes.c_uint64), P(ctypes.c_uint64),
+                             ctypes.c_uint64, P(ctypes.c_float))
+    fn = proto(get(cap, name(cap)))
+    C, n = 5, 21
+    act = np.random.default_rng(80).normal(size=(C, n)).astype(np.float32)
+    bias = np.random.default_rng(81).normal(size=n).astype(np.float32)
+    key, ctr = _key_ctr(82)
+    out = act.copy()
+    fn(out.ctypes.data_as(P(ctypes.c_float)), C, n, bias.ctypes.data_as(P(ctypes.c_float)),
+       key.ctypes.data_as(P(ctypes.c_uint64)), ctr.ctypes.data_as(P(ctypes.c_uint64)), 0, None)
+    want = rbm.sample_hidden(np.eye(C, dtype=np.float32), act, bias, random_state=Streams(82),
+                             backend="cython")
+    np.testing.assert_array_equal(out, want)
