@@ -188,24 +188,34 @@ def sigmoid64(x):
     return e / (1.0 + e)
 
 
-def single_site_gibbs_ref(v, h, W, a, b, n_steps, key, ctr, mode=0, thr=None, alias=None):
+def _fields(vs, hs, W, a, b):
+    """(a + W h, b + v W) with rows added in index order, in W's dtype."""
+    vf = a.copy()
+    hf = b.copy()
+    for i in range(W.shape[0]):
+        if vs[i]:
+            hf += W[i]
+    for j in range(W.shape[1]):
+        if hs[j]:
+            vf += W[:, j]
+    return vf, hf
+
+
+def single_site_gibbs_ref(v, h, W, a, b, n_steps, key, ctr, mode=0, thr=None, alias=None,
+                          refresh=0):
     """Chain-by-chain, step-by-step reference of the single-site Gibbs kernel
-    (same words, same incremental field updates in W's dtype)."""
+    (same words, same incremental field updates in W's dtype, fields
+    recomputed every `refresh` steps)."""
     v = np.array(v, copy=True)
     h = np.array(h, copy=True)
     m, n = W.shape
     M = m + n
     for s in range(v.shape[0]):
-        vf = a.copy()
-        hf = b.copy()
-        for i in range(m):
-            if v[s, i]:
-                hf += W[i]
-        for j in range(n):
-            if h[s, j]:
-                vf += W[:, j]
+        vf, hf = _fields(v[s], h[s], W, a, b)
         words = stream_words(key, ctr, s, 2 * n_steps)
         for t in range(n_steps):
+            if refresh > 0 and t > 0 and t % refresh == 0:
+                vf, hf = _fields(v[s], h[s], W, a, b)
             ws, wu = words[2 * t], words[2 * t + 1]
             if mode == 1:
                 k = t % M

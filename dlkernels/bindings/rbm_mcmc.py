@@ -58,6 +58,7 @@ MAX_DENSE_UNITS = 12          # m + n for a dense transition matrix (2**24 entri
 MAX_BOLTZMANN_UNITS = 20      # m + n for boltzmann_distribution
 MAX_EXACT_UNITS = 30          # units of the smaller layer for exact_log_partition
 _CHUNK_BITS = 12              # configurations per chunk of the enumeration: 2**12
+FIELD_REFRESH = 1 << 16       # single-site steps between full recomputes of the local fields
 
 
 def _engine(backend):
@@ -162,6 +163,10 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
     only; sites with q = 0 are never updated).
     v0 (chains, m), h0 (chains, n): binary start states (1-d = one chain), not
     modified.  Returns the final (v, h) in W's dtype.
+
+    The local fields are updated incrementally in W's dtype and recomputed
+    from scratch every ``FIELD_REFRESH`` (65536) steps of a chain, which
+    bounds the rounding drift of float32 fields over long runs.
     """
     W, a, b = _weights(W, a, b)
     dt = W.dtype
@@ -193,7 +198,8 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
     ctr = streams.next_counter()
     if v.shape[0] and n_steps:
         WT = np.ascontiguousarray(W.T)
-        eng.single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, streams.key, ctr)
+        eng.single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, FIELD_REFRESH,
+                              streams.key, ctr)
     if one_v and one_h:
         return v[0], h[0]
     return v, h

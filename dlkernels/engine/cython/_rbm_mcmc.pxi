@@ -193,11 +193,28 @@ cdef inline void _mc_row_update(floating* y, const floating* x, Py_ssize_t n,
             dlk_mc_row_sub_f64(y, x, n)
 
 
+cdef void _mc_init_fields(const floating* v, const floating* h, floating* vf, floating* hf,
+                          const floating* W, const floating* WT, const floating* a,
+                          const floating* b, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """vf = a + W h, hf = b + v W, rows added in index order."""
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        vf[i] = a[i]
+    for j in range(n):
+        hf[j] = b[j]
+    for i in range(m):
+        if v[i] != 0:
+            _mc_row_update(hf, W + i * n, n, True)
+    for j in range(n):
+        if h[j] != 0:
+            _mc_row_update(vf, WT + j * m, m, True)
+
+
 cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating* hf,
                                 const floating* W, const floating* WT,
                                 const floating* a, const floating* b,
                                 Py_ssize_t m, Py_ssize_t n, int64_t n_steps, int mode,
-                                const uint64_t* thr, const int64_t* alias,
+                                const uint64_t* thr, const int64_t* alias, int64_t refresh,
                                 const uint64_t* key, const uint64_t* ctr,
                                 Py_ssize_t s) noexcept nogil:
     cdef Py_ssize_t i, j, k
@@ -211,24 +228,12 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
     cdef double u
     cdef bint new
     cdef const floating* row
-    # fields: vf = a + W h, hf = b + v W, rows added in index order
-    for i in range(m):
-        vf[i] = a[i]
-    for j in range(n):
-        hf[j] = b[j]
-    for i in range(m):
-        if v[i] != 0:
-            row = W + i * n
-            for j in range(n):
-                hf[j] += row[j]
-    for j in range(n):
-        if h[j] != 0:
-            row = WT + j * m
-            for i in range(m):
-                vf[i] += row[i]
+    _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)
     _mc_stream_counter(ctr, s, c)
     dlk_ctr_add(c, 1, 0)
     for t in range(n_steps):
+        if refresh > 0 and t > 0 and t % refresh == 0:
+            _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)   # bound the rounding drift
         r = t % (_MC_SS_BATCH_WORDS // 2)
         if r == 0:   # 8 blocks (16 steps) at once, see the Numba twin
             for q in range(_MC_SS_BATCH_WORDS // 4):
@@ -261,13 +266,15 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
 def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, ::1] W,
                       const floating[:, ::1] WT, const floating[::1] a, const floating[::1] b,
                       int64_t n_steps, int mode, const uint64_t[::1] thr, const int64_t[::1] alias,
-                      const uint64_t[::1] key, const uint64_t[::1] ctr):
+                      int64_t refresh, const uint64_t[::1] key, const uint64_t[::1] ctr):
     """n_steps single-site Gibbs updates of every chain (row) of (v, h), in place.
 
     W (m, n) and WT = W.T (n, m) C-contiguous; mode 0 = uniform random site,
     1 = systematic scan (site t mod (m+n)), 2 = sites from the alias table
     (thr uint64, alias int64, both of length m+n).  Local fields are kept up
-    to date incrementally: O(n) per visible flip, O(m) per hidden flip.
+    to date incrementally: O(n) per visible flip, O(m) per hidden flip, and
+    recomputed from scratch every ``refresh`` steps (0 = never) so that
+    rounding errors cannot accumulate over very long chains.
     """
     cdef Py_ssize_t C = v.shape[0], m = v.shape[1], n = h.shape[1], s
     if C == 0 or n_steps <= 0:
@@ -279,7 +286,7 @@ def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, 
     cdef const int64_t* alias_p = &alias[0] if alias.shape[0] > 0 else NULL
     for s in prange(C, nogil=True, schedule="dynamic"):
         _mc_single_site_chain(&v[s, 0], &h[s, 0], &vf[s, 0], &hf[s, 0], &W[0, 0], &WT[0, 0],
-                              &a[0], &b[0], m, n, n_steps, mode, thr_p, alias_p,
+                              &a[0], &b[0], m, n, n_steps, mode, thr_p, alias_p, refresh,
                               &key[0], &ctr[0], s)
 
 

@@ -35,6 +35,9 @@ from numba.extending import intrinsic, overload
 from .rng import (ctr_add, mulhilo64, philox4x64_10, philox4x64_10_x2, stream_fill_f32,
                   stream_fill_f64)
 
+__all__ = ["single_site_gibbs", "ais", "ais_tile_rows", "pseudo_likelihood", "expneg",
+           "expneg_array"]
+
 _S11 = np.uint64(11)
 _F64_SCALE = 1.0 / 9007199254740992.0
 _LOG_RENORM = 256  # factors of a softplus product between two logs
@@ -83,7 +86,8 @@ def _init_fields(v, h, W, WT, a, b, vf, hf):
 
 
 @njit(cache=True)
-def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, key, ctr, s):
+def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr,
+                       s):
     m = v.shape[0]
     n = h.shape[0]
     M = np.uint64(m + n)
@@ -94,6 +98,8 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, key
     # so the multiply chains overlap instead of stalling each step
     wb = np.empty(_SS_BATCH_WORDS, np.uint64)
     for t in range(n_steps):
+        if refresh > 0 and t > 0 and t % refresh == 0:
+            _init_fields(v, h, W, WT, a, b, vf, hf)   # bound the rounding drift
         r = t % (_SS_BATCH_WORDS // 2)
         if r == 0:
             for q in range(_SS_BATCH_WORDS // 8):
@@ -140,20 +146,22 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, key
 
 
 @njit(cache=True, parallel=True)
-def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, key, ctr):
+def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr):
     """n_steps single-site Gibbs updates of every chain (row) of (v, h), in place.
 
     W (m, n) and WT = W.T (n, m) C-contiguous; mode 0 = uniform random site,
     1 = systematic scan (site t mod (m+n)), 2 = sites from the alias table
     (thr uint64, alias int64, both of length m+n).  Local fields are kept up
-    to date incrementally: O(n) per visible flip, O(m) per hidden flip.
+    to date incrementally: O(n) per visible flip, O(m) per hidden flip, and
+    recomputed from scratch every ``refresh`` steps (0 = never) so that
+    rounding errors cannot accumulate over very long chains.
     """
     C = v.shape[0]
     vf = np.empty(v.shape, v.dtype)
     hf = np.empty(h.shape, h.dtype)
     for s in prange(C):
         _single_site_chain(v[s], h[s], vf[s], hf[s], W, WT, a, b, n_steps, mode, thr,
-                           alias, key, ctr, s)
+                           alias, refresh, key, ctr, s)
 
 
 # ---- annealed importance sampling ---------------------------------------------
