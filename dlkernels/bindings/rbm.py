@@ -38,8 +38,43 @@ and the final states of the negative chains."""
 _PREFER = ("cython", "numba")
 
 
-def _engine(backend):
+def _kernels(backend):
+    """The engine module (raw kernels; callers keep BLAS single-threaded)."""
     return resolve(backend, "rbm", prefer=_PREFER)
+
+
+_LIMITED = {}
+
+
+class _LimitedEngine:
+    """An engine module whose kernels each run inside ``blas_single_threaded()``
+    (a few microseconds per call): what ``_engine`` hands to code that calls
+    the kernels directly (the estimator), so that a multi-threaded BLAS never
+    runs inside the kernels' own threads."""
+
+    def __init__(self, module):
+        self._module = module
+        self.__name__ = module.__name__
+
+    def __getattr__(self, name):
+        attr = getattr(self._module, name)
+        if callable(attr) and not name.startswith("__"):
+            def call(*args, **kwargs):
+                with blas_single_threaded():
+                    return attr(*args, **kwargs)
+            call.__name__ = name
+            call.__doc__ = getattr(attr, "__doc__", None)
+            setattr(self, name, call)
+            return call
+        return attr
+
+
+def _engine(backend):
+    """The engine for ``backend``, its kernels wrapped in ``blas_single_threaded``."""
+    mod = _kernels(backend)
+    if mod not in _LIMITED:
+        _LIMITED[mod] = _LimitedEngine(mod)
+    return _LIMITED[mod]
 
 
 _BLAS = None
@@ -180,7 +215,7 @@ def energy(v, h, W, a, b, *, backend=None):
     if h.shape[0] != v.shape[0]:
         raise ValueError(f"h: expected {v.shape[0]} rows (the rows of v), got {h.shape[0]}")
     out = np.empty(v.shape[0], W.dtype)
-    _run(_engine(backend).energy, v, h, W, a, b, out, work=v.shape[0] * W.size)
+    _run(_kernels(backend).energy, v, h, W, a, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -194,7 +229,7 @@ def free_energy(v, W, a, b, *, backend=None):
     _finite((W, a, b), ("W", "a", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = np.empty(v.shape[0], W.dtype)
-    _run(_engine(backend).free_energy, v, W, a, b, out, work=v.shape[0] * W.size)
+    _run(_kernels(backend).free_energy, v, W, a, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -210,7 +245,7 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
-    _run(_engine(backend).hidden_probs, v, W, b, out, work=v.shape[0] * W.size)
+    _run(_kernels(backend).hidden_probs, v, W, b, out, work=v.shape[0] * W.size)
     return out
 
 
@@ -220,7 +255,7 @@ def visible_probs(h, W, a, *, out=None, backend=None):
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
     out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
-    _run(_engine(backend).visible_probs, h, W, a, out, work=h.shape[0] * W.size)
+    _run(_kernels(backend).visible_probs, h, W, a, out, work=h.shape[0] * W.size)
     return out
 
 
@@ -236,7 +271,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
     shape = (v.shape[0], W.shape[1])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_engine(backend).sample_hidden, v, W, b, key, ctr, out, probs, work=v.shape[0] * W.size)
+    _run(_kernels(backend).sample_hidden, v, W, b, key, ctr, out, probs, work=v.shape[0] * W.size)
     return (out, probs) if return_probs else out
 
 
@@ -250,7 +285,7 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
     shape = (h.shape[0], W.shape[0])
     out = np.empty(shape, W.dtype)
     probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_engine(backend).sample_visible, h, W, a, key, ctr, out, probs,
+    _run(_kernels(backend).sample_visible, h, W, a, key, ctr, out, probs,
          work=h.shape[0] * W.size)
     return (out, probs) if return_probs else out
 
@@ -283,7 +318,7 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _run(_engine(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh,
+    _run(_kernels(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh,
          work=C * W.size)
     if mean_last:
         return v, h, mv, mh
@@ -367,7 +402,7 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
     da = np.zeros_like(a)
     db = np.zeros_like(b)
     key, ctr = _rng(random_state)
-    _run(_engine(backend).cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
+    _run(_kernels(backend).cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
                              1.0 / v_data.shape[0], -1.0 / (r * C), 1.0,
          work=max(v_data.shape[0], C) * W.size)
     return CDResult(dW, da, db, H if mode == 2 else V)
@@ -431,7 +466,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     sp = lr / B
     sn = -lr / (r * (C if negative_scale == "chains" else B))
     key, ctr = _rng(random_state)
-    eng = _engine(backend)
+    eng = _kernels(backend)
     if velocity is None:
         _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
              1.0 - lr * weight_decay, work=work)
