@@ -303,6 +303,23 @@ def test_ais_backend_parity_and_threads(dtype, restore_threads):
             out.append(mc.ais_log_partition(W, a, b, n_runs=7, n_betas=200, random_state=3,
                                             backend=be))
     assert all(r == out[0] for r in out[1:])
+    # 150 runs: three tiles of 50 runs, compared with the reference run by run
+    betas = mc.ais_betas(12)
+    key, ctr = Streams(6).key, counter(0, 0)
+    expected = ref.ais_ref(W, a, b, np.zeros(9, dtype), betas, 150, key=key, ctr=ctr)
+    logws = []
+    for be in _BACKENDS:
+        for threads in (1, restore_threads):
+            dlkernels.set_num_threads(threads)
+            logw = np.empty(150)
+            mc._engine(be).ais(W, np.ascontiguousarray(W.T), a, b, np.zeros(9, dtype), betas, key,
+                               ctr, logw)
+            logws.append(logw)
+    assert mc._engine(_BACKENDS[0]).ais_tile_rows(150) == 50
+    for lw in logws[1:]:
+        np.testing.assert_array_equal(lw, logws[0])
+    tol = 1e-11 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(logws[0], expected, rtol=tol, atol=tol)
 
 
 # ---- pseudo-likelihood -------------------------------------------------------------------
@@ -344,7 +361,7 @@ def test_pseudo_likelihood_parity_and_threads(dtype, restore_threads):
     if not _BACKENDS:
         pytest.skip("no backend")
     W, a, b = _model(30, 20, dtype, seed=27)
-    v = _states(33, 30, dtype, 28)
+    v = _states(150, 30, dtype, 28)          # three tiles of rows (64, 64, 22)
     for exact in (False, True):
         out = []
         for be in _BACKENDS:
@@ -354,6 +371,14 @@ def test_pseudo_likelihood_parity_and_threads(dtype, restore_threads):
                                                 backend=be))
         for o in out[1:]:
             np.testing.assert_array_equal(o, out[0])
+        tol = 1e-11 if dtype == np.float64 else 1e-5
+        if exact:
+            expected = ref.pseudo_likelihood_exact_ref(v, W, a, b)
+        else:
+            key, ctr = Streams(4).key, counter(0, 0)
+            idx = np.array([ref.pl_flip_index(key, ctr, s, 30) for s in range(150)])
+            expected = ref.pseudo_likelihood_ref(v, W, a, b, idx)
+        np.testing.assert_allclose(out[0], expected, rtol=tol)
 
 
 # ---- errors ---------------------------------------------------------------------------------

@@ -492,5 +492,6 @@ def pseudo_likelihood(v, W, a, b, *, exact=False, random_state=None, backend=Non
         streams = as_streams(random_state)
         key, ctr = streams.key, streams.next_counter()
     if v.shape[0]:
-        eng.pseudo_likelihood(v, W, a, b, exact, key, ctr, out)
+        with blas_single_threaded():   # the kernel parallelises over tiles of rows itself
+            eng.pseudo_likelihood(v, W, a, b, exact, key, ctr, out)
     return out

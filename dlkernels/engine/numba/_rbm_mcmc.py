@@ -341,6 +341,7 @@ def _ais_hidden(ys, hs, us, b, bk, bp, sample, t, d):
 
 
 AIS_MAX_TILE = 64
+PL_TILE = 64    # rows per work item of pseudo_likelihood
 
 
 @njit(cache=True)
@@ -459,21 +460,35 @@ def pseudo_likelihood(v, W, a, b, exact, key, ctr, out):
 
     exact: sum_i log sigmoid(F(v~i) - F(v)) over every bit i (v~i = v with
     bit i flipped); otherwise scikit-learn's estimate m * log sigmoid(F(v~i) -
-    F(v)) for one bit i per row, drawn from the row's stream.
+    F(v)) for one bit i per row, drawn from the row's stream.  Parallel over
+    tiles of PL_TILE rows (one GEMM per tile through BLAS, which the caller
+    keeps single-threaded).
     """
     B = v.shape[0]
-    m = v.shape[1]
-    X = np.dot(v, W)
+    if B == 0:
+        return
+    ntiles = (B + PL_TILE - 1) // PL_TILE
+    for ti in prange(ntiles):
+        r0 = ti * PL_TILE
+        r1 = min(B, r0 + PL_TILE)
+        _pl_tile(v[r0:r1], W, a, b, exact, key, ctr, r0, out[r0:r1])
+
+
+@njit(cache=True)
+def _pl_tile(vt, W, a, b, exact, key, ctr, r0, out):
+    """Rows r0.. of the pseudo-likelihood: one GEMM for the tile, then the rows."""
+    m = vt.shape[1]
+    X = np.dot(np.ascontiguousarray(vt), W)
     M = np.uint64(m)
-    for s in prange(B):
+    for r in range(vt.shape[0]):
         if exact:
             acc = 0.0
             for i in range(m):
-                acc += _log_sigmoid64(_flip_delta(v[s], X[s], W, a, b, i))
-            out[s] = acc
+                acc += _log_sigmoid64(_flip_delta(vt[r], X[r], W, a, b, i))
+            out[r] = acc
         else:
-            c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+            c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r0 + r, 2)
             c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
             w0, w1, w2, w3 = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
             hi, lo = mulhilo64(w0, M)
-            out[s] = m * _log_sigmoid64(_flip_delta(v[s], X[s], W, a, b, np.int64(hi)))
+            out[r] = m * _log_sigmoid64(_flip_delta(vt[r], X[r], W, a, b, np.int64(hi)))
