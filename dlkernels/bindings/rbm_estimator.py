@@ -103,8 +103,17 @@ _SHUFFLE_STREAM = 1 << 127
 # accepts and the public functional API rejects) reach the same kernels.
 
 def _core(backend):
+    """The raw engine module; callers hold ``_blas_single_threaded()``."""
     from . import rbm as _rbm_bindings
-    return _rbm_bindings._engine(backend)
+    return _rbm_bindings._kernels(backend)
+
+
+def _blas_single_threaded():
+    """The kernels parallelise over tiles with single-threaded GEMMs: a
+    multi-threaded BLAS inside them oversubscribes the cores.  Entered once
+    around a whole fit / transform / score, not per minibatch."""
+    from . import rbm as _rbm_bindings
+    return _rbm_bindings.blas_single_threaded()
 
 
 def _mcmc(backend):
@@ -627,7 +636,7 @@ else:
             done = 0
             begin = time.time()
             step = self._trainer()
-            with _DeferInterrupt() as intr:
+            with _blas_single_threaded(), _DeferInterrupt() as intr:
                 while epoch < int(self.n_iter):
                     order = self._epoch_order(n_samples, epoch)
                     for i in range(batch0, n_batches):
@@ -677,7 +686,8 @@ else:
                 if not hasattr(self, "random_state_"):
                     self.random_state_ = _rng.as_streams(self.random_state)
             v = X.toarray() if sp.issparse(X) else X
-            self._trainer()(np.ascontiguousarray(v))
+            with _blas_single_threaded():
+                self._trainer()(np.ascontiguousarray(v))
             return self
 
         def transform(self, X):
@@ -687,9 +697,10 @@ else:
             X = self._validate(X, reset=False, dtype=self._data_dtype_for_predict())
             W, _, b = self._model_arrays()
             out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
-            for s in range(0, X.shape[0], _CHUNK_ROWS):
-                e = min(s + _CHUNK_ROWS, X.shape[0])
-                _hidden_probs(_dense_rows(X, s, e), W, b, self.backend, out[s:e])
+            with _blas_single_threaded():
+                for s in range(0, X.shape[0], _CHUNK_ROWS):
+                    e = min(s + _CHUNK_ROWS, X.shape[0])
+                    _hidden_probs(_dense_rows(X, s, e), W, b, self.backend, out[s:e])
             return out
 
         def _data_dtype_for_predict(self):
@@ -726,11 +737,12 @@ else:
                 self.random_state_ = _rng.as_streams(self.random_state)
             W, a, b = self._model_arrays()
             out = np.empty(X.shape, dtype=bool)
-            for s in range(0, X.shape[0], _CHUNK_ROWS):
-                e = min(s + _CHUNK_ROWS, X.shape[0])
-                res = _gibbs(_dense_rows(X, s, e), W, a, b, int(n_steps), self.random_state_,
-                             self.backend)
-                out[s:e] = res != 0
+            with _blas_single_threaded():
+                for s in range(0, X.shape[0], _CHUNK_ROWS):
+                    e = min(s + _CHUNK_ROWS, X.shape[0])
+                    res = _gibbs(_dense_rows(X, s, e), W, a, b, int(n_steps), self.random_state_,
+                                 self.backend)
+                    out[s:e] = res != 0
             return out
 
         def score_samples(self, X):
@@ -743,9 +755,11 @@ else:
             W, a, b = self._model_arrays()
             streams = self._score_streams()
             out = np.empty(X.shape[0], dtype=W.dtype)
-            for s in range(0, X.shape[0], _CHUNK_ROWS):
-                e = min(s + _CHUNK_ROWS, X.shape[0])
-                out[s:e] = _pseudo_likelihood(_dense_rows(X, s, e), W, a, b, streams, self.backend)
+            with _blas_single_threaded():
+                for s in range(0, X.shape[0], _CHUNK_ROWS):
+                    e = min(s + _CHUNK_ROWS, X.shape[0])
+                    out[s:e] = _pseudo_likelihood(_dense_rows(X, s, e), W, a, b, streams,
+                                                  self.backend)
             return out
 
         def __sklearn_tags__(self):
