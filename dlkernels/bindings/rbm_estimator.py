@@ -183,48 +183,57 @@ def _pseudo_likelihood_numpy(v, W, a, b, key, epoch):
         return -m * np.logaddexp(0.0, -dF)       # m * log sigmoid(dF), stable
 
 
-def _cd_step(v, W, a, b, chains, scratch, *, lr, k, r, persistent, momentum, velocity,
-             weight_decay, streams, eng):
-    """One minibatch update of W, a, b (and the hidden chains) in place.
+def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, weight_decay,
+               streams, eng):
+    """A function v -> one minibatch update of W, a, b (and the chains) in place.
 
     persistent: scikit-learn's PCD, whose persistent state is the hidden
-    layer of ``batch_size`` chains (``h_samples_``): each sweep draws
-    v ~ p(v|h), takes the statistics at (v, p(h|v)) and draws the next h
-    from p(h|v).  Otherwise CD-k from the minibatch.  The update is
+    layer of ``batch_size`` chains (``chains`` = ``h_samples_``): each sweep
+    draws v ~ p(v|h), takes the statistics at (v, p(h|v)) and draws the next
+    h from p(h|v).  Otherwise CD-k from the minibatch.  The update is
     ``lr * (mean_data[v p(h|v)^T] - mean_model[v p(h|v)^T])`` (scikit-learn's
     ``learning_rate / batch_size`` times the summed statistics), the model
     term averaged over the chains and the r steps; weight decay on W only;
-    momentum through ``velocity``.
+    momentum through ``velocity`` = (vW, va, vb).  The same arithmetic as
+    ``dlkernels.rbm.cd_update`` (a test checks it), with the checks and the
+    set-up done once instead of per minibatch.
     """
-    B = v.shape[0]
-    if persistent:
-        mode, H = 2, chains
-        V = scratch[0]
-        if V.shape[0] != H.shape[0]:
-            V = np.empty((H.shape[0], W.shape[0]), W.dtype)
-    else:
-        mode = 0
-        V = np.empty((B, W.shape[0]), W.dtype)
-        H = np.empty((B, W.shape[1]), W.dtype)
-    C = H.shape[0]
-    s_pos = lr / B
-    s_neg = -lr / (r * C)
-    key, ctr = streams.key, streams.next_counter()
-    if velocity is None:
-        eng.cd_step(v, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, s_pos, s_neg,
-                    1.0 - lr * weight_decay)
-    else:
+    m, n = W.shape
+    dt = W.dtype
+    cd_step = eng.cd_step
+    V_chains = np.empty((chains.shape[0], m), dt)
+    s_neg_p = -lr / (r * chains.shape[0])
+    decay = 1.0 - lr * weight_decay
+    if velocity is not None:
         vW, va, vb = velocity
-        f = W.dtype.type(momentum)
-        vW *= f
-        if weight_decay:
-            vW -= W.dtype.type(lr * weight_decay) * W
-        va *= f
-        vb *= f
-        eng.cd_step(v, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, s_pos, s_neg, 1.0)
-        W += vW
-        a += va
-        b += vb
+        f = dt.type(momentum)
+        wd = dt.type(lr * weight_decay)
+
+    def step(v):
+        B = v.shape[0]
+        if persistent:
+            mode, V, H, s_neg = 2, V_chains, chains, s_neg_p
+        else:
+            mode, s_neg = 0, -lr / (r * B)
+            V = np.empty((B, m), dt)
+            H = np.empty((B, n), dt)
+        ctr = streams.next_counter()
+        if velocity is None:
+            cd_step(v, W, a, b, k, r, mode, V, H, streams.key, ctr, W, a, b, lr / B, s_neg,
+                    decay)
+        else:
+            # in-place ufuncs (an augmented assignment would make these names local)
+            np.multiply(vW, f, out=vW)
+            if weight_decay:
+                np.subtract(vW, wd * W, out=vW)
+            np.multiply(va, f, out=va)
+            np.multiply(vb, f, out=vb)
+            cd_step(v, W, a, b, k, r, mode, V, H, streams.key, ctr, vW, va, vb, lr / B, s_neg,
+                    1.0)
+            np.add(W, vW, out=W)
+            np.add(a, va, out=a)
+            np.add(b, vb, out=b)
+    return step
 
 
 # --------------------------------------------------------------------------
@@ -573,16 +582,11 @@ else:
                     self._velocity = velocity
             else:
                 self._velocity = None
-            scratch = (np.empty((h.shape[0], W.shape[0]), dt),)
-            eng = _core(self.backend)
-            kw = dict(lr=float(self.learning_rate), k=int(self.k), r=int(self.r),
-                      persistent=bool(self.persistent), momentum=float(self.momentum),
-                      velocity=velocity, weight_decay=float(self.weight_decay),
-                      streams=self.random_state_, eng=eng)
-
-            def step(v):
-                _cd_step(v, W, a, b, h, scratch, **kw)
-            return step
+            return _make_step(W, a, b, h, lr=float(self.learning_rate), k=int(self.k),
+                              r=int(self.r), persistent=bool(self.persistent),
+                              momentum=float(self.momentum), velocity=velocity,
+                              weight_decay=float(self.weight_decay), streams=self.random_state_,
+                              eng=_core(self.backend))
 
         def _check_finite_params(self):
             for name in ("components_", "intercept_hidden_", "intercept_visible_"):
