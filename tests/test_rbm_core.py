@@ -196,6 +196,114 @@ def test_multi_tile_reference(backend, dtype):
         assert (g.chains != ch).sum() <= 2
 
 
+# ---- binary-state layers (sums of rows of W over the on-units) ---------------------------------
+
+def _bin_rowsum_ref(X, Wr):
+    """NumPy replay of the kernels' fixed summation order for 0/1 rows: per row,
+    list the on-units i_1 < i_2 < ...; acc = 0; for each full group of 8 listed
+    rows acc += ((w1 + w2) + (w3 + w4)) + ((w5 + w6) + (w7 + w8)); then acc += w
+    for each remaining row; all in Wr's dtype (NumPy adds elementwise exactly)."""
+    out = np.zeros((X.shape[0], Wr.shape[1]), Wr.dtype)
+    for s in range(X.shape[0]):
+        on = np.flatnonzero(X[s])
+        acc = np.zeros(Wr.shape[1], Wr.dtype)
+        q = 0
+        while q + 8 <= on.size:
+            w = Wr[on[q:q + 8]]
+            acc += ((w[0] + w[1]) + (w[2] + w[3])) + ((w[4] + w[5]) + (w[6] + w[7]))
+            q += 8
+        for i in on[q:]:
+            acc += Wr[i]
+        out[s] = acc
+    return out
+
+
+def _engine_kernels(backend):
+    return brbm._kernels(backend)
+
+
+@pytest.mark.parametrize("R,K,N", [(5, 7, 3), (37, 17, 9), (33, 64, 130), (300, 70, 60)])
+def test_binary_layer_reference(backend, dtype, R, K, N):
+    """binary_layer: row s of X Wr as a sum over the on-units in a fixed order
+    (bit-identical to the NumPy replay), within rounding of the float64 product
+    (|error| <= K * eps * sum |terms|), op 1 = sigmoid of it + bias, op 2 = the
+    Bernoulli draws of the documented streams.  Rows include all-zero and
+    all-one states and on-counts around the group size 8 (7, 8, 9, 16, 17);
+    K, N not multiples of 8; (300, 70, 60) runs the parallel path (several
+    chunks of 16 rows)."""
+    eng = _engine_kernels(backend)
+    rs = np.random.default_rng(R * K + N)
+    Wr = rs.normal(size=(K, N)).astype(dtype)
+    bias = rs.normal(size=N).astype(dtype)
+    X = (rs.random((R, K)) < 0.4).astype(dtype)
+    X[0] = 0
+    X[1] = 1
+    for r_, c in zip(range(2, min(R, 7)), (7, 8, 9, 16, 17)):
+        X[r_] = 0
+        X[r_, rs.permutation(K)[:min(c, K)]] = 1
+    key, ctr = _key_ctr(R + K)
+    none = np.empty((0, 0), dtype)
+    acc = np.empty((R, N), dtype)
+    eng.binary_layer(X, Wr, bias, key, ctr, 0, acc, none, 0)
+    np.testing.assert_array_equal(acc, _bin_rowsum_ref(X, Wr))
+    np.testing.assert_array_equal(acc[0], 0)
+    exact = X.astype(np.float64) @ Wr.astype(np.float64)
+    bound = K * np.finfo(dtype).eps * (X.astype(np.float64) @ np.abs(Wr.astype(np.float64)))
+    assert np.all(np.abs(acc - exact) <= bound)
+    p = np.empty((R, N), dtype)
+    eng.binary_layer(X, Wr, bias, key, ctr, 0, p, none, 1)
+    q = np.empty((R, N), dtype)
+    eng.hidden_probs(np.ascontiguousarray(acc), np.eye(N, dtype=dtype), bias, q)
+    np.testing.assert_array_equal(p, q)  # the same fused sigmoid as the dense path
+    np.testing.assert_allclose(p, ref.sigmoid(exact + bias), **_tol(dtype))
+    hs = np.empty((R, N), dtype)
+    ps = np.empty((R, N), dtype)
+    eng.binary_layer(X, Wr, bias, key, ctr, 3, hs, ps, 2)
+    np.testing.assert_array_equal(ps, p)
+    np.testing.assert_array_equal(hs, ref.bernoulli_rows(p, key, ctr, 3))
+    hs2 = np.empty((R, N), dtype)
+    eng.binary_layer(X, Wr, bias, key, ctr, 3, hs2, none, 2)
+    np.testing.assert_array_equal(hs2, hs)
+
+
+def test_binary_layer_backends_and_threads(dtype, restore_threads):
+    """Same bits from both backends and for 1 or 2 threads (parallel path)."""
+    R, K, N = 300, 70, 60
+    rs = np.random.default_rng(5)
+    Wr = rs.normal(size=(K, N)).astype(dtype)
+    bias = rs.normal(size=N).astype(dtype)
+    X = (rs.random((R, K)) < 0.5).astype(dtype)
+    key, ctr = _key_ctr(9)
+    outs = []
+    for name in ("numba", "cython"):
+        if not _available(name):
+            continue
+        for nt in (1, 2):
+            dlkernels.set_num_threads(nt)
+            h = np.empty((R, N), dtype)
+            p = np.empty((R, N), dtype)
+            _engine_kernels(name).binary_layer(X, Wr, bias, key, ctr, 1, h, p, 2)
+            outs.append((h, p))
+    for h, p in outs[1:]:
+        np.testing.assert_array_equal(h, outs[0][0])
+        np.testing.assert_array_equal(p, outs[0][1])
+
+
+def test_gibbs_chains_binary_path_extremes(backend, dtype):
+    """Block Gibbs runs on the binary path: huge positive biases drive every unit
+    on (all-one states), huge negative ones every unit off (all-zero states)."""
+    m, n, C = 19, 13, 20
+    W, a, b = _model(m, n, dtype, seed=90, scale=0.1)
+    v0 = _states(C, m, dtype, 91)
+    for sign in (1, -1):
+        a2 = np.full(m, 60.0 * sign, dtype)
+        b2 = np.full(n, 60.0 * sign, dtype)
+        vk, hk = rbm.gibbs_chains(v0, W, a2, b2, 3, random_state=1, return_hidden=True,
+                                  backend=backend)
+        np.testing.assert_array_equal(vk, 1.0 if sign > 0 else 0.0)
+        np.testing.assert_array_equal(hk, 1.0 if sign > 0 else 0.0)
+
+
 # ---- CD-k / PCD vs NumPy -------------------------------------------------------------------
 
 @pytest.mark.parametrize("chains", ["cd", "pcd", "pcd_hidden"])

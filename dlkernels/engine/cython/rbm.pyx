@@ -11,7 +11,8 @@ bit-identical results for the same inputs and seed.
 """
 from libc.stdint cimport uint64_t, uint32_t
 from libc.math cimport exp, expf, log1p, log1pf
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
 cimport openmp
 from cython cimport floating
 cimport scipy.linalg.cython_blas as blas
@@ -91,6 +92,46 @@ cdef extern from *:
     }
     """
     float dlk_sig32(float x) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* Binary layers: acc[0..N) = sum of the rows Wr[idx[q]] (row length N), in
+       the fixed order of _bin_acc of the Numba backend: groups of 8 listed rows
+       acc += ((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7)), then one row at
+       a time.  Adds only (no contraction possible), so every ISA version below
+       gives the same bits. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+    #define DLK_BIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define DLK_BIN_CLONES
+    #endif
+    #define DLK_BIN_ACC(T, SUF)                                                        \
+    DLK_BIN_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t N,    \
+            const Py_ssize_t *restrict idx, Py_ssize_t cnt, T *restrict acc) {          \
+        Py_ssize_t q = 0, j;                                                          \
+        for (j = 0; j < N; j++) acc[j] = 0;                                           \
+        for (; q + 8 <= cnt; q += 8) {                                                \
+            const T *restrict w0 = Wr + idx[q] * N, *restrict w1 = Wr + idx[q + 1] * N; \
+            const T *restrict w2 = Wr + idx[q + 2] * N, *restrict w3 = Wr + idx[q + 3] * N; \
+            const T *restrict w4 = Wr + idx[q + 4] * N, *restrict w5 = Wr + idx[q + 5] * N; \
+            const T *restrict w6 = Wr + idx[q + 6] * N, *restrict w7 = Wr + idx[q + 7] * N; \
+            for (j = 0; j < N; j++)                                                   \
+                acc[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j]))                         \
+                          + ((w4[j] + w5[j]) + (w6[j] + w7[j]));                      \
+        }                                                                             \
+        for (; q < cnt; q++) {                                                        \
+            const T *restrict w0 = Wr + idx[q] * N;                                   \
+            for (j = 0; j < N; j++) acc[j] += w0[j];                                  \
+        }                                                                             \
+    }
+    DLK_BIN_ACC(float, f32)
+    DLK_BIN_ACC(double, f64)
+    """
+    void dlk_bin_acc_f32(const float* Wr, Py_ssize_t N, const Py_ssize_t* idx, Py_ssize_t cnt,
+                         float* acc) noexcept nogil
+    void dlk_bin_acc_f64(const double* Wr, Py_ssize_t N, const Py_ssize_t* idx, Py_ssize_t cnt,
+                         double* acc) noexcept nogil
 
 
 cdef inline float _sig32(float x) noexcept nogil:
@@ -238,6 +279,61 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
                     _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
                     _bern_row(out + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
                               <uint64_t>s, first_block + <uint64_t>c0 // per)
+
+
+cdef enum:
+    BIN_CHUNK = 16  # rows per parallel work item (as in the Numba backend)
+
+
+cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* Wr,
+                     Py_ssize_t N, const floating* bias, const uint64_t* key, const uint64_t* ctr,
+                     uint64_t first_block, floating* out, floating* probs, int op) noexcept nogil:
+    """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K) (any
+    nonzero counts as 1): row s of X Wr is the sum of the rows Wr[i] of its on-units
+    (dlk_bin_acc order), then op 0 / 1 / 2 as in _layer (same stream layout).
+    Parallel over chunks of BIN_CHUNK rows (per-thread buffers)."""
+    cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, g, s, i, cnt
+    cdef int nth = _nthreads(nchunks, R * K * N)
+    cdef Py_ssize_t* idx = NULL
+    cdef floating* acc = NULL
+    cdef floating* row
+    with parallel(num_threads=nth):
+        idx = <Py_ssize_t*>malloc((K + 1) * sizeof(Py_ssize_t))
+        acc = <floating*>malloc((N + 1) * sizeof(floating))
+        for g in prange(nchunks, schedule="static"):
+            for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
+                cnt = 0
+                for i in range(K):
+                    idx[cnt] = i
+                    cnt = cnt + (1 if X[s * K + i] != 0 else 0)
+                if floating is float:
+                    dlk_bin_acc_f32(Wr, N, idx, cnt, acc)
+                else:
+                    dlk_bin_acc_f64(Wr, N, idx, cnt, acc)
+                row = out + s * N
+                if op == 0:
+                    for i in range(N):
+                        row[i] = acc[i]
+                elif op == 1:
+                    _sigmoid_row(acc, bias, row, N)
+                elif probs != NULL:
+                    _sigmoid_row(acc, bias, probs + s * N, N)
+                    _bern_row(probs + s * N, row, N, key, ctr, <uint64_t>s, first_block)
+                else:
+                    _sigmoid_row(acc, bias, row, N)
+                    _bern_row(row, row, N, key, ctr, <uint64_t>s, first_block)
+        free(idx)
+        free(acc)
+
+
+cdef void _transpose(const floating* W, Py_ssize_t m, Py_ssize_t n, floating* WT) noexcept nogil:
+    """WT (n, m) = W (m, n)^T, in 32 x 32 blocks."""
+    cdef Py_ssize_t i0, j0, i, j
+    for i0 in range(0, m, 32):
+        for j0 in range(0, n, 32):
+            for j in range(j0, min(j0 + 32, n)):
+                for i in range(i0, min(i0 + 32, m)):
+                    WT[j * m + i] = W[i * n + j]
 
 
 cdef void _gemm_tn(double alpha, const floating* A, Py_ssize_t K, const floating* B,
@@ -436,6 +532,17 @@ def sample_visible(const floating[:, ::1] h, const floating[:, ::1] W, const flo
                pp, 2)
 
 
+def binary_layer(const floating[:, ::1] X, const floating[:, ::1] Wr, const floating[::1] bias,
+                 const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t first_block,
+                 floating[:, ::1] out, floating[:, ::1] probs, int op):
+    """The binary-state layer kernel (see the Numba twin)."""
+    cdef Py_ssize_t R = X.shape[0], K = X.shape[1], N = Wr.shape[1]
+    cdef floating* pp = &probs[0, 0] if probs.shape[0] > 0 else NULL
+    with nogil:
+        _bin_layer(&X[0, 0], R, K, &Wr[0, 0], N, &bias[0], &key[0], &ctr[0], first_block,
+                   &out[0, 0], pp, op)
+
+
 def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
                  const floating[::1] b, Py_ssize_t k, const uint64_t[::1] key,
                  const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
@@ -445,7 +552,10 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t t, s, j
+    WT_arr = np.empty((n, m), np.float32 if floating is float else np.float64)
+    cdef floating[:, ::1] WT = WT_arr
     with nogil:
+        _transpose(&W[0, 0], m, n, &WT[0, 0])
         if mean_last > 0:
             for s in range(C):
                 for j in range(m):
@@ -454,10 +564,10 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
                     mean_h[s, j] = 0
         for t in range(k):
             blk = <uint64_t>t * (bh + bv)
-            _layer(&v[0, 0], C, m, &W[0, 0], n, False, &b[0], &key[0], &ctr[0], blk,
-                   &h[0, 0], n, <floating*>NULL, 2)
-            _layer(&h[0, 0], C, n, &W[0, 0], n, True, &a[0], &key[0], &ctr[0], blk + bh,
-                   &v[0, 0], m, <floating*>NULL, 2)
+            _bin_layer(&v[0, 0], C, m, &W[0, 0], n, &b[0], &key[0], &ctr[0], blk,
+                       &h[0, 0], <floating*>NULL, 2)
+            _bin_layer(&h[0, 0], C, n, &WT[0, 0], m, &a[0], &key[0], &ctr[0], blk + bh,
+                       &v[0, 0], <floating*>NULL, 2)
             if mean_last > 0 and t >= k - mean_last:
                 _add_layer(&mean_v[0, 0], &v[0, 0], C, m)
                 _add_layer(&mean_h[0, 0], &h[0, 0], C, n)

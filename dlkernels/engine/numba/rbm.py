@@ -48,7 +48,7 @@ from numba.extending import get_cython_function_address, intrinsic
 from .rng import ctr_add, philox4x64_10, philox4x64_10_x2
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
-           "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer"]
+           "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer", "binary_layer"]
 
 # ---- BLAS: scipy.linalg.cython_blas ?gemm, called by symbol name ----------
 for _nm in ("sgemm", "dgemm"):
@@ -489,6 +489,129 @@ def _bern_layer(p, key, ctr, first_block):
             _bern_layer_row(p, s, key, ctr, first_block, ubuf)
 
 
+# ---- binary layers: sums of rows of W over the units that are on ----------------
+# With a 0/1 input row x, (x Wr)_j is the sum of Wr[i, j] over the i with
+# x_i != 0.  Per row: list the on-units once (increasing i), then sum their
+# rows Wr[i, :] in the fixed order of _bin_acc (adds only: no FMA, no BLAS,
+# the same operations in both backends and for any thread count), then the
+# fused bias + sigmoid + Bernoulli pass on the row.  The rows of Wr are
+# contiguous, so the adds vectorize; at density d it does d / 2 of a GEMM's
+# flops (grouping 8 rows per pass over acc keeps it off the store port).  For the
+# h -> v direction Wr is a transposed copy of W made once per kernel call.
+BIN_CHUNK = 16  # rows per parallel work item (buffers allocated per item)
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_acc(Wr, idx, cnt, acc):
+    """acc = sum of the rows Wr[idx[0..cnt-1]] in a fixed order: acc = 0, then
+    for each group of 8 listed rows w0..w7 (in list order)
+    acc += ((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7)), then acc += w
+    for each of the remaining rows one at a time (the Cython backend performs
+    the same operations)."""
+    N = Wr.shape[1]
+    for j in range(N):
+        acc[j] = 0.0
+    q = 0
+    while q + 8 <= cnt:
+        w0 = Wr[idx[q]]
+        w1 = Wr[idx[q + 1]]
+        w2 = Wr[idx[q + 2]]
+        w3 = Wr[idx[q + 3]]
+        w4 = Wr[idx[q + 4]]
+        w5 = Wr[idx[q + 5]]
+        w6 = Wr[idx[q + 6]]
+        w7 = Wr[idx[q + 7]]
+        for j in range(N):
+            acc[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j])) + ((w4[j] + w5[j]) + (w6[j] + w7[j]))
+        q += 8
+    while q < cnt:
+        w0 = Wr[idx[q]]
+        for j in range(N):
+            acc[j] += w0[j]
+        q += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf):
+    """Row s of _bin_layer (idx: K ints, acc: N floats, ubuf: TILE_C floats)."""
+    K = X.shape[1]
+    N = Wr.shape[1]
+    cnt = 0
+    for i in range(K):
+        idx[cnt] = i
+        cnt += 1 if X[s, i] != 0 else 0
+    _bin_acc(Wr, idx, cnt, acc)
+    row = out[s]
+    if op == 0:
+        for j in range(N):
+            row[j] = acc[j]
+        return
+    if op == 1:
+        _sigmoid_row(acc, bias, row)
+        return
+    per = 8 if out.itemsize == 4 else 4
+    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    if probs.shape[0] > 0:
+        prow = probs[s]
+        _sigmoid_row(acc, bias, prow)
+        for j0 in range(0, N, TILE_C):
+            j1 = min(j0 + TILE_C, N)
+            _bern_row(prow[j0:j1], row[j0:j1], key[0], key[1], c0, c1, c2, c3,
+                      first_block + j0 // per, ubuf)
+    else:
+        _sigmoid_row(acc, bias, row)
+        for j0 in range(0, N, TILE_C):
+            j1 = min(j0 + TILE_C, N)
+            _bern_row_ip(row[j0:j1], key[0], key[1], c0, c1, c2, c3,
+                         first_block + j0 // per, ubuf)
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op):
+    R = X.shape[0]
+    idx = np.empty(X.shape[1], np.intp)
+    acc = np.empty(Wr.shape[1], out.dtype)
+    ubuf = np.empty(TILE_C, out.dtype)
+    for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
+        _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nchunks):
+    for g in prange(nchunks):
+        _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op)
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
+    """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K)
+    (any nonzero counts as 1): out = X Wr summed row by row in increasing
+    index order, then op 0 / 1 / 2 as in _layer (same stream layout)."""
+    R = X.shape[0]
+    nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK
+    if nchunks > 1 and R * X.shape[1] * Wr.shape[1] >= PAR_MIN_WORK:
+        _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nchunks)
+    else:
+        for g in range(nchunks):
+            _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op)
+
+
+@njit(cache=True, error_model="numpy")
+def _transpose(W):
+    """A C-contiguous copy of W^T (blocked)."""
+    m = W.shape[0]
+    n = W.shape[1]
+    WT = np.empty((n, m), W.dtype)
+    for i0 in range(0, m, 32):
+        i1 = min(i0 + 32, m)
+        for j0 in range(0, n, 32):
+            j1 = min(j0 + 32, n)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    WT[j, i] = W[i, j]
+    return WT
+
+
 @njit(cache=True, error_model="numpy")
 def _add_layer(acc, x):
     """acc += x (elementwise, same shapes)."""
@@ -630,6 +753,16 @@ def sample_visible(h, W, a, key, ctr, out, probs):
 
 
 @njit(cache=True, error_model="numpy")
+def binary_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
+    """The binary-state layer kernel (for tests and direct callers): X (R, K)
+    0/1 (nonzero = 1), Wr (K, N); out (R, N) = X Wr with row s summed over the
+    rows of its on-units in the order of ``_bin_acc``, then op 0: nothing;
+    1: sigmoid(out + bias); 2: Bernoulli(sigmoid(out + bias)), row s from stream
+    s of ctr starting at block first_block; probs (R, N) or (0, 0)."""
+    _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op)
+
+
+@njit(cache=True, error_model="numpy")
 def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     """k block-Gibbs sweeps v -> h -> v of every chain (row of v), in place.
 
@@ -648,10 +781,11 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     if mean_last > 0:
         mean_v[:, :] = 0.0
         mean_h[:, :] = 0.0
+    WT = _transpose(W)
     for t in range(k):
         blk = t * (bh + bv)
-        _layer(v, W, False, b, key, ctr, blk, h, noprobs, 2)
-        _layer(h, W, True, a, key, ctr, blk + bh, v, noprobs, 2)
+        _bin_layer(v, W, b, key, ctr, blk, h, noprobs, 2)
+        _bin_layer(h, WT, a, key, ctr, blk + bh, v, noprobs, 2)
         if mean_last > 0 and t >= k - mean_last:
             _add_layer(mean_v, v)
             _add_layer(mean_h, h)
