@@ -306,13 +306,17 @@ def test_gibbs_chains_binary_path_extremes(backend, dtype):
 
 # ---- CD-k / PCD vs NumPy -------------------------------------------------------------------
 
+@pytest.mark.parametrize("data", ["grey", "binary"])
 @pytest.mark.parametrize("chains", ["cd", "pcd", "pcd_hidden"])
 @pytest.mark.parametrize("k,r", [(1, 1), (2, 3)])
-def test_cd_gradient_reference(backend, dtype, chains, k, r):
-    m, n, B = 9, 5, 4
+def test_cd_gradient_reference(backend, dtype, chains, k, r, data):
+    """Grey data take the GEMM path for the data term, 0/1 data the binary
+    path (the chains always do); both equal the float64 reference."""
+    m, n, B = (9, 5, 4) if data == "grey" else (37, 21, 19)  # > 16 rows: several chunks
     W, a, b = _model(m, n, dtype, seed=8)
     v = _states(B, m, dtype, 9)
-    v[0, 0] = 0.25  # data may be probabilities in [0, 1]
+    if data == "grey":
+        v[0, 0] = 0.25  # data may be probabilities in [0, 1]
     kw = {}
     if chains == "pcd":
         kw["persistent"] = _states(7, m, dtype, 10)  # 7 chains, batch 4

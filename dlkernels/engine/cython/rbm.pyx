@@ -290,7 +290,8 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
                      uint64_t first_block, floating* out, floating* probs, int op) noexcept nogil:
     """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K) (any
     nonzero counts as 1): row s of X Wr is the sum of the rows Wr[i] of its on-units
-    (dlk_bin_acc order), then op 0 / 1 / 2 as in _layer (same stream layout).
+    (dlk_bin_acc order), then op 0 / 1 / 2 as in _layer (same stream layout), or op 3:
+    out += the sums (a rank-R update written row by row: no races).
     Parallel over chunks of BIN_CHUNK rows (per-thread buffers)."""
     cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, g, s, i, cnt
     cdef int nth = _nthreads(nchunks, R * K * N)
@@ -314,6 +315,9 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
                 if op == 0:
                     for i in range(N):
                         row[i] = acc[i]
+                elif op == 3:
+                    for i in range(N):
+                        row[i] = row[i] + acc[i]
                 elif op == 1:
                     _sigmoid_row(acc, bias, row, N)
                 elif probs != NULL:
@@ -324,6 +328,24 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
                     _bern_row(row, row, N, key, ctr, <uint64_t>s, first_block)
         free(idx)
         free(acc)
+
+
+cdef bint _is_binary(const floating* x, Py_ssize_t n) noexcept nogil:
+    """True when every one of the n elements is 0 or 1."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] != 0 and x[i] != 1:
+            return False
+    return True
+
+
+cdef void _transpose_rows(floating* dst, Py_ssize_t ld, const floating* src, Py_ssize_t rows,
+                          Py_ssize_t m, Py_ssize_t c0) noexcept nogil:
+    """dst[i * ld + c0 + c] = src[c * m + i] (src (rows, m))."""
+    cdef Py_ssize_t c, i
+    for c in range(rows):
+        for i in range(m):
+            dst[i * ld + c0 + c] = src[c * m + i]
 
 
 cdef void _transpose(const floating* W, Py_ssize_t m, Py_ssize_t n, floating* WT) noexcept nogil:
@@ -588,10 +610,11 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t T = k + r - 1, t, s, j
-    cdef bint stacked = mode == 2 and T == 1
+    cdef bint bin_data
     dt = np.float32 if floating is float else np.float64
     ppos_arr = np.empty((B, n), dt)
     acc_arr = np.zeros((m if r > 1 else 1, n if r > 1 else 1), dt)
+    VT_arr = np.empty((m if r > 1 else 1, C if r > 1 else 1), dt)
     S_arr = np.empty((B + C, m), dt)
     Q_arr = np.empty((B + C, n), dt)
     sv_arr = np.zeros(m, np.float64)
@@ -600,6 +623,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     ph_arr = np.zeros(n, np.float64)
     cdef floating[:, ::1] ppos = ppos_arr
     cdef floating[:, ::1] acc = acc_arr
+    cdef floating[:, ::1] VT = VT_arr
     cdef floating[:, ::1] S = S_arr
     cdef floating[:, ::1] Q = Q_arr
     cdef double[::1] sv = sv_arr, sp = sp_arr, pv = pv_arr, ph = ph_arr
@@ -609,7 +633,13 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef const uint64_t* cp = &ctr[0]
     cdef floating fs
     with nogil:
-        if not stacked:
+        # binary states (the chains always, the data when 0/1) take the binary
+        # path for v W and for the gradient's v^T p (see the Numba twin)
+        bin_data = _is_binary(&vdata[0, 0], B * m)
+        if bin_data:
+            _bin_layer(&vdata[0, 0], B, m, pW, n, &b[0], kp, cp, 0, &ppos[0, 0],
+                       <floating*>NULL, 1)
+        else:
             _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, &ppos[0, 0], n,
                    <floating*>NULL, 1)
         if mode == 0:
@@ -619,8 +649,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
                 for j in range(n):
                     H[s, j] = ppos[s, j]
         elif mode == 1:
-            _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
-                   <floating*>NULL, 1)
+            _bin_layer(&V[0, 0], C, m, pW, n, &b[0], kp, cp, 0, &H[0, 0], <floating*>NULL, 1)
         for t in range(1, T + 1):
             blk = <uint64_t>(t - 1) * (bh + bv)
             if mode != 2:
@@ -630,21 +659,11 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             else:
                 _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
                        <floating*>NULL, 2)
-            if stacked:
-                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
-                _layer(&S[0, 0], B + C, m, pW, n, False, &b[0], kp, cp, 0, &Q[0, 0], n,
-                       <floating*>NULL, 1)
-                for s in range(B):
-                    for j in range(n):
-                        ppos[s, j] = Q[s, j]
-                for s in range(C):
-                    for j in range(n):
-                        H[s, j] = Q[B + s, j]
-            else:
-                _layer(&V[0, 0], C, m, pW, n, False, &b[0], kp, cp, 0, &H[0, 0], n,
-                       <floating*>NULL, 1)
+            _bin_layer(&V[0, 0], C, m, pW, n, &b[0], kp, cp, 0, &H[0, 0], <floating*>NULL, 1)
             if r > 1 and t >= k:
-                _gemm_tn(1.0, &V[0, 0], C, &H[0, 0], <floating>1, &acc[0, 0], m, n)
+                _transpose_rows(&VT[0, 0], C, &V[0, 0], C, m, 0)
+                _bin_layer(&VT[0, 0], m, C, &H[0, 0], n, &b[0], kp, cp, 0, &acc[0, 0],
+                           <floating*>NULL, 3)
                 _colsum(&V[0, 0], C, m, &sv[0])
                 _colsum(&H[0, 0], C, n, &sp[0])
             if mode == 2 and t < T:
@@ -653,9 +672,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
         if decay != 1.0:
             _mul_layer(&gW[0, 0], decay, m, n)
         if r == 1:
-            # one GEMM over K = B + C rows: gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]
-            if not stacked:
-                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
+            # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
             fs = <floating>scale_pos
             for s in range(B):
                 for j in range(n):
@@ -664,7 +681,15 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             for s in range(C):
                 for j in range(n):
                     Q[B + s, j] = fs * H[s, j]
-            _gemm_tn(1.0, &S[0, 0], B + C, &Q[0, 0], <floating>1, &gW[0, 0], m, n)
+            if bin_data:
+                # S (B + C, m) reused as the transposed stack ST (m, B + C)
+                _transpose_rows(&S[0, 0], B + C, &vdata[0, 0], B, m, 0)
+                _transpose_rows(&S[0, 0], B + C, &V[0, 0], C, m, B)
+                _bin_layer(&S[0, 0], m, B + C, &Q[0, 0], n, &b[0], kp, cp, 0, &gW[0, 0],
+                           <floating*>NULL, 3)
+            else:
+                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
+                _gemm_tn(1.0, &S[0, 0], B + C, &Q[0, 0], <floating>1, &gW[0, 0], m, n)
             _colsum(&V[0, 0], C, m, &sv[0])
             _colsum(&H[0, 0], C, n, &sp[0])
         else:

@@ -546,6 +546,10 @@ def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ub
         for j in range(N):
             row[j] = acc[j]
         return
+    if op == 3:
+        for j in range(N):
+            row[j] += acc[j]
+        return
     if op == 1:
         _sigmoid_row(acc, bias, row)
         return
@@ -586,7 +590,8 @@ def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nchunks):
 def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K)
     (any nonzero counts as 1): out = X Wr summed row by row in increasing
-    index order, then op 0 / 1 / 2 as in _layer (same stream layout)."""
+    index order, then op 0 / 1 / 2 as in _layer (same stream layout), or
+    op 3: out += the sums (a rank-R update written row by row: no races)."""
     R = X.shape[0]
     nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK
     if nchunks > 1 and R * X.shape[1] * Wr.shape[1] >= PAR_MIN_WORK:
@@ -594,6 +599,24 @@ def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     else:
         for g in range(nchunks):
             _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op)
+
+
+@njit(cache=True, error_model="numpy")
+def _is_binary(x):
+    """True when every element of the 2-d x is 0 or 1."""
+    for s in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if x[s, i] != 0 and x[s, i] != 1:
+                return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _transpose_rows(dst, src, c0):
+    """dst[:, c0 + c] = src[c, :] (dst (m, >= c0 + rows of src))."""
+    for c in range(src.shape[0]):
+        for i in range(src.shape[1]):
+            dst[i, c0 + c] = src[c, i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -825,25 +848,29 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     T = k + r - 1
     C = V.shape[0]
     noprobs = _noprobs(W)
-    # scikit-learn's step (hidden chains, one sweep): the data's and the
-    # chains' hidden probabilities come from one stacked GEMM (one pass over W)
-    stacked = mode == 2 and T == 1
+    # Binary states (the chains always, the data when they are 0/1) take the
+    # binary path for the products v W and for the gradient's v^T p (a
+    # scatter-add of rows of p into the rows of W of the on-units); h W^T and
+    # grey data stay on the tiled GEMM.
+    bin_data = _is_binary(vdata)
     ppos = np.empty((B, n), dt)
-    if not stacked:
+    if bin_data:
+        _bin_layer(vdata, W, b, key, ctr, 0, ppos, noprobs, 1)
+    else:
         _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, 1)
     if r > 1:
         acc = np.zeros((m, n), dt)
-        S = np.empty((0, m), dt)
+        VT = np.empty((m, C), dt)
     else:
         acc = np.zeros((0, 0), dt)
-        S = np.empty((B + C, m), dt)
+        VT = np.empty((0, 0), dt)
     sv = np.zeros(m, np.float64)
     sp = np.zeros(n, np.float64)
     if mode == 0:
         V[:, :] = vdata
         H[:, :] = ppos
     elif mode == 1:
-        _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
+        _bin_layer(V, W, b, key, ctr, 0, H, noprobs, 1)
     for t in range(1, T + 1):
         blk = (t - 1) * (bh + bv)
         if mode != 2:
@@ -851,17 +878,10 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             _layer(H, W, True, a, key, ctr, blk + bh, V, noprobs, 2)
         else:
             _layer(H, W, True, a, key, ctr, blk, V, noprobs, 2)
-        if stacked:
-            S[:B, :] = vdata
-            S[B:, :] = V
-            PS = np.empty((B + C, n), dt)
-            _layer(S, W, False, b, key, ctr, 0, PS, noprobs, 1)
-            ppos[:, :] = PS[:B]
-            H[:, :] = PS[B:]
-        else:
-            _layer(V, W, False, b, key, ctr, 0, H, noprobs, 1)
+        _bin_layer(V, W, b, key, ctr, 0, H, noprobs, 1)
         if r > 1 and t >= k:
-            _gemm_tn(1.0, V, H, 1.0, acc)
+            _transpose_rows(VT, V, 0)
+            _bin_layer(VT, H, b, key, ctr, 0, acc, noprobs, 3)
             _colsum(V, sv)
             _colsum(H, sp)
         if mode == 2 and t < T:
@@ -870,14 +890,20 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     if decay != 1.0:
         _mul_layer(gW, decay)
     if r == 1:
-        # one GEMM over K = B + C rows: gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]
-        if not stacked:
-            S[:B, :] = vdata
-            S[B:, :] = V
+        # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
         Q = np.empty((B + C, n), dt)
         _scaled_copy(Q[:B], ppos, scale_pos)
         _scaled_copy(Q[B:], H, scale_neg)
-        _gemm_tn(1.0, S, Q, 1.0, gW)
+        if bin_data:
+            ST = np.empty((m, B + C), dt)
+            _transpose_rows(ST, vdata, 0)
+            _transpose_rows(ST, V, B)
+            _bin_layer(ST, Q, b, key, ctr, 0, gW, noprobs, 3)
+        else:
+            S = np.empty((B + C, m), dt)
+            S[:B, :] = vdata
+            S[B:, :] = V
+            _gemm_tn(1.0, S, Q, 1.0, gW)
         _colsum(V, sv)
         _colsum(H, sp)
     else:
