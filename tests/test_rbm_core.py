@@ -304,6 +304,33 @@ def test_gibbs_chains_binary_path_extremes(backend, dtype):
         np.testing.assert_array_equal(hk, 1.0 if sign > 0 else 0.0)
 
 
+@pytest.mark.parametrize("bias", [-1.5, 1.5])
+def test_gibbs_chains_path_rule(dtype, bias):
+    """80 chains (>= 64): sparse states (bias -1.5, ~20% on) take the binary
+    path, dense ones (bias +1.5, ~80% on: the first 64 rows > 40% on) the tiled
+    GEMM; either way the samples follow the reference's draws (float32
+    probabilities differ by rounding, so at most 2 flips are allowed; expected
+    < 0.01) and both backends give the same bits."""
+    m, n, C = 23, 17, 80
+    W, _, _ = _model(m, n, dtype, seed=95, scale=0.05)
+    a = np.full(m, bias, dtype)
+    b = np.full(n, bias, dtype)
+    v0 = (np.random.default_rng(96).random((C, m)) < (0.8 if bias > 0 else 0.2)).astype(dtype)
+    key, ctr = _key_ctr(97)
+    rv, rh = ref.gibbs_chains(v0, W, a, b, 3, key, ctr)
+    outs = []
+    for name in ("numba", "cython"):
+        if not _available(name):
+            continue
+        vk, hk = rbm.gibbs_chains(v0, W, a, b, 3, random_state=Streams(97), return_hidden=True,
+                                  backend=name)
+        assert (vk != rv).sum() + (hk != rh).sum() <= 2
+        outs.append((vk, hk))
+    for vk, hk in outs[1:]:
+        np.testing.assert_array_equal(vk, outs[0][0])
+        np.testing.assert_array_equal(hk, outs[0][1])
+
+
 # ---- CD-k / PCD vs NumPy -------------------------------------------------------------------
 
 @pytest.mark.parametrize("data", ["grey", "binary"])

@@ -330,6 +330,30 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
         free(acc)
 
 
+cdef enum:
+    BIN_SAMPLE_ROWS = 64
+
+
+cdef bint _prefer_bin(const floating* X, Py_ssize_t R, Py_ssize_t K) noexcept nogil:
+    """Path rule of the Numba twin: the binary path unless the layer has >= 64 rows
+    and its first 64 rows are more than 40% on."""
+    cdef Py_ssize_t i, cnt = 0
+    if R < BIN_SAMPLE_ROWS:
+        return True
+    for i in range(BIN_SAMPLE_ROWS * K):
+        cnt = cnt + (1 if X[i] != 0 else 0)
+    return cnt * 10 <= BIN_SAMPLE_ROWS * K * 4
+
+
+cdef void _hid_probs(const floating* V, Py_ssize_t C, Py_ssize_t m, const floating* W,
+                     Py_ssize_t n, const floating* b, floating* H) noexcept nogil:
+    """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
+    if _prefer_bin(V, C, m):
+        _bin_layer(V, C, m, W, n, b, NULL, NULL, 0, H, <floating*>NULL, 1)
+    else:
+        _layer(V, C, m, W, n, False, b, NULL, NULL, 0, H, n, <floating*>NULL, 1)
+
+
 cdef bint _is_binary(const floating* x, Py_ssize_t n) noexcept nogil:
     """True when every one of the n elements is 0 or 1."""
     cdef Py_ssize_t i
@@ -586,10 +610,18 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
                     mean_h[s, j] = 0
         for t in range(k):
             blk = <uint64_t>t * (bh + bv)
-            _bin_layer(&v[0, 0], C, m, &W[0, 0], n, &b[0], &key[0], &ctr[0], blk,
-                       &h[0, 0], <floating*>NULL, 2)
-            _bin_layer(&h[0, 0], C, n, &WT[0, 0], m, &a[0], &key[0], &ctr[0], blk + bh,
-                       &v[0, 0], <floating*>NULL, 2)
+            if _prefer_bin(&v[0, 0], C, m):
+                _bin_layer(&v[0, 0], C, m, &W[0, 0], n, &b[0], &key[0], &ctr[0], blk,
+                           &h[0, 0], <floating*>NULL, 2)
+            else:
+                _layer(&v[0, 0], C, m, &W[0, 0], n, False, &b[0], &key[0], &ctr[0], blk,
+                       &h[0, 0], n, <floating*>NULL, 2)
+            if _prefer_bin(&h[0, 0], C, n):
+                _bin_layer(&h[0, 0], C, n, &WT[0, 0], m, &a[0], &key[0], &ctr[0], blk + bh,
+                           &v[0, 0], <floating*>NULL, 2)
+            else:
+                _layer(&h[0, 0], C, n, &W[0, 0], n, True, &a[0], &key[0], &ctr[0], blk + bh,
+                       &v[0, 0], m, <floating*>NULL, 2)
             if mean_last > 0 and t >= k - mean_last:
                 _add_layer(&mean_v[0, 0], &v[0, 0], C, m)
                 _add_layer(&mean_h[0, 0], &h[0, 0], C, n)
@@ -636,7 +668,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
         # binary states (the chains always, the data when 0/1) take the binary
         # path for v W and for the gradient's v^T p (see the Numba twin)
         bin_data = _is_binary(&vdata[0, 0], B * m)
-        if bin_data:
+        if bin_data and _prefer_bin(&vdata[0, 0], B, m):
             _bin_layer(&vdata[0, 0], B, m, pW, n, &b[0], kp, cp, 0, &ppos[0, 0],
                        <floating*>NULL, 1)
         else:
@@ -649,7 +681,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
                 for j in range(n):
                     H[s, j] = ppos[s, j]
         elif mode == 1:
-            _bin_layer(&V[0, 0], C, m, pW, n, &b[0], kp, cp, 0, &H[0, 0], <floating*>NULL, 1)
+            _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
         for t in range(1, T + 1):
             blk = <uint64_t>(t - 1) * (bh + bv)
             if mode != 2:
@@ -659,7 +691,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             else:
                 _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
                        <floating*>NULL, 2)
-            _bin_layer(&V[0, 0], C, m, pW, n, &b[0], kp, cp, 0, &H[0, 0], <floating*>NULL, 1)
+            _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
             if r > 1 and t >= k:
                 _transpose_rows(&VT[0, 0], C, &V[0, 0], C, m, 0)
                 _bin_layer(&VT[0, 0], m, C, &H[0, 0], n, &b[0], kp, cp, 0, &acc[0, 0],
