@@ -12,7 +12,8 @@ bit-identical results for the same inputs and seed.
 from libc.stdint cimport uint64_t, uint32_t
 from libc.math cimport exp, expf, log1p, log1pf
 from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
 cimport openmp
 from cython cimport floating
 cimport scipy.linalg.cython_blas as blas
@@ -643,96 +644,102 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
     cdef Py_ssize_t T = k + r - 1, t, s, j
     cdef bint bin_data
-    dt = np.float32 if floating is float else np.float64
-    ppos_arr = np.empty((B, n), dt)
-    acc_arr = np.zeros((m if r > 1 else 1, n if r > 1 else 1), dt)
-    VT_arr = np.empty((m if r > 1 else 1, C if r > 1 else 1), dt)
-    S_arr = np.empty((B + C, m), dt)
-    Q_arr = np.empty((B + C, n), dt)
-    sv_arr = np.zeros(m, np.float64)
-    sp_arr = np.zeros(n, np.float64)
-    pv_arr = np.zeros(m, np.float64)
-    ph_arr = np.zeros(n, np.float64)
-    cdef floating[:, ::1] ppos = ppos_arr
-    cdef floating[:, ::1] acc = acc_arr
-    cdef floating[:, ::1] VT = VT_arr
-    cdef floating[:, ::1] S = S_arr
-    cdef floating[:, ::1] Q = Q_arr
-    cdef double[::1] sv = sv_arr, sp = sp_arr, pv = pv_arr, ph = ph_arr
+    # scratch: one malloc'd block (no numpy arrays / memoryviews per call)
+    cdef Py_ssize_t n_acc = m * n if r > 1 else 0, n_vt = m * C if r > 1 else 0
+    cdef Py_ssize_t n_fl = B * n + n_acc + n_vt + (B + C) * m + (B + C) * n
+    cdef double* sv = <double*>calloc(2 * (m + n), sizeof(double))
+    cdef floating* ppos = <floating*>malloc((n_fl + 1) * sizeof(floating))
+    if sv == NULL or ppos == NULL:
+        free(sv)
+        free(ppos)
+        raise MemoryError()
+    cdef double* sp = sv + m
+    cdef double* pv = sp + n
+    cdef double* ph = pv + m
+    cdef floating* acc = ppos + B * n
+    cdef floating* VT = acc + n_acc
+    cdef floating* S = VT + n_vt
+    cdef floating* Q = S + (B + C) * m
+    if n_acc > 0:
+        memset(acc, 0, n_acc * sizeof(floating))
     # gW/ga/gb may share memory with W/a/b: W is only read through this pointer
     cdef const floating* pW = &W[0, 0]
     cdef const uint64_t* kp = &key[0]
     cdef const uint64_t* cp = &ctr[0]
     cdef floating fs
-    with nogil:
-        # binary states (the chains always, the data when 0/1) take the binary
-        # path for v W and for the gradient's v^T p (see the Numba twin)
-        bin_data = _is_binary(&vdata[0, 0], B * m)
-        if bin_data and _prefer_bin(&vdata[0, 0], B, m):
-            _bin_layer(&vdata[0, 0], B, m, pW, n, &b[0], kp, cp, 0, &ppos[0, 0],
+    try:
+        with nogil:
+            # binary states (the chains always, the data when 0/1) take the binary
+            # path for v W and for the gradient's v^T p (see the Numba twin)
+            bin_data = _is_binary(&vdata[0, 0], B * m)
+            if bin_data and _prefer_bin(&vdata[0, 0], B, m):
+                _bin_layer(&vdata[0, 0], B, m, pW, n, &b[0], kp, cp, 0, ppos,
+                           <floating*>NULL, 1)
+            else:
+                _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, ppos, n,
                        <floating*>NULL, 1)
-        else:
-            _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, &ppos[0, 0], n,
-                   <floating*>NULL, 1)
-        if mode == 0:
-            for s in range(B):
-                for j in range(m):
-                    V[s, j] = vdata[s, j]
-                for j in range(n):
-                    H[s, j] = ppos[s, j]
-        elif mode == 1:
-            _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
-        for t in range(1, T + 1):
-            blk = <uint64_t>(t - 1) * (bh + bv)
-            if mode != 2:
-                _bern_layer(&H[0, 0], C, n, kp, cp, blk)
-                _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk + bh, &V[0, 0], m,
-                       <floating*>NULL, 2)
+            if mode == 0:
+                for s in range(B):
+                    for j in range(m):
+                        V[s, j] = vdata[s, j]
+                    for j in range(n):
+                        H[s, j] = ppos[s * n + j]
+            elif mode == 1:
+                _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
+            for t in range(1, T + 1):
+                blk = <uint64_t>(t - 1) * (bh + bv)
+                if mode != 2:
+                    _bern_layer(&H[0, 0], C, n, kp, cp, blk)
+                    _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk + bh, &V[0, 0], m,
+                           <floating*>NULL, 2)
+                else:
+                    _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
+                           <floating*>NULL, 2)
+                _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
+                if r > 1 and t >= k:
+                    _transpose_rows(VT, C, &V[0, 0], C, m, 0)
+                    _bin_layer(VT, m, C, &H[0, 0], n, &b[0], kp, cp, 0, acc,
+                               <floating*>NULL, 3)
+                    _colsum(&V[0, 0], C, m, sv)
+                    _colsum(&H[0, 0], C, n, sp)
+                if mode == 2 and t < T:
+                    _bern_layer(&H[0, 0], C, n, kp, cp, blk + bv)
+            # ---- accumulate (W, a, b are not read after this point) ----
+            if decay != 1.0:
+                _mul_layer(&gW[0, 0], decay, m, n)
+            if r == 1:
+                # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
+                fs = <floating>scale_pos
+                for s in range(B):
+                    for j in range(n):
+                        Q[s * n + j] = fs * ppos[s * n + j]
+                fs = <floating>scale_neg
+                for s in range(C):
+                    for j in range(n):
+                        Q[(B + s) * n + j] = fs * H[s, j]
+                if bin_data:
+                    # S (B + C, m) reused as the transposed stack ST (m, B + C)
+                    _transpose_rows(S, B + C, &vdata[0, 0], B, m, 0)
+                    _transpose_rows(S, B + C, &V[0, 0], C, m, B)
+                    _bin_layer(S, m, B + C, Q, n, &b[0], kp, cp, 0, &gW[0, 0],
+                               <floating*>NULL, 3)
+                else:
+                    _stack(S, &vdata[0, 0], B, &V[0, 0], C, m)
+                    _gemm_tn(1.0, S, B + C, Q, <floating>1, &gW[0, 0], m, n)
+                _colsum(&V[0, 0], C, m, sv)
+                _colsum(&H[0, 0], C, n, sp)
             else:
-                _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
-                       <floating*>NULL, 2)
-            _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
-            if r > 1 and t >= k:
-                _transpose_rows(&VT[0, 0], C, &V[0, 0], C, m, 0)
-                _bin_layer(&VT[0, 0], m, C, &H[0, 0], n, &b[0], kp, cp, 0, &acc[0, 0],
-                           <floating*>NULL, 3)
-                _colsum(&V[0, 0], C, m, &sv[0])
-                _colsum(&H[0, 0], C, n, &sp[0])
-            if mode == 2 and t < T:
-                _bern_layer(&H[0, 0], C, n, kp, cp, blk + bv)
-        # ---- accumulate (W, a, b are not read after this point) ----
-        if decay != 1.0:
-            _mul_layer(&gW[0, 0], decay, m, n)
-        if r == 1:
-            # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
-            fs = <floating>scale_pos
-            for s in range(B):
-                for j in range(n):
-                    Q[s, j] = fs * ppos[s, j]
-            fs = <floating>scale_neg
-            for s in range(C):
-                for j in range(n):
-                    Q[B + s, j] = fs * H[s, j]
-            if bin_data:
-                # S (B + C, m) reused as the transposed stack ST (m, B + C)
-                _transpose_rows(&S[0, 0], B + C, &vdata[0, 0], B, m, 0)
-                _transpose_rows(&S[0, 0], B + C, &V[0, 0], C, m, B)
-                _bin_layer(&S[0, 0], m, B + C, &Q[0, 0], n, &b[0], kp, cp, 0, &gW[0, 0],
-                           <floating*>NULL, 3)
-            else:
-                _stack(&S[0, 0], &vdata[0, 0], B, &V[0, 0], C, m)
-                _gemm_tn(1.0, &S[0, 0], B + C, &Q[0, 0], <floating>1, &gW[0, 0], m, n)
-            _colsum(&V[0, 0], C, m, &sv[0])
-            _colsum(&H[0, 0], C, n, &sp[0])
-        else:
-            _gemm_tn(scale_pos, &vdata[0, 0], B, &ppos[0, 0], <floating>1, &gW[0, 0], m, n)
-            _axpy_layer(&gW[0, 0], scale_neg, &acc[0, 0], m, n)
-        _colsum(&vdata[0, 0], B, m, &pv[0])
-        _colsum(&ppos[0, 0], B, n, &ph[0])
-        _add_scaled_vec(&ga[0], m, scale_pos, &pv[0], scale_neg, &sv[0])
-        _add_scaled_vec(&gb[0], n, scale_pos, &ph[0], scale_neg, &sp[0])
-        if mode == 2:
-            _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
+                _gemm_tn(scale_pos, &vdata[0, 0], B, ppos, <floating>1, &gW[0, 0], m, n)
+                _axpy_layer(&gW[0, 0], scale_neg, acc, m, n)
+            _colsum(&vdata[0, 0], B, m, pv)
+            _colsum(ppos, B, n, ph)
+            _add_scaled_vec(&ga[0], m, scale_pos, pv, scale_neg, sv)
+            _add_scaled_vec(&gb[0], n, scale_pos, ph, scale_neg, sp)
+            if mode == 2:
+                _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
+    finally:
+        free(sv)
+        free(ppos)
 
 
 include "_rbm_mcmc.pxi"
