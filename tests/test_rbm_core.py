@@ -222,7 +222,8 @@ def _engine_kernels(backend):
     return brbm._kernels(backend)
 
 
-@pytest.mark.parametrize("R,K,N", [(5, 7, 3), (37, 17, 9), (33, 64, 130), (300, 70, 60)])
+@pytest.mark.parametrize("R,K,N", [(5, 7, 3), (37, 17, 9), (33, 64, 130), (300, 70, 60),
+                                   (10, 400, 300)])
 def test_binary_layer_reference(backend, dtype, R, K, N):
     """binary_layer: row s of X Wr as a sum over the on-units in a fixed order
     (bit-identical to the NumPy replay), within rounding of the float64 product
@@ -230,7 +231,8 @@ def test_binary_layer_reference(backend, dtype, R, K, N):
     Bernoulli draws of the documented streams.  Rows include all-zero and
     all-one states and on-counts around the group size 8 (7, 8, 9, 16, 17);
     K, N not multiples of 8; (300, 70, 60) runs the parallel path (several
-    chunks of 16 rows)."""
+    chunks of 16 rows), (10, 400, 300) splits one chunk into two column parts
+    (columns 0..255 and 256..299: the second part's draws start at block 32)."""
     eng = _engine_kernels(backend)
     rs = np.random.default_rng(R * K + N)
     Wr = rs.normal(size=(K, N)).astype(dtype)
@@ -266,9 +268,10 @@ def test_binary_layer_reference(backend, dtype, R, K, N):
     np.testing.assert_array_equal(hs2, hs)
 
 
-def test_binary_layer_backends_and_threads(dtype, restore_threads):
-    """Same bits from both backends and for 1 or 2 threads (parallel path)."""
-    R, K, N = 300, 70, 60
+@pytest.mark.parametrize("R,K,N", [(300, 70, 60), (10, 400, 300)])
+def test_binary_layer_backends_and_threads(dtype, restore_threads, R, K, N):
+    """Same bits from both backends and for 1 or 2 threads (parallel paths:
+    row chunks; one chunk split into column parts)."""
     rs = np.random.default_rng(5)
     Wr = rs.normal(size=(K, N)).astype(dtype)
     bias = rs.normal(size=N).astype(dtype)

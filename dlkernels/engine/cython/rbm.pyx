@@ -108,31 +108,32 @@ cdef extern from *:
     #define DLK_BIN_CLONES
     #endif
     #define DLK_BIN_ACC(T, SUF)                                                        \
-    DLK_BIN_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t N,    \
-            const Py_ssize_t *restrict idx, Py_ssize_t cnt, T *restrict acc) {          \
+    DLK_BIN_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t ld,   \
+            Py_ssize_t N, const Py_ssize_t *restrict idx, Py_ssize_t cnt,              \
+            T *restrict acc) {                                                        \
         Py_ssize_t q = 0, j;                                                          \
         for (j = 0; j < N; j++) acc[j] = 0;                                           \
         for (; q + 8 <= cnt; q += 8) {                                                \
-            const T *restrict w0 = Wr + idx[q] * N, *restrict w1 = Wr + idx[q + 1] * N; \
-            const T *restrict w2 = Wr + idx[q + 2] * N, *restrict w3 = Wr + idx[q + 3] * N; \
-            const T *restrict w4 = Wr + idx[q + 4] * N, *restrict w5 = Wr + idx[q + 5] * N; \
-            const T *restrict w6 = Wr + idx[q + 6] * N, *restrict w7 = Wr + idx[q + 7] * N; \
+            const T *restrict w0 = Wr + idx[q] * ld, *restrict w1 = Wr + idx[q + 1] * ld; \
+            const T *restrict w2 = Wr + idx[q + 2] * ld, *restrict w3 = Wr + idx[q + 3] * ld; \
+            const T *restrict w4 = Wr + idx[q + 4] * ld, *restrict w5 = Wr + idx[q + 5] * ld; \
+            const T *restrict w6 = Wr + idx[q + 6] * ld, *restrict w7 = Wr + idx[q + 7] * ld; \
             for (j = 0; j < N; j++)                                                   \
                 acc[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j]))                         \
                           + ((w4[j] + w5[j]) + (w6[j] + w7[j]));                      \
         }                                                                             \
         for (; q < cnt; q++) {                                                        \
-            const T *restrict w0 = Wr + idx[q] * N;                                   \
+            const T *restrict w0 = Wr + idx[q] * ld;                                  \
             for (j = 0; j < N; j++) acc[j] += w0[j];                                  \
         }                                                                             \
     }
     DLK_BIN_ACC(float, f32)
     DLK_BIN_ACC(double, f64)
     """
-    void dlk_bin_acc_f32(const float* Wr, Py_ssize_t N, const Py_ssize_t* idx, Py_ssize_t cnt,
-                         float* acc) noexcept nogil
-    void dlk_bin_acc_f64(const double* Wr, Py_ssize_t N, const Py_ssize_t* idx, Py_ssize_t cnt,
-                         double* acc) noexcept nogil
+    void dlk_bin_acc_f32(const float* Wr, Py_ssize_t ld, Py_ssize_t N, const Py_ssize_t* idx,
+                         Py_ssize_t cnt, float* acc) noexcept nogil
+    void dlk_bin_acc_f64(const double* Wr, Py_ssize_t ld, Py_ssize_t N, const Py_ssize_t* idx,
+                         Py_ssize_t cnt, double* acc) noexcept nogil
 
 
 cdef inline float _sig32(float x) noexcept nogil:
@@ -293,40 +294,50 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
     nonzero counts as 1): row s of X Wr is the sum of the rows Wr[i] of its on-units
     (dlk_bin_acc order), then op 0 / 1 / 2 as in _layer (same stream layout), or op 3:
     out += the sums (a rank-R update written row by row: no races).
-    Parallel over chunks of BIN_CHUNK rows (per-thread buffers)."""
-    cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, g, s, i, cnt
-    cdef int nth = _nthreads(nchunks, R * K * N)
+    Work items as the Numba twin's _bin_split: chunks of BIN_CHUNK rows, one chunk
+    split into two column parts (multiples of TILE_C) when N >= 2 TILE_C."""
+    cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, ncp = 1, pw = N
+    cdef Py_ssize_t t, g, s, i, cnt, c0, w
+    if nchunks == 1 and N >= 2 * TILE_C:
+        pw = ((N + 1) // 2 + TILE_C - 1) // TILE_C * TILE_C
+        ncp = (N + pw - 1) // pw
+    cdef int nth = _nthreads(nchunks * ncp, R * K * N)
+    cdef uint64_t per = 8 if floating is float else 4
     cdef Py_ssize_t* idx = NULL
     cdef floating* acc = NULL
     cdef floating* row
     with parallel(num_threads=nth):
         idx = <Py_ssize_t*>malloc((K + 1) * sizeof(Py_ssize_t))
         acc = <floating*>malloc((N + 1) * sizeof(floating))
-        for g in prange(nchunks, schedule="static"):
+        for t in prange(nchunks * ncp, schedule="static"):
+            g = t // ncp
+            c0 = (t - g * ncp) * pw
+            w = min(c0 + pw, N) - c0
             for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
                 cnt = 0
                 for i in range(K):
                     idx[cnt] = i
                     cnt = cnt + (1 if X[s * K + i] != 0 else 0)
                 if floating is float:
-                    dlk_bin_acc_f32(Wr, N, idx, cnt, acc)
+                    dlk_bin_acc_f32(Wr + c0, N, w, idx, cnt, acc)
                 else:
-                    dlk_bin_acc_f64(Wr, N, idx, cnt, acc)
-                row = out + s * N
+                    dlk_bin_acc_f64(Wr + c0, N, w, idx, cnt, acc)
+                row = out + s * N + c0
                 if op == 0:
-                    for i in range(N):
+                    for i in range(w):
                         row[i] = acc[i]
                 elif op == 3:
-                    for i in range(N):
+                    for i in range(w):
                         row[i] = row[i] + acc[i]
                 elif op == 1:
-                    _sigmoid_row(acc, bias, row, N)
+                    _sigmoid_row(acc, bias + c0, row, w)
                 elif probs != NULL:
-                    _sigmoid_row(acc, bias, probs + s * N, N)
-                    _bern_row(probs + s * N, row, N, key, ctr, <uint64_t>s, first_block)
+                    _sigmoid_row(acc, bias + c0, probs + s * N + c0, w)
+                    _bern_row(probs + s * N + c0, row, w, key, ctr, <uint64_t>s,
+                              first_block + <uint64_t>c0 // per)
                 else:
-                    _sigmoid_row(acc, bias, row, N)
-                    _bern_row(row, row, N, key, ctr, <uint64_t>s, first_block)
+                    _sigmoid_row(acc, bias + c0, row, w)
+                    _bern_row(row, row, w, key, ctr, <uint64_t>s, first_block + <uint64_t>c0 // per)
         free(idx)
         free(acc)
 

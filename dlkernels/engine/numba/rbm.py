@@ -518,103 +518,125 @@ BIN_CHUNK = 16  # rows per parallel work item (buffers allocated per item)
 
 
 @njit(cache=True, error_model="numpy")
-def _bin_acc(Wr, idx, cnt, acc):
-    """acc = sum of the rows Wr[idx[0..cnt-1]] in a fixed order: acc = 0, then
-    for each group of 8 listed rows w0..w7 (in list order)
+def _bin_acc(Wr, idx, cnt, acc, c0, c1):
+    """acc[c0:c1] = sum of the rows Wr[idx[0..cnt-1], c0:c1] in a fixed order:
+    acc = 0, then for each group of 8 listed rows w0..w7 (in list order)
     acc += ((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7)), then acc += w
     for each of the remaining rows one at a time (the Cython backend performs
-    the same operations)."""
-    N = Wr.shape[1]
+    the same operations; the column range does not change any element)."""
+    a = acc[c0:c1]
+    N = c1 - c0
     for j in range(N):
-        acc[j] = 0.0
+        a[j] = 0.0
     q = 0
     while q + 8 <= cnt:
-        w0 = Wr[idx[q]]
-        w1 = Wr[idx[q + 1]]
-        w2 = Wr[idx[q + 2]]
-        w3 = Wr[idx[q + 3]]
-        w4 = Wr[idx[q + 4]]
-        w5 = Wr[idx[q + 5]]
-        w6 = Wr[idx[q + 6]]
-        w7 = Wr[idx[q + 7]]
+        w0 = Wr[idx[q], c0:c1]
+        w1 = Wr[idx[q + 1], c0:c1]
+        w2 = Wr[idx[q + 2], c0:c1]
+        w3 = Wr[idx[q + 3], c0:c1]
+        w4 = Wr[idx[q + 4], c0:c1]
+        w5 = Wr[idx[q + 5], c0:c1]
+        w6 = Wr[idx[q + 6], c0:c1]
+        w7 = Wr[idx[q + 7], c0:c1]
         for j in range(N):
-            acc[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j])) + ((w4[j] + w5[j]) + (w6[j] + w7[j]))
+            a[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j])) + ((w4[j] + w5[j]) + (w6[j] + w7[j]))
         q += 8
     while q < cnt:
-        w0 = Wr[idx[q]]
+        w0 = Wr[idx[q], c0:c1]
         for j in range(N):
-            acc[j] += w0[j]
+            a[j] += w0[j]
         q += 1
 
 
 @njit(cache=True, error_model="numpy")
-def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf):
-    """Row s of _bin_layer (idx: K ints, acc: N floats, ubuf: TILE_C floats)."""
+def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf, c0, c1):
+    """Columns c0..c1 (c0 a multiple of TILE_C) of row s of _bin_layer (idx: K
+    ints, acc: N floats, ubuf: TILE_C floats)."""
     K = X.shape[1]
-    N = Wr.shape[1]
     cnt = 0
     for i in range(K):
         idx[cnt] = i
         cnt += 1 if X[s, i] != 0 else 0
-    _bin_acc(Wr, idx, cnt, acc)
+    _bin_acc(Wr, idx, cnt, acc, c0, c1)
     row = out[s]
-    if op == 0:
-        for j in range(N):
-            row[j] = acc[j]
-        return
-    if op == 3:
-        for j in range(N):
-            row[j] += acc[j]
+    if op == 0 or op == 3:
+        rw = row[c0:c1]
+        a = acc[c0:c1]
+        if op == 0:
+            for j in range(c1 - c0):
+                rw[j] = a[j]
+        else:
+            for j in range(c1 - c0):
+                rw[j] += a[j]
         return
     if op == 1:
-        _sigmoid_row(acc, bias, row)
+        _sigmoid_row(acc[c0:c1], bias[c0:c1], row[c0:c1])
         return
     per = 8 if out.itemsize == 4 else 4
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    k0, k1, k2, k3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
     if probs.shape[0] > 0:
         prow = probs[s]
-        _sigmoid_row(acc, bias, prow)
-        for j0 in range(0, N, TILE_C):
-            j1 = min(j0 + TILE_C, N)
-            _bern_row(prow[j0:j1], row[j0:j1], key[0], key[1], c0, c1, c2, c3,
+        _sigmoid_row(acc[c0:c1], bias[c0:c1], prow[c0:c1])
+        for j0 in range(c0, c1, TILE_C):
+            j1 = min(j0 + TILE_C, c1)
+            _bern_row(prow[j0:j1], row[j0:j1], key[0], key[1], k0, k1, k2, k3,
                       first_block + j0 // per, ubuf)
     else:
-        _sigmoid_row(acc, bias, row)
-        for j0 in range(0, N, TILE_C):
-            j1 = min(j0 + TILE_C, N)
-            _bern_row_ip(row[j0:j1], key[0], key[1], c0, c1, c2, c3,
+        _sigmoid_row(acc[c0:c1], bias[c0:c1], row[c0:c1])
+        for j0 in range(c0, c1, TILE_C):
+            j1 = min(j0 + TILE_C, c1)
+            _bern_row_ip(row[j0:j1], key[0], key[1], k0, k1, k2, k3,
                          first_block + j0 // per, ubuf)
 
 
 @njit(cache=True, error_model="numpy")
-def _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op):
+def _bin_split(R, N):
+    """(row chunks, column parts, part width) of _bin_layer's work items: chunks
+    of BIN_CHUNK rows; a layer of one chunk (a small batch) is split into two
+    column parts (a multiple of TILE_C wide) so that two threads share it."""
+    nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK
+    if nchunks == 1 and N >= 2 * TILE_C:
+        pw = ((N + 1) // 2 + TILE_C - 1) // TILE_C * TILE_C
+        return nchunks, (N + pw - 1) // pw, pw
+    return nchunks, 1, N
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op):
     R = X.shape[0]
+    N = Wr.shape[1]
+    g = t // ncp
+    c0 = (t - g * ncp) * pw
+    c1 = min(c0 + pw, N)
     idx = np.empty(X.shape[1], np.intp)
-    acc = np.empty(Wr.shape[1], out.dtype)
+    acc = np.empty(N, out.dtype)
     ubuf = np.empty(TILE_C, out.dtype)
     for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
-        _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf)
+        _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf, c0, c1)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nchunks):
-    for g in prange(nchunks):
-        _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op)
+def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, ncp, pw):
+    for t in prange(nitems):
+        _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
 @njit(cache=True, error_model="numpy")
 def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K)
-    (any nonzero counts as 1): out = X Wr summed row by row in increasing
-    index order, then op 0 / 1 / 2 as in _layer (same stream layout), or
-    op 3: out += the sums (a rank-R update written row by row: no races)."""
+    (any nonzero counts as 1): out = X Wr, row s the sum of the rows of Wr of
+    its on-units in the order of _bin_acc, then op 0 / 1 / 2 as in _layer
+    (same stream layout), or op 3: out += the sums (a rank-R update written row
+    by row: no races).  Work items: _bin_split (the split never changes a result)."""
     R = X.shape[0]
-    nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK
-    if nchunks > 1 and R * X.shape[1] * Wr.shape[1] >= PAR_MIN_WORK:
-        _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nchunks)
+    N = Wr.shape[1]
+    nchunks, ncp, pw = _bin_split(R, N)
+    nitems = nchunks * ncp
+    if nitems > 1 and R * X.shape[1] * N >= PAR_MIN_WORK:
+        _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, ncp, pw)
     else:
-        for g in range(nchunks):
-            _bin_chunk(g, X, Wr, bias, key, ctr, first_block, out, probs, op)
+        for t in range(nitems):
+            _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
 # Path rule (the same in both backends, decided from the data, never from
