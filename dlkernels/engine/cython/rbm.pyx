@@ -107,24 +107,47 @@ cdef extern from *:
     #else
     #define DLK_BIN_CLONES
     #endif
+    /* The remaining r < 8 rows are added in one pass, acc[j] = ((acc[j] + w0[j]) +
+       w1[j]) + ...: per element the same operations, in the same order, as one
+       pass per row (the Numba backend's form), with one load/store of acc. */
+    #define DLK_REM_CASE(K_, EXPR) case K_: for (j = 0; j < N; j++) acc[j] = EXPR; break;
     #define DLK_BIN_ACC(T, SUF)                                                        \
     DLK_BIN_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t ld,   \
             Py_ssize_t N, const Py_ssize_t *restrict idx, Py_ssize_t cnt,              \
             T *restrict acc) {                                                        \
         Py_ssize_t q = 0, j;                                                          \
+        const T *restrict w0, *restrict w1, *restrict w2, *restrict w3;               \
+        const T *restrict w4, *restrict w5, *restrict w6, *restrict w7;               \
         for (j = 0; j < N; j++) acc[j] = 0;                                           \
         for (; q + 8 <= cnt; q += 8) {                                                \
-            const T *restrict w0 = Wr + idx[q] * ld, *restrict w1 = Wr + idx[q + 1] * ld; \
-            const T *restrict w2 = Wr + idx[q + 2] * ld, *restrict w3 = Wr + idx[q + 3] * ld; \
-            const T *restrict w4 = Wr + idx[q + 4] * ld, *restrict w5 = Wr + idx[q + 5] * ld; \
-            const T *restrict w6 = Wr + idx[q + 6] * ld, *restrict w7 = Wr + idx[q + 7] * ld; \
+            w0 = Wr + idx[q] * ld; w1 = Wr + idx[q + 1] * ld;                         \
+            w2 = Wr + idx[q + 2] * ld; w3 = Wr + idx[q + 3] * ld;                     \
+            w4 = Wr + idx[q + 4] * ld; w5 = Wr + idx[q + 5] * ld;                     \
+            w6 = Wr + idx[q + 6] * ld; w7 = Wr + idx[q + 7] * ld;                     \
             for (j = 0; j < N; j++)                                                   \
                 acc[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j]))                         \
                           + ((w4[j] + w5[j]) + (w6[j] + w7[j]));                      \
         }                                                                             \
-        for (; q < cnt; q++) {                                                        \
-            const T *restrict w0 = Wr + idx[q] * ld;                                  \
-            for (j = 0; j < N; j++) acc[j] += w0[j];                                  \
+        w0 = w1 = w2 = w3 = w4 = w5 = w6 = Wr;                                        \
+        switch (cnt - q) {                                                            \
+        case 7: w6 = Wr + idx[q + 6] * ld; /* fall through */                         \
+        case 6: w5 = Wr + idx[q + 5] * ld; /* fall through */                         \
+        case 5: w4 = Wr + idx[q + 4] * ld; /* fall through */                         \
+        case 4: w3 = Wr + idx[q + 3] * ld; /* fall through */                         \
+        case 3: w2 = Wr + idx[q + 2] * ld; /* fall through */                         \
+        case 2: w1 = Wr + idx[q + 1] * ld; /* fall through */                         \
+        case 1: w0 = Wr + idx[q] * ld; /* fall through */                             \
+        default: break;                                                               \
+        }                                                                             \
+        switch (cnt - q) {                                                            \
+        DLK_REM_CASE(1, acc[j] + w0[j])                                               \
+        DLK_REM_CASE(2, (acc[j] + w0[j]) + w1[j])                                     \
+        DLK_REM_CASE(3, ((acc[j] + w0[j]) + w1[j]) + w2[j])                           \
+        DLK_REM_CASE(4, (((acc[j] + w0[j]) + w1[j]) + w2[j]) + w3[j])                 \
+        DLK_REM_CASE(5, ((((acc[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j])       \
+        DLK_REM_CASE(6, (((((acc[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j]) + w5[j]) \
+        DLK_REM_CASE(7, ((((((acc[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j]) + w5[j]) + w6[j]) \
+        default: break;                                                               \
         }                                                                             \
     }
     DLK_BIN_ACC(float, f32)
