@@ -867,7 +867,8 @@ def binary_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     0/1 (nonzero = 1), Wr (K, N); out (R, N) = X Wr with row s summed over the
     rows of its on-units in the order of ``_bin_acc``, then op 0: nothing;
     1: sigmoid(out + bias); 2: Bernoulli(sigmoid(out + bias)), row s from stream
-    s of ctr starting at block first_block; probs (R, N) or (0, 0)."""
+    s of ctr starting at block first_block; probs (R, N) or (0, 0); 3: out +=
+    X Wr (out is read: the scatter-add form of a gradient X^T P with X = V^T)."""
     _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
