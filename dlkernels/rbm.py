@@ -8,25 +8,19 @@
   (``dlkernels.bindings.rbm_estimator``, imported on first use: it needs
   scikit-learn, the functional API does not).
 """
-import importlib
+import importlib as _importlib
 
 from .bindings.rbm import *  # noqa: F401,F403
 from .bindings.rbm import __all__ as _core_all
-
-try:
-    from .bindings.rbm_mcmc import *  # noqa: F401,F403
-    from .bindings.rbm_mcmc import __all__ as _mcmc_all
-except ImportError as _exc:  # pragma: no cover - until that module exists
-    if "rbm_mcmc" not in str(_exc):
-        raise
-    _mcmc_all = []
+from .bindings.rbm_mcmc import *  # noqa: F401,F403
+from .bindings.rbm_mcmc import __all__ as _mcmc_all
 
 __all__ = list(_core_all) + list(_mcmc_all) + ["BernoulliRBM"]
 
 
 def __getattr__(name):
     if name == "BernoulliRBM":
-        mod = importlib.import_module("dlkernels.bindings.rbm_estimator")
+        mod = _importlib.import_module("dlkernels.bindings.rbm_estimator")
         return mod.BernoulliRBM
     raise AttributeError(f"module 'dlkernels.rbm' has no attribute {name!r}")
 
