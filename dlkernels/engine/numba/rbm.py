@@ -1021,7 +1021,5 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
         _bern_layer(H, key, ctr, (T - 1) * (bh + bv) + bv)
 
 
-try:  # single-site Gibbs, AIS, partition functions (helper module)
-    from ._rbm_mcmc import *  # noqa: F401,F403
-except ImportError:  # pragma: no cover - before that module exists
-    pass
+# single-site Gibbs, AIS, partition functions (kept in their own file; part of this family module)
+from ._rbm_mcmc import *  # noqa: E402,F401,F403
