@@ -72,7 +72,7 @@ cdef extern from *:
     /* Multiversioned (AVX2 where the CPU has it) on GCC/glibc x86-64 (ifunc); no FMA
        in any version, so every version gives the same bits. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-    #define DLK_MC_CLONES DLK_MC_NOTRAP __attribute__((target_clones("avx2", "default")))
+    #define DLK_MC_CLONES DLK_MC_NOTRAP __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
     #define DLK_MC_CLONES DLK_MC_NOTRAP
     #endif
