@@ -399,7 +399,6 @@ def ais_numpy(W, a, b, a_base, betas, n_runs, rng):
     R = n_runs
     one = dt.type(1)
     WT = np.ascontiguousarray(W.T)
-    b64 = b.astype(np.float64)
     da = a.astype(np.float64) - a_base.astype(np.float64)
     with np.errstate(over="ignore"):
         V = (rng.random((R, m), dtype=dt) < one / (one + np.exp(-a_base))).astype(dt)
@@ -447,3 +446,19 @@ def pseudo_likelihood_exact_ref(v, W, a, b):
         fe_ = free_energy(v_, W, a, b)
         out += -fe - np.logaddexp(-fe, -fe_)
     return out
+
+
+# ---- random test problems shared by the RBM test modules ------------------------------
+
+def random_model(m, n, dtype=np.float64, seed=0, scale=1.0):
+    """(W, a, b) with W ~ scale * N(0, 1) and biases ~ N(0, 0.25), of the given dtype."""
+    rs = np.random.default_rng(seed)
+    W = (scale * rs.normal(size=(m, n))).astype(dtype)
+    a = (0.5 * rs.normal(size=m)).astype(dtype)
+    b = (0.5 * rs.normal(size=n)).astype(dtype)
+    return W, a, b
+
+
+def random_states(rows, cols, dtype, seed):
+    """A (rows, cols) array of fair coin flips (0/1) of the given dtype."""
+    return (np.random.default_rng(seed).random((rows, cols)) < 0.5).astype(dtype)

@@ -17,7 +17,6 @@ from dlkernels.rng import Streams
 
 import naive_rbm as ref
 
-DTYPES = (np.float32, np.float64)
 
 
 def _available(name):
@@ -35,21 +34,8 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture(params=DTYPES, ids=["f32", "f64"])
-def dtype(request):
-    return np.dtype(request.param)
-
-
-def _model(m, n, dtype=np.float64, seed=0, scale=1.0):
-    rs = np.random.default_rng(seed)
-    W = (scale * rs.normal(size=(m, n))).astype(dtype)
-    a = (0.5 * rs.normal(size=m)).astype(dtype)
-    b = (0.5 * rs.normal(size=n)).astype(dtype)
-    return W, a, b
-
-
-def _states(rows, cols, dtype, seed):
-    return (np.random.default_rng(seed).random((rows, cols)) < 0.5).astype(dtype)
+_model = ref.random_model
+_states = ref.random_states
 
 
 def _tol(dtype):

@@ -29,7 +29,6 @@ row ``s`` uses stream ``s`` of the call's counter, so results are identical
 for any thread count and both backends.  The exact use of the random words is
 documented in ``dlkernels.engine.numba._rbm_mcmc``.
 """
-import importlib
 import math
 from collections import namedtuple
 
