@@ -66,7 +66,7 @@ try:  # scikit-learn is an optional extra
         from sklearn.utils.validation import validate_data
         from sklearn.base import _fit_context
         _SKLEARN_ERROR = None
-    except ImportError as _exc:  # pragma: no cover - older scikit-learn
+    except ImportError:  # pragma: no cover - older scikit-learn
         _SKLEARN_ERROR = ImportError(f"scikit-learn >= 1.6 is required, found {_sklearn.__version__}")
 except ImportError as _exc:  # pragma: no cover - exercised by a test with a patched import
     _SKLEARN_ERROR = _exc
