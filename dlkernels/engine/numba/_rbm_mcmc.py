@@ -32,14 +32,12 @@ from numba import njit, prange, types
 from llvmlite import ir
 from numba.extending import intrinsic, overload
 
-from .rng import (ctr_add, mulhilo64, philox4x64_10, philox4x64_10_x2, stream_fill_f32,
-                  stream_fill_f64)
+from .rng import (_F64_SCALE, _S11, ctr_add, mulhilo64, philox4x64_10, philox4x64_10_x2,
+                  stream_counter, stream_fill_f32, stream_fill_f64)
 
 __all__ = ["single_site_gibbs", "ais", "ais_tile_rows", "pseudo_likelihood", "expneg",
            "expneg_array"]
 
-_S11 = np.uint64(11)
-_F64_SCALE = 1.0 / 9007199254740992.0
 _LOG_RENORM = 256  # factors of a softplus product between two logs
 _SS_BATCH_WORDS = 32  # random words generated at once by a single-site chain
 
@@ -51,17 +49,6 @@ def _sigmoid64(x):
     e = math.exp(x)
     return e / (1.0 + e)
 
-
-@njit(cache=True)
-def stream_counter(ctr, s):
-    """Counter of stream s of the base counter ctr: ctr + s * 2**128 (4 words)."""
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
-    out = np.empty(4, np.uint64)
-    out[0] = c0
-    out[1] = c1
-    out[2] = c2
-    out[3] = c3
-    return out
 
 
 # ---- single-site Gibbs ------------------------------------------------------

@@ -61,7 +61,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from .rng import ctr_add, philox4x64_10, philox4x64_10_x2
+from .rng import (_F32_SCALE, _F64_SCALE, _LO32, _S8, _S11, _S32, ctr_add,
+                  philox4x64_10, philox4x64_10_x2)
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer", "binary_layer"]
@@ -133,12 +134,6 @@ def _gemm_at(ta, tb, M, N, K, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, 
 # ---- scalar helpers ----------------------------------------------------------
 _ONE32 = np.float32(1.0)
 _ZERO32 = np.float32(0.0)
-_LO32 = np.uint64(0xFFFFFFFF)
-_S8 = np.uint64(8)
-_S11 = np.uint64(11)
-_S32 = np.uint64(32)
-_F32_SCALE = np.float32(1.0 / 16777216.0)
-_F64_SCALE = 1.0 / 9007199254740992.0
 
 
 @intrinsic

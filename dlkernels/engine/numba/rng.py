@@ -273,7 +273,8 @@ def fill_uniform_f32(key, ctr, out):
 
 
 @njit(cache=True)
-def _row_counter(ctr, r):
+def stream_counter(ctr, r):
+    """Counter of stream r of the base counter ctr: ctr + r * 2**128 (a new uint64[4])."""
     c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r, 2)
     c = np.empty(4, np.uint64)
     c[0] = c0
@@ -287,11 +288,11 @@ def _row_counter(ctr, r):
 def fill_uniform_streams_f64(key, ctr, out):
     """Row r of out = float64 uniforms of the stream (key, ctr + r * 2**128)."""
     for r in prange(out.shape[0]):
-        stream_fill_f64(key, _row_counter(ctr, r), 0, out[r])
+        stream_fill_f64(key, stream_counter(ctr, r), 0, out[r])
 
 
 @njit(cache=True, parallel=True)
 def fill_uniform_streams_f32(key, ctr, out):
     """Row r of out = float32 uniforms of the stream (key, ctr + r * 2**128)."""
     for r in prange(out.shape[0]):
-        stream_fill_f32(key, _row_counter(ctr, r), 0, out[r])
+        stream_fill_f32(key, stream_counter(ctr, r), 0, out[r])
