@@ -17,12 +17,11 @@ from libc.string cimport memset
 cimport openmp
 from cython cimport floating
 cimport scipy.linalg.cython_blas as blas
-from dlkernels.engine.cython.rng cimport dlk_philox4x64_10, dlk_ctr_add
+from dlkernels.engine.cython.rng cimport (dlk_ctr_add, stream_fill_f32,
+                                         stream_fill_f64)
 
 import numpy as np
 
-cdef float _F32_SCALE = 1.0 / 16777216.0
-cdef double _F64_SCALE = 1.0 / 9007199254740992.0
 
 
 # ---- GEMM ------------------------------------------------------------------------
@@ -191,35 +190,12 @@ cdef void _uniforms(floating* ubuf, Py_ssize_t n, const uint64_t* key, const uin
     """ubuf[:n] = uniforms 0..n-1 of stream s (counter ctr + s 2**128) from block
     first_block (float32: two per 64-bit word, low half first)."""
     cdef uint64_t c[4]
-    cdef uint64_t w[4]
-    cdef Py_ssize_t i = 0, j
     c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
     dlk_ctr_add(c, s, 2)
-    dlk_ctr_add(c, 1 + first_block, 0)
-    while i < n:
-        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], w)
-        dlk_ctr_add(c, 1, 0)
-        if floating is float:
-            if i + 8 <= n:
-                for j in range(4):
-                    ubuf[i + 2 * j] = <float>((w[j] & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
-                    ubuf[i + 2 * j + 1] = <float>(w[j] >> 40) * _F32_SCALE
-                i += 8
-            else:
-                j = 0
-                while i < n:
-                    if j % 2 == 0:
-                        ubuf[i] = <float>((w[j // 2] & 0xFFFFFFFFULL) >> 8) * _F32_SCALE
-                    else:
-                        ubuf[i] = <float>(w[j // 2] >> 40) * _F32_SCALE
-                    i += 1
-                    j += 1
-        else:
-            j = 0
-            while j < 4 and i < n:
-                ubuf[i] = <double>(w[j] >> 11) * _F64_SCALE
-                i += 1
-                j += 1
+    if floating is float:
+        stream_fill_f32(key, c, first_block, ubuf, n)
+    else:
+        stream_fill_f64(key, c, first_block, ubuf, n)
 
 
 cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64_t* key,

@@ -61,8 +61,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from .rng import (_F32_SCALE, _F64_SCALE, _LO32, _S8, _S11, _S32, ctr_add,
-                  philox4x64_10, philox4x64_10_x2)
+from .rng import ctr_add, fill_f32_from, fill_f64_from
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer", "binary_layer"]
@@ -213,94 +212,14 @@ def blocks_per_layer(n, itemsize):
 
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
-@njit(cache=True, error_model="numpy", inline="always")
-def _lo_f32(x):
-    return np.float32((x & _LO32) >> _S8) * _F32_SCALE
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _hi_f32(x):
-    return np.float32(x >> (_S32 + _S8)) * _F32_SCALE
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _w_f64(x):
-    return np.float64(x >> _S11) * _F64_SCALE
-
-
 @njit(cache=True, error_model="numpy")
 def _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
     """ubuf[:n] = uniforms 0..n-1 of the stream (key, c) counted from block
     ``first_block`` (float32: two per 64-bit word, low half first)."""
-    p = ubuf
-    d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1 + first_block, 0)
-    i = 0
-    if p.itemsize == 4:
-        while i + 16 <= n:
-            e0, e1, e2, e3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            wa, wb = philox4x64_10_x2(d0, d1, d2, d3, e0, e1, e2, e3, k0, k1)
-            d0, d1, d2, d3 = ctr_add(e0, e1, e2, e3, 1, 0)
-            ubuf[i] = _lo_f32(wa[0])
-            ubuf[i + 1] = _hi_f32(wa[0])
-            ubuf[i + 2] = _lo_f32(wa[1])
-            ubuf[i + 3] = _hi_f32(wa[1])
-            ubuf[i + 4] = _lo_f32(wa[2])
-            ubuf[i + 5] = _hi_f32(wa[2])
-            ubuf[i + 6] = _lo_f32(wa[3])
-            ubuf[i + 7] = _hi_f32(wa[3])
-            ubuf[i + 8] = _lo_f32(wb[0])
-            ubuf[i + 9] = _hi_f32(wb[0])
-            ubuf[i + 10] = _lo_f32(wb[1])
-            ubuf[i + 11] = _hi_f32(wb[1])
-            ubuf[i + 12] = _lo_f32(wb[2])
-            ubuf[i + 13] = _hi_f32(wb[2])
-            ubuf[i + 14] = _lo_f32(wb[3])
-            ubuf[i + 15] = _hi_f32(wb[3])
-            i += 16
-        while i < n:
-            w0, w1, w2, w3 = philox4x64_10(d0, d1, d2, d3, k0, k1)
-            d0, d1, d2, d3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            ubuf[i] = _lo_f32(w0)
-            if i + 1 < n:
-                ubuf[i + 1] = _hi_f32(w0)
-            if i + 2 < n:
-                ubuf[i + 2] = _lo_f32(w1)
-            if i + 3 < n:
-                ubuf[i + 3] = _hi_f32(w1)
-            if i + 4 < n:
-                ubuf[i + 4] = _lo_f32(w2)
-            if i + 5 < n:
-                ubuf[i + 5] = _hi_f32(w2)
-            if i + 6 < n:
-                ubuf[i + 6] = _lo_f32(w3)
-            if i + 7 < n:
-                ubuf[i + 7] = _hi_f32(w3)
-            i += 8
+    if ubuf.itemsize == 4:
+        fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
     else:
-        while i + 8 <= n:
-            e0, e1, e2, e3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            wa, wb = philox4x64_10_x2(d0, d1, d2, d3, e0, e1, e2, e3, k0, k1)
-            d0, d1, d2, d3 = ctr_add(e0, e1, e2, e3, 1, 0)
-            ubuf[i] = _w_f64(wa[0])
-            ubuf[i + 1] = _w_f64(wa[1])
-            ubuf[i + 2] = _w_f64(wa[2])
-            ubuf[i + 3] = _w_f64(wa[3])
-            ubuf[i + 4] = _w_f64(wb[0])
-            ubuf[i + 5] = _w_f64(wb[1])
-            ubuf[i + 6] = _w_f64(wb[2])
-            ubuf[i + 7] = _w_f64(wb[3])
-            i += 8
-        while i < n:
-            w0, w1, w2, w3 = philox4x64_10(d0, d1, d2, d3, k0, k1)
-            d0, d1, d2, d3 = ctr_add(d0, d1, d2, d3, 1, 0)
-            ubuf[i] = _w_f64(w0)
-            if i + 1 < n:
-                ubuf[i + 1] = _w_f64(w1)
-            if i + 2 < n:
-                ubuf[i + 2] = _w_f64(w2)
-            if i + 3 < n:
-                ubuf[i + 3] = _w_f64(w3)
-            i += 4
+        fill_f64_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
 
 
 @njit(cache=True, error_model="numpy")

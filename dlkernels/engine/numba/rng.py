@@ -167,20 +167,26 @@ def stream_fill_raw(key, ctr, first_block, out):
 @njit(cache=True)
 def stream_fill_f64(key, ctr, first_block, out):
     """out[i] = float64 uniform 4*first_block + i of the stream (key, ctr)."""
-    n = out.shape[0]
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    fill_f64_from(out, out.shape[0], key[0], key[1], ctr[0], ctr[1], ctr[2], ctr[3], first_block)
+
+
+@njit(cache=True)
+def fill_f64_from(out, n, k0, k1, c0, c1, c2, c3, first_block):
+    """``stream_fill_f64`` on out[:n] with the key (k0, k1) and the counter
+    (c0..c3) as scalars, for kernels that keep them in registers."""
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
     c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
     i = 0
     while i + 8 <= n:
         d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, key[0], key[1])
+        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, k0, k1)
         c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
         for j in range(4):
             out[i + j] = u64_to_f64(wa[j])
             out[i + 4 + j] = u64_to_f64(wb[j])
         i += 8
     while i < n:
-        b = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        b = philox4x64_10(c0, c1, c2, c3, k0, k1)
         c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
         for j in range(4):
             if i < n:
@@ -191,13 +197,19 @@ def stream_fill_f64(key, ctr, first_block, out):
 @njit(cache=True)
 def stream_fill_f32(key, ctr, first_block, out):
     """out[i] = float32 uniform 8*first_block + i of the stream (key, ctr)."""
-    n = out.shape[0]
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], 1, 0)
+    fill_f32_from(out, out.shape[0], key[0], key[1], ctr[0], ctr[1], ctr[2], ctr[3], first_block)
+
+
+@njit(cache=True)
+def fill_f32_from(out, n, k0, k1, c0, c1, c2, c3, first_block):
+    """``stream_fill_f32`` on out[:n] with the key (k0, k1) and the counter
+    (c0..c3) as scalars, for kernels that keep them in registers."""
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
     c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
     i = 0
     while i + 16 <= n:
         d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, key[0], key[1])
+        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, k0, k1)
         c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
         for j in range(4):
             out[i + 2 * j] = u32_to_f32(wa[j])
@@ -206,7 +218,7 @@ def stream_fill_f32(key, ctr, first_block, out):
             out[i + 9 + 2 * j] = u32_to_f32(wb[j] >> _S32)
         i += 16
     while i + 8 <= n:
-        b0, b1, b2, b3 = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        b0, b1, b2, b3 = philox4x64_10(c0, c1, c2, c3, k0, k1)
         c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
         out[i] = u32_to_f32(b0)
         out[i + 1] = u32_to_f32(b0 >> _S32)
@@ -218,7 +230,7 @@ def stream_fill_f32(key, ctr, first_block, out):
         out[i + 7] = u32_to_f32(b3 >> _S32)
         i += 8
     if i < n:
-        b = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
+        b = philox4x64_10(c0, c1, c2, c3, k0, k1)
         j = 0
         while i < n:
             w = b[j // 2]
