@@ -12,10 +12,10 @@ from .bindings._backend import (available_backends, get_backend, get_num_threads
                                 set_backend, set_num_threads)
 
 __version__ = "0.1.0"
-__all__ = ["rng", "rbm", "set_backend", "get_backend", "available_backends",
+__all__ = ["rng", "rbm", "attention", "gan", "set_backend", "get_backend", "available_backends",
            "set_num_threads", "get_num_threads", "__version__"]
 
-_FAMILIES = ("rng", "rbm")
+_FAMILIES = ("rng", "rbm", "attention", "gan")
 
 
 def __getattr__(name):

@@ -1,0 +1,2 @@
+# Part of dlkernels.engine.cython.attention (included by attention.pyx).
+_SDPA_ALL = []

@@ -1,0 +1,2 @@
+"""Optional adapters to other frameworks, imported on use
+(``dlkernels.interop.torch`` needs PyTorch)."""
