@@ -19,14 +19,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import _presets
+from bench import _presets, _registry
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 OURS = ("numba", "cython")
 PEERS = ("numpy", "sklearn", "torch")            # column order; a peer shows only where a suite uses it
-PEER_MODULE = {"numpy": "numpy", "sklearn": "sklearn", "torch": "torch"}
-FAMILY_TITLES = {"rng": "Random numbers (Philox4x64-10 uniforms)", "rbm": "RBM sampling and training"}
+PEER_MODULE = {"numpy": "numpy", "sklearn": "sklearn", "torch": "torch"}   # + the suites' PEERS
+
+
+def add_peers(suites):
+    """Peers a suite declares (``PEERS = {impl: module to find}``) join the
+    columns, after the built-in ones."""
+    global PEERS
+    for suite in suites:
+        for impl, module in getattr(suite.module, "PEERS", {}).items():
+            PEER_MODULE.setdefault(impl, module)
+            if impl not in PEERS:
+                PEERS = PEERS + (impl,)
 EXPECTED = {"smoke": "about 30 s", "quick": "about 1-2 min",
             "full": "about 5 min on 2 cores (4 min measured on a quiet machine)"}
 
@@ -148,9 +158,9 @@ def run_pytest(args, json_path, log_path):
 
 # --- start-up cost -----------------------------------------------------------------------------
 
-def _startup_once(family, backend, cache_dir):
+def _startup_once(suite, backend, cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
-    cmd = [sys.executable, "-m", "bench._startup", family, backend]   # cwd on sys.path, as for -m bench
+    cmd = [sys.executable, "-m", "bench._startup", str(suite.path), backend]   # cwd on sys.path, as for -m bench
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
                            cwd=str(BENCH_DIR.parent))
@@ -159,17 +169,19 @@ def _startup_once(family, backend, cache_dir):
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def measure_startup(families):
-    """Per family and backend: import time, first call with an empty and a
-    warm Numba cache (fresh subprocesses, NUMBA_CACHE_DIR in a temp dir)."""
+def measure_startup(suites):
+    """Per suite (those that declare a ``startup`` for this preset) and
+    backend: import time, first call with an empty and a warm Numba cache
+    (fresh subprocesses, NUMBA_CACHE_DIR in a temp dir)."""
     rows = []
-    for fam in families:
+    for suite in suites:
+        fam = suite.family
         with tempfile.TemporaryDirectory(prefix="dlkbench-numba-cache-") as cache:
-            cold = _startup_once(fam, "numba", cache)
-            warm = _startup_once(fam, "numba", cache)
+            cold = _startup_once(suite, "numba", cache)
+            warm = _startup_once(suite, "numba", cache)
         rows.append(dict(family=fam, backend="numba", cold=cold, warm=warm))
         with tempfile.TemporaryDirectory(prefix="dlkbench-numba-cache-") as cache:
-            rows.append(dict(family=fam, backend="cython", cold=_startup_once(fam, "cython", cache)))
+            rows.append(dict(family=fam, backend="cython", cold=_startup_once(suite, "cython", cache)))
         print(f"  start-up: {fam} done", flush=True)
     return rows
 
@@ -371,31 +383,29 @@ def startup_table(rows):
                     out)
 
 
-FOOTNOTES = {
-    "rng": "Uniforms in [0, 1) as numpy's `Generator(Philox).random` draws them (bit-identical). "
-           "numpy is single-threaded, so its time is the same in the 1- and N-thread rows.",
-    "rbm": "GEMM % = (flops of the case / our time) / (rate of the GEMM probe of the same dtype and "
-           "batch/chain/run count x 784 x 500, measured in this run). Flops counted: PCD-1 epoch 5 "
-           "products of 2·batch·m·n per minibatch (v W, h W^T, v' W and the two gradient products "
-           "v^T h); block Gibbs 2 products of 2·chains·m·n per sweep; AIS 2 of 2·runs·m·n per "
-           "temperature. Single-site NumPy peers and the NumPy AIS run less work (fewer updates / "
-           "temperatures) and their time is scaled to the case's work. sklearn = "
-           "sklearn.neural_network.BernoulliRBM(n_iter=...).fit on the same data and settings.",
-}
+def table_specs(suites):
+    """[(table key, title, footnotes)] in the suites' order."""
+    specs = []
+    for suite in suites:
+        for key, spec in suite.tables().items():
+            specs.append((key, spec["title"], spec["footnotes"]))
+    return specs
 
 
-def render(data, fams, startup, env):
+def render(data, fams, startup, env, suites=()):
     preset = env["preset"]
     rates = gemm_rates(fams)
     parts = [f"# dlkernels benchmarks ({preset} preset, {env['threads']} threads)", ""]
-    order = list(FAMILY_TITLES) + sorted(set(fams) - set(FAMILY_TITLES))
-    for fam in order:
+    specs = table_specs(suites)
+    known = {key for key, _, _ in specs}
+    specs += [(fam, fam, ()) for fam in sorted(set(fams) - known - {"gemm"})]
+    for fam, title, footnotes in specs:
         cases = fams.get(fam)
-        if fam == "gemm" or not cases:
+        if not cases:
             continue
-        parts += [f"## {FAMILY_TITLES.get(fam, fam)}", "", family_table(fam, cases, rates), ""]
-        if fam in FOOTNOTES:
-            parts += [FOOTNOTES[fam], ""]
+        parts += [f"## {title}", "", family_table(fam, cases, rates), ""]
+        for note in footnotes:
+            parts += [note, ""]
     if "gemm" in fams:
         parts += ["## GEMM probes", "", gemm_table(fams["gemm"]), "",
                   "Best round of repeated calls into preallocated output; numpy's and scipy's BLAS "
@@ -442,7 +452,7 @@ def parse_args(argv):
                    help="BLAS threads, when they should differ from --threads (diagnosis of "
                         "oversubscription); default: the --threads value")
     p.add_argument("-k", metavar="EXPR", help="pytest -k expression selecting benchmarks "
-                   "(e.g. 'rng', 'gibbs and not torch'); GEMM probes always run")
+                   "(e.g. a family name, or 'gibbs and not torch'); GEMM probes always run")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up cost measurement")
     p.set_defaults(preset=_presets.DEFAULT_PRESET)
     return p.parse_args(argv)
@@ -494,10 +504,15 @@ def main(argv=None):
         print(Path(log_path).read_text()[-3000:])
         print(f"pytest exited with {rc}; log: {log_path}")
         return rc or 1
-    startup = [] if args.no_startup else measure_startup(_presets.PRESETS[args.preset]["startup_kernels"])
+    suites, broken = _registry.discover()
+    add_peers(suites)
+    for name, exc in broken.items():
+        print(f"note: bench/{name} is not a usable suite ({type(exc).__name__}: {exc})")
+    startup = [] if args.no_startup else measure_startup(
+        [s for s in suites if s.measures_startup(args.preset)])
     data = json.loads(json_path.read_text())
     fams = collect_cases(data, outcomes)
-    text = render(data, fams, startup, env)
+    text = render(data, fams, startup, env, suites)
     data["dlkbench"] = dict(env=env, outcomes=outcomes, startup=startup)
     json_path.write_text(json.dumps(data, indent=1, default=str))
     md_path.write_text(text)

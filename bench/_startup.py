@@ -1,44 +1,55 @@
-"""Start-up cost of one kernel in a fresh interpreter (run by the runner in a
-subprocess; prints one JSON line).
+"""Start-up cost of one family's kernel in a fresh interpreter (run by the
+runner in a subprocess; prints one JSON line).
 
-usage: python -m bench._startup {rng|rbm} {numba|cython}
+usage: python -m bench._startup SUITE BACKEND
 
-Times ``import dlkernels``, the import of the family's public module, the
-first call of a small kernel (engine import + Numba compilation or cache
-load) and the best of three later calls.  The runner points NUMBA_CACHE_DIR at a fresh
-directory for the empty-cache measurement and reuses it for the warm one.
+SUITE is a family whose suite is ``bench/bench_<family>.py``, or the path
+of a suite file; BACKEND is "numba" or "cython".
+
+Times ``import dlkernels``, then (after importing numpy) the suite's
+``startup(backend)`` -- which imports the family's public module, builds
+small inputs and returns ``(label, call)`` -- then the first ``call()``
+(engine import + Numba compilation or cache load) and the best of three later
+calls.  Only the ``startup`` function is taken from the suite file (through
+its syntax tree): the rest of the suite is not imported, so its own imports
+(scipy, torch, peers) cannot pre-warm the measurement.  The runner points
+NUMBA_CACHE_DIR at a fresh directory for the empty-cache measurement and
+reuses it for the warm one.
 """
+import ast
 import json
 import sys
 import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
 
 
-def main(family, backend):
+def suite_path(suite):
+    p = Path(suite)
+    return p if p.suffix == ".py" else BENCH_DIR / f"bench_{suite}.py"
+
+
+def load_startup(path):
+    """The suite's top-level ``startup`` function, compiled alone."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "startup"]
+    if not defs:
+        raise LookupError(f"{Path(path).name}: no top-level startup(backend) function")
+    namespace = {"__name__": "__dlkbench_startup__"}
+    exec(compile(ast.Module(body=defs, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["startup"]
+
+
+def main(suite, backend):
+    startup = load_startup(suite_path(suite))
     t0 = time.perf_counter()
     import dlkernels
     t1 = time.perf_counter()
-    import numpy as np
+    import numpy  # noqa: F401  (not part of the family's import time)
 
     t2 = time.perf_counter()
-    if family == "rng":
-        import dlkernels.rng as fam
-
-        key = fam.make_key(0)
-
-        def call():
-            fam.uniform(key, 1000, dtype=np.float32, backend=backend)
-        kernel = "rng.uniform(float32, n=1000)"
-    else:
-        import dlkernels.rbm as fam
-
-        rng = np.random.default_rng(0)
-        W = (0.1 * rng.standard_normal((16, 8))).astype(np.float32)
-        a, b = np.zeros(16, np.float32), np.zeros(8, np.float32)
-        v0 = (rng.random((4, 16)) < 0.5).astype(np.float32)
-
-        def call():
-            fam.gibbs_chains(v0, W, a, b, 1, random_state=0, backend=backend)
-        kernel = "rbm.gibbs_chains(float32, 4 chains 16x8, k=1)"
+    kernel, call = startup(backend)
     t3 = time.perf_counter()
     call()
     t4 = time.perf_counter()

@@ -1,29 +1,34 @@
 """GEMM probes: the BLAS rate on the same dtype and shape as a kernel's
 products, measured in the same run: the denominator of the "GEMM %" column.
 
-Two BLAS libraries may be loaded: numpy's (``np.dot``) and scipy's
+The shapes are the union of what the suites declare (``gemm_shapes(sizes)``
+in each ``bench_<family>.py``, see bench/README.md); this file names no
+family.  Two BLAS libraries may be loaded: numpy's (``np.dot``) and scipy's
 (``scipy.linalg.blas``), which is the one dlkernels' kernels call (Cython
-through ``scipy.linalg.cython_blas``, Numba's ``np.dot`` through the same
-scipy functions).  Both are probed; the runner takes the faster as the
-reference rate.
+through ``scipy.linalg.cython_blas``, Numba through the same BLAS symbols).
+Both are probed; the runner takes the faster as the reference rate.
 """
 import numpy as np
 import pytest
 import scipy.linalg.blas as sblas
 
-from bench import _presets
+from bench import _presets, _registry
 from bench.conftest import gemm_key
 
-P = _presets.current()
-_B = {P["ais_runs"], 100, 10, P["gibbs_chains"]}
-SHAPES = sorted({(b, 784, 500) for b in _B} | {(10, 64, 100)})
+SHAPES = _registry.gemm_shapes(_presets.name())
+_SHORT = {"float32": "f32", "float64": "f64"}
+
+
+def _id(shape):
+    dt, m, k, n = shape
+    return f"{_SHORT.get(dt, dt)}-{m}x{k}x{n}"
 
 
 @pytest.mark.parametrize("lib", ["numpy", "scipy"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", [np.float32], ids=["f32"])
-def test_gemm(bench, dtype, shape, lib):
-    m, k, n = shape
+@pytest.mark.parametrize("shape", SHAPES, ids=_id)
+def test_gemm(bench, shape, lib):
+    dtype, m, k, n = shape
+    dtype = np.dtype(dtype)
     rng = np.random.default_rng(0)
     a = rng.random((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -44,5 +49,6 @@ def test_gemm(bench, dtype, shape, lib):
             for _ in range(reps):
                 gemm(1.0, bT, aT, beta=0.0, c=cT, overwrite_c=True)
         fn()
-        np.testing.assert_allclose(c, a @ b, rtol=1e-3, atol=1e-3)   # wrote into c, no copy
+        tol = 1e-3 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(c, a @ b, rtol=tol, atol=tol)   # wrote into c, no copy
     bench.run(fn, rounds=bench.preset["probe_rounds"])

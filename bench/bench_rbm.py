@@ -23,7 +23,65 @@ import pytest
 from bench import _peers, _presets
 from bench.conftest import gemm_key
 
-P = _presets.current()
+FAMILY = "rbm"
+TITLE = "RBM sampling and training"
+ORDER = 20
+FOOTNOTES = (
+    "GEMM % = (flops of the case / our time) / (rate of the GEMM probe of the same dtype and "
+    "batch/chain/run count x 784 x 500, measured in this run). Flops counted: PCD-1 epoch 5 "
+    "products of 2·batch·m·n per minibatch (v W, h W^T, v' W and the two gradient products "
+    "v^T h); block Gibbs 2 products of 2·chains·m·n per sweep; AIS 2 of 2·runs·m·n per "
+    "temperature. Single-site NumPy peers and the NumPy AIS run less work (fewer updates / "
+    "temperatures) and their time is scaled to the case's work. sklearn = "
+    "sklearn.neural_network.BernoulliRBM(n_iter=...).fit on the same data and settings.",
+)
+PRESETS = {
+    "smoke": dict(
+        cd_samples=500, digits_iter=1,
+        gibbs_chains=200, gibbs_sweeps=2,
+        ss_chains=64, ss_steps=2_000, ss_numpy_updates=300, ss_numpy_vec_steps=50,
+        ais_runs=100, ais_betas=20, ais_numpy_betas=20,
+    ),
+    "quick": dict(
+        cd_samples=1_000, digits_iter=2,
+        gibbs_chains=1_000, gibbs_sweeps=5,
+        ss_chains=64, ss_steps=20_000, ss_numpy_updates=2_000, ss_numpy_vec_steps=300,
+        ais_runs=100, ais_betas=50, ais_numpy_betas=50,
+    ),
+    "full": dict(
+        cd_samples=10_000, digits_iter=10,
+        gibbs_chains=1_000, gibbs_sweeps=100,
+        ss_chains=64, ss_steps=200_000, ss_numpy_updates=20_000, ss_numpy_vec_steps=3_000,
+        ais_runs=100, ais_betas=10_000, ais_numpy_betas=2_000,
+    ),
+}
+STARTUP_PRESETS = ("quick", "full")
+
+
+def gemm_shapes(sizes):
+    """The probes of the GEMM % column: batch 10 and 100 (PCD fits), the
+    chain and run counts, x 784 x 500; and the digits shape 10 x 64 x 100."""
+    batches = {sizes["ais_runs"], 100, 10, sizes["gibbs_chains"]}
+    return [(np.float32, b, 784, 500) for b in sorted(batches)] + [(np.float32, 10, 64, 100)]
+
+
+def startup(backend):
+    """Start-up probe (bench/_startup.py): the first gibbs_chains call."""
+    import numpy as np
+
+    import dlkernels.rbm as fam
+
+    rng = np.random.default_rng(0)
+    W = (0.1 * rng.standard_normal((16, 8))).astype(np.float32)
+    a, b = np.zeros(16, np.float32), np.zeros(8, np.float32)
+    v0 = (rng.random((4, 16)) < 0.5).astype(np.float32)
+
+    def call():
+        fam.gibbs_chains(v0, W, a, b, 1, random_state=0, backend=backend)
+    return "rbm.gibbs_chains(float32, 4 chains 16x8, k=1)", call
+
+
+P = _presets.sizes(PRESETS)
 M, NH = 784, 500
 F32 = np.float32
 OURS = ("numba", "cython")

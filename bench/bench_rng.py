@@ -11,7 +11,29 @@ import pytest
 
 from bench import _presets
 
-P = _presets.current()
+FAMILY = "rng"
+TITLE = "Random numbers (Philox4x64-10 uniforms)"
+ORDER = 10
+FOOTNOTES = ("Uniforms in [0, 1) as numpy's `Generator(Philox).random` draws them (bit-identical). "
+             "numpy is single-threaded, so its time is the same in the 1- and N-thread rows.",)
+PRESETS = {"smoke": dict(rng_n=10**6), "quick": dict(rng_n=10**7), "full": dict(rng_n=10**8)}
+STARTUP_PRESETS = ("smoke", "quick", "full")
+
+
+def startup(backend):
+    """Start-up probe (bench/_startup.py): the first rng.uniform call."""
+    import numpy as np
+
+    import dlkernels.rng as fam
+
+    key = fam.make_key(0)
+
+    def call():
+        fam.uniform(key, 1000, dtype=np.float32, backend=backend)
+    return "rng.uniform(float32, n=1000)", call
+
+
+P = _presets.sizes(PRESETS)
 N = P["rng_n"]
 NTHR = _presets.threads()
 THREADS = sorted({1, NTHR})

@@ -77,3 +77,91 @@ def test_torch_peer_matches_numpy_peer_statistics():
     idx = (np.asarray(v) @ (2 ** np.arange(4))).astype(int)
     emp = np.bincount(idx, minlength=16) / idx.size
     assert 0.5 * np.abs(emp - p).sum() < 0.05
+
+
+# --- the family-blind registry (bench/_registry.py, bench/_startup.py) -----------------------------
+
+def test_registry_finds_the_suites_in_order():
+    from bench import _presets, _registry
+
+    suites, broken = _registry.discover()
+    fams = [s.family for s in suites]
+    assert {"rng", "rbm"} <= set(fams)
+    assert fams.index("rng") < fams.index("rbm")
+    assert [(s.order, s.family) for s in suites] == sorted((s.order, s.family) for s in suites)
+    for s in suites:
+        assert set(_presets.NAMES) <= set(s.presets), s
+        assert s.tables() and all(spec["title"] for spec in s.tables().values())
+    for preset in _presets.NAMES:
+        shapes = _registry.gemm_shapes(preset, suites)
+        assert shapes == sorted(set(shapes)) and all(len(t) == 4 for t in shapes)
+
+
+TOY_SUITE = '''
+import numpy as np
+FAMILY = "toy"
+TITLE = "Toy kernels"
+ORDER = 1
+FOOTNOTES = ("toy footnote",)
+PRESETS = {"smoke": dict(n=1), "quick": dict(n=2), "full": dict(n=3)}
+STARTUP_PRESETS = ("full",)
+PEERS = {"toypeer": "numpy"}
+
+
+def gemm_shapes(sizes):
+    return [(np.float64, sizes["n"], 7, 5)]
+
+
+def startup(backend):
+    import math
+
+    return "toy." + backend, lambda: math.sqrt(2.0)
+'''
+
+
+def test_a_new_suite_needs_no_edit_elsewhere(tmp_path):
+    from bench import _registry
+
+    (tmp_path / "bench_toy.py").write_text(TOY_SUITE)
+    (tmp_path / "bench_probe.py").write_text("X = 1\n")                      # no FAMILY: not a suite
+    (tmp_path / "bench_broken.py").write_text("raise RuntimeError('half written')\n")
+    (tmp_path / "bench_twin.py").write_text(TOY_SUITE.replace('ORDER = 1', 'ORDER = 2'))
+    suites, broken = _registry.discover(tmp_path, package=None)
+    assert [s.family for s in suites] == ["toy"]
+    assert set(broken) == {"bench_broken.py", "bench_twin.py"}
+    assert "half written" in str(broken["bench_broken.py"])
+    assert "FAMILY: expected a name no other suite uses" in str(broken["bench_twin.py"])
+    toy = suites[0]
+    assert toy.tables() == {"toy": {"title": "Toy kernels", "footnotes": ("toy footnote",)}}
+    assert _registry.gemm_shapes("quick", suites) == [("float64", 2, 7, 5)]
+    assert toy.measures_startup("full") and not toy.measures_startup("quick")
+
+
+def test_render_takes_titles_and_footnotes_from_the_suites(tmp_path):
+    from bench import _registry
+
+    (tmp_path / "bench_toy.py").write_text(TOY_SUITE)
+    suites, _ = _registry.discover(tmp_path, package=None)
+    fams = {"toy": {"case 1": {"impls": {"numba": {"time": 2e-3}, "cython": {"reason": "not built"}},
+                               "meta": {}}},
+            "stray": {"case 2": {"impls": {"numba": {"time": 1.0}}, "meta": {}}}}
+    env = dict(preset="smoke", threads=2, blas_threads=2, machine="m", versions={}, blas=[],
+               threads_in_effect={}, command="python -m bench", date="today")
+    text = _runner.render({}, fams, [], env, suites)
+    assert "## Toy kernels" in text and "toy footnote" in text
+    assert "## stray" in text                       # an undeclared table still shows, under its key
+    assert text.index("## Toy kernels") < text.index("## stray")
+    assert "skipped: not built" in text
+
+
+def test_startup_runs_only_the_startup_function(tmp_path):
+    from bench import _startup
+
+    path = tmp_path / "bench_toy.py"
+    path.write_text("raise RuntimeError('the suite body must not run')\n" + TOY_SUITE)
+    label, call = _startup.load_startup(path)("numba")
+    assert label == "toy.numba" and call() == math.sqrt(2.0)
+    (tmp_path / "bench_none.py").write_text("FAMILY = 'none'\n")
+    with pytest.raises(LookupError, match="no top-level startup"):
+        _startup.load_startup(tmp_path / "bench_none.py")
+    assert _startup.suite_path("rbm").name == "bench_rbm.py"
