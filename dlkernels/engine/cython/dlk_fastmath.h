@@ -1,0 +1,140 @@
+/* Scalar math for the Cython kernels of every family (shared; cimported
+   through _fastmath.pxd).  Twin of dlkernels/engine/numba/_fastmath.py: each
+   function performs the same IEEE operations in the same order as its Numba
+   twin (read the accuracy table there), so both backends give bit-identical
+   results.  Requires -ffp-contract=off (set in setup.py for every build).
+   Constants are double literals rounded to float, as numpy.float32(...) does. */
+#ifndef DLK_FASTMATH_H
+#define DLK_FASTMATH_H
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Function attributes shared by the families' hot loops.
+   DLK_NOTRAP: GCC keeps FP selects as branches under -ftrapping-math (its
+   default), which stops the loop vectorizer; no-trapping-math changes no value.
+   DLK_CLONES: AVX-512 / AVX2 / baseline versions chosen at load time (ifunc,
+   GCC + glibc on x86-64 only); with -ffp-contract=off every version gives the
+   same bits. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DLK_NOTRAP __attribute__((optimize("no-trapping-math")))
+#else
+#define DLK_NOTRAP
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define DLK_CLONES DLK_NOTRAP __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DLK_CLONES DLK_NOTRAP
+#endif
+
+static inline float dlk_f32_from_bits(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
+static inline double dlk_f64_from_bits(int64_t i) { double d; memcpy(&d, &i, sizeof d); return d; }
+
+static inline float dlk__exp32_poly(float r) {
+    return (((((((float)1.9875691500e-4 * r + (float)1.3981999507e-3) * r
+               + (float)8.3334519073e-3) * r + (float)4.1665795894e-2) * r
+               + (float)1.6666665459e-1) * r + (float)5.0000001201e-1) * r * r) + r + (float)1.0;
+}
+
+static inline float dlk_exp32(float x) {
+    float t, kf, r, e;
+    int32_t k, k1, k2;
+    t = x < (float)88.75 ? x : (float)88.75;
+    t = t > (float)-104.0 ? t : (float)-104.0;
+    kf = (t * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
+    r = (t - kf * (float)0.693359375) - kf * (float)-2.12194440e-4;
+    k = (int32_t)kf;
+    k1 = k >> 1;
+    k2 = k - k1;
+    e = (dlk__exp32_poly(r) * dlk_f32_from_bits((k1 + 127) << 23)) * dlk_f32_from_bits((k2 + 127) << 23);
+    return x != x ? x : e;
+}
+
+static inline float dlk_sigmoid32(float x) {
+    float t = -x, tc, kf, r, e, s;
+    tc = t < (float)88.0 ? t : (float)88.0;
+    tc = tc > (float)-87.0 ? tc : (float)-87.0;
+    kf = (tc * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
+    r = (tc - kf * (float)0.693359375) - kf * (float)-2.12194440e-4;
+    e = dlk__exp32_poly(r) * dlk_f32_from_bits(((int32_t)kf + 127) << 23);
+    e = t > (float)88.0 ? (float)INFINITY : e;
+    s = (float)1.0 / ((float)1.0 + e);
+    return x != x ? x : s;
+}
+
+static inline double dlk_sigmoid64(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static inline float dlk_softplus32(float x) {
+    if (x > (float)0.0) return x + log1pf(expf(-x));
+    return log1pf(expf(x));
+}
+
+static inline double dlk_softplus64(double x) {
+    if (x > 0.0) return x + log1p(exp(-x));
+    return log1p(exp(x));
+}
+
+static inline float dlk_log_sigmoid32(float x) { return -dlk_softplus32(-x); }
+static inline double dlk_log_sigmoid64(double x) { return -dlk_softplus64(-x); }
+
+static inline float dlk_tanh32(float x) {
+    float ax = fabsf(x), z, ps, axc, t, kf, r, e, pl, res;
+    z = ax * ax;
+    ps = (((((float)-5.70498872745e-3 * z + (float)2.06390887954e-2) * z
+            + (float)-5.37397155531e-2) * z + (float)1.33314422036e-1) * z
+            + (float)-3.33332819422e-1) * z * ax + ax;
+    axc = ax < (float)9.5 ? ax : (float)9.5;
+    t = (float)2.0 * axc;
+    kf = (t * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
+    r = (t - kf * (float)0.693359375) - kf * (float)-2.12194440e-4;
+    e = dlk__exp32_poly(r) * dlk_f32_from_bits(((int32_t)kf + 127) << 23);
+    pl = (float)1.0 - (float)2.0 / (e + (float)1.0);
+    res = ax < (float)0.625 ? ps : pl;
+    res = copysignf(res, x);
+    return x != x ? x : res;
+}
+
+/* (exp(r), k) with t = k ln2 + r, |r| <= ln2 / 2 (Cephes' exp rational) */
+static inline double dlk__exp64_red(double t, int64_t *k) {
+    double kf, r, rr, px, qx;
+    kf = (t * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+    r = (t - kf * 6.93145751953125e-1) - kf * 1.42860682030941723212e-6;
+    rr = r * r;
+    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr
+              + 9.99999999999999999910e-1);
+    qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
+          + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
+    *k = (int64_t)(int32_t)kf;
+    return 1.0 + 2.0 * (px / (qx - px));
+}
+
+static inline double dlk_exp64(double x) {
+    double t, p, e;
+    int64_t k, k1, k2;
+    t = x < 709.875 ? x : 709.875;
+    t = t > -746.0 ? t : -746.0;
+    p = dlk__exp64_red(t, &k);
+    k1 = k >> 1;
+    k2 = k - k1;
+    e = (p * dlk_f64_from_bits((k1 + 1023) << 52)) * dlk_f64_from_bits((k2 + 1023) << 52);
+    return x != x ? x : e;
+}
+
+static inline double dlk_tanh64(double x) {
+    double ax = fabs(x), z, ps, axc, p, e, pl, res;
+    int64_t k;
+    z = ax * ax;
+    ps = ax + ax * z * (((-9.64399179425052238628e-1 * z + -9.92877231001918586564e1) * z
+                         + -1.61468768441708447952e3)
+                        / (((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
+                           + 4.84406305325125486048e3));
+    axc = ax < 20.0 ? ax : 20.0;
+    p = dlk__exp64_red(2.0 * axc, &k);
+    e = p * dlk_f64_from_bits((k + 1023) << 52);
+    pl = 1.0 - 2.0 / (e + 1.0);
+    res = ax < 0.625 ? ps : pl;
+    res = copysign(res, x);
+    return x != x ? x : res;
+}
+
+#endif /* DLK_FASTMATH_H */
