@@ -1,0 +1,281 @@
+# cython: language_level=3
+"""GAN kernels (Cython backend): fused MLP layers and losses from logits.
+
+Same names, arguments and semantics as ``dlkernels.engine.numba.gan`` (read
+its docstring for the conventions); no input validation here.  GEMMs call
+the shared inline ``_blas.gemm`` (the same ``?gemm`` call as the Numba
+backend's ``gemm_at``), the element-wise passes use the shared ``_fastmath``
+scalars and do the same IEEE operations in the same order as the Numba
+passes, so both backends return bit-identical results.  The C-level
+``_f32`` / ``_f64`` functions are exported through ``gan.pxd``.
+"""
+from cython cimport floating
+from libc.string cimport memset
+
+from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
+                                              dlk_softplus64, dlk_tanh32, dlk_tanh64)
+
+__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT",
+           "layer_forward", "layer_backward", "logit_loss"]
+
+IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
+
+cdef enum:
+    A_IDENTITY = 0
+    A_RELU = 1
+    A_LEAKY = 2
+    A_TANH = 3
+    A_SIGMOID = 4
+    A_MAXOUT = 5
+
+
+cdef inline floating _sig(floating x) noexcept nogil:
+    if floating is float:
+        return dlk_sigmoid32(x)
+    else:
+        return dlk_sigmoid64(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return dlk_tanh32(x)
+    else:
+        return dlk_tanh64(x)
+
+
+cdef inline floating _softplus(floating x) noexcept nogil:
+    if floating is float:
+        return dlk_softplus32(x)
+    else:
+        return dlk_softplus64(x)
+
+
+# ---- element-wise passes -------------------------------------------------------------------
+cdef void _act_pass(floating* Y, const floating* b, int B, int n, int act, floating slope,
+                    floating* D, bint need_d) noexcept nogil:
+    cdef Py_ssize_t r, c
+    cdef floating one = 1, zero = 0, v, t, s
+    cdef floating* y
+    cdef floating* d
+    cdef bint pos
+    for r in range(B):
+        y = Y + r * n
+        d = D + r * n
+        if act == A_IDENTITY:
+            for c in range(n):
+                y[c] = y[c] + b[c]
+            if need_d:
+                for c in range(n):
+                    d[c] = one
+        elif act == A_RELU:
+            if need_d:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    pos = v > zero
+                    y[c] = v if pos else zero
+                    d[c] = one if pos else zero
+            else:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    y[c] = v if v > zero else zero
+        elif act == A_LEAKY:
+            if need_d:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    pos = v > zero
+                    y[c] = v if pos else v * slope
+                    d[c] = one if pos else slope
+            else:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    y[c] = v if v > zero else v * slope
+        elif act == A_TANH:
+            for c in range(n):
+                y[c] = _tanh(y[c] + b[c])
+            if need_d:
+                for c in range(n):
+                    t = y[c]
+                    d[c] = one - t * t
+        else:
+            for c in range(n):
+                y[c] = _sig(y[c] + b[c])
+            if need_d:
+                for c in range(n):
+                    s = y[c]
+                    d[c] = s * (one - s)
+
+
+cdef void _maxout_pass(const floating* PRE, const floating* b, int B, int n, int p, floating* Y,
+                       int* idx, bint need_d) noexcept nogil:
+    cdef Py_ssize_t r, j, q, c0
+    cdef int N = n * p, bi
+    cdef floating best, v
+    cdef const floating* pr
+    for r in range(B):
+        pr = PRE + r * N
+        for j in range(n):
+            c0 = j * p
+            best = pr[c0] + b[c0]
+            bi = 0
+            for q in range(1, p):
+                v = pr[c0 + q] + b[c0 + q]
+                if v > best:
+                    best = v
+                    bi = <int>q
+            Y[r * n + j] = best
+            if need_d:
+                idx[r * n + j] = bi
+
+
+cdef inline void _forward(const floating* X, const floating* W, const floating* b, int B, int K,
+                          int n, int p, int act, floating slope, floating* PRE, floating* Y,
+                          floating* D, int* idx, bint need_d) noexcept nogil:
+    cdef int N = n * p
+    if act == A_MAXOUT:
+        gemm(False, False, B, N, K, <floating>1.0, X, K, W, N, <floating>0.0, PRE, N)
+        _maxout_pass(PRE, b, B, n, p, Y, idx, need_d)
+    else:
+        gemm(False, False, B, N, K, <floating>1.0, X, K, W, N, <floating>0.0, Y, N)
+        _act_pass(Y, b, B, n, act, slope, D, need_d)
+
+
+cdef void _grad_pass(const floating* GY, const floating* D, int B, int n, floating* GPRE,
+                     floating* gb, bint need_gw) noexcept nogil:
+    cdef Py_ssize_t r, c
+    cdef floating* g
+    if need_gw:
+        for c in range(n):
+            gb[c] = 0
+    for r in range(B):
+        g = GPRE + r * n
+        for c in range(n):
+            g[c] = GY[r * n + c] * D[r * n + c]
+        if need_gw:
+            for c in range(n):
+                gb[c] += g[c]
+
+
+cdef void _maxout_grad_pass(const floating* GY, const int* idx, int B, int n, int p,
+                            floating* GPRE, floating* gb, bint need_gw) noexcept nogil:
+    cdef Py_ssize_t r, c, j
+    cdef int N = n * p
+    cdef floating* g
+    if need_gw:
+        for c in range(N):
+            gb[c] = 0
+    for r in range(B):
+        g = GPRE + r * N
+        for c in range(N):
+            g[c] = 0
+        for j in range(n):
+            g[j * p + idx[r * n + j]] = GY[r * n + j]
+        if need_gw:
+            for c in range(N):
+                gb[c] += g[c]
+
+
+cdef inline void _backward(const floating* X, const floating* W, floating* GY,
+                           const floating* D, const int* idx, int B, int K, int n, int p,
+                           int act, floating* GPRE, floating* GX, floating* GW, floating* gb,
+                           bint need_gx, bint need_gw) noexcept nogil:
+    cdef int N = n * p
+    if act == A_MAXOUT:
+        _maxout_grad_pass(GY, idx, B, n, p, GPRE, gb, need_gw)
+    else:
+        _grad_pass(GY, D, B, n, GPRE, gb, need_gw)
+    if need_gw:
+        gemm(True, False, K, N, B, <floating>1.0, X, K, GPRE, N, <floating>0.0, GW, N)
+    if need_gx:
+        gemm(False, True, B, K, N, <floating>1.0, GPRE, N, W, N, <floating>0.0, GX, K)
+
+
+cdef inline double _loss(const floating* L, int B, int n_real, int mode,
+                         floating* G) noexcept nogil:
+    cdef double acc = 0.0
+    cdef int m = n_real if mode == 0 else B
+    cdef floating one = 1
+    cdef floating inv = one / <floating>m
+    cdef floating l
+    cdef Py_ssize_t r
+    for r in range(B):
+        l = L[r]
+        if mode == 0 and r < n_real:
+            acc += <double>_softplus(-l)
+            G[r] = -_sig(-l) * inv
+        elif mode == 0 or mode == 1:
+            acc += <double>_softplus(l)
+            G[r] = (-_sig(l) if mode == 1 else _sig(l)) * inv
+        else:
+            acc += <double>_softplus(-l)
+            G[r] = -_sig(-l) * inv
+    if mode == 1:
+        return -acc / m
+    return acc / m
+
+
+# ---- C-level exports (gan.pxd) ------------------------------------------------------------
+cdef void layer_forward_f32(const float* X, const float* W, const float* b, int B, int K, int n,
+                            int p, int act, float slope, float* PRE, float* Y, float* D,
+                            int* idx, bint need_d) noexcept nogil:
+    _forward(X, W, b, B, K, n, p, act, slope, PRE, Y, D, idx, need_d)
+
+
+cdef void layer_forward_f64(const double* X, const double* W, const double* b, int B, int K,
+                            int n, int p, int act, double slope, double* PRE, double* Y,
+                            double* D, int* idx, bint need_d) noexcept nogil:
+    _forward(X, W, b, B, K, n, p, act, slope, PRE, Y, D, idx, need_d)
+
+
+cdef void layer_backward_f32(const float* X, const float* W, float* GY, const float* D,
+                             const int* idx, int B, int K, int n, int p, int act, float* GPRE,
+                             float* GX, float* GW, float* gb, bint need_gx,
+                             bint need_gw) noexcept nogil:
+    _backward(X, W, GY, D, idx, B, K, n, p, act, GPRE, GX, GW, gb, need_gx, need_gw)
+
+
+cdef void layer_backward_f64(const double* X, const double* W, double* GY, const double* D,
+                             const int* idx, int B, int K, int n, int p, int act, double* GPRE,
+                             double* GX, double* GW, double* gb, bint need_gx,
+                             bint need_gw) noexcept nogil:
+    _backward(X, W, GY, D, idx, B, K, n, p, act, GPRE, GX, GW, gb, need_gx, need_gw)
+
+
+cdef double logit_loss_f32(const float* L, int B, int n_real, int mode, float* G) noexcept nogil:
+    return _loss(L, B, n_real, mode, G)
+
+
+cdef double logit_loss_f64(const double* L, int B, int n_real, int mode, double* G) noexcept nogil:
+    return _loss(L, B, n_real, mode, G)
+
+
+# ---- Python-level kernels (same signatures as the Numba backend) ----------------------------
+def layer_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+                  int act, double slope, floating[:, ::1] PRE, floating[:, ::1] Y,
+                  floating[:, ::1] D, int[:, ::1] idx, bint need_d):
+    """Y = act(X W + b), D = act'(X W + b) / idx = maxout arg-max when need_d."""
+    cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>Y.shape[1]
+    cdef int p = <int>W.shape[1] // n
+    with nogil:
+        _forward(&X[0, 0], &W[0, 0], &b[0], B, K, n, p, act, <floating>slope, &PRE[0, 0],
+                 &Y[0, 0], &D[0, 0], &idx[0, 0], need_d)
+
+
+def layer_backward(const floating[:, ::1] X, const floating[:, ::1] W, floating[:, ::1] GY,
+                   const floating[:, ::1] D, const int[:, ::1] idx, int act,
+                   floating[:, ::1] GPRE, floating[:, ::1] GX, floating[:, ::1] GW,
+                   floating[::1] gb, bint need_gx, bint need_gw):
+    """Layer gradients from GY: GPRE, gb and GW (need_gw), GX (need_gx)."""
+    cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>GY.shape[1]
+    cdef int p = <int>W.shape[1] // n
+    with nogil:
+        _backward(&X[0, 0], &W[0, 0], &GY[0, 0], &D[0, 0], &idx[0, 0], B, K, n, p, act,
+                  &GPRE[0, 0], &GX[0, 0], &GW[0, 0], &gb[0], need_gx, need_gw)
+
+
+def logit_loss(const floating[:, ::1] L, int n_real, int mode, floating[:, ::1] G):
+    """Loss from the logits L (B, 1) and its gradient G (B, 1)."""
+    cdef double res
+    with nogil:
+        res = _loss(&L[0, 0], <int>L.shape[0], n_real, mode, &G[0, 0])
+    return res
