@@ -1,2 +1,415 @@
-"""Private part of the attention family (Numba backend); see attention.py."""
-__all__ = []
+"""Flash-style scaled dot-product attention (Numba backend); part of
+``dlkernels.engine.numba.attention``.
+
+Same names, arguments and semantics as the Cython twin (``_sdpa.pxi``); both
+perform the same IEEE operations in the same order (GEMMs through the same
+``?gemm`` calls, exp from ``_fastmath``), so they return bit-identical
+results, for any thread count.  No validation here: that is
+``dlkernels.bindings.sdpa``' job.
+
+Arrays (C-contiguous, one float dtype except the index / mask arrays)::
+
+    q (BH, L, E)     k (NKV, S, E)     v (NKV, S, Ev)     out (BH, L, Ev)   lse (BH, L)
+    kv_idx int64 (BH,): the key/value head of each query head (broadcasting
+                        and grouped-query attention without copies)
+    kv_ptr int64 (NKV + 1,), kv_list int64 (BH,): the query heads of each kv
+                        head, ascending (CSR; the backward's dK / dV loop)
+    mask_mode 0 none, 1 bool (mask_b uint8: 0 = masked out), 2 additive (mask_f,
+                        dtype; finite or -inf); entry (bh, i, j) of the mask
+                        is at mask_off[bh] + i * mask_ld + j (mask_ld = 0 for a
+                        mask broadcast over the queries)
+    causal              key j takes part for query i only when j <= i
+    key uint64[2], ctr uint64[4]: the call's Philox stream base (dropout)
+
+Tiling (``sdpa_tiles``).  A work item is one query tile of TQ = 64 rows of
+one batch-head.  It walks the key tiles of TK rows in order, with an online
+softmax: S = scale Q K^T (one ``gemm``), mask, row max m, P = exp(S - m),
+rescale of the running sum l and of the accumulator O by exp(m_old - m_new),
+O += P V (one ``gemm``, beta = 1); at the end O / l and lse = m + log l.
+TK is the largest power of two (16 .. 512) whose K and V tiles
+(TK (E + Ev) elements) fit in 128 KiB: a K/V tile stays in any current
+x86-64 core's L2 (512 KiB .. 2 MiB) beside the item's Q tile, scores and
+accumulator (TQ (E + TK + Ev) elements).  The rule uses sizes only, never a
+measurement, so the results are the same on every machine.  Nothing of size
+L x S is allocated: per item scratch is TQ x TK.
+
+Skipping.  With ``causal`` the keys j >= i1 (i1 = the tile's last query + 1)
+are never visited (the last key tile is cut at i1); a key tile whose mask
+entries are all masked out (bool False / float -inf) for the tile's rows is
+skipped.  Skipped work contributes exactly nothing, so skipping never changes
+the result.
+
+Fully masked rows (every key masked): output 0, lse -inf (PyTorch returns NaN
+in some versions; dlkernels returns zeros).  Their gradients are 0.
+
+Dropout (``dropout_p > 0``) is applied to the normalised weights: query row i
+of batch-head bh owns stream ``bh * L + i`` of the call (counter
+``ctr + (bh * L + i) * 2**128``); its uniform j (float32: the low then high
+32-bit halves of the words; float64: one per word -- numpy's
+``Generator(Philox).random``) keeps key j when ``u >= p`` (p in the dtype).
+Key tiles start at multiples of 8 uniforms, i.e. on a Philox block, so a
+tile's uniforms are read from block j0 / 8 (float32) or j0 / 4 (float64).
+The draws depend on (bh, i, j) only: not on the tiling nor the thread count.
+Kept weights are scaled by 1 / (1 - p); l and lse are those of the
+weights before dropout.
+
+Backward (FlashAttention-2's algorithm, deterministic): D_i = dO_i . O_i per
+query row; then (a) one work item per (kv head, key tile) recomputes P from
+Q, K and lse for every query head of that kv head (ascending) and every query
+tile, and accumulates dV += (P Z)^T dO and dK += scale dS^T Q with
+dS = P ((dO V^T) Z - D) (Z = keep / (1 - p), 1 without dropout); (b) one
+work item per (batch-head, query tile) recomputes the same and accumulates
+dQ += scale dS K.  Each output block has one owner, summed in a fixed order:
+no atomics.  The BLAS must run single-threaded inside these parallel loops.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._blas import gemm_at
+from ._fastmath import exp32, exp64
+from .rng import ctr_add, fill_f32_from, fill_f64_from
+
+__all__ = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
+
+TQ = 64
+KV_TILE_BYTES = 128 * 1024
+
+
+@njit(cache=True)
+def sdpa_tiles(E, Ev, itemsize):
+    """(TQ, TK): query rows per work item, key rows per tile (see the module doc)."""
+    tk = 512
+    while tk > 16 and tk * (E + Ev) * itemsize > KV_TILE_BYTES:
+        tk //= 2
+    return TQ, tk
+
+
+@njit(cache=True, inline="always")
+def _cast(a, x):
+    """x in the dtype of array a."""
+    t = np.empty(1, a.dtype)
+    t[0] = x
+    return t[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
+    """Whether any (i, j) of the tile takes part according to the mask."""
+    if mask_mode == 1:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mask_b[base + c] != 0:
+                    return True
+            if mld == 0:
+                return False
+        return False
+    if mask_mode == 2:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mask_f[base + c] > ninf:
+                    return True
+            if mld == 0:
+                return False
+        return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf):
+    """Apply the mask and the causal rule to the score tile Sb (nq, nk)."""
+    if mask_mode == 1:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mask_b[base + c] == 0:
+                    Sb[r * nk + c] = ninf
+    elif mask_mode == 2:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                Sb[r * nk + c] = Sb[r * nk + c] + mask_f[base + c]
+    if causal:
+        for r in range(nq):
+            c0 = i0 + r - j0 + 1
+            if c0 < 0:
+                c0 = 0
+            for c in range(c0, nk):
+                Sb[r * nk + c] = ninf
+
+
+@njit(cache=True, error_model="numpy")
+def _exp_shift(Sb, base, n, m):
+    """Sb[base:base+n] = exp(Sb[base:base+n] - m) (vectorizable)."""
+    if Sb.itemsize == 4:
+        for c in range(n):
+            Sb[base + c] = exp32(Sb[base + c] - m)
+    else:
+        for c in range(n):
+            Sb[base + c] = exp64(Sb[base + c] - m)
+
+
+@njit(cache=True, error_model="numpy")
+def _exp1(x):
+    if x.itemsize == 4:
+        return exp32(x[0])
+    return exp64(x[0])
+
+
+@njit(cache=True, error_model="numpy")
+def _uniforms(ub, n, k0, k1, c0, c1, c2, c3, j0):
+    """ub[:n] = uniforms j0 .. j0+n-1 of the stream (j0 a multiple of 8)."""
+    if ub.itemsize == 4:
+        fill_f32_from(ub, n, k0, k1, c0, c1, c2, c3, j0 // 8)
+    else:
+        fill_f64_from(ub, n, k0, k1, c0, c1, c2, c3, j0 // 4)
+
+
+@njit(cache=True, error_model="numpy")
+def _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero):
+    """Zero the entries of Sb (nq, nk) whose uniform is < dp (see module doc)."""
+    for r in range(nq):
+        c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], bh * L + i0 + r, 2)
+        _uniforms(ub, nk, key[0], key[1], c0, c1, c2, c3, j0)
+        base = r * nk
+        for c in range(nk):
+            Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
+
+
+@njit(cache=True, error_model="numpy")
+def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f, moff, mld,
+              causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp):
+    L = q.shape[1]
+    ninf = _cast(Sb, -np.inf)
+    zero = _cast(Sb, 0.0)
+    one = _cast(Sb, 1.0)
+    for r in range(nq):
+        m[r] = ninf
+        l[r] = zero
+    for t in range(nq * Ev):
+        acc[t] = zero
+    jend = S
+    if causal and i0 + nq < S:
+        jend = i0 + nq
+    for j0 in range(0, jend, TK):
+        nk = min(TK, jend - j0)
+        if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
+            continue
+        gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
+                zero, Sb, 0, nk)
+        _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
+        for r in range(nq):
+            base = r * nk
+            mx = ninf
+            for c in range(nk):
+                x = Sb[base + c]
+                mx = x if x > mx else mx
+            mold = m[r]
+            mnew = mx if mx > mold else mold
+            if mnew == ninf:
+                for c in range(nk):
+                    Sb[base + c] = zero
+                continue
+            _exp_shift(Sb, base, nk, mnew)
+            rs = zero
+            for c in range(nk):
+                rs += Sb[base + c]
+            tmp[0] = mold - mnew
+            alpha = _exp1(tmp)
+            l[r] = l[r] * alpha + rs
+            m[r] = mnew
+            if alpha != one:
+                for c in range(Ev):
+                    acc[r * Ev + c] = acc[r * Ev + c] * alpha
+        if dp > zero:
+            _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero)
+        gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
+                acc, 0, Ev)
+    for r in range(nq):
+        if l[r] == zero:
+            for c in range(Ev):
+                out[bh, i0 + r, c] = zero
+            lse[bh, i0 + r] = ninf
+        else:
+            inv = dscale / l[r]
+            for c in range(Ev):
+                out[bh, i0 + r, c] = acc[r * Ev + c] * inv
+            lse[bh, i0 + r] = m[r] + math.log(l[r])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, causal, scale,
+                 dropout_p, key, ctr, out, lse):
+    """out (BH, L, Ev) and lse (BH, L) of scaled dot-product attention (module doc)."""
+    BH, L, E = q.shape
+    S = k.shape[1]
+    Ev = v.shape[2]
+    tq, TK = sdpa_tiles(E, Ev, q.itemsize)
+    tq = min(tq, L)
+    nqt = (L + tq - 1) // tq
+    sc = _cast(q, scale)
+    dp = _cast(q, dropout_p)
+    dscale = _cast(q, 1.0) / (_cast(q, 1.0) - dp)
+    tkb = min(TK, S)
+    for it in prange(BH * nqt):
+        bh = it // nqt
+        i0 = (it % nqt) * tq
+        nq = min(tq, L - i0)
+        Sb = np.empty(tq * tkb, q.dtype)
+        ub = np.empty(tkb, q.dtype)
+        acc = np.empty(tq * Ev, q.dtype)
+        m = np.empty(tq, q.dtype)
+        l = np.empty(tq, q.dtype)
+        tmp = np.empty(1, q.dtype)
+        moff = mask_off[bh] if mask_mode != 0 else 0
+        _fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f, moff,
+                  mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp)
+
+
+# ---- backward ---------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _probs(Sb, nq, nk, lse, bh, i0):
+    """Sb (scores, masked) -> P = exp(S - lse) per row; 0 for rows with lse = -inf."""
+    ninf = _cast(Sb, -np.inf)
+    zero = _cast(Sb, 0.0)
+    for r in range(nq):
+        li = lse[bh, i0 + r]
+        base = r * nk
+        if li == ninf:
+            for c in range(nk):
+                Sb[base + c] = zero
+        else:
+            _exp_shift(Sb, base, nk, li)
+
+
+@njit(cache=True, error_model="numpy")
+def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, mask_f, moff,
+              mld, causal, sc, dp, dscale, key, ctr, Pb, Pd, dP, ub):
+    """For the tile (rows i0.., keys j0..): Pb = P, Pd = P Z (the dropped, scaled
+    weights), dP = dS = P ((dO V^T) Z - D).  Returns False when the tile is
+    entirely masked (nothing computed)."""
+    L, E = q.shape[1], q.shape[2]
+    S = k.shape[1]
+    Ev = v.shape[2]
+    ninf = _cast(Pb, -np.inf)
+    zero = _cast(Pb, 0.0)
+    one = _cast(Pb, 1.0)
+    if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
+        return False
+    gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
+            zero, Pb, 0, nk)
+    _mask_scores(Pb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
+    _probs(Pb, nq, nk, lse, bh, i0)
+    gemm_at(False, True, nq, nk, Ev, one, go, (bh * L + i0) * Ev, Ev, v, (kvh * S + j0) * Ev, Ev,
+            zero, dP, 0, nk)
+    if dp > zero:
+        for r in range(nq):
+            c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], bh * L + i0 + r, 2)
+            _uniforms(ub, nk, key[0], key[1], c0, c1, c2, c3, j0)
+            base = r * nk
+            for c in range(nk):
+                z = dscale if ub[c] >= dp else zero
+                Pd[base + c] = Pb[base + c] * z
+                dP[base + c] = dP[base + c] * z
+    else:
+        for t in range(nq * nk):
+            Pd[t] = Pb[t]
+    for r in range(nq):
+        d = Dm[bh, i0 + r]
+        base = r * nk
+        for c in range(nk):
+            dP[base + c] = Pb[base + c] * (dP[base + c] - d)
+    return True
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _rowdot(go, out, Dm):
+    """Dm[bh, i] = sum_c go[bh, i, c] out[bh, i, c] (c ascending)."""
+    BH, L, Ev = out.shape
+    for bh in prange(BH):
+        for i in range(L):
+            s = _cast(Dm, 0.0)
+            for c in range(Ev):
+                s += go[bh, i, c] * out[bh, i, c]
+            Dm[bh, i] = s
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mask_b, mask_f,
+                  mask_off, mask_ld, causal, scale, dropout_p, key, ctr, dq, dk, dv):
+    """dq (BH, L, E), dk (NKV, S, E), dv (NKV, S, Ev) (overwritten) for the
+    upstream gradient go (BH, L, Ev), given out and lse of the forward."""
+    BH, L, E = q.shape
+    NKV, S = k.shape[0], k.shape[1]
+    Ev = v.shape[2]
+    tq, TK = sdpa_tiles(E, Ev, q.itemsize)
+    tq = min(tq, L)
+    nqt = (L + tq - 1) // tq
+    tk = min(TK, S)
+    nkt = (S + tk - 1) // tk
+    sc = _cast(q, scale)
+    dp = _cast(q, dropout_p)
+    dscale = _cast(q, 1.0) / (_cast(q, 1.0) - dp)
+    zero = _cast(q, 0.0)
+    one = _cast(q, 1.0)
+    Dm = np.empty((BH, L), q.dtype)
+    _rowdot(go, out, Dm)
+    dkf = dk.reshape(dk.size)
+    dvf = dv.reshape(dv.size)
+    dqf = dq.reshape(dq.size)
+    # (a) dK, dV: one item per (kv head, key tile)
+    for it in prange(NKV * nkt):
+        kvh = it // nkt
+        j0 = (it % nkt) * tk
+        nk = min(tk, S - j0)
+        Pb = np.empty(tq * tk, q.dtype)
+        Pd = np.empty(tq * tk, q.dtype)
+        dP = np.empty(tq * tk, q.dtype)
+        ub = np.empty(tk, q.dtype)
+        for t in range(nk * E):
+            dkf[(kvh * S + j0) * E + t] = zero
+        for t in range(nk * Ev):
+            dvf[(kvh * S + j0) * Ev + t] = zero
+        qt0 = j0 // tq if causal else 0
+        for p in range(kv_ptr[kvh], kv_ptr[kvh + 1]):
+            bh = kv_list[p]
+            moff = mask_off[bh] if mask_mode != 0 else 0
+            for qt in range(qt0, nqt):
+                i0 = qt * tq
+                nq = min(tq, L - i0)
+                if not _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode,
+                                 mask_b, mask_f, moff, mask_ld, causal, sc, dp, dscale, key, ctr,
+                                 Pb, Pd, dP, ub):
+                    continue
+                gemm_at(True, False, nk, Ev, nq, one, Pd, 0, nk, go, (bh * L + i0) * Ev, Ev, one,
+                        dv, (kvh * S + j0) * Ev, Ev)
+                gemm_at(True, False, nk, E, nq, sc, dP, 0, nk, q, (bh * L + i0) * E, E, one,
+                        dk, (kvh * S + j0) * E, E)
+    # (b) dQ: one item per (batch-head, query tile)
+    for it in prange(BH * nqt):
+        bh = it // nqt
+        i0 = (it % nqt) * tq
+        nq = min(tq, L - i0)
+        kvh = kv_idx[bh]
+        moff = mask_off[bh] if mask_mode != 0 else 0
+        Pb = np.empty(tq * tk, q.dtype)
+        Pd = np.empty(tq * tk, q.dtype)
+        dP = np.empty(tq * tk, q.dtype)
+        ub = np.empty(tk, q.dtype)
+        for t in range(nq * E):
+            dqf[(bh * L + i0) * E + t] = zero
+        jend = S
+        if causal and i0 + nq < S:
+            jend = i0 + nq
+        for j0 in range(0, jend, tk):
+            nk = min(tk, jend - j0)
+            if not _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b,
+                             mask_f, moff, mask_ld, causal, sc, dp, dscale, key, ctr, Pb, Pd, dP,
+                             ub):
+                continue
+            gemm_at(False, False, nq, E, nk, sc, dP, 0, nk, k, (kvh * S + j0) * E, E, one,
+                    dq, (bh * L + i0) * E, E)
