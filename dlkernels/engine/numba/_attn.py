@@ -1,2 +1,513 @@
-"""Private part of the attention family (Numba backend); see attention.py."""
-__all__ = []
+"""Attention kernels (Numba backend): scores, masked softmax, fused attention,
+Luong local attention, attention pooling over ragged segments; forward and
+backward.
+
+Contract (shared with the Cython twin ``_attn.pxi``, which has the same
+names, arguments and semantics and gives the same bits):
+
+* No validation here: the bindings (``dlkernels.bindings.attention``) check
+  shapes, dtypes and ranges and hand over C-contiguous arrays of one float
+  dtype (float32 or float64); index arrays are int64, boolean masks uint8.
+* The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs done
+  by the caller; the kernels take their results in two shapes:
+  ``Qp`` (B, Tq, E), one projected query per row, and ``KT`` (B, E, Tk), the
+  projected keys transposed (keys contiguous, so the loops over keys run
+  over contiguous memory).  Two score kinds cover the five score functions:
+
+  - ``SCORE_DOT``  (0): ``s[b,i,j] = scale * sum_e Qp[b,i,e] * KT[b,e,j]``
+    (dot, scaled dot, general);
+  - ``SCORE_TANH`` (1): ``s[b,i,j] = sum_e vv[e] * tanh(Qp[b,i,e] + KT[b,e,j])``
+    (additive, concat: the bias is folded into Qp).  The (B, Tq, Tk, E)
+    tensor is never built: the loop over e runs inside the score.
+
+* Masks: key j of row (b, i) is attended iff ``j < L[b]``, ``j <= i + Tk - Tq``
+  when ``causal`` (bottom-right aligned), and by ``mmode``: 0 no mask; 1 a
+  uint8 mask ``mb`` (nonzero = attend); 2 a float mask ``mf`` added to the
+  score (-inf = not attended).  Mask element (b, i, j) is read at
+  ``b*msb + i*msq + j*msk`` (strides 0 on broadcast axes).  A row with no
+  attended key gets weights 0 and context 0; scores, keys and values at
+  positions not attended are never read into a result.
+* Summation orders are fixed (keys ascending, features ascending) and the
+  same in both backends; every parallel work item (a chunk of query rows, a
+  batch row in the backward, a segment) writes only its own outputs, so
+  results do not depend on the thread count.
+* No random numbers are drawn.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+__all__ = ["SCORE_DOT", "SCORE_TANH", "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd",
+           "attn_local_fwd", "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
+
+SCORE_DOT = 0
+SCORE_TANH = 1
+
+
+def _cast(arr, val):  # pragma: no cover - replaced by the overload in compiled code
+    return arr.dtype.type(val)
+
+
+@overload(_cast, inline="always")
+def _ol_cast(arr, val):
+    if arr.dtype == types.float32:
+        return lambda arr, val: np.float32(val)
+    return lambda arr, val: np.float64(val)
+
+
+from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
+
+
+def _tanh(x):  # pragma: no cover - replaced by the overload
+    return math.tanh(x)
+
+
+@overload(_tanh, inline="always")
+def _ol_tanh(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: _tanh64(x)
+
+
+def _exp(x):  # pragma: no cover - replaced by the overload
+    return math.exp(x)
+
+
+@overload(_exp, inline="always")
+def _ol_exp(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    return lambda x: _exp64(x)
+
+
+@njit(inline="always")
+def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
+    """s[0:n] = scores of query (b, i) with keys j0..j0+n-1; T[e, jj] = tanh(...)
+    kept when ``keep`` (kind SCORE_TANH)."""
+    E = Qp.shape[2]
+    zero = _cast(s, 0.0)
+    for jj in range(n):
+        s[jj] = zero
+    if kind == SCORE_DOT:
+        for e in range(E):
+            a = Qp[b, i, e]
+            for jj in range(n):
+                s[jj] += a * KT[b, e, j0 + jj]
+        for jj in range(n):
+            s[jj] = sc * s[jj]
+    else:
+        for e in range(E):
+            a = Qp[b, i, e]
+            c = vv[e]
+            if keep:
+                for jj in range(n):
+                    t = _tanh(a + KT[b, e, j0 + jj])
+                    T[e, jj] = t
+                    s[jj] += c * t
+            else:
+                for jj in range(n):
+                    s[jj] += c * _tanh(a + KT[b, e, j0 + jj])
+
+
+@njit(inline="always")
+def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
+    """ok[j] = 1 where key j is attended by row (b, i); adds a float mask to s."""
+    lim = L[b]
+    if causal:
+        c = i + Tk - Tq + 1
+        if c < lim:
+            lim = c
+    base = b * msb + i * msq
+    ninf = _cast(s, -np.inf)
+    for j in range(Tk):
+        if j >= lim:
+            ok[j] = 0
+        elif mmode == 1:
+            ok[j] = 1 if mb[base + j * msk] != 0 else 0
+        elif mmode == 2:
+            f = mf[base + j * msk]
+            if f == ninf:
+                ok[j] = 0
+            else:
+                ok[j] = 1
+                s[j] = s[j] + f
+        else:
+            ok[j] = 1
+
+
+@njit(inline="always")
+def _softmax_row(s, ok, n, w):
+    """w[0:n] = softmax of s over the positions with ok; 0 elsewhere; all 0 (and
+    False returned) when no position is attended."""
+    m = _cast(s, -np.inf)
+    for j in range(n):
+        if ok[j] != 0 and s[j] > m:
+            m = s[j]
+    zero = _cast(s, 0.0)
+    if m == _cast(s, -np.inf):
+        for j in range(n):
+            w[j] = zero
+        return False
+    z = zero
+    for j in range(n):
+        if ok[j] != 0:
+            e = _exp(s[j] - m)
+            w[j] = e
+            z += e
+        else:
+            w[j] = zero
+    for j in range(n):
+        w[j] = w[j] / z
+    return True
+
+
+@njit(inline="always")
+def _weighted_sum(w, ok, n, V, b, j0, out, i):
+    """out[b, i, :] = sum over attended jj of w[jj] * V[b, j0 + jj, :]."""
+    Dv = V.shape[2]
+    zero = _cast(w, 0.0)
+    for d in range(Dv):
+        out[b, i, d] = zero
+    for jj in range(n):
+        if ok[jj] != 0:
+            a = w[jj]
+            for d in range(Dv):
+                out[b, i, d] += a * V[b, j0 + jj, d]
+
+
+@njit(inline="always")
+def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
+    """Backward of _score_row for query (b, i): dQp[b, i] = (written),
+    dKT[b, :, j0:j0+n] += , dvv[b] += ; ds[jj] = d loss / d s[jj]."""
+    E = Qp.shape[2]
+    zero = _cast(ds, 0.0)
+    one = _cast(ds, 1.0)
+    if kind == SCORE_DOT:
+        for e in range(E):
+            qe = Qp[b, i, e]
+            acc = zero
+            for jj in range(n):
+                if ok[jj] != 0:
+                    g = sc * ds[jj]
+                    acc += g * KT[b, e, j0 + jj]
+                    dKT[b, e, j0 + jj] += g * qe
+            dQp[b, i, e] = acc
+    else:
+        for e in range(E):
+            c = vv[e]
+            acc = zero
+            accv = zero
+            for jj in range(n):
+                if ok[jj] != 0:
+                    t = T[e, jj]
+                    g = ds[jj]
+                    d = (g * c) * (one - t * t)
+                    acc += d
+                    dKT[b, e, j0 + jj] += d
+                    accv += g * t
+            dQp[b, i, e] = acc
+            dvv[b, e] += accv
+
+
+@njit(parallel=True)
+def attn_scores(kind, Qp, KT, vv, scale, out):
+    """out (B, Tq, Tk) = the scores of every query with every key."""
+    B, Tq, _ = Qp.shape
+    Tk = KT.shape[2]
+    sc = _cast(Qp, scale)
+    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    for r in prange(B * Tq):
+        b = r // Tq
+        i = r - b * Tq
+        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, out[b, i], dummy, False)
+
+
+@njit(parallel=True)
+def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
+    """out (B, Tq, Tk) = masked softmax of S over the keys (out may be S)."""
+    B, Tq, Tk = S.shape
+    nrows = B * Tq
+    nch = min(nrows, 64)
+    for c in prange(nch):
+        s = np.empty(Tk, dtype=S.dtype)
+        ok = np.empty(Tk, dtype=np.uint8)
+        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
+            b = r // Tq
+            i = r - b * Tq
+            for j in range(Tk):
+                s[j] = S[b, i, j]
+            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+            _softmax_row(s, ok, Tk, out[b, i])
+
+
+@njit(parallel=True)
+def attn_fwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
+             want_w):
+    """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
+    (else wout may be any array).  Work item: a chunk of query rows; scratch
+    O(Tk) per item."""
+    B, Tq, _ = Qp.shape
+    Tk = KT.shape[2]
+    sc = _cast(Qp, scale)
+    nrows = B * Tq
+    nch = min(nrows, 256)
+    for c in prange(nch):
+        s = np.empty(Tk, dtype=Qp.dtype)
+        w = np.empty(Tk, dtype=Qp.dtype)
+        ok = np.empty(Tk, dtype=np.uint8)
+        dummy = np.empty((1, 1), dtype=Qp.dtype)
+        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
+            b = r // Tq
+            i = r - b * Tq
+            _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, dummy, False)
+            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+            _softmax_row(s, ok, Tk, w)
+            _weighted_sum(w, ok, Tk, V, b, 0, ctx, i)
+            if want_w:
+                for j in range(Tk):
+                    wout[b, i, j] = w[j]
+
+
+@njit(parallel=True)
+def attn_bwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+             has_gw, dQp, dKT, dvv, dV):
+    """Backward of attn_fwd (recomputes the scores and weights).  Writes
+    dQp (B, Tq, E), dKT (B, E, Tk), dV (B, Tk, Dv) and per-batch-row partial
+    sums dvv (B, E) of the score vector's gradient (the caller sums them over
+    b).  Work item: one batch row (its keys' gradients are its own)."""
+    B, Tq, E = Qp.shape
+    Tk = KT.shape[2]
+    Dv = V.shape[2]
+    sc = _cast(Qp, scale)
+    zero = _cast(Qp, 0.0)
+    for b in prange(B):
+        s = np.empty(Tk, dtype=Qp.dtype)
+        w = np.empty(Tk, dtype=Qp.dtype)
+        dw = np.empty(Tk, dtype=Qp.dtype)
+        ok = np.empty(Tk, dtype=np.uint8)
+        T = np.empty((E if kind == SCORE_TANH else 1, Tk), dtype=Qp.dtype)
+        for e in range(dvv.shape[1]):
+            dvv[b, e] = zero
+        for e in range(E):
+            for j in range(Tk):
+                dKT[b, e, j] = zero
+        for j in range(Tk):
+            for d in range(Dv):
+                dV[b, j, d] = zero
+        for i in range(Tq):
+            _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, T, True)
+            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+            if not _softmax_row(s, ok, Tk, w):
+                for e in range(E):
+                    dQp[b, i, e] = zero
+                continue
+            dot = zero
+            for j in range(Tk):
+                if ok[j] != 0:
+                    acc = zero
+                    for d in range(Dv):
+                        acc += dctx[b, i, d] * V[b, j, d]
+                    if has_gw:
+                        acc += gw[b, i, j]
+                    dw[j] = acc
+                    dot += w[j] * acc
+            for j in range(Tk):
+                if ok[j] != 0:
+                    dw[j] = w[j] * (dw[j] - dot)
+                    a = w[j]
+                    for d in range(Dv):
+                        dV[b, j, d] += a * dctx[b, i, d]
+                else:
+                    dw[j] = zero
+            _score_bwd_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, dw, ok, T, dQp, dKT, dvv)
+
+
+@njit(inline="always")
+def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
+    """Window of query (b, i): returns (start, lo, n): keys lo..lo+n-1 are
+    inside the sequence; s/w/g[0:n] = scores, softmax, Gaussian factors."""
+    half = _cast(s, 0.5)
+    pt = p[b, i]
+    st = np.int64(math.floor(pt + half)) - D
+    lo = st if st > 0 else 0
+    hi = st + 2 * D + 1
+    if hi > L[b]:
+        hi = L[b]
+    n = hi - lo
+    if n <= 0:
+        return st, lo, 0
+    _score_row(kind, Qp, KT, vv, sc, b, i, lo, n, s, T, keep)
+    for jj in range(n):
+        ok[jj] = 1
+    _softmax_row(s, ok, n, w)
+    one = _cast(s, 1.0)
+    if D > 0:
+        den = _cast(s, D * D * 0.5)
+        for jj in range(n):
+            dl = _cast(s, lo + jj) - pt
+            g[jj] = _exp(-(dl * dl) / den)
+    else:
+        for jj in range(n):
+            g[jj] = one
+    return st, lo, n
+
+
+@njit(parallel=True)
+def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
+    """Luong local attention at positions p (B, Tq): window keys
+    start..start+2D (start = floor(p + 1/2) - D, written to starts (B, Tq)),
+    softmax over those inside [0, L[b]), times exp(-(j - p)^2 / (D^2 / 2))
+    (sigma = D/2; factor 1 when D = 0).  wout (B, Tq, 2D+1): 0 outside."""
+    B, Tq, _ = Qp.shape
+    nw = 2 * D + 1
+    sc = _cast(Qp, scale)
+    zero = _cast(Qp, 0.0)
+    nrows = B * Tq
+    nch = min(nrows, 256)
+    for c in prange(nch):
+        s = np.empty(nw, dtype=Qp.dtype)
+        w = np.empty(nw, dtype=Qp.dtype)
+        g = np.empty(nw, dtype=Qp.dtype)
+        ok = np.empty(nw, dtype=np.uint8)
+        dummy = np.empty((1, 1), dtype=Qp.dtype)
+        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
+            b = r // Tq
+            i = r - b * Tq
+            st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, dummy,
+                                   False)
+            starts[b, i] = st
+            for jj in range(nw):
+                wout[b, i, jj] = zero
+            for jj in range(n):
+                w[jj] = w[jj] * g[jj]
+                wout[b, i, lo - st + jj] = w[jj]
+            _weighted_sum(w, ok, n, V, b, lo, ctx, i)
+
+
+@njit(parallel=True)
+def attn_local_bwd(kind, Qp, KT, vv, scale, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp):
+    """Backward of attn_local_fwd: dQp, dKT, dV, dvv (per batch row, as in
+    attn_bwd) and dp (B, Tq), the gradient of the positions."""
+    B, Tq, E = Qp.shape
+    Tk = KT.shape[2]
+    Dv = V.shape[2]
+    nw = 2 * D + 1
+    sc = _cast(Qp, scale)
+    zero = _cast(Qp, 0.0)
+    for b in prange(B):
+        s = np.empty(nw, dtype=Qp.dtype)
+        w = np.empty(nw, dtype=Qp.dtype)
+        g = np.empty(nw, dtype=Qp.dtype)
+        ds = np.empty(nw, dtype=Qp.dtype)
+        ok = np.empty(nw, dtype=np.uint8)
+        T = np.empty((E if kind == SCORE_TANH else 1, nw), dtype=Qp.dtype)
+        for e in range(dvv.shape[1]):
+            dvv[b, e] = zero
+        for e in range(E):
+            for j in range(Tk):
+                dKT[b, e, j] = zero
+        for j in range(Tk):
+            for d in range(Dv):
+                dV[b, j, d] = zero
+        for i in range(Tq):
+            st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
+            for e in range(E):
+                dQp[b, i, e] = zero
+            dp[b, i] = zero
+            if n <= 0:
+                continue
+            pt = p[b, i]
+            dot = zero
+            accp = zero
+            for jj in range(n):
+                acc = zero
+                for d in range(Dv):
+                    acc += dctx[b, i, d] * V[b, lo + jj, d]
+                a = w[jj] * g[jj]
+                for d in range(Dv):
+                    dV[b, lo + jj, d] += a * dctx[b, i, d]
+                if D > 0:
+                    dl = _cast(Qp, lo + jj) - pt
+                    accp += ((acc * w[jj]) * g[jj]) * (dl + dl)
+                acc = acc * g[jj]
+                ds[jj] = acc
+                dot += w[jj] * acc
+            if D > 0:
+                dp[b, i] = accp / _cast(Qp, D * D * 0.5)
+            for jj in range(n):
+                ds[jj] = w[jj] * (ds[jj] - dot)
+            _score_bwd_row(kind, Qp, KT, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKT, dvv)
+
+
+@njit(parallel=True)
+def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
+    """Attention pooling of segments: rows starts[s]..starts[s]+counts[s]-1 of
+    X (N, H) pool into pooled[s]; T = tanh(P) and weights (softmax of T u per
+    segment) written for those rows only.  Work item: one segment."""
+    S = starts.shape[0]
+    A = P.shape[1]
+    H = X.shape[1]
+    zero = _cast(P, 0.0)
+    for sg in prange(S):
+        a0 = starts[sg]
+        a1 = a0 + counts[sg]
+        for h in range(H):
+            pooled[sg, h] = zero
+        if a1 <= a0:
+            continue
+        m = _cast(P, -np.inf)
+        for r in range(a0, a1):
+            acc = zero
+            for h in range(A):
+                t = _tanh(P[r, h])
+                T[r, h] = t
+                acc += t * u[h]
+            weights[r] = acc
+            if acc > m:
+                m = acc
+        z = zero
+        for r in range(a0, a1):
+            e = _exp(weights[r] - m)
+            weights[r] = e
+            z += e
+        for r in range(a0, a1):
+            weights[r] = weights[r] / z
+        for r in range(a0, a1):
+            a = weights[r]
+            for h in range(H):
+                pooled[sg, h] += a * X[r, h]
+
+
+@njit(parallel=True)
+def attn_pool_bwd(T, u, X, starts, counts, weights, dpooled, gw, has_gw, dX, dP, dsc):
+    """Backward of attn_pool_fwd for the segment rows: dX = weights * dpooled
+    (the direct part; the caller adds dP W^T), dsc = d loss / d score,
+    dP = dsc * u * (1 - T^2)."""
+    S = starts.shape[0]
+    A = T.shape[1]
+    H = X.shape[1]
+    zero = _cast(T, 0.0)
+    one = _cast(T, 1.0)
+    for sg in prange(S):
+        a0 = starts[sg]
+        a1 = a0 + counts[sg]
+        dot = zero
+        for r in range(a0, a1):
+            acc = zero
+            for h in range(H):
+                acc += dpooled[sg, h] * X[r, h]
+            if has_gw:
+                acc += gw[r]
+            dsc[r] = acc
+            dot += weights[r] * acc
+            a = weights[r]
+            for h in range(H):
+                dX[r, h] = a * dpooled[sg, h]
+        for r in range(a0, a1):
+            gr = weights[r] * (dsc[r] - dot)
+            dsc[r] = gr
+            for h in range(A):
+                t = T[r, h]
+                dP[r, h] = (gr * u[h]) * (one - t * t)
