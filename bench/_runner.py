@@ -87,16 +87,11 @@ def blas_info():
 
 
 def threads_in_effect():
-    import numba
+    import dlkernels
 
-    from dlkernels.bindings import _backend
-
-    from threadpoolctl import threadpool_info
-
-    out = {"numba": numba.get_num_threads()}
-    omp = _backend._omp()
-    out["OpenMP (Cython)"] = omp.get_num_threads() if omp is not None else "n/a"
-    blas = sorted({lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"})
+    th = dlkernels.backend_info()["threads"]
+    out = {"numba": th["numba"], "OpenMP (Cython)": th["openmp"] if th["openmp"] is not None else "n/a"}
+    blas = sorted({lib["num_threads"] for lib in th["blas"]})
     out["BLAS"] = "/".join(map(str, blas)) or "n/a"
     if "torch" in sys.modules:
         out["torch"] = sys.modules["torch"].get_num_threads()

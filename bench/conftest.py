@@ -84,12 +84,12 @@ class Bench:
 
     def require_backend(self, family):
         """Skip unless our backend ``self.meta['impl']`` is available for ``family``."""
-        from dlkernels.bindings import _backend
+        import dlkernels
 
         impl = self.meta["impl"]
-        if impl not in _backend.available_backends(family):
-            exc = _backend._unavailable.get((impl, family))
-            pytest.skip(f"not importable: dlkernels.engine.{impl}.{family} ({type(exc).__name__}: {exc})")
+        info = dlkernels.backend_info(family)["backends"][impl]
+        if not info["available"]:
+            pytest.skip(f"not importable: {info['module']} ({info['error']})")
 
     def require_module(self, module):
         if importlib.util.find_spec(module) is None:

@@ -8,14 +8,14 @@ is first called.
 """
 import importlib
 
-from .bindings._backend import (available_backends, get_backend, get_num_threads,  # noqa: F401
-                                set_backend, set_num_threads)
+from .bindings._backend import available_backends, backend_info, get_backend, set_backend  # noqa: F401
+from .bindings._threads import blas_single_threaded, get_num_threads, set_num_threads  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["rng", "rbm", "attention", "gan", "set_backend", "get_backend", "available_backends",
-           "set_num_threads", "get_num_threads", "__version__"]
+           "set_num_threads", "get_num_threads", "blas_single_threaded", "backend_info", "__version__"]
 
-_FAMILIES = ("rng", "rbm", "attention", "gan")
+from .bindings._backend import FAMILIES as _FAMILIES  # noqa: E402
 
 
 def __getattr__(name):

@@ -177,3 +177,60 @@ def test_set_num_threads_errors(restore_threads, bad, exc, msg):
     with pytest.raises(exc, match=msg):
         dlkernels.set_num_threads(bad)
     assert dlkernels.get_num_threads() == restore_threads
+
+
+# --- backend_info and the thread-control module ------------------------------------------------
+
+def test_thread_control_lives_in_threads_module_old_names_kept():
+    from dlkernels.bindings import _threads, rbm as brbm
+
+    assert dlkernels.blas_single_threaded is _threads.blas_single_threaded
+    assert brbm.blas_single_threaded is _threads.blas_single_threaded        # old import name
+    assert dlkernels.rbm.blas_single_threaded is _threads.blas_single_threaded
+    for name in ("set_num_threads", "get_num_threads", "_omp"):
+        assert getattr(_backend, name) is getattr(_threads, name)
+    assert dlkernels.backend_info is _backend.backend_info
+
+
+def test_backend_info_lists_backends_and_threads(restore_threads):
+    for family in _backend.FAMILIES:
+        info = dlkernels.backend_info(family)
+        assert info["family"] == family
+        assert info["default"] == dlkernels.get_backend()
+        assert info["available"] == dlkernels.available_backends(family)
+        for b in ("numba", "cython"):
+            entry = info["backends"][b]
+            assert entry["module"] == f"dlkernels.engine.{b}.{family}"
+            assert entry["available"] == (b in info["available"])
+            assert (entry["error"] is None) == entry["available"]
+    th = dlkernels.backend_info()["threads"]
+    assert th["numba"] == dlkernels.get_num_threads() and 1 <= th["numba"] <= th["numba_max"]
+    if "cython" in dlkernels.available_backends():
+        assert th["openmp"] == th["numba"]
+    assert all({"internal_api", "num_threads", "used_by_kernels"} <= set(lib) for lib in th["blas"])
+    dlkernels.set_num_threads(1)
+    assert dlkernels.backend_info()["threads"]["numba"] == 1
+
+
+def test_backend_info_says_why_a_backend_does_not_import(loader_cache):
+    _make_unavailable(loader_cache, "cython", "rbm")
+    info = dlkernels.backend_info("rbm")
+    assert info["available"] == ["numba"]
+    assert info["backends"]["cython"] == dict(available=False, module="dlkernels.engine.cython.rbm",
+                                              error="ImportError: simulated: no cython here")
+
+
+def test_backend_info_blas_single_threaded_inside():
+    with dlkernels.blas_single_threaded():
+        used = [lib for lib in dlkernels.backend_info()["threads"]["blas"] if lib["used_by_kernels"]]
+        assert all(lib["num_threads"] == 1 for lib in used)
+
+
+@pytest.mark.parametrize("bad,exc,msg", [
+    ("toy", ValueError, r"family: expected one of \['rng', 'rbm', 'attention', 'gan'\], got 'toy'"),
+    (None, TypeError, "family: expected one of .*got NoneType None"),
+    (3, TypeError, "family: expected one of .*got int 3"),
+])
+def test_backend_info_errors(bad, exc, msg):
+    with pytest.raises(exc, match=msg):
+        dlkernels.backend_info(bad)

@@ -1,8 +1,12 @@
-"""Backend selection (``"auto" | "numba" | "cython"``) and thread control."""
+"""Backend selection (``"auto" | "numba" | "cython"``): the process-wide
+default, ``resolve(backend, family)`` -- the one way bindings find a family's
+engine module (``dlkernels.engine.<backend>.<family>``) -- and
+``backend_info(family)``.  Thread control lives in ``_threads.py`` (its
+functions stay importable from here)."""
 import importlib
 import os
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice
 
 BACKENDS = ("auto", "numba", "cython")
 _default = os.environ.get("DLKERNELS_BACKEND", "auto")
@@ -69,31 +73,49 @@ def backend_name(module):
     return module.__name__.split(".")[2]
 
 
-def set_num_threads(n):
-    """Threads for dlkernels' parallel loops, in both backends.
+# Thread control moved to _threads.py; these names stay importable from here.
+from ._threads import _omp, get_num_threads, set_num_threads  # noqa: E402,F401
 
-    Sets Numba's thread count (``numba.set_num_threads``, at most
-    ``numba.config.NUMBA_NUM_THREADS``) and OpenMP's for the Cython kernels.
-    Results never depend on it: every kernel is bit-identical for any count.
+FAMILIES = ("rng", "rbm", "attention", "gan")
+
+
+def backend_info(family="rng"):
+    """Which backends of ``family`` import on this machine, why one does not,
+    and the thread counts in effect.
+
+    Parameters
+    ----------
+    family : str, default "rng"
+        One of "rng", "rbm", "attention", "gan".
+
+    Returns
+    -------
+    dict
+        ``family``: the name; ``default``: the process-wide default backend
+        (``get_backend()``); ``available``: the importable backends, in the
+        order "numba", "cython"; ``backends``: for "numba" and "cython" a
+        dict with ``available`` (bool), ``module`` (the engine module's
+        dotted name) and ``error`` (None, or the ImportError's type and text
+        saying why the module does not import); ``threads``: the thread
+        counts of Numba, OpenMP and the BLAS libraries (see
+        ``dlkernels.bindings._threads.thread_info``).
+
+    Raises
+    ------
+    TypeError
+        If ``family`` is not a string.
+    ValueError
+        If ``family`` is not one of the families.
     """
-    import numba
+    from ._threads import thread_info
 
-    n = check_int(n, "n", min=1, max=numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    omp = _omp()
-    if omp is not None:
-        omp.set_num_threads(n)
-
-
-def get_num_threads():
-    import numba
-
-    return numba.get_num_threads()
-
-
-def _omp():
-    try:
-        from ..engine.cython import _omp as omp
-    except ImportError:
-        return None
-    return omp
+    family = check_choice(family, "family", FAMILIES)
+    backends = {}
+    for b in ("numba", "cython"):
+        mod = _load(b, family)
+        exc = _unavailable.get((b, family)) if mod is None else None
+        backends[b] = dict(available=mod is not None, module=f"dlkernels.engine.{b}.{family}",
+                           error=None if exc is None else f"{type(exc).__name__}: {exc}")
+    return dict(family=family, default=_default,
+                available=[b for b in ("numba", "cython") if backends[b]["available"]],
+                backends=backends, threads=thread_info())

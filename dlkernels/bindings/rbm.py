@@ -23,6 +23,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._backend import resolve
+from ._threads import _blas_controllers, blas_single_threaded  # noqa: F401  (public here too)
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_float,
                       check_in_range, check_int, check_out, _describe)
 from .rng import as_streams
@@ -77,59 +78,9 @@ def _engine(backend):
     return _LIMITED[mod]
 
 
-_BLAS = None
-
-
-def _blas_controllers():
-    """threadpoolctl controllers of the BLAS behind scipy.linalg.cython_blas
-    (all BLAS libraries when it cannot be told apart)."""
-    global _BLAS
-    if _BLAS is None:
-        try:
-            import os
-
-            import scipy
-            import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
-            from threadpoolctl import ThreadpoolController
-
-            blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-            here = os.path.dirname(os.path.realpath(scipy.__file__))
-            mine = [c for c in blas if os.path.realpath(c.filepath).startswith(here)]
-            _BLAS = mine or blas
-        except Exception:  # pragma: no cover - threadpoolctl missing or failing
-            _BLAS = []
-    return _BLAS
-
-
 # The kernels run layers smaller than this (multiply-adds) on the calling
 # thread (engine PAR_MIN_WORK); BLAS is left alone for them.
 _PAR_MIN_WORK = 1 << 20
-
-
-class blas_single_threaded:
-    """Context manager: the BLAS behind ``scipy.linalg.cython_blas`` runs on
-    one thread inside the block (previous thread counts restored on exit).
-
-    The RBM kernels parallelise over output tiles themselves (one
-    single-threaded gemm per tile, fused with the element-wise pass); a
-    multi-threaded BLAS inside those threads oversubscribes the cores.  The
-    public functions enter this around each kernel call; code that calls the
-    engine kernels directly (e.g. a training loop) should enter it once
-    around the loop.  Re-entrant; a no-op when threadpoolctl is missing."""
-
-    def __enter__(self):
-        self._ctl = _blas_controllers()
-        self._old = [c.get_num_threads() for c in self._ctl]
-        for c, n in zip(self._ctl, self._old):
-            if n != 1:
-                c.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        for c, n in zip(self._ctl, self._old):
-            if n != 1:
-                c.set_num_threads(n)
-        return False
 
 
 def _run(fn, *args, work=None):

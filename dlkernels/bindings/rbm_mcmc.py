@@ -37,7 +37,7 @@ import numpy as np
 from . import _backend
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_in_range,
                       check_int, _describe)
-from .rbm import blas_single_threaded
+from ._threads import blas_single_threaded
 from .rng import as_streams
 
 __all__ = ["single_site_gibbs", "transition_matrix", "boltzmann_distribution", "state_bits",
@@ -49,8 +49,6 @@ AISResult.__doc__ = """Result of ``ais_log_partition``: the estimate of log Z an
 error (delta method on the mean importance weight: std(w) / (sqrt(n_runs) * mean(w)))."""
 
 _PREFER = ("cython", "numba")
-_FAMILY = {"numba": "_rbm_mcmc", "cython": "rbm"}
-_KERNELS = ("single_site_gibbs", "ais", "pseudo_likelihood")
 
 MAX_TRANSITION_UNITS = 16     # m + n for transition_matrix (sparse)
 MAX_DENSE_UNITS = 12          # m + n for a dense transition matrix (2**24 entries)
@@ -61,23 +59,8 @@ FIELD_REFRESH = 1 << 16       # single-site steps between full recomputes of the
 
 
 def _engine(backend):
-    """The engine module with this family's kernels for ``backend``."""
-    if backend is None:
-        backend = _backend.get_backend()
-    check_choice(backend, "backend", _backend.BACKENDS)
-    names = _PREFER if backend == "auto" else (backend,)
-    errors = []
-    for name in names:
-        try:
-            mod = _backend.resolve(name, _FAMILY[name])
-        except ImportError as exc:
-            errors.append(str(exc))
-            continue
-        if all(hasattr(mod, k) for k in _KERNELS):
-            return mod
-        errors.append(f"dlkernels: backend {name!r} was built without the RBM MCMC kernels "
-                      f"(rebuild: python setup.py build_ext --inplace)")
-    raise ImportError("; ".join(errors))
+    """The RBM engine module for ``backend`` (its MCMC kernels included)."""
+    return _backend.resolve(backend, "rbm", prefer=_PREFER)
 
 
 def _weights(W, a, b):
