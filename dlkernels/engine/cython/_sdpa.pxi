@@ -1,2 +1,476 @@
 # Part of dlkernels.engine.cython.attention (included by attention.pyx).
-_SDPA_ALL = []
+#
+# Flash-style scaled dot-product attention, the twin of
+# dlkernels.engine.numba._sdpa (read its docstring: array layout, tiling,
+# skipping, dropout stream layout, backward).  The same IEEE operations in the
+# same order (the same ?gemm calls, exp from dlk_fastmath.h, sequential sums),
+# so both backends return bit-identical results for any thread count.  No
+# validation here.
+from libc.stdint cimport uint64_t, int64_t, uint8_t
+from libc.math cimport log, logf, INFINITY
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange, parallel
+from cython cimport floating
+from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._fastmath cimport dlk_exp32, dlk_exp64
+from dlkernels.engine.cython.rng cimport dlk_ctr_add, stream_fill_f32, stream_fill_f64
+
+_SDPA_ALL = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
+
+cdef enum:
+    SDPA_TQ = 64
+    SDPA_KV_TILE_BYTES = 128 * 1024
+
+
+cdef inline void _sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize,
+                             Py_ssize_t* tq, Py_ssize_t* tk) noexcept nogil:
+    cdef Py_ssize_t t = 512
+    while t > 16 and t * (E + Ev) * itemsize > SDPA_KV_TILE_BYTES:
+        t //= 2
+    tq[0] = SDPA_TQ
+    tk[0] = t
+
+
+def sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize):
+    """(TQ, TK): query rows per work item, key rows per tile."""
+    cdef Py_ssize_t tq, tk
+    _sdpa_tiles(E, Ev, itemsize, &tq, &tk)
+    return tq, tk
+
+
+cdef inline bint _sdpa_live(int mode, const uint8_t* mb, const floating* mf, int64_t moff,
+                            Py_ssize_t mld, Py_ssize_t i0, Py_ssize_t nq, Py_ssize_t j0,
+                            Py_ssize_t nk) noexcept nogil:
+    cdef Py_ssize_t r, c, base
+    cdef floating ninf = -INFINITY
+    if mode == 1:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mb[base + c] != 0:
+                    return True
+            if mld == 0:
+                return False
+        return False
+    if mode == 2:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mf[base + c] > ninf:
+                    return True
+            if mld == 0:
+                return False
+        return False
+    return True
+
+
+cdef inline void _sdpa_mask(floating* Sb, Py_ssize_t nq, Py_ssize_t nk, Py_ssize_t i0,
+                            Py_ssize_t j0, int mode, const uint8_t* mb, const floating* mf,
+                            int64_t moff, Py_ssize_t mld, bint causal) noexcept nogil:
+    cdef Py_ssize_t r, c, base, c0
+    cdef floating ninf = -INFINITY
+    if mode == 1:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                if mb[base + c] == 0:
+                    Sb[r * nk + c] = ninf
+    elif mode == 2:
+        for r in range(nq):
+            base = moff + (i0 + r) * mld + j0
+            for c in range(nk):
+                Sb[r * nk + c] = Sb[r * nk + c] + mf[base + c]
+    if causal:
+        for r in range(nq):
+            c0 = i0 + r - j0 + 1
+            if c0 < 0:
+                c0 = 0
+            for c in range(c0, nk):
+                Sb[r * nk + c] = ninf
+
+
+cdef inline void _sdpa_exp_shift(floating* x, Py_ssize_t n, floating m) noexcept nogil:
+    cdef Py_ssize_t c
+    if floating is float:
+        for c in range(n):
+            x[c] = dlk_exp32(x[c] - m)
+    else:
+        for c in range(n):
+            x[c] = dlk_exp64(x[c] - m)
+
+
+cdef inline void _sdpa_uniforms(floating* ub, Py_ssize_t n, const uint64_t* key,
+                                const uint64_t* ctr, Py_ssize_t stream,
+                                Py_ssize_t j0) noexcept nogil:
+    cdef uint64_t c[4]
+    c[0] = ctr[0]
+    c[1] = ctr[1]
+    c[2] = ctr[2]
+    c[3] = ctr[3]
+    dlk_ctr_add(c, <uint64_t>stream, 2)
+    if floating is float:
+        stream_fill_f32(key, c, <uint64_t>(j0 // 8), ub, n)
+    else:
+        stream_fill_f64(key, c, <uint64_t>(j0 // 4), ub, n)
+
+
+cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v,
+                         Py_ssize_t bh, Py_ssize_t kvh, Py_ssize_t i0, Py_ssize_t nq,
+                         Py_ssize_t L, Py_ssize_t S, Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t TK,
+                         int mode, const uint8_t* mb, const floating* mf, int64_t moff,
+                         Py_ssize_t mld, bint causal, floating sc, floating dp, floating dscale,
+                         const uint64_t* key, const uint64_t* ctr, floating* out, floating* lse,
+                         floating* Sb, floating* ub, floating* acc, floating* m,
+                         floating* l) noexcept nogil:
+    cdef floating ninf = -INFINITY
+    cdef floating zero = 0
+    cdef floating one = 1
+    cdef floating mx, x, mold, mnew, rs, alpha, inv
+    cdef Py_ssize_t r, c, t, j0, nk, jend, base
+    for r in range(nq):
+        m[r] = ninf
+        l[r] = zero
+    for t in range(nq * Ev):
+        acc[t] = zero
+    jend = S
+    if causal and i0 + nq < S:
+        jend = i0 + nq
+    j0 = -TK
+    while j0 + TK < jend:
+        j0 += TK
+        nk = min(TK, jend - j0)
+        if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
+            continue
+        gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
+             k + (kvh * S + j0) * E, <int>E, zero, Sb, <int>nk)
+        _sdpa_mask(Sb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
+        for r in range(nq):
+            base = r * nk
+            mx = ninf
+            for c in range(nk):
+                x = Sb[base + c]
+                mx = x if x > mx else mx
+            mold = m[r]
+            mnew = mx if mx > mold else mold
+            if mnew == ninf:
+                for c in range(nk):
+                    Sb[base + c] = zero
+                continue
+            _sdpa_exp_shift(Sb + base, nk, mnew)
+            rs = zero
+            for c in range(nk):
+                rs += Sb[base + c]
+            if floating is float:
+                alpha = dlk_exp32(mold - mnew)
+            else:
+                alpha = dlk_exp64(mold - mnew)
+            l[r] = l[r] * alpha + rs
+            m[r] = mnew
+            if alpha != one:
+                for c in range(Ev):
+                    acc[r * Ev + c] = acc[r * Ev + c] * alpha
+        if dp > zero:
+            for r in range(nq):
+                _sdpa_uniforms(ub, nk, key, ctr, bh * L + i0 + r, j0)
+                base = r * nk
+                for c in range(nk):
+                    Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
+        gemm(False, False, <int>nq, <int>Ev, <int>nk, one, Sb, <int>nk,
+             v + (kvh * S + j0) * Ev, <int>Ev, one, acc, <int>Ev)
+    for r in range(nq):
+        base = (bh * L + i0 + r) * Ev
+        if l[r] == zero:
+            for c in range(Ev):
+                out[base + c] = zero
+            lse[bh * L + i0 + r] = ninf
+        else:
+            inv = dscale / l[r]
+            for c in range(Ev):
+                out[base + c] = acc[r * Ev + c] * inv
+            if floating is float:
+                lse[bh * L + i0 + r] = m[r] + logf(l[r])
+            else:
+                lse[bh * L + i0 + r] = m[r] + log(l[r])
+
+
+cdef void _sdpa_forward(const floating* q, const floating* k, const floating* v,
+                        const int64_t* kv_idx, Py_ssize_t BH, Py_ssize_t L, Py_ssize_t S,
+                        Py_ssize_t E, Py_ssize_t Ev, int mode, const uint8_t* mb,
+                        const floating* mf, const int64_t* mask_off, Py_ssize_t mld, bint causal,
+                        double scale, double dropout_p, const uint64_t* key, const uint64_t* ctr,
+                        floating* out, floating* lse) noexcept nogil:
+    cdef Py_ssize_t tq, TK, nqt, tkb, it, bh, i0, nq
+    cdef int64_t moff
+    cdef floating sc = <floating>scale
+    cdef floating dp = <floating>dropout_p
+    cdef floating one = 1
+    cdef floating dscale = one / (one - dp)
+    cdef floating* buf = NULL
+    _sdpa_tiles(E, Ev, sizeof(floating), &tq, &TK)
+    tq = min(tq, L)
+    nqt = (L + tq - 1) // tq
+    tkb = min(TK, S)
+    with parallel():
+        buf = <floating*>malloc((tq * tkb + tkb + tq * Ev + 2 * tq + 1) * sizeof(floating))
+        for it in prange(BH * nqt, schedule="dynamic"):
+            bh = it // nqt
+            i0 = (it % nqt) * tq
+            nq = min(tq, L - i0)
+            moff = mask_off[bh] if mode != 0 else 0
+            _sdpa_fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, L, S, E, Ev, TK, mode, mb, mf, moff,
+                           mld, causal, sc, dp, dscale, key, ctr, out, lse, buf, buf + tq * tkb,
+                           buf + tq * tkb + tkb, buf + tq * tkb + tkb + tq * Ev,
+                           buf + tq * tkb + tkb + tq * Ev + tq)
+        free(buf)
+
+
+cdef bint _sdpa_bwd_tile(const floating* q, const floating* k, const floating* v,
+                         const floating* go, const floating* lse, const floating* Dm,
+                         Py_ssize_t bh, Py_ssize_t kvh, Py_ssize_t i0, Py_ssize_t nq,
+                         Py_ssize_t j0, Py_ssize_t nk, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E,
+                         Py_ssize_t Ev, int mode, const uint8_t* mb, const floating* mf,
+                         int64_t moff, Py_ssize_t mld, bint causal, floating sc, floating dp,
+                         floating dscale, const uint64_t* key, const uint64_t* ctr, floating* Pb,
+                         floating* Pd, floating* dP, floating* ub) noexcept nogil:
+    cdef floating ninf = -INFINITY
+    cdef floating zero = 0
+    cdef floating one = 1
+    cdef floating li, z, d
+    cdef Py_ssize_t r, c, t, base
+    if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
+        return False
+    gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
+         k + (kvh * S + j0) * E, <int>E, zero, Pb, <int>nk)
+    _sdpa_mask(Pb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
+    for r in range(nq):
+        li = lse[bh * L + i0 + r]
+        base = r * nk
+        if li == ninf:
+            for c in range(nk):
+                Pb[base + c] = zero
+        else:
+            _sdpa_exp_shift(Pb + base, nk, li)
+    gemm(False, True, <int>nq, <int>nk, <int>Ev, one, go + (bh * L + i0) * Ev, <int>Ev,
+         v + (kvh * S + j0) * Ev, <int>Ev, zero, dP, <int>nk)
+    if dp > zero:
+        for r in range(nq):
+            _sdpa_uniforms(ub, nk, key, ctr, bh * L + i0 + r, j0)
+            base = r * nk
+            for c in range(nk):
+                z = dscale if ub[c] >= dp else zero
+                Pd[base + c] = Pb[base + c] * z
+                dP[base + c] = dP[base + c] * z
+    else:
+        for t in range(nq * nk):
+            Pd[t] = Pb[t]
+    for r in range(nq):
+        d = Dm[bh * L + i0 + r]
+        base = r * nk
+        for c in range(nk):
+            dP[base + c] = Pb[base + c] * (dP[base + c] - d)
+    return True
+
+
+cdef void _sdpa_dkdv_item(const floating* go, const floating* q, const floating* k,
+                          const floating* v, const floating* lse, const floating* Dm,
+                          const int64_t* kv_ptr, const int64_t* kv_list, Py_ssize_t kvh,
+                          Py_ssize_t j0, Py_ssize_t tq, Py_ssize_t tk, Py_ssize_t nqt,
+                          Py_ssize_t L, Py_ssize_t S, Py_ssize_t E, Py_ssize_t Ev, int mode,
+                          const uint8_t* mb, const floating* mf, const int64_t* mask_off,
+                          Py_ssize_t mld, bint causal, floating sc, floating dp, floating dscale,
+                          const uint64_t* key, const uint64_t* ctr, floating* dk, floating* dv,
+                          floating* buf) noexcept nogil:
+    cdef Py_ssize_t nk = min(tk, S - j0)
+    cdef Py_ssize_t t, qt, qt0, i0, nq, bh
+    cdef int64_t pp, moff
+    cdef floating zero = 0
+    cdef floating one = 1
+    for t in range(nk * E):
+        dk[(kvh * S + j0) * E + t] = zero
+    for t in range(nk * Ev):
+        dv[(kvh * S + j0) * Ev + t] = zero
+    qt0 = j0 // tq if causal else 0
+    for pp in range(kv_ptr[kvh], kv_ptr[kvh + 1]):
+        bh = kv_list[pp]
+        moff = mask_off[bh] if mode != 0 else 0
+        for qt in range(qt0, nqt):
+            i0 = qt * tq
+            nq = min(tq, L - i0)
+            if not _sdpa_bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, L, S, E, Ev, mode,
+                                  mb, mf, moff, mld, causal, sc, dp, dscale, key, ctr, buf,
+                                  buf + tq * tk, buf + 2 * tq * tk, buf + 3 * tq * tk):
+                continue
+            gemm(True, False, <int>nk, <int>Ev, <int>nq, one, buf + tq * tk, <int>nk,
+                 go + (bh * L + i0) * Ev, <int>Ev, one, dv + (kvh * S + j0) * Ev, <int>Ev)
+            gemm(True, False, <int>nk, <int>E, <int>nq, sc, buf + 2 * tq * tk, <int>nk,
+                 q + (bh * L + i0) * E, <int>E, one, dk + (kvh * S + j0) * E, <int>E)
+
+
+cdef void _sdpa_dq_item(const floating* go, const floating* q, const floating* k,
+                        const floating* v, const floating* lse, const floating* Dm,
+                        const int64_t* kv_idx, Py_ssize_t bh, Py_ssize_t i0, Py_ssize_t tq,
+                        Py_ssize_t tk, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E, Py_ssize_t Ev,
+                        int mode, const uint8_t* mb, const floating* mf, const int64_t* mask_off,
+                        Py_ssize_t mld, bint causal, floating sc, floating dp, floating dscale,
+                        const uint64_t* key, const uint64_t* ctr, floating* dq,
+                        floating* buf) noexcept nogil:
+    cdef Py_ssize_t nq = min(tq, L - i0)
+    cdef Py_ssize_t kvh = kv_idx[bh]
+    cdef int64_t moff = mask_off[bh] if mode != 0 else 0
+    cdef Py_ssize_t t, jend, j0, nk
+    cdef floating zero = 0
+    cdef floating one = 1
+    for t in range(nq * E):
+        dq[(bh * L + i0) * E + t] = zero
+    jend = S
+    if causal and i0 + nq < S:
+        jend = i0 + nq
+    j0 = -tk
+    while j0 + tk < jend:
+        j0 += tk
+        nk = min(tk, jend - j0)
+        if not _sdpa_bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, L, S, E, Ev, mode, mb,
+                              mf, moff, mld, causal, sc, dp, dscale, key, ctr, buf, buf + tq * tk,
+                              buf + 2 * tq * tk, buf + 3 * tq * tk):
+            continue
+        gemm(False, False, <int>nq, <int>E, <int>nk, sc, buf + 2 * tq * tk, <int>nk,
+             k + (kvh * S + j0) * E, <int>E, one, dq + (bh * L + i0) * E, <int>E)
+
+
+cdef void _sdpa_backward(const floating* go, const floating* q, const floating* k,
+                         const floating* v, const floating* out, const floating* lse,
+                         const int64_t* kv_idx, const int64_t* kv_ptr, const int64_t* kv_list,
+                         Py_ssize_t BH, Py_ssize_t NKV, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E,
+                         Py_ssize_t Ev, int mode, const uint8_t* mb, const floating* mf,
+                         const int64_t* mask_off, Py_ssize_t mld, bint causal, double scale,
+                         double dropout_p, const uint64_t* key, const uint64_t* ctr,
+                         floating* dq, floating* dk, floating* dv) noexcept nogil:
+    cdef Py_ssize_t tq, TK, tk, nqt, nkt, it, bh, i, c
+    cdef floating sc = <floating>scale
+    cdef floating dp = <floating>dropout_p
+    cdef floating one = 1
+    cdef floating zero = 0
+    cdef floating dscale = one / (one - dp)
+    cdef floating s
+    cdef floating* buf = NULL
+    cdef floating* Dm = <floating*>malloc((BH * L + 1) * sizeof(floating))
+    _sdpa_tiles(E, Ev, sizeof(floating), &tq, &TK)
+    tq = min(tq, L)
+    nqt = (L + tq - 1) // tq
+    tk = min(TK, S)
+    nkt = (S + tk - 1) // tk
+    for bh in prange(BH, schedule="static", nogil=True):
+        for i in range(L):
+            s = zero
+            for c in range(Ev):
+                s = s + go[(bh * L + i) * Ev + c] * out[(bh * L + i) * Ev + c]
+            Dm[bh * L + i] = s
+    with parallel():
+        buf = <floating*>malloc((3 * tq * tk + tk + 1) * sizeof(floating))
+        # (a) dK, dV per (kv head, key tile)
+        for it in prange(NKV * nkt, schedule="dynamic"):
+            _sdpa_dkdv_item(go, q, k, v, lse, Dm, kv_ptr, kv_list, it // nkt, (it % nkt) * tk,
+                            tq, tk, nqt, L, S, E, Ev, mode, mb, mf, mask_off, mld, causal, sc,
+                            dp, dscale, key, ctr, dk, dv, buf)
+        free(buf)
+    with parallel():
+        buf = <floating*>malloc((3 * tq * tk + tk + 1) * sizeof(floating))
+        # (b) dQ per (batch-head, query tile)
+        for it in prange(BH * nqt, schedule="dynamic"):
+            _sdpa_dq_item(go, q, k, v, lse, Dm, kv_idx, it // nqt, (it % nqt) * tq, tq, tk, L, S,
+                          E, Ev, mode, mb, mf, mask_off, mld, causal, sc, dp, dscale, key, ctr,
+                          dq, buf)
+        free(buf)
+    free(Dm)
+
+
+# ---- C-level exports (declared in _sdpa_decl.pxi) ----------------------------------------
+cdef void sdpa_forward_f32(const float* q, const float* k, const float* v, const int64_t* kv_idx,
+                           Py_ssize_t BH, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E, Py_ssize_t Ev,
+                           int mask_mode, const uint8_t* mask_b, const float* mask_f,
+                           const int64_t* mask_off, Py_ssize_t mask_ld, bint causal, double scale,
+                           double dropout_p, const uint64_t* key, const uint64_t* ctr, float* out,
+                           float* lse) noexcept nogil:
+    _sdpa_forward(q, k, v, kv_idx, BH, L, S, E, Ev, mask_mode, mask_b, mask_f, mask_off, mask_ld,
+                  causal, scale, dropout_p, key, ctr, out, lse)
+
+
+cdef void sdpa_forward_f64(const double* q, const double* k, const double* v,
+                           const int64_t* kv_idx, Py_ssize_t BH, Py_ssize_t L, Py_ssize_t S,
+                           Py_ssize_t E, Py_ssize_t Ev, int mask_mode, const uint8_t* mask_b,
+                           const double* mask_f, const int64_t* mask_off, Py_ssize_t mask_ld,
+                           bint causal, double scale, double dropout_p, const uint64_t* key,
+                           const uint64_t* ctr, double* out, double* lse) noexcept nogil:
+    _sdpa_forward(q, k, v, kv_idx, BH, L, S, E, Ev, mask_mode, mask_b, mask_f, mask_off, mask_ld,
+                  causal, scale, dropout_p, key, ctr, out, lse)
+
+
+cdef void sdpa_backward_f32(const float* go, const float* q, const float* k, const float* v,
+                            const float* out, const float* lse, const int64_t* kv_idx,
+                            const int64_t* kv_ptr, const int64_t* kv_list, Py_ssize_t BH,
+                            Py_ssize_t NKV, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E,
+                            Py_ssize_t Ev, int mask_mode, const uint8_t* mask_b,
+                            const float* mask_f, const int64_t* mask_off, Py_ssize_t mask_ld,
+                            bint causal, double scale, double dropout_p, const uint64_t* key,
+                            const uint64_t* ctr, float* dq, float* dk, float* dv) noexcept nogil:
+    _sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, BH, NKV, L, S, E, Ev,
+                   mask_mode, mask_b, mask_f, mask_off, mask_ld, causal, scale, dropout_p, key,
+                   ctr, dq, dk, dv)
+
+
+cdef void sdpa_backward_f64(const double* go, const double* q, const double* k, const double* v,
+                            const double* out, const double* lse, const int64_t* kv_idx,
+                            const int64_t* kv_ptr, const int64_t* kv_list, Py_ssize_t BH,
+                            Py_ssize_t NKV, Py_ssize_t L, Py_ssize_t S, Py_ssize_t E,
+                            Py_ssize_t Ev, int mask_mode, const uint8_t* mask_b,
+                            const double* mask_f, const int64_t* mask_off, Py_ssize_t mask_ld,
+                            bint causal, double scale, double dropout_p, const uint64_t* key,
+                            const uint64_t* ctr, double* dq, double* dk, double* dv) noexcept nogil:
+    _sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, BH, NKV, L, S, E, Ev,
+                   mask_mode, mask_b, mask_f, mask_off, mask_ld, causal, scale, dropout_p, key,
+                   ctr, dq, dk, dv)
+
+
+# ---- Python-level kernels (same arguments as the Numba backend) -----------------------------
+cdef inline const uint8_t* _sdpa_u8(const uint8_t[::1] x) noexcept:
+    return &x[0] if x.shape[0] else NULL
+
+
+cdef inline const int64_t* _sdpa_i64(const int64_t[::1] x) noexcept:
+    return &x[0] if x.shape[0] else NULL
+
+
+def sdpa_forward(const floating[:, :, ::1] q, const floating[:, :, ::1] k,
+                 const floating[:, :, ::1] v, const int64_t[::1] kv_idx, int mask_mode,
+                 const uint8_t[::1] mask_b, const floating[::1] mask_f, const int64_t[::1] mask_off,
+                 Py_ssize_t mask_ld, bint causal, double scale, double dropout_p,
+                 const uint64_t[::1] key, const uint64_t[::1] ctr, floating[:, :, ::1] out,
+                 floating[:, ::1] lse):
+    """out (BH, L, Ev) and lse (BH, L) of scaled dot-product attention."""
+    cdef const floating* mf = &mask_f[0] if mask_f.shape[0] else NULL
+    cdef const uint8_t* mb = _sdpa_u8(mask_b)
+    cdef const int64_t* mo = _sdpa_i64(mask_off)
+    with nogil:
+        _sdpa_forward(&q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], &kv_idx[0], q.shape[0], q.shape[1],
+                      k.shape[1], q.shape[2], v.shape[2], mask_mode, mb, mf, mo, mask_ld, causal,
+                      scale, dropout_p, &key[0], &ctr[0], &out[0, 0, 0], &lse[0, 0])
+
+
+def sdpa_backward(const floating[:, :, ::1] go, const floating[:, :, ::1] q,
+                  const floating[:, :, ::1] k, const floating[:, :, ::1] v,
+                  const floating[:, :, ::1] out, const floating[:, ::1] lse,
+                  const int64_t[::1] kv_idx, const int64_t[::1] kv_ptr, const int64_t[::1] kv_list,
+                  int mask_mode, const uint8_t[::1] mask_b, const floating[::1] mask_f,
+                  const int64_t[::1] mask_off, Py_ssize_t mask_ld, bint causal, double scale,
+                  double dropout_p, const uint64_t[::1] key, const uint64_t[::1] ctr,
+                  floating[:, :, ::1] dq, floating[:, :, ::1] dk, floating[:, :, ::1] dv):
+    """dq, dk, dv (overwritten) for the upstream gradient go (see the Numba twin)."""
+    cdef const floating* mf = &mask_f[0] if mask_f.shape[0] else NULL
+    cdef const uint8_t* mb = _sdpa_u8(mask_b)
+    cdef const int64_t* mo = _sdpa_i64(mask_off)
+    with nogil:
+        _sdpa_backward(&go[0, 0, 0], &q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], &out[0, 0, 0],
+                       &lse[0, 0], &kv_idx[0], &kv_ptr[0], &kv_list[0], q.shape[0], k.shape[0],
+                       q.shape[1], k.shape[1], q.shape[2], v.shape[2], mask_mode, mb, mf, mo,
+                       mask_ld, causal, scale, dropout_p, &key[0], &ctr[0], &dq[0, 0, 0],
+                       &dk[0, 0, 0], &dv[0, 0, 0])
