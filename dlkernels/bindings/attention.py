@@ -47,7 +47,7 @@ __all__ = ["SCORES", "scores", "masked_softmax", "attend", "attend_backward", "l
            "han_pool_backward", "HANResult"]
 
 SCORES = ("dot", "scaled_dot", "general", "additive", "concat")
-_PREFER = ("numba", "cython")
+_PREFER = ("cython", "numba")
 
 LocalAttention = namedtuple("LocalAttention", ["context", "weights", "starts", "positions"])
 LocalAttention.__doc__ = """Result of ``local_attend``: context (B, Tq, Dv); window weights
