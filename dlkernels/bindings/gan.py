@@ -24,6 +24,7 @@ import threading
 import numpy as np
 
 from ._backend import resolve
+from ._threads import blas_single_threaded
 from ._checks import (_describe, check_array, check_bool, check_choice, check_dtype, check_float,
                       check_int, check_out)
 from . import rng as _rng
@@ -281,7 +282,8 @@ class MLP:
         if out is not None:
             check_out(out, "out", (x.shape[0], self.sizes[-1]), self.dtype)
         eng = _engine(backend)
-        y = self._fwd(eng, x, self._work(x.shape[0]), False)
+        with blas_single_threaded():
+            y = self._fwd(eng, x, self._work(x.shape[0]), False)
         if out is None:
             return y.copy()
         out[...] = y
@@ -397,7 +399,8 @@ def discriminator_gradients(G, D, x_real, z, *, out=None, backend=None):
     x_real, z = _check_batch(G, D, x_real, z)
     out = _grad_out(D, out)
     eng = _engine(backend)
-    loss, _ = _d_grad(eng, G, D, x_real, z, out)
+    with blas_single_threaded():
+        loss, _ = _d_grad(eng, G, D, x_real, z, out)
     return float(loss), out
 
 
@@ -434,7 +437,8 @@ def generator_gradients(G, D, z, *, loss="minimax", out=None, backend=None):
     _, z = _check_batch(G, D, None, z)
     out = _grad_out(G, out)
     eng = _engine(backend)
-    val = _g_grad(eng, G, D, z, mode, out)
+    with blas_single_threaded():
+        val = _g_grad(eng, G, D, z, mode, out)
     return float(val), out
 
 
@@ -493,7 +497,9 @@ def dense_forward(x, W, b, activation, *, pieces=1, slope=0.2, backend=None):
         pre, d, idx = np.empty((B, n * p), dt), np.empty((0, 0), dt), np.empty((B, n), np.int32)
     else:
         pre, d, idx = np.empty((0, 0), dt), np.empty((B, n), dt), np.empty((0, 0), np.int32)
-    _engine(backend).layer_forward(x, W, b, code, sl, pre, y, d, idx, True)
+    eng = _engine(backend)
+    with blas_single_threaded():
+        eng.layer_forward(x, W, b, code, sl, pre, y, d, idx, True)
     return y, (idx if code == _MAXOUT else d)
 
 
@@ -539,7 +545,9 @@ def dense_backward(x, W, gy, cache, activation, *, pieces=1, backend=None):
         d = check_array(cache, "cache", ndim=2, dtype=dt, shape=(B, n), finite=True)
         idx, gpre = np.empty((0, 0), np.int32), gy
     gx, gW, gb = np.empty((B, K), dt), np.empty(W.shape, dt), np.empty(W.shape[1], dt)
-    _engine(backend).layer_backward(x, W, gy, d, idx, code, gpre, gx, gW, gb, True, True)
+    eng = _engine(backend)
+    with blas_single_threaded():
+        eng.layer_backward(x, W, gy, d, idx, code, gpre, gx, gW, gb, True, True)
     return gx, gW, gb
 
 

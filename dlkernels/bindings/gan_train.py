@@ -1,0 +1,448 @@
+"""Minibatch training of a GAN: Algorithm 1 of Goodfellow et al. (2014).
+
+Each training step does ``k`` discriminator updates -- each on a fresh
+minibatch of noise from the prior and a fresh minibatch of data -- then one
+generator update on fresh noise.  With ``batches_per_epoch = len(X) //
+batch_size``, ``n_epochs`` epochs are ``batches_per_epoch * n_epochs`` steps.
+
+Random numbers (all from the Philox key of ``random_state``; none depends on
+the backend or the thread count, so a seed gives bit-identical training):
+
+* the noise of step s, discriminator update j (j = 0..k-1) and of the
+  generator update (j = k) is drawn by
+  ``numpy.random.Generator(Philox(key, counter=dlkernels.rng.counter(1 + s*(k+1) + j)))``
+  (``random`` mapped to [-sqrt 3, sqrt 3] for ``noise="uniform"``, the
+  original code's prior; ``standard_normal`` for ``"normal"``), in the
+  networks' dtype;
+* data minibatches are consecutive slices of a permutation of the rows drawn
+  per pass over the data: minibatch b = s*k + j is slice ``b % batches_per_epoch``
+  of the permutation of pass ``b // batches_per_epoch``, drawn by
+  ``Generator(Philox(key, counter=counter(0, 1 + pass))).permutation(len(X))``.
+
+Everything a step needs is a function of (key, step), so a run saved with
+``GANTrainer.save`` and resumed gives bit-identical parameters.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from ._backend import resolve
+from ._checks import (_describe, check_array, check_bool, check_choice, check_float, check_int,
+                      check_uint_words)
+from . import rng as _rng
+from ._threads import blas_single_threaded
+from .gan import MLP, _check_pair, _d_grad, _g_grad, _PREFER
+
+__all__ = ["GANTrainer", "train_gan"]
+
+_SQRT3 = math.sqrt(3.0)
+_HIST = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
+
+
+class GANTrainingError(FloatingPointError):
+    """A loss or a parameter became NaN/inf; the networks hold the last good parameters."""
+
+
+class GANTrainer:
+    """Trains a generator G and a discriminator D (Algorithm 1 of Goodfellow et al. 2014).
+
+    Parameters
+    ----------
+    G, D : dlkernels.gan.MLP
+        Same dtype; D's input width = G's output width, D's output width 1
+        (a logit).  Trained in place.
+    batch_size : int >= 1
+        Minibatch size m (noise and data).
+    k : int >= 1, default 1
+        Discriminator updates per generator update.
+    noise : {"uniform", "normal"}, default "uniform"
+        The prior: uniform on [-sqrt 3, sqrt 3] (zero mean, unit variance;
+        the original code's choice) or standard normal.
+    g_loss : {"non_saturating", "minimax"}, default "non_saturating"
+        The generator's objective: ascend log D(G(z)) (the paper's advice for
+        training) or descend log(1 - D(G(z))) (Algorithm 1 as written).
+    optimizer : {"sgd", "adam"}, default "sgd"
+    learning_rate : float > 0 or (float, float), default 0.05
+        One rate for both networks or (rate of D, rate of G).
+    momentum : float in [0, 1), default 0.5
+        SGD momentum: ``v = momentum * v - lr * grad; params += v``.
+    final_momentum : float in [0, 1), optional
+        With ``momentum_saturate``: the momentum ramps linearly from
+        ``momentum`` at epoch 0 to ``final_momentum`` at epoch
+        ``momentum_saturate`` (the original code's MomentumAdjustor).
+    momentum_saturate : int >= 1, optional
+    lr_decay : float >= 1, default 1.0
+        Exponential decay: the rate of step s is ``max(lr / lr_decay**s, min_lr)``
+        (the original code's ExponentialDecay, e.g. 1.000004).
+    min_lr : float >= 0, default 0.0
+    beta1, beta2, eps : float
+        Adam's parameters (defaults 0.5, 0.999, 1e-8; 0.5 as DCGAN).
+    simultaneous : bool, default False
+        Update D and G from the same step: the last discriminator minibatch's
+        noise is also the generator's, both gradients use the parameters from
+        before the step, then both networks are updated.
+    random_state : int, sequence of int, SeedSequence or None
+        Seed of the noise and data order (a Philox key).
+    backend : {"auto", "numba", "cython"}, optional
+    progress : bool or None, default None
+        A progress bar on stderr; None shows it for runs longer than 2 s.
+
+    Attributes
+    ----------
+    step : int
+        Steps done so far.
+    history : dict of ndarray
+        Per step: ``d_loss`` (the minimised discriminator loss of the step's
+        last D update, before it), ``g_loss`` (the generator's loss as
+        ``generator_gradients`` returns it), ``d_acc_real`` / ``d_acc_fake``
+        (share of real rows with logit > 0, of fake rows with logit < 0, on the
+        last D minibatch of the step).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For any invalid argument (nothing is changed).
+    """
+
+    def __init__(self, G, D, *, batch_size, k=1, noise="uniform", g_loss="non_saturating",
+                 optimizer="sgd", learning_rate=0.05, momentum=0.5, final_momentum=None,
+                 momentum_saturate=None, lr_decay=1.0, min_lr=0.0, beta1=0.5, beta2=0.999,
+                 eps=1e-8, simultaneous=False, random_state=None, backend=None, progress=None):
+        _check_pair(G, D)
+        self.G, self.D = G, D
+        self.batch_size = check_int(batch_size, "batch_size", min=1)
+        self.k = check_int(k, "k", min=1)
+        self.noise = check_choice(noise, "noise", ("uniform", "normal"))
+        self.g_loss = check_choice(g_loss, "g_loss", ("non_saturating", "minimax"))
+        self.optimizer = check_choice(optimizer, "optimizer", ("sgd", "adam"))
+        if isinstance(learning_rate, (tuple, list)):
+            if len(learning_rate) != 2:
+                raise ValueError(f"learning_rate: expected a number or 2 numbers (D, G), "
+                                 f"got {len(learning_rate)} values")
+            lrs = tuple(check_float(v, f"learning_rate[{i}]", min=0.0, min_inclusive=False)
+                        for i, v in enumerate(learning_rate))
+        else:
+            lrs = (check_float(learning_rate, "learning_rate", min=0.0, min_inclusive=False),) * 2
+        self.learning_rate = lrs
+        self.momentum = check_float(momentum, "momentum", min=0.0, max=1.0, max_inclusive=False)
+        if (final_momentum is None) != (momentum_saturate is None):
+            raise ValueError("final_momentum: expected final_momentum and momentum_saturate "
+                             "together (or neither), got only one of them")
+        self.final_momentum = (None if final_momentum is None else
+                               check_float(final_momentum, "final_momentum", min=0.0, max=1.0,
+                                           max_inclusive=False))
+        self.momentum_saturate = (None if momentum_saturate is None else
+                                  check_int(momentum_saturate, "momentum_saturate", min=1))
+        self.lr_decay = check_float(lr_decay, "lr_decay", min=1.0)
+        self.min_lr = check_float(min_lr, "min_lr", min=0.0)
+        self.beta1 = check_float(beta1, "beta1", min=0.0, max=1.0, max_inclusive=False)
+        self.beta2 = check_float(beta2, "beta2", min=0.0, max=1.0, max_inclusive=False)
+        self.eps = check_float(eps, "eps", min=0.0, min_inclusive=False)
+        self.simultaneous = check_bool(simultaneous, "simultaneous")
+        self.backend = backend
+        resolve(backend, "gan", prefer=_PREFER)  # fails now for an unknown/unavailable backend
+        if progress is not None:
+            progress = check_bool(progress, "progress")
+        self.progress = progress
+        if isinstance(random_state, np.ndarray) and random_state.dtype == np.uint64 \
+                and random_state.shape == (2,):
+            self.key = random_state.copy()
+        else:
+            self.key = _rng.make_key(random_state)
+        self.step = 0
+        self.target_step = 0
+        self.n_rows = None
+        self._hist = {h: np.empty(0) for h in _HIST}
+        dt = G.dtype
+        self._state = {}
+        for name, net in (("D", D), ("G", G)):
+            self._state[name] = [np.zeros(net.n_params, dt), np.zeros(net.n_params, dt)]
+        self._adam_t = [0, 0]
+
+    # ---- state --------------------------------------------------------------------------------
+    @property
+    def history(self):
+        return {h: self._hist[h][:self.step].copy() for h in _HIST}
+
+    def batches_per_epoch(self, n_rows):
+        return n_rows // self.batch_size
+
+    def _momentum(self, step, bpe):
+        if self.final_momentum is None:
+            return self.momentum
+        frac = min((step // bpe) / self.momentum_saturate, 1.0)
+        return self.momentum + frac * (self.final_momentum - self.momentum)
+
+    def _lr(self, i, step):
+        lr = self.learning_rate[i]
+        if self.lr_decay != 1.0:
+            lr = max(lr / self.lr_decay ** step, self.min_lr)
+        return lr
+
+    def _check_X(self, X):
+        G = self.G
+        X = check_array(X, "X", ndim=2, dtype=G.dtype, finite=True)
+        if X.shape[1] != G.sizes[-1]:
+            raise ValueError(f"X: expected {G.sizes[-1]} columns (G's output width), "
+                             f"got {X.shape[1]}")
+        if X.shape[0] < self.batch_size:
+            raise ValueError(f"batch_size: expected an integer <= len(X) = {X.shape[0]}, "
+                             f"got {self.batch_size}")
+        if self.n_rows is not None and X.shape[0] != self.n_rows:
+            raise ValueError(f"X: expected {self.n_rows} rows (the data this run started "
+                             f"with), got {X.shape[0]}")
+        return X
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def fit(self, X, n_epochs, *, callback=None):
+        """Train for ``n_epochs`` more epochs (``len(X) // batch_size`` steps each).
+
+        Parameters
+        ----------
+        X : ndarray (n, G.sizes[-1]), finite, of the networks' dtype
+            The data (the same array for every call of one run).
+        n_epochs : int >= 1
+            Additional epochs (on a resumed run too).
+        callback : callable, optional
+            ``callback(trainer, info)`` after every step, ``info`` a dict
+            (step, epoch, d_loss, g_loss, d_acc_real, d_acc_fake); a true
+            return value stops training after that step (``resume`` goes on).
+
+        Returns
+        -------
+        dict of ndarray
+            The history of the whole run so far.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Bad data or arguments (nothing changed).
+        GANTrainingError
+            A non-finite loss or parameter at some step (named in the message);
+            G and D keep the parameters from before that step.
+        """
+        X = self._check_X(X)
+        n_epochs = check_int(n_epochs, "n_epochs", min=1)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable, got {_describe(callback)}")
+        self.n_rows = X.shape[0]
+        self.target_step = self.step + n_epochs * self.batches_per_epoch(X.shape[0])
+        return self._run(X, callback)
+
+    def resume(self, X, *, callback=None):
+        """Continue a run stopped before its target (by a callback, Ctrl-C or a
+        checkpoint taken mid-run) up to the target of the ``fit`` that started it.
+
+        Parameters and errors as ``fit`` (without ``n_epochs``).
+        """
+        X = self._check_X(X)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable, got {_describe(callback)}")
+        self.n_rows = X.shape[0]
+        return self._run(X, callback)
+
+    def _noise(self, out, stream):
+        g = np.random.Generator(np.random.Philox(key=self.key, counter=_rng.counter(stream, 0)))
+        if self.noise == "uniform":
+            g.random(out=out, dtype=out.dtype)
+            out *= out.dtype.type(2.0 * _SQRT3)
+            out -= out.dtype.type(_SQRT3)
+        else:
+            g.standard_normal(out=out, dtype=out.dtype)
+        return out
+
+    def _perm(self, p):
+        if self._perm_cache[0] != p:
+            g = np.random.Generator(np.random.Philox(key=self.key,
+                                                     counter=_rng.counter(0, 1 + p)))
+            self._perm_cache = (p, g.permutation(self.n_rows))
+        return self._perm_cache[1]
+
+    def _update(self, which, net, grad, step, bpe):
+        i = 0 if which == "D" else 1
+        dt = net.dtype.type
+        lr = self._lr(i, step)
+        p = net.params
+        a, b = self._state[which]
+        if self.optimizer == "sgd":
+            # v = mu v - lr g ; p += v
+            a *= dt(self._momentum(step, bpe))
+            grad *= dt(lr)
+            a -= grad
+            p += a
+        else:
+            self._adam_t[i] += 1
+            t = self._adam_t[i]
+            b1, b2 = self.beta1, self.beta2
+            # m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2
+            a *= dt(b1)
+            a += dt(1.0 - b1) * grad
+            grad *= grad
+            b *= dt(b2)
+            grad *= dt(1.0 - b2)
+            b += grad
+            # p -= lr_t m / (sqrt(v) + eps_t), the bias corrections folded into the scalars
+            lr_t = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+            eps_t = self.eps * math.sqrt(1.0 - b2 ** t)
+            np.sqrt(b, out=grad)
+            grad += dt(eps_t)
+            np.divide(a, grad, out=grad)
+            grad *= dt(lr_t)
+            p -= grad
+
+    def _run(self, X, callback):
+        G, D = self.G, self.D
+        m, k = self.batch_size, self.k
+        bpe = self.batches_per_epoch(X.shape[0])
+        eng = resolve(self.backend, "gan", prefer=_PREFER)
+        dt = G.dtype
+        total = self.target_step
+        if len(self._hist["d_loss"]) < total:
+            for h in _HIST:
+                new = np.full(total, np.nan)
+                new[:self.step] = self._hist[h][:self.step]
+                self._hist[h] = new
+        z = np.empty((m, G.sizes[0]), dt)
+        zg = np.empty((m, G.sizes[0]), dt)
+        xb = np.empty((m, X.shape[1]), dt)
+        gD = np.empty(D.n_params, dt)
+        gG = np.empty(G.n_params, dt)
+        snapD = np.empty(D.n_params, dt)
+        snapG = np.empty(G.n_params, dt)
+        self._perm_cache = (-1, None)
+        mode = 2 if self.g_loss == "non_saturating" else 1
+        bar = _progress_bar(self.progress, total - self.step, "train_gan")
+        start = self.step
+        blas = blas_single_threaded()
+        blas.__enter__()
+        try:
+            while self.step < total:
+                s = self.step
+                snapD[...] = D.params
+                snapG[...] = G.params
+                base = 1 + s * (k + 1)
+                for j in range(k):
+                    b = s * k + j
+                    perm = self._perm(b // bpe)
+                    pos = (b % bpe) * m
+                    np.take(X, perm[pos:pos + m], axis=0, out=xb)
+                    self._noise(z, base + j)
+                    d_loss, logits = _d_grad(eng, G, D, xb, z, gD)
+                    if not math.isfinite(d_loss):
+                        self._fail(s, "discriminator loss", d_loss, snapD, snapG)
+                    if j < k - 1 or not self.simultaneous:
+                        self._update("D", D, gD, s, bpe)
+                acc_r = float(np.count_nonzero(logits[:m] > 0)) / m
+                acc_f = float(np.count_nonzero(logits[m:] < 0)) / m
+                if self.simultaneous:
+                    g_loss = _g_grad(eng, G, D, z, mode, gG)
+                    if math.isfinite(g_loss):
+                        self._update("D", D, gD, s, bpe)
+                else:
+                    g_loss = _g_grad(eng, G, D, self._noise(zg, base + k), mode, gG)
+                if not math.isfinite(g_loss):
+                    self._fail(s, "generator loss", g_loss, snapD, snapG)
+                self._update("G", G, gG, s, bpe)
+                if not (math.isfinite(G.params.sum()) and math.isfinite(D.params.sum())):
+                    self._fail(s, "parameter update", float("nan"), snapD, snapG)
+                h = self._hist
+                h["d_loss"][s], h["g_loss"][s] = d_loss, g_loss
+                h["d_acc_real"][s], h["d_acc_fake"][s] = acc_r, acc_f
+                self.step = s + 1
+                if bar is not None:
+                    bar.update(self.step - start)
+                if callback is not None:
+                    info = {"step": self.step, "epoch": self.step / bpe, "d_loss": d_loss,
+                            "g_loss": g_loss, "d_acc_real": acc_r, "d_acc_fake": acc_f}
+                    if callback(self, info):
+                        break
+        finally:
+            blas.__exit__(None, None, None)
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def _fail(self, s, what, value, snapD, snapG):
+        self.D.params[...] = snapD
+        self.G.params[...] = snapG
+        raise GANTrainingError(f"train_gan: non-finite {what} ({value}) at step {s}; G and D "
+                               f"keep their parameters from before that step")
+
+
+class _Bar:
+    """A minimal progress bar on stderr, shown once a run has lasted 2 s."""
+
+    def __init__(self, total, name, force):
+        import sys
+        import time
+        self._time = time.perf_counter
+        self._out = sys.stderr
+        self.total, self.name, self.force = total, name, force
+        self.t0 = self._time()
+        self.shown = False
+        self.last = 0.0
+
+    def update(self, done):
+        t = self._time()
+        if not self.force and t - self.t0 < 2.0:
+            return
+        if t - self.last < 0.2 and done < self.total:
+            return
+        self.last = t
+        frac = done / self.total if self.total else 1.0
+        n = int(30 * frac)
+        rate = done / max(t - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        self._out.write(f"\r{self.name} [{'#' * n}{'.' * (30 - n)}] {done}/{self.total} "
+                        f"steps, {rate:.0f}/s, eta {eta:.0f}s ")
+        self._out.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            self._out.write("\n")
+            self._out.flush()
+
+
+def _progress_bar(progress, total, name):
+    if progress is False or total <= 0:
+        return None
+    return _Bar(total, name, bool(progress))
+
+
+def train_gan(X, G, D, *, n_epochs, batch_size, k=1, noise="uniform", g_loss="non_saturating",
+              optimizer="sgd", learning_rate=0.05, momentum=0.5, final_momentum=None,
+              momentum_saturate=None, lr_decay=1.0, min_lr=0.0, beta1=0.5, beta2=0.999, eps=1e-8,
+              simultaneous=False, callback=None, random_state=None, backend=None, progress=None):
+    """Train G and D in place on the data X; returns the history.
+
+    A shortcut for ``GANTrainer(G, D, ...).fit(X, n_epochs, callback=callback)``;
+    every argument is documented in :class:`GANTrainer` and
+    :meth:`GANTrainer.fit`.  The trainer (for ``save`` / ``resume``) is
+    ``history["trainer"]``.
+
+    Returns
+    -------
+    dict
+        ``d_loss``, ``g_loss``, ``d_acc_real``, ``d_acc_fake`` (ndarray, one
+        entry per step) and ``trainer``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments or data (nothing changed).
+    GANTrainingError
+        A non-finite loss or parameter (see ``GANTrainer.fit``).
+    """
+    tr = GANTrainer(G, D, batch_size=batch_size, k=k, noise=noise, g_loss=g_loss,
+                    optimizer=optimizer, learning_rate=learning_rate, momentum=momentum,
+                    final_momentum=final_momentum, momentum_saturate=momentum_saturate,
+                    lr_decay=lr_decay, min_lr=min_lr, beta1=beta1, beta2=beta2, eps=eps,
+                    simultaneous=simultaneous, random_state=random_state, backend=backend,
+                    progress=progress)
+    tr._check_X(X)
+    check_int(n_epochs, "n_epochs", min=1)
+    hist = tr.fit(X, n_epochs, callback=callback)
+    hist["trainer"] = tr
+    return hist
