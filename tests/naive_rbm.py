@@ -462,3 +462,81 @@ def random_model(m, n, dtype=np.float64, seed=0, scale=1.0):
 def random_states(rows, cols, dtype, seed):
     """A (rows, cols) array of fair coin flips (0/1) of the given dtype."""
     return (np.random.default_rng(seed).random((rows, cols)) < 0.5).astype(dtype)
+
+
+# ---- parallel tempering -------------------------------------------------------------
+
+def pt_blocks_per_sweep(K, m, n):
+    return (K * (n + m) + K - 1 + 7) // 8
+
+
+def _pt_sig(x):
+    """1 / (1 + exp(-x)) with libm's exp, in the dtype of x (float64 here)."""
+    import math
+
+    return 1.0 / (1.0 + math.exp(-float(x)))
+
+
+def parallel_tempering_ref(V, W, a, b, betas, n_sweeps, swap_every, key, ctr):
+    """Float64 replay of the PT kernel (same draws, same summation order).
+
+    V (C, K, m) start states; returns (V, H, accepted (C, K-1))."""
+    import math
+
+    V = np.array(V, np.float64)
+    C, K, m = V.shape
+    n = W.shape[1]
+    H = np.zeros((C, K, n))
+    acc = np.zeros((C, max(K - 1, 1)), np.int64)
+    bps = pt_blocks_per_sweep(K, m, n)
+    U = K * (n + m) + K - 1
+    for c in range(C):
+        for t in range(n_sweeps):
+            u = uniforms(key, ctr, c, t * bps, U, np.float32).astype(np.float64)
+            off = 0
+            E = np.zeros(K)
+            for k in range(K):
+                v, h = V[c, k], H[c, k]
+                f = [float(b[j]) for j in range(n)]
+                for i in range(m):
+                    if v[i]:
+                        for j in range(n):
+                            f[j] += float(W[i, j])
+                for j in range(n):
+                    h[j] = 1.0 if u[off + j] < _pt_sig(betas[k] * f[j]) else 0.0
+                off += n
+                g = []
+                for i in range(m):
+                    s = float(a[i])
+                    for j in range(n):
+                        if h[j]:
+                            s += float(W[i, j])
+                    g.append(s)
+                for i in range(m):
+                    v[i] = 1.0 if u[off + i] < _pt_sig(betas[k] * g[i]) else 0.0
+                off += m
+                E[k] = -(sum(g[i] for i in range(m) if v[i]) + sum(float(b[j]) for j in range(n) if h[j]))
+            if (t + 1) % swap_every == 0:
+                for k in range(K - 1):
+                    d = min(0.0, (betas[k] - betas[k + 1]) * (E[k] - E[k + 1]))
+                    if u[off + k] < math.exp(d):
+                        V[c, [k, k + 1]] = V[c, [k + 1, k]]
+                        H[c, [k, k + 1]] = H[c, [k + 1, k]]
+                        E[[k, k + 1]] = E[[k + 1, k]]
+                        acc[c, k] += 1
+    return V, H, acc
+
+
+def gibbs_step_distribution(v0, W, a, b, beta):
+    """Exact distribution of (v', h) after one tempered block Gibbs sweep from v0:
+    (states (2**(m+n), m+n) as [v', h], probabilities)."""
+    W, a, b = (np.asarray(x, np.float64) for x in (W, a, b))
+    m, n = W.shape
+    Hs, Vs = all_states(n), all_states(m)
+    ph = 1.0 / (1.0 + np.exp(-beta * (np.asarray(v0, np.float64) @ W + b)))
+    P_h = np.prod(np.where(Hs == 1, ph, 1 - ph), axis=1)
+    pv = 1.0 / (1.0 + np.exp(-beta * (Hs @ W.T + a)))  # (2**n, m)
+    P_v_given_h = np.prod(np.where(Vs[None, :, :] == 1, pv[:, None, :], 1 - pv[:, None, :]), axis=2)
+    joint = P_h[:, None] * P_v_given_h  # [h, v']
+    states = np.array([np.concatenate([v, h]) for h in Hs for v in Vs])
+    return states, joint.ravel()

@@ -753,3 +753,6 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
 
 
 include "_rbm_mcmc.pxi"
+
+# parallel tempering (its own file; part of this family module)
+include "_rbm_pt.pxi"

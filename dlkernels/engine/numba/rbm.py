@@ -937,3 +937,9 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
 
 # single-site Gibbs, AIS, partition functions (kept in their own file; part of this family module)
 from ._rbm_mcmc import *  # noqa: E402,F401,F403
+
+# parallel tempering (its own file; part of this family module)
+from ._rbm_pt import *  # noqa: E402,F401,F403
+from ._rbm_pt import __all__ as _pt_all  # noqa: E402
+
+__all__ = list(__all__) + [x for x in _pt_all if x not in __all__]

@@ -1,0 +1,146 @@
+"""Parallel tempering for Bernoulli RBMs (Numba backend; part of the rbm family).
+
+Twin of ``_rbm_pt.pxi`` of the Cython backend (same name, arguments, random
+draws and floating-point operations in the same order: bit-identical
+results); no validation here (``dlkernels.bindings.rbm_pt`` does it).
+
+``parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted)``
+
+* ``V`` (C, K, m), ``H`` (C, K, n): the binary states of K replicas of each
+  of C chains, updated in place (``H`` is output only: the hidden states of
+  the last sweep).  Replica k samples p_k(v, h) ~ exp(-betas[k] E(v, h)),
+  E = -a.v - b.h - v W h; ``betas`` (K,) float64.
+* A sweep: for k = 0 .. K-1, h ~ p_k(h | v) then v ~ p_k(v | h) (unit on iff
+  its uniform < sigmoid(beta_k * field), field = b + v W resp. a + W h summed
+  over the on-units in index order, in the model's dtype).  After sweep t
+  (0-based) with (t + 1) % swap_every == 0, a swap round: for k = 0 .. K-2 in
+  order, replicas k and k+1 exchange their (v, h) with probability
+  min(1, exp((beta_k - beta_{k+1}) (E_k - E_{k+1}))) (energies in float64;
+  accept iff u < exp(min(0, .)), the fast ``exp64``); ``accepted`` (C, K-1)
+  int64 counts the accepted swaps of each pair (added to).
+* Random numbers: chain c draws from stream c of the call (counter
+  ctr + c * 2**128).  Sweep t uses float32 uniforms (one 32-bit half-word
+  each, low half first; the same uniforms in both dtypes) from block
+  t * bps on, bps = ceil((K (n + m) + K - 1) / 8): for each replica its n
+  hidden then its m visible uniforms, then K - 1 swap uniforms (consumed
+  whether or not the sweep ends with a swap round).
+* Chains run in parallel (prange), each with its own scratch; the result
+  does not depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._fastmath import exp64, sigmoid32, sigmoid64
+from .rng import fill_f32_from, stream_counter
+
+__all__ = ["parallel_tempering", "pt_blocks_per_sweep"]
+
+
+@njit(cache=True)
+def pt_blocks_per_sweep(K, m, n):
+    """Philox blocks one sweep of one chain consumes."""
+    return (K * (n + m) + K - 1 + 7) // 8
+
+
+@njit(cache=True, error_model="numpy")
+def _hidden(v, h, W, b, bt, u, f):
+    """h ~ p_beta(h | v), bt = beta in W's dtype; returns b.h (float64).  f: scratch (n,)."""
+    m, n = W.shape
+    for j in range(n):
+        f[j] = b[j]
+    for i in range(m):
+        if v[i] != 0:
+            for j in range(n):
+                f[j] += W[i, j]
+    bh = 0.0
+    if W.itemsize == 4:
+        for j in range(n):
+            p = sigmoid32(bt * f[j])
+            h[j] = 1.0 if u[j] < p else 0.0
+    else:
+        for j in range(n):
+            p = sigmoid64(bt * f[j])
+            h[j] = 1.0 if u[j] < p else 0.0
+    for j in range(n):
+        if h[j] != 0:
+            bh += np.float64(b[j])
+    return bh
+
+
+@njit(cache=True, error_model="numpy")
+def _visible(v, h, W, a, bt, u, g):
+    """v ~ p_beta(v | h), bt = beta in W's dtype; returns v.(a + W h) (float64).  g: scratch (m,)."""
+    m, n = W.shape
+    for i in range(m):
+        acc = a[i]
+        for j in range(n):
+            if h[j] != 0:
+                acc += W[i, j]
+        g[i] = acc
+    if W.itemsize == 4:
+        for i in range(m):
+            p = sigmoid32(bt * g[i])
+            v[i] = 1.0 if u[i] < p else 0.0
+    else:
+        for i in range(m):
+            p = sigmoid64(bt * g[i])
+            v[i] = 1.0 if u[i] < p else 0.0
+    vg = 0.0
+    for i in range(m):
+        if v[i] != 0:
+            vg += np.float64(g[i])
+    return vg
+
+
+@njit(cache=True, error_model="numpy")
+def _pt_chain(Vc, Hc, W, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, acc, u, f, g, E):
+    K = Vc.shape[0]
+    m, n = W.shape
+    U = K * (n + m) + K - 1
+    for t in range(n_sweeps):
+        fill_f32_from(u, U, key[0], key[1], c[0], c[1], c[2], c[3], t * bps)
+        off = 0
+        for k in range(K):
+            bh = _hidden(Vc[k], Hc[k], W, b, bdt[k], u[off:off + n], f)
+            off += n
+            vg = _visible(Vc[k], Hc[k], W, a, bdt[k], u[off:off + m], g)
+            off += m
+            E[k] = -(vg + bh)
+        if (t + 1) % swap_every == 0:
+            for k in range(K - 1):
+                d = (betas[k] - betas[k + 1]) * (E[k] - E[k + 1])
+                if d > 0.0:
+                    d = 0.0
+                if np.float64(u[off + k]) < exp64(d):
+                    for i in range(m):
+                        x = Vc[k, i]
+                        Vc[k, i] = Vc[k + 1, i]
+                        Vc[k + 1, i] = x
+                    for j in range(n):
+                        x = Hc[k, j]
+                        Hc[k, j] = Hc[k + 1, j]
+                        Hc[k + 1, j] = x
+                    e = E[k]
+                    E[k] = E[k + 1]
+                    E[k + 1] = e
+                    acc[k] += 1
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted):
+    """See the module docstring."""
+    C, K, m = V.shape
+    n = W.shape[1]
+    bps = pt_blocks_per_sweep(K, m, n)
+    U = K * (n + m) + K - 1
+    bdt = np.empty(K, W.dtype)
+    for k in range(K):
+        bdt[k] = betas[k]
+    for s in prange(C):
+        c = stream_counter(ctr, s)
+        u = np.empty(U, np.float32)
+        f = np.empty(n, W.dtype)
+        g = np.empty(m, W.dtype)
+        E = np.empty(K, np.float64)
+        _pt_chain(V[s], H[s], W, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, accepted[s],
+                  u, f, g, E)
