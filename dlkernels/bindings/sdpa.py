@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from ._backend import resolve
+from ._backend import backend_name, resolve
 from ._checks import _describe, check_array, check_bool, check_float
 from .rng import as_streams
 
@@ -37,6 +37,14 @@ _EMPTY_U8 = np.empty(0, np.uint8)
 
 def _kernels(backend):
     return resolve(backend, "attention", prefer=_PREFER)
+
+
+def _writeable(eng, *arrays):
+    """Numba compiles a separate specialisation for read-only arrays (seconds
+    of start-up): hand it writeable copies instead.  Cython takes them as they are."""
+    if backend_name(eng) != "numba":
+        return arrays
+    return tuple(a if a.flags.writeable else a.copy() for a in arrays)
 
 
 class _Plan:
@@ -252,8 +260,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     BH = p.q.shape[0]
     out = np.empty((BH, p.L, p.Ev), p.dtype)
     lse = np.empty((BH, p.L), p.dtype)
+    q, k, v, mb, mf = _writeable(eng, p.q, p.k, p.v, p.mask_b, p.mask_f)
     with blas_single_threaded():
-        eng.sdpa_forward(p.q, p.k, p.v, p.kv_idx, p.mask_mode, p.mask_b, p.mask_f, p.mask_off,
+        eng.sdpa_forward(q, k, v, p.kv_idx, p.mask_mode, mb, mf, p.mask_off,
                          p.mask_ld, p.is_causal, p.scale, p.dropout_p, kkey, ctr, out, lse)
     out = out.reshape(p.bshape + (p.L, p.Ev))
     if return_lse:
@@ -339,10 +348,12 @@ def scaled_dot_product_attention_backward(grad_out, query, key, value, out, lse,
     dq = np.empty((BH, p.L, p.E), dt)
     dk = np.empty((NKV, p.S, p.E), dt)
     dv = np.empty((NKV, p.S, p.Ev), dt)
+    g, q, k, v, o, ls, mb, mf = _writeable(eng, g.reshape(BH, p.L, p.Ev), p.q, p.k, p.v,
+                                           o.reshape(BH, p.L, p.Ev), ls.reshape(BH, p.L),
+                                           p.mask_b, p.mask_f)
     with blas_single_threaded():
-        eng.sdpa_backward(g.reshape(BH, p.L, p.Ev), p.q, p.k, p.v, o.reshape(BH, p.L, p.Ev),
-                          ls.reshape(BH, p.L), p.kv_idx, kv_ptr, order, p.mask_mode, p.mask_b,
-                          p.mask_f, p.mask_off, p.mask_ld, p.is_causal, p.scale, p.dropout_p,
+        eng.sdpa_backward(g, q, k, v, o, ls, p.kv_idx, kv_ptr, order, p.mask_mode, mb,
+                          mf, p.mask_off, p.mask_ld, p.is_causal, p.scale, p.dropout_p,
                           kkey, ctr, dq, dk, dv)
     qs, ks, vs = p.orig_shapes
     dq = _sum_to(dq.reshape(p.bshape + (p.L, p.E)), qs)
