@@ -22,8 +22,12 @@ the backend or the thread count, so a seed gives bit-identical training):
 Everything a step needs is a function of (key, step), so a run saved with
 ``GANTrainer.save`` and resumed gives bit-identical parameters.
 """
+import hashlib
+import io
+import json
 import math
-import numbers
+import os
+import tempfile
 
 import numpy as np
 
@@ -363,11 +367,169 @@ class GANTrainer:
                 bar.close()
         return self.history
 
+    # ---- checkpoints --------------------------------------------------------------------------
+    def save(self, path):
+        """Write a checkpoint: both networks, the optimizer state, the random
+        key, the step and target step, the history and the options.
+
+        Written atomically (temporary file + rename): a crash never leaves a
+        half-written file.  ``GANTrainer.load(path).resume(X)`` (or ``.fit``)
+        continues bit-identically to a run that was never interrupted.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        meta = {"options": {o: getattr(self, o) for o in _OPTIONS},
+                "nets": {n: {a: getattr(net, a) for a in _NET} for n, net in
+                         (("G", self.G), ("D", self.D))},
+                "dtype": self.G.dtype.name, "step": self.step, "target_step": self.target_step,
+                "n_rows": self.n_rows, "adam_t": list(self._adam_t),
+                "key": [int(w) for w in self.key]}
+        meta["options"]["learning_rate"] = list(self.learning_rate)
+        arrays = {"G": self.G.params, "D": self.D.params,
+                  "opt_D_0": self._state["D"][0], "opt_D_1": self._state["D"][1],
+                  "opt_G_0": self._state["G"][0], "opt_G_1": self._state["G"][1]}
+        for h in _HIST:
+            arrays["hist_" + h] = self._hist[h][:self.step]
+        return _write_atomic(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path, *, backend=None):
+        """A trainer (with its own G and D) from a file written by ``save``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        backend : {"auto", "numba", "cython"}, optional
+
+        Returns
+        -------
+        GANTrainer
+
+        Raises
+        ------
+        OSError
+            The file cannot be read.
+        ValueError
+            A file that is corrupt, truncated, not a GAN checkpoint or of an
+            unknown format version.
+        """
+        meta, arrays, bad = _read_checked(path)
+        try:
+            dt = np.dtype(meta["dtype"])
+            nets = {}
+            for name in ("G", "D"):
+                cfg = meta["nets"][name]
+                net = MLP(cfg["sizes"], cfg["activations"], maxout_pieces=cfg["maxout_pieces"],
+                          leaky_slope=cfg["leaky_slope"], init=cfg["init"], dtype=dt,
+                          random_state=0)
+                if arrays[name].shape != net.params.shape or arrays[name].dtype != dt:
+                    raise bad(f"parameters of {name} do not fit its architecture")
+                net.params[...] = arrays[name]
+                nets[name] = net
+            opts = dict(meta["options"])
+            tr = cls(nets["G"], nets["D"], backend=backend,
+                     random_state=np.array(meta["key"], dtype=np.uint64), **opts)
+            for name in ("D", "G"):
+                for i in range(2):
+                    tr._state[name][i][...] = arrays[f"opt_{name}_{i}"]
+            tr._adam_t = [int(t) for t in meta["adam_t"]]
+            tr.step = int(meta["step"])
+            tr.target_step = int(meta["target_step"])
+            tr.n_rows = None if meta["n_rows"] is None else int(meta["n_rows"])
+            for h in _HIST:
+                tr._hist[h] = np.array(arrays["hist_" + h], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(repr(os.fspath(path))):
+                raise
+            raise bad(f"{type(exc).__name__}: {exc}") from None
+        return tr
+
     def _fail(self, s, what, value, snapD, snapG):
         self.D.params[...] = snapD
         self.G.params[...] = snapG
         raise GANTrainingError(f"train_gan: non-finite {what} ({value}) at step {s}; G and D "
                                f"keep their parameters from before that step")
+
+
+_MAGIC = "dlkernels.GANTrainer"
+_FORMAT_VERSION = 1
+_OPTIONS = ("batch_size", "k", "noise", "g_loss", "optimizer", "learning_rate", "momentum",
+            "final_momentum", "momentum_saturate", "lr_decay", "min_lr", "beta1", "beta2", "eps",
+            "simultaneous", "progress")
+_NET = ("sizes", "activations", "maxout_pieces", "leaky_slope", "init")
+
+
+def _digest(arrays, meta_json):
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _write_atomic(path, arrays, meta):
+    """An .npz of plain arrays + JSON metadata, signature, version and checksum,
+    written to a temporary file in the target directory and moved into place."""
+    meta_json = json.dumps(meta, sort_keys=True)
+    entries = dict(arrays)
+    entries["__magic__"] = np.array(_MAGIC)
+    entries["__version__"] = np.array(_FORMAT_VERSION, dtype=np.int64)
+    entries["__meta__"] = np.array(meta_json)
+    entries["__digest__"] = np.array(_digest(arrays, meta_json))
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gan",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **entries)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _read_checked(path):
+    path = os.fspath(path)
+
+    def bad(why):
+        return ValueError(f"{path!r} is not a valid dlkernels GAN checkpoint: {why}")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            names = set(z.files)
+            if "__magic__" not in names or str(z["__magic__"]) != _MAGIC:
+                raise bad("no dlkernels GAN signature")
+            version = int(z["__version__"])
+            if version != _FORMAT_VERSION:
+                raise bad(f"format version {version}, this dlkernels reads {_FORMAT_VERSION}")
+            meta_json = str(z["__meta__"])
+            digest = str(z["__digest__"])
+            arrays = {n: z[n] for n in names if not n.startswith("__")}
+    except ValueError as exc:
+        if str(exc).startswith(repr(path)):
+            raise
+        raise bad(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError...
+        raise bad(f"{type(exc).__name__}: {exc}") from None
+    if digest != _digest(arrays, meta_json):
+        raise bad("checksum mismatch (the file is corrupt)")
+    return json.loads(meta_json), arrays, bad
 
 
 class _Bar:

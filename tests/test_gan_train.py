@@ -1,0 +1,224 @@
+"""Tests of dlkernels.gan's training loop (Algorithm 1 of Goodfellow et al.
+2014): the update rules against a NumPy replay, determinism across runs,
+backends and thread counts, checkpoint / resume, the NaN stop, errors, and
+mode capture on the 8-Gaussian ring."""
+import numpy as np
+import pytest
+
+import dlkernels
+from dlkernels import gan
+from dlkernels.bindings.gan_train import GANTrainer, GANTrainingError, train_gan
+from dlkernels.rng import counter, make_key
+
+FAMILY = "gan"
+
+
+def _setup(dtype=np.float32, seed=0, n=96, act="relu"):
+    X = gan.sample_ring(n, random_state=seed, dtype=dtype)
+    G = gan.MLP([2, 8, 2], [act, "identity"], dtype=dtype, random_state=seed + 1)
+    D = gan.MLP([2, 8, 1], ["maxout", "identity"], maxout_pieces=2, dtype=dtype,
+                random_state=seed + 2)
+    return X, G, D
+
+
+OPTIONS = [
+    dict(),
+    dict(k=2, noise="normal", g_loss="minimax"),
+    dict(optimizer="adam", learning_rate=(1e-3, 2e-3)),
+    dict(final_momentum=0.9, momentum_saturate=2, lr_decay=1.01, min_lr=0.01),
+    dict(simultaneous=True, k=2),
+]
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=["sgd", "k2-normal-minimax", "adam", "ramp-decay",
+                                               "simultaneous"])
+def test_same_seed_bit_identical_across_backends(dtype, opts):
+    from conftest import require_backend
+    require_backend("numba", FAMILY)
+    require_backend("cython", FAMILY)
+    res = []
+    for backend in ("numba", "cython", "numba"):
+        X, G, D = _setup(dtype)
+        h = train_gan(X, G, D, n_epochs=2, batch_size=16, random_state=5, backend=backend,
+                      **opts)
+        res.append((G.params, D.params, h["d_loss"], h["g_loss"], h["d_acc_real"]))
+        assert len(h["d_loss"]) == 2 * (96 // 16)
+        assert np.isfinite(h["d_loss"]).all() and np.isfinite(h["g_loss"]).all()
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
+    X, G, D = _setup(dtype)
+    train_gan(X, G, D, n_epochs=2, batch_size=16, random_state=6, **opts)
+    assert not np.array_equal(G.params, res[0][0])
+
+
+def test_one_and_two_threads_identical(backend, restore_threads):
+    import numba
+    res = []
+    for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        dlkernels.set_num_threads(n)
+        X, G, D = _setup()
+        train_gan(X, G, D, n_epochs=2, batch_size=16, random_state=3, backend=backend)
+        res.append((G.params.copy(), D.params.copy()))
+    np.testing.assert_array_equal(res[0][0], res[1][0])
+    np.testing.assert_array_equal(res[0][1], res[1][1])
+
+
+def _replay_sgd(X, G, D, *, steps, m, k, lr, mom, seed, g_loss):
+    """The training loop written out with the public gradient functions and NumPy."""
+    key = make_key(seed)
+    bpe = len(X) // m
+    vD = np.zeros_like(D.params)
+    vG = np.zeros_like(G.params)
+    perms = {}
+    dt = G.dtype.type
+    for s in range(steps):
+        base = 1 + s * (k + 1)
+        for j in range(k):
+            b = s * k + j
+            p = b // bpe
+            if p not in perms:
+                perms[p] = np.random.Generator(np.random.Philox(key=key, counter=counter(0, 1 + p))
+                                               ).permutation(len(X))
+            xb = X[perms[p][(b % bpe) * m:(b % bpe + 1) * m]]
+            u = np.random.Generator(np.random.Philox(key=key, counter=counter(base + j))
+                                    ).random(size=(m, G.sizes[0]), dtype=G.dtype)
+            z = u * dt(2 * np.sqrt(3)) - dt(np.sqrt(3))
+            _, g = gan.discriminator_gradients(G, D, xb, z)
+            vD = dt(mom) * vD - dt(lr) * g
+            D.params += vD
+        u = np.random.Generator(np.random.Philox(key=key, counter=counter(base + k))
+                                ).random(size=(m, G.sizes[0]), dtype=G.dtype)
+        z = u * dt(2 * np.sqrt(3)) - dt(np.sqrt(3))
+        _, g = gan.generator_gradients(G, D, z, loss=g_loss)
+        vG = dt(mom) * vG - dt(lr) * g
+        G.params += vG
+
+
+def test_training_matches_replay_of_algorithm_1(dtype):
+    X, G, D = _setup(dtype)
+    G2, D2 = G.copy(), D.copy()
+    train_gan(X, G, D, n_epochs=1, batch_size=24, k=2, learning_rate=0.1, momentum=0.7,
+              g_loss="minimax", random_state=9)
+    _replay_sgd(X, G2, D2, steps=4, m=24, k=2, lr=0.1, mom=0.7, seed=9, g_loss="minimax")
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(G.params, G2.params, **tol)
+    np.testing.assert_allclose(D.params, D2.params, **tol)
+
+
+def test_history_and_callback():
+    X, G, D = _setup()
+    seen = []
+    h = train_gan(X, G, D, n_epochs=3, batch_size=32,
+                  callback=lambda tr, info: seen.append(info["step"]), random_state=0)
+    assert seen == list(range(1, 10))
+    assert set(h) == {"d_loss", "g_loss", "d_acc_real", "d_acc_fake", "trainer"}
+    for name in ("d_acc_real", "d_acc_fake"):
+        assert ((h[name] >= 0) & (h[name] <= 1)).all()
+    assert h["trainer"].step == 9
+
+
+@pytest.mark.parametrize("opts", OPTIONS[:3] + OPTIONS[4:],
+                         ids=["sgd", "k2-normal-minimax", "adam", "simultaneous"])
+def test_interrupted_and_resumed_equals_uninterrupted(backend, tmp_path, opts):
+    X, G, D = _setup()
+    full = GANTrainer(G, D, batch_size=16, random_state=4, backend=backend, **opts)
+    full.fit(X, 2)
+    full.fit(X, 1)                           # n_epochs on a second fit means more epochs
+    assert full.step == 18
+
+    X, G, D = _setup()
+    part = GANTrainer(G, D, batch_size=16, random_state=4, backend=backend, **opts)
+    part.fit(X, 2, callback=lambda tr, info: info["step"] == 5)   # "Ctrl-C" after step 5
+    assert part.step == 5
+    path = tmp_path / "run.gan"
+    part.save(path)
+    back = GANTrainer.load(path, backend=backend)
+    back.resume(X)
+    assert back.step == 12
+    back.save(path)
+    back = GANTrainer.load(path, backend=backend)
+    back.fit(X, 1)
+    np.testing.assert_array_equal(back.G.params, full.G.params)
+    np.testing.assert_array_equal(back.D.params, full.D.params)
+    for name, arr in full.history.items():
+        np.testing.assert_array_equal(back.history[name], arr)
+
+
+def test_checkpoint_corruption_is_detected(tmp_path):
+    X, G, D = _setup()
+    tr = GANTrainer(G, D, batch_size=16, random_state=1)
+    tr.fit(X, 1)
+    path = tmp_path / "c.gan"
+    tr.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad = tmp_path / "bad.gan"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="not a valid dlkernels GAN checkpoint"):
+        GANTrainer.load(bad)
+    (tmp_path / "t.gan").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a valid"):
+        GANTrainer.load(tmp_path / "t.gan")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="signature"):
+        GANTrainer.load(tmp_path / "other.npz")
+
+
+def test_nan_stops_with_last_good_parameters(backend):
+    X, G, D = _setup()
+    good = {}
+
+    def keep(tr, info):
+        good["G"], good["D"], good["step"] = G.params.copy(), D.params.copy(), info["step"]
+
+    with pytest.raises(GANTrainingError, match=r"non-finite .* at step \d+"):
+        train_gan(X, G, D, n_epochs=50, batch_size=16, learning_rate=1e30, momentum=0.9,
+                  callback=keep, random_state=0, backend=backend)
+    assert np.isfinite(G.params).all() and np.isfinite(D.params).all()
+    if good:
+        np.testing.assert_array_equal(G.params, good["G"])
+        np.testing.assert_array_equal(D.params, good["D"])
+
+
+def test_training_errors_change_nothing():
+    X, G, D = _setup()
+    G2 = gan.MLP([2, 8, 3], ["relu", "identity"], random_state=0)
+    D2 = gan.MLP([2, 8, 2], ["relu", "identity"], random_state=0)
+    before = (G.params.copy(), D.params.copy())
+    Xnan = X.copy()
+    Xnan[3, 1] = np.nan
+    cases = [
+        (dict(X=X, G=G, D=D2), ValueError, "D: expected an output width of 1"),
+        (dict(X=X, G=G2, D=D), ValueError, "D: expected an input width of 3"),
+        (dict(X=X[:, :1], G=G, D=D), ValueError, "X: expected 2 columns"),
+        (dict(X=Xnan, G=G, D=D), ValueError, "X: expected finite"),
+        (dict(X=X.astype(np.float64), G=G, D=D), TypeError, "X: expected dtype float32"),
+        (dict(X=X, G=G, D=D, batch_size=97), ValueError, r"batch_size: expected an integer <= len\(X\) = 96"),
+        (dict(X=X, G=G, D=D, batch_size=0), ValueError, "batch_size"),
+        (dict(X=X, G=G, D=D, k=0), ValueError, "k: expected an integer >= 1"),
+        (dict(X=X, G=G, D=D, n_epochs=0), ValueError, "n_epochs"),
+        (dict(X=X, G=G, D=D, noise="cauchy"), ValueError, "noise"),
+        (dict(X=X, G=G, D=D, optimizer="rmsprop"), ValueError, "optimizer"),
+        (dict(X=X, G=G, D=D, g_loss="hinge"), ValueError, "g_loss"),
+        (dict(X=X, G=G, D=D, learning_rate=-1.0), ValueError, "learning_rate"),
+        (dict(X=X, G=G, D=D, learning_rate=(1.0,)), ValueError, "learning_rate"),
+        (dict(X=X, G=G, D=D, momentum=1.0), ValueError, "momentum"),
+        (dict(X=X, G=G, D=D, final_momentum=0.9), ValueError, "final_momentum"),
+        (dict(X=X, G=G, D=D, lr_decay=0.5), ValueError, "lr_decay"),
+        (dict(X=X, G=G, D=D, simultaneous="yes"), TypeError, "simultaneous"),
+        (dict(X=X, G=G, D=D, callback=3), TypeError, "callback"),
+        (dict(X=X, G=G, D=D, backend="julia"), ValueError, "backend"),
+        (dict(X=X, G=None, D=D), TypeError, "G: expected a dlkernels.gan.MLP"),
+    ]
+    for kw, exc, words in cases:
+        args = dict(n_epochs=1, batch_size=16)
+        args.update(kw)
+        with pytest.raises(exc, match=words):
+            train_gan(args.pop("X"), args.pop("G"), args.pop("D"), **args)
+    np.testing.assert_array_equal(G.params, before[0])
+    np.testing.assert_array_equal(D.params, before[1])
+    tr = GANTrainer(G, D, batch_size=16)
+    tr.fit(X, 1)
+    with pytest.raises(ValueError, match="X: expected 96 rows"):
+        tr.fit(X[:50], 1)
