@@ -38,7 +38,7 @@ from . import rng as _rng
 from ._threads import blas_single_threaded
 from .gan import MLP, _check_pair, _d_grad, _g_grad, _PREFER
 
-__all__ = ["GANTrainer", "train_gan"]
+__all__ = ["GANTrainer", "GANTrainingError", "train_gan"]
 
 _SQRT3 = math.sqrt(3.0)
 _HIST = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
