@@ -82,7 +82,7 @@ def _ol_exp(x):
     return lambda x: _exp64(x)
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
     """s[0:n] = scores of query (b, i) with keys j0..j0+n-1; T[e, jj] = tanh(...)
     kept when ``keep`` (kind SCORE_TANH)."""
@@ -111,7 +111,7 @@ def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
                     s[jj] += c * _tanh(a + KT[b, e, j0 + jj])
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
     """ok[j] = 1 where key j is attended by row (b, i); adds a float mask to s."""
     lim = L[b]
@@ -137,7 +137,7 @@ def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
             ok[j] = 1
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _softmax_row(s, ok, n, w):
     """w[0:n] = softmax of s over the positions with ok; 0 elsewhere; all 0 (and
     False returned) when no position is attended."""
@@ -163,7 +163,7 @@ def _softmax_row(s, ok, n, w):
     return True
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _weighted_sum(w, ok, n, V, b, j0, out, i):
     """out[b, i, :] = sum over attended jj of w[jj] * V[b, j0 + jj, :]."""
     Dv = V.shape[2]
@@ -177,7 +177,7 @@ def _weighted_sum(w, ok, n, V, b, j0, out, i):
                 out[b, i, d] += a * V[b, j0 + jj, d]
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
     """Backward of _score_row for query (b, i): dQp[b, i] = (written),
     dKT[b, :, j0:j0+n] += , dvv[b] += ; ds[jj] = d loss / d s[jj]."""
@@ -211,7 +211,7 @@ def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
             dvv[b, e] += accv
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_scores(kind, Qp, KT, vv, scale, out):
     """out (B, Tq, Tk) = the scores of every query with every key."""
     B, Tq, _ = Qp.shape
@@ -224,7 +224,7 @@ def attn_scores(kind, Qp, KT, vv, scale, out):
         _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, out[b, i], dummy, False)
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
     """out (B, Tq, Tk) = masked softmax of S over the keys (out may be S)."""
     B, Tq, Tk = S.shape
@@ -242,7 +242,7 @@ def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
             _softmax_row(s, ok, Tk, out[b, i])
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_fwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
              want_w):
     """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
@@ -270,7 +270,7 @@ def attn_fwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk
                     wout[b, i, j] = w[j]
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_bwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
              has_gw, dQp, dKT, dvv, dV):
     """Backward of attn_fwd (recomputes the scores and weights).  Writes
@@ -324,7 +324,7 @@ def attn_bwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk
             _score_bwd_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, dw, ok, T, dQp, dKT, dvv)
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     """Window of query (b, i): returns (start, lo, n): keys lo..lo+n-1 are
     inside the sequence; s/w/g[0:n] = scores, softmax, Gaussian factors."""
@@ -354,7 +354,7 @@ def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     return st, lo, n
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
     """Luong local attention at positions p (B, Tq): window keys
     start..start+2D (start = floor(p + 1/2) - D, written to starts (B, Tq)),
@@ -386,7 +386,7 @@ def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
             _weighted_sum(w, ok, n, V, b, lo, ctx, i)
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_local_bwd(kind, Qp, KT, vv, scale, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp):
     """Backward of attn_local_fwd: dQp, dKT, dV, dvv (per batch row, as in
     attn_bwd) and dp (B, Tq), the gradient of the positions."""
@@ -441,7 +441,7 @@ def attn_local_bwd(kind, Qp, KT, vv, scale, V, L, p, D, dctx, dQp, dKT, dvv, dV,
             _score_bwd_row(kind, Qp, KT, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKT, dvv)
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
     """Attention pooling of segments: rows starts[s]..starts[s]+counts[s]-1 of
     X (N, H) pool into pooled[s]; T = tanh(P) and weights (softmax of T u per
@@ -480,7 +480,7 @@ def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
                 pooled[sg, h] += a * X[r, h]
 
 
-@njit(parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_pool_bwd(T, u, X, starts, counts, weights, dpooled, gw, has_gw, dX, dP, dsc):
     """Backward of attn_pool_fwd for the segment rows: dX = weights * dpooled
     (the direct part; the caller adds dP W^T), dsc = d loss / d score,

@@ -1,0 +1,266 @@
+"""Tests of dlkernels.attention's scores, masked softmax, fused attention and
+its backward: NumPy references (``naive_attention.py``), finite differences,
+Numba == Cython bit for bit, 1 == 2 threads, masks and their edge cases,
+hypothesis over shapes, lengths and masks."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import dlkernels
+from dlkernels import attention as A
+
+import naive_attention as ref
+from conftest import require_backend
+
+FAMILY = "attention"
+SCORES = ref.SCORES
+TOL = {np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12)}
+
+
+def case(score, dtype, rng, B=2, Tq=3, Tk=5, Dq=4, Dk=6, Dv=3, H=7, bias=True, g=False):
+    if score in ("dot", "scaled_dot"):
+        Dk = Dq
+    q = rng.standard_normal((B, Tq, Dq)).astype(dtype)
+    k = rng.standard_normal((B, Tk, Dk)).astype(dtype)
+    v = rng.standard_normal((B, Tk, Dv)).astype(dtype)
+    P = ref.random_params(score, Dq, Dk, H, rng, bias=bias, g=g)
+    if P is not None:
+        P = {n: np.asarray(a, dtype=dtype) for n, a in P.items()}
+    return q, k, v, P
+
+
+def close(a, b, dtype):
+    np.testing.assert_allclose(np.asarray(a, np.float64), b, **TOL[np.dtype(dtype)])
+
+
+MASKS = {
+    "none": lambda rng, B, Tq, Tk: dict(),
+    "lengths": lambda rng, B, Tq, Tk: dict(lengths=np.array([Tk, 0] + [2] * (B - 2))[:B]),
+    "bool": lambda rng, B, Tq, Tk: dict(mask=rng.random((B, Tq, Tk)) < 0.6),
+    "bool_2d": lambda rng, B, Tq, Tk: dict(mask=rng.random((Tq, Tk)) < 0.6),
+    "float": lambda rng, B, Tq, Tk: dict(mask=np.where(rng.random((B, 1, Tk)) < 0.3, -np.inf,
+                                                       rng.standard_normal((B, 1, Tk)))),
+    "causal": lambda rng, B, Tq, Tk: dict(causal=True),
+    "all": lambda rng, B, Tq, Tk: dict(causal=True, lengths=np.array([3, 4] + [1] * (B - 2))[:B],
+                                       mask=rng.random((B, Tq, Tk)) < 0.7),
+}
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_scores_match_reference(backend, dtype, score):
+    rng = np.random.default_rng(1)
+    q, k, v, P = case(score, dtype, rng)
+    s = A.scores(q, k, score=score, params=P, backend=backend)
+    assert s.dtype == dtype and s.shape == (2, 3, 5)
+    close(s, ref.scores(q, k, score, P), dtype)
+
+
+def test_additive_weight_norm(backend, dtype):
+    rng = np.random.default_rng(2)
+    q, k, v, P = case("additive", dtype, rng, g=True)
+    close(A.scores(q, k, score="additive", params=P, backend=backend),
+          ref.scores(q, k, "additive", P), dtype)
+    # g * v / |v| with g = |v| is the unnormalised score
+    P2 = dict(P, g=np.asarray(np.linalg.norm(P["v"].astype(np.float64)), dtype))
+    P3 = {n: a for n, a in P.items() if n != "g"}
+    np.testing.assert_allclose(A.scores(q, k, score="additive", params=P2, backend=backend),
+                               A.scores(q, k, score="additive", params=P3, backend=backend),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("mname", sorted(MASKS))
+def test_masked_softmax_matches_reference(backend, dtype, mname):
+    rng = np.random.default_rng(3)
+    s = rng.standard_normal((3, 4, 6)).astype(dtype)
+    kw = MASKS[mname](rng, 3, 4, 6)
+    w = A.masked_softmax(s, backend=backend, **kw)
+    close(w, ref.masked_softmax(s, **kw), dtype)
+    assert np.isfinite(w).all()
+
+
+def test_causal_is_bottom_right_aligned(backend):
+    s = np.zeros((1, 2, 4))
+    w = A.masked_softmax(s, causal=True, backend=backend)
+    # query 0 is key position 2 of 4: keys 0..2; query 1: keys 0..3
+    np.testing.assert_allclose(w[0], [[1 / 3, 1 / 3, 1 / 3, 0], [0.25] * 4])
+    w = A.masked_softmax(np.zeros((1, 3, 3)), causal=True, backend=backend)
+    np.testing.assert_allclose(w[0], np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None])
+
+
+def test_masked_nan_never_leaks(backend, dtype):
+    rng = np.random.default_rng(4)
+    s = rng.standard_normal((2, 3, 5)).astype(dtype)
+    s[:, :, 3:] = np.nan
+    s[1] = np.inf
+    w = A.masked_softmax(s, lengths=[3, 0], backend=backend)
+    assert np.isfinite(w).all() and (w[1] == 0).all() and (w[:, :, 3:] == 0).all()
+    np.testing.assert_allclose(w[0].sum(1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("mname", ["none", "all", "float"])
+def test_attend_matches_reference(backend, dtype, score, mname):
+    rng = np.random.default_rng(5)
+    q, k, v, P = case(score, dtype, rng, B=3, Tq=4, Tk=6)
+    kw = MASKS[mname](rng, 3, 4, 6)
+    ctx, w = A.attend(q, k, v, score=score, params=P, return_weights=True, backend=backend, **kw)
+    c2, w2 = ref.attend(q, k, v, score, P, **kw)
+    assert ctx.dtype == dtype and w.dtype == dtype
+    close(ctx, c2, dtype)
+    close(w, w2, dtype)
+    ctx_only = A.attend(q, k, v, score=score, params=P, backend=backend, **kw)
+    np.testing.assert_array_equal(ctx_only, ctx)
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_attend_backward_matches_reference(backend, dtype, score):
+    rng = np.random.default_rng(6)
+    q, k, v, P = case(score, dtype, rng, B=3, Tq=4, Tk=6, g=(score == "additive"))
+    kw = MASKS["all"](rng, 3, 4, 6)
+    dctx = rng.standard_normal((3, 4, 3)).astype(dtype)
+    gw = rng.standard_normal((3, 4, 6)).astype(dtype)
+    g = A.attend_backward(dctx, q, k, v, score=score, params=P, grad_weights=gw, backend=backend,
+                          **kw)
+    r = ref.attend_backward(dctx, q, k, v, score, P, grad_weights=gw, **kw)
+    tol = dict(rtol=2e-3, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+    for n in "qkv":
+        assert g[n].dtype == dtype and g[n].shape == {"q": q, "k": k, "v": v}[n].shape
+        np.testing.assert_allclose(g[n], r[n], **tol, err_msg=n)
+    assert sorted(g["params"]) == sorted(r["params"]) == sorted(P or {})
+    for n in r["params"]:
+        assert g["params"][n].shape == P[n].shape and g["params"][n].dtype == dtype
+        np.testing.assert_allclose(g["params"][n], r["params"][n], **tol, err_msg=n)
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_attend_backward_finite_differences(backend, score):
+    """float64 gradients against central differences of the reference loss."""
+    rng = np.random.default_rng(7)
+    q, k, v, P = case(score, np.float64, rng, B=2, Tq=2, Tk=3, Dq=3, Dk=2, Dv=2, H=3,
+                      g=(score == "additive"))
+    kw = dict(lengths=np.array([3, 2]), causal=True)
+    dctx = rng.standard_normal((2, 2, 2))
+    gw = rng.standard_normal((2, 2, 3))
+    g = A.attend_backward(dctx, q, k, v, score=score, params=P, grad_weights=gw, backend=backend,
+                          **kw)
+
+    def loss():
+        c, w = ref.attend(q, k, v, score, P, **kw)
+        return float((c * dctx).sum() + (w * gw).sum())
+
+    for n, x in (("q", q), ("k", k), ("v", v)):
+        np.testing.assert_allclose(g[n], ref.fd_grad(loss, x), rtol=1e-6, atol=1e-8, err_msg=n)
+    for n, x in (P or {}).items():
+        np.testing.assert_allclose(g["params"][n], ref.fd_grad(loss, x), rtol=1e-6, atol=1e-8,
+                                   err_msg=n)
+
+
+def test_fully_masked_rows_zero_and_finite_grads(backend, dtype):
+    rng = np.random.default_rng(8)
+    q, k, v, P = case("additive", dtype, rng)
+    k[1] = np.nan  # batch row 1 fully masked: its keys / values are never read
+    v[1] = np.inf
+    v[0, 4] = np.nan  # key 4 of row 0 masked by lengths
+    L = np.array([4, 0])
+    ctx, w = A.attend(q, k, v, score="additive", params=P, lengths=L, return_weights=True,
+                      backend=backend)
+    assert np.isfinite(ctx).all() and np.isfinite(w).all()
+    assert (ctx[1] == 0).all() and (w[1] == 0).all() and (w[0, :, 4] == 0).all()
+    g = A.attend_backward(np.ones_like(ctx), q, k, v, score="additive", params=P, lengths=L,
+                          backend=backend)
+    for x in [g["q"], g["k"], g["v"], *g["params"].values()]:
+        assert np.isfinite(x).all()
+    assert (g["k"][1] == 0).all() and (g["v"][1] == 0).all() and (g["q"][1] == 0).all()
+
+
+def test_nan_at_attended_position_raises(backend):
+    rng = np.random.default_rng(9)
+    q, k, v, P = case("dot", np.float64, rng)
+    v[0, 1] = np.nan
+    with pytest.raises(ValueError, match="v: expected finite values at attended"):
+        A.attend(q, k, v, backend=backend)
+    with pytest.raises(ValueError, match="v: expected finite"):
+        A.attend_backward(np.ones((2, 3, 3)), q, k, v, backend=backend)
+    A.attend(q, k, v, lengths=[1, 5], backend=backend)  # masked: fine
+    q[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="q: expected finite"):
+        A.attend(q, k, v, lengths=[1, 5], backend=backend)
+
+
+def _all_outputs(backend, dtype, seed=10):
+    rng = np.random.default_rng(seed)
+    out = []
+    for score in SCORES:
+        q, k, v, P = case(score, dtype, rng, B=5, Tq=7, Tk=9, H=8, g=(score == "additive"))
+        kw = MASKS["all"](rng, 5, 7, 9)
+        out.append(A.scores(q, k, score=score, params=P, backend=backend))
+        out.extend(A.attend(q, k, v, score=score, params=P, return_weights=True, backend=backend,
+                            **kw))
+        dctx = rng.standard_normal((5, 7, 3)).astype(dtype)
+        g = A.attend_backward(dctx, q, k, v, score=score, params=P, backend=backend, **kw)
+        out.extend([g["q"], g["k"], g["v"], *g["params"].values()])
+        out.append(A.masked_softmax(out[-1 - len(g["params"]) - 5], mask=kw["mask"],
+                                    backend=backend))
+    return out
+
+
+def test_backends_bit_identical(dtype):
+    require_backend("numba", FAMILY)
+    require_backend("cython", FAMILY)
+    a, b = _all_outputs("numba", dtype), _all_outputs("cython", dtype)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_threads_bit_identical(backend, dtype, restore_threads):
+    if dlkernels.get_num_threads() < 2 and restore_threads < 2:
+        import numba
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            pytest.skip("one thread only")
+    dlkernels.set_num_threads(1)
+    a = _all_outputs(backend, dtype)
+    dlkernels.set_num_threads(2)
+    b = _all_outputs(backend, dtype)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(B=st.integers(1, 3), Tq=st.integers(1, 4), Tk=st.integers(1, 5), score=st.sampled_from(SCORES),
+       causal=st.booleans(), use_len=st.booleans(), mkind=st.sampled_from(["none", "bool", "float"]),
+       seed=st.integers(0, 2**31), be=st.sampled_from(["numba", "cython"]))
+def test_attend_property(B, Tq, Tk, score, causal, use_len, mkind, seed, be):
+    require_backend(be, FAMILY)
+    rng = np.random.default_rng(seed)
+    q, k, v, P = case(score, np.float64, rng, B=B, Tq=Tq, Tk=Tk, Dq=3, Dk=2, Dv=2, H=3)
+    kw = dict(causal=causal)
+    if use_len:
+        kw["lengths"] = rng.integers(0, Tk + 1, B)
+    if mkind == "bool":
+        kw["mask"] = rng.random((B, 1, Tk)) < 0.5
+    elif mkind == "float":
+        kw["mask"] = np.where(rng.random((Tq, Tk)) < 0.3, -np.inf, rng.standard_normal((Tq, Tk)))
+    ctx, w = A.attend(q, k, v, score=score, params=P, return_weights=True, backend=be, **kw)
+    c2, w2 = ref.attend(q, k, v, score, P, **kw)
+    np.testing.assert_allclose(ctx, c2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(w, w2, rtol=1e-9, atol=1e-12)
+    rs = w.sum(axis=2)
+    assert np.all((np.abs(rs - 1) < 1e-9) | (rs == 0))
+    dctx = rng.standard_normal(ctx.shape)
+    g = A.attend_backward(dctx, q, k, v, score=score, params=P, backend=be, **kw)
+    r = ref.attend_backward(dctx, q, k, v, score, P, **kw)
+    for n in "qkv":
+        np.testing.assert_allclose(g[n], r[n], rtol=1e-8, atol=1e-10)
+    for n in r["params"]:
+        np.testing.assert_allclose(g["params"][n], r["params"][n], rtol=1e-8, atol=1e-10)
+
+
+def test_empty_shapes(backend, dtype):
+    rng = np.random.default_rng(11)
+    q, k, v, P = case("additive", dtype, rng, Tk=0)
+    ctx, w = A.attend(q, k, v, score="additive", params=P, return_weights=True, backend=backend)
+    assert ctx.shape == (2, 3, 3) and (ctx == 0).all() and w.shape == (2, 3, 0)
+    g = A.attend_backward(np.ones_like(ctx), q, k, v, score="additive", params=P, backend=backend)
+    assert (g["q"] == 0).all() and g["k"].shape == k.shape
+    q, k, v, P = case("dot", dtype, rng, B=0)
+    assert A.attend(q, k, v, backend=backend).shape == (0, 3, 3)
