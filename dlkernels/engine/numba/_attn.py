@@ -50,7 +50,7 @@ def _cast(arr, val):  # pragma: no cover - replaced by the overload in compiled 
     return arr.dtype.type(val)
 
 
-@overload(_cast, inline="always")
+@overload(_cast)
 def _ol_cast(arr, val):
     if arr.dtype == types.float32:
         return lambda arr, val: np.float32(val)
@@ -64,7 +64,7 @@ def _tanh(x):  # pragma: no cover - replaced by the overload
     return math.tanh(x)
 
 
-@overload(_tanh, inline="always")
+@overload(_tanh)
 def _ol_tanh(x):
     if x == types.float32:
         return lambda x: _tanh32(x)
@@ -75,7 +75,7 @@ def _exp(x):  # pragma: no cover - replaced by the overload
     return math.exp(x)
 
 
-@overload(_exp, inline="always")
+@overload(_exp)
 def _ol_exp(x):
     if x == types.float32:
         return lambda x: _exp32(x)
