@@ -39,18 +39,18 @@ cdef double _pt_hidden(const floating* v, floating* h, const floating* W, const 
     return bh
 
 
-cdef double _pt_visible(floating* v, const floating* h, const floating* W, const floating* a,
+cdef double _pt_visible(floating* v, const floating* h, const floating* WT, const floating* a,
                         floating bt, const float* u, floating* g, Py_ssize_t m,
                         Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i, j
     cdef double vg = 0.0
-    cdef floating acc, p
+    cdef floating p
     for i in range(m):
-        acc = a[i]
-        for j in range(n):
-            if h[j] != 0:
-                acc += W[i * n + j]
-        g[i] = acc
+        g[i] = a[i]
+    for j in range(n):
+        if h[j] != 0:
+            for i in range(m):
+                g[i] += WT[j * m + i]
     for i in range(m):
         if floating is float:
             p = _pt_sig32(bt * g[i])
@@ -63,7 +63,8 @@ cdef double _pt_visible(floating* v, const floating* h, const floating* W, const
     return vg
 
 
-cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floating* a,
+cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floating* WT,
+                    const floating* a,
                     const floating* b, const double* betas, const floating* bdt, Py_ssize_t K,
                     Py_ssize_t m, Py_ssize_t n, _pt_i64 n_sweeps, _pt_i64 swap_every,
                     const _pt_u64* key, const _pt_u64* c, _pt_u64 bps, _pt_i64* acc,
@@ -78,7 +79,7 @@ cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floatin
         for k in range(K):
             bh = _pt_hidden(Vc + k * m, Hc + k * n, W, b, bdt[k], u + off, f, m, n)
             off += n
-            vg = _pt_visible(Vc + k * m, Hc + k * n, W, a, bdt[k], u + off, g, m, n)
+            vg = _pt_visible(Vc + k * m, Hc + k * n, WT, a, bdt[k], u + off, g, m, n)
             off += m
             E[k] = -(vg + bh)
         if (t + 1) % swap_every == 0:
@@ -115,6 +116,7 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
     cdef floating* f
     cdef floating* g
     cdef floating* bdt
+    cdef floating* WT
     cdef double* E
     failed[0] = 0
     bdt = <floating*>_pt_malloc(K * sizeof(floating))
@@ -122,6 +124,13 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
         return -1
     for k in range(K):
         bdt[k] = <floating>betas[k]
+    WT = <floating*>_pt_malloc(m * n * sizeof(floating))
+    if WT == NULL:
+        _pt_free(bdt)
+        return -1
+    for s in range(m):
+        for k in range(n):
+            WT[k * m + s] = W[s, k]
     with _pt_parallel():
         u = <float*>_pt_malloc(U * sizeof(float))
         f = <floating*>_pt_malloc(n * sizeof(floating))
@@ -137,7 +146,7 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
                 c[2] = ctr[2]
                 c[3] = ctr[3]
                 _pt_ctr_add(c, <_pt_u64>s, 2)
-                _pt_chain(&V[s, 0, 0], &H[s, 0, 0], &W[0, 0], &a[0], &b[0], &betas[0], bdt, K,
+                _pt_chain(&V[s, 0, 0], &H[s, 0, 0], &W[0, 0], WT, &a[0], &b[0], &betas[0], bdt, K,
                           m, n, n_sweeps, swap_every, &key[0], c, bps, &accepted[s, 0], u, f, g, E)
         _pt_free(u)
         _pt_free(f)
@@ -145,6 +154,7 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
         _pt_free(E)
         _pt_free(c)
     _pt_free(bdt)
+    _pt_free(WT)
     return -1 if failed[0] else 0
 
 

@@ -11,8 +11,9 @@ results); no validation here (``dlkernels.bindings.rbm_pt`` does it).
   the last sweep).  Replica k samples p_k(v, h) ~ exp(-betas[k] E(v, h)),
   E = -a.v - b.h - v W h; ``betas`` (K,) float64.
 * A sweep: for k = 0 .. K-1, h ~ p_k(h | v) then v ~ p_k(v | h) (unit on iff
-  its uniform < sigmoid(beta_k * field), field = b + v W resp. a + W h summed
-  over the on-units in index order, in the model's dtype).  After sweep t
+  its uniform < sigmoid(beta_k * field), field = b + v W resp. a + W h: the
+  bias plus the rows of W resp. of W^T (copied once per call) of the on-units,
+  added in index order, in the model's dtype).  After sweep t
   (0-based) with (t + 1) % swap_every == 0, a swap round: for k = 0 .. K-2 in
   order, replicas k and k+1 exchange their (v, h) with probability
   min(1, exp((beta_k - beta_{k+1}) (E_k - E_{k+1}))) (energies in float64;
@@ -68,16 +69,17 @@ def _hidden(v, h, W, b, bt, u, f):
 
 
 @njit(cache=True, error_model="numpy")
-def _visible(v, h, W, a, bt, u, g):
-    """v ~ p_beta(v | h), bt = beta in W's dtype; returns v.(a + W h) (float64).  g: scratch (m,)."""
-    m, n = W.shape
+def _visible(v, h, WT, a, bt, u, g):
+    """v ~ p_beta(v | h), bt = beta in W's dtype; returns v.(a + W h) (float64).
+    WT = W^T (n, m) (rows of the on-units added in index order); g: scratch (m,)."""
+    n, m = WT.shape
     for i in range(m):
-        acc = a[i]
-        for j in range(n):
-            if h[j] != 0:
-                acc += W[i, j]
-        g[i] = acc
-    if W.itemsize == 4:
+        g[i] = a[i]
+    for j in range(n):
+        if h[j] != 0:
+            for i in range(m):
+                g[i] += WT[j, i]
+    if WT.itemsize == 4:
         for i in range(m):
             p = sigmoid32(bt * g[i])
             v[i] = 1.0 if u[i] < p else 0.0
@@ -93,7 +95,7 @@ def _visible(v, h, W, a, bt, u, g):
 
 
 @njit(cache=True, error_model="numpy")
-def _pt_chain(Vc, Hc, W, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, acc, u, f, g, E):
+def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, acc, u, f, g, E):
     K = Vc.shape[0]
     m, n = W.shape
     U = K * (n + m) + K - 1
@@ -103,7 +105,7 @@ def _pt_chain(Vc, Hc, W, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, ac
         for k in range(K):
             bh = _hidden(Vc[k], Hc[k], W, b, bdt[k], u[off:off + n], f)
             off += n
-            vg = _visible(Vc[k], Hc[k], W, a, bdt[k], u[off:off + m], g)
+            vg = _visible(Vc[k], Hc[k], WT, a, bdt[k], u[off:off + m], g)
             off += m
             E[k] = -(vg + bh)
         if (t + 1) % swap_every == 0:
@@ -136,11 +138,15 @@ def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, acc
     bdt = np.empty(K, W.dtype)
     for k in range(K):
         bdt[k] = betas[k]
+    WT = np.empty((n, m), W.dtype)
+    for i in range(m):
+        for j in range(n):
+            WT[j, i] = W[i, j]
     for s in prange(C):
         c = stream_counter(ctr, s)
         u = np.empty(U, np.float32)
         f = np.empty(n, W.dtype)
         g = np.empty(m, W.dtype)
         E = np.empty(K, np.float64)
-        _pt_chain(V[s], H[s], W, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, accepted[s],
+        _pt_chain(V[s], H[s], W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, accepted[s],
                   u, f, g, E)
