@@ -305,3 +305,42 @@ def test_dense_errors():
         gan.dense_backward(x, W, y, arg.astype(np.float32), "maxout", pieces=3)
     with pytest.raises(ValueError, match="gy"):
         gan.dense_backward(x, W, y[:, :1], arg, "maxout", pieces=3)
+
+
+# ---- large layers: GEMMs in parallel tiles ---------------------------------------------------
+
+def _big(dtype, backend):
+    from dlkernels.engine.numba.gan import PAR_MIN_WORK, TILE_C, TILE_R
+    G = gan.MLP([16, 300, 40], ["relu", "sigmoid"], dtype=dtype, random_state=1)
+    D = gan.MLP([40, 270, 1], ["maxout", "identity"], maxout_pieces=2, dtype=dtype,
+                random_state=2)
+    m = 300   # 2m = 600 rows: 3 row tiles; 540 maxout columns: 5 column tiles
+    assert 2 * m * 540 * 40 >= PAR_MIN_WORK and 2 * m > 2 * TILE_R and 540 > 4 * TILE_C
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, 40)).astype(dtype)
+    z = rng.standard_normal((m, 16)).astype(dtype)
+    out = list(gan.discriminator_gradients(G, D, x, z, backend=backend))
+    out += list(gan.generator_gradients(G, D, z, backend=backend))
+    return G, D, x, z, out
+
+
+def test_tiled_layers_reference_backends_threads(dtype, restore_threads):
+    import numba
+    from conftest import require_backend
+    res = {}
+    for backend in ("numba", "cython"):
+        require_backend(backend, FAMILY)
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            dlkernels.set_num_threads(n)
+            G, D, x, z, out = _big(dtype, backend)
+            res[backend, n] = out
+    for key, out in res.items():
+        for a, b in zip(out, res["numba", 1]):
+            np.testing.assert_array_equal(a, b, err_msg=str(key))
+    loss, want = ref.discriminator_gradients(_pairs(G), G.activations, _pairs(D), D.activations,
+                                             x, z, pieces=2)
+    np.testing.assert_allclose(res["numba", 1][0], loss, **_tol(dtype))
+    np.testing.assert_allclose(res["numba", 1][1], ref.flatten(want), **_tol(dtype))
+    val, want = ref.generator_gradients(_pairs(G), G.activations, _pairs(D), D.activations, z,
+                                        loss="minimax", pieces=2)
+    np.testing.assert_allclose(res["numba", 1][3], ref.flatten(want), **_tol(dtype))

@@ -10,14 +10,14 @@ passes, so both backends return bit-identical results.  The C-level
 ``_f32`` / ``_f64`` functions are exported through ``gan.pxd``.
 """
 from cython cimport floating
-from libc.string cimport memset
+from cython.parallel cimport prange
 
 from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                               dlk_softplus64, dlk_tanh32, dlk_tanh64)
 
-__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT",
-           "layer_forward", "layer_backward", "logit_loss"]
+__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
+           "PAR_MIN_WORK", "layer_forward", "layer_backward", "logit_loss"]
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
@@ -49,6 +49,42 @@ cdef inline floating _softplus(floating x) noexcept nogil:
         return dlk_softplus32(x)
     else:
         return dlk_softplus64(x)
+
+
+# ---- GEMM in tiles (same tiling and threshold as the Numba backend) --------------------------
+cdef enum:
+    TILE_R_ = 256
+    TILE_C_ = 128
+    PAR_MIN_WORK_ = 1 << 21
+
+TILE_R, TILE_C, PAR_MIN_WORK = TILE_R_, TILE_C_, PAR_MIN_WORK_
+
+
+cdef void _gemm_tiled(bint ta, bint tb, int M, int N, int K, const floating* A, int lda,
+                      const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+    """Row-major C (M, N) = op(A) op(B): one BLAS call below PAR_MIN_WORK
+    multiply-adds, else TILE_R x TILE_C output tiles in parallel (one
+    single-threaded BLAS call each; the tiling depends on the sizes only)."""
+    cdef Py_ssize_t ntr, th, ntc, tw, t, r0, c0, r1, c1
+    if <long long>M * N * K < PAR_MIN_WORK_:
+        gemm(ta, tb, M, N, K, <floating>1.0, A, lda, B, ldb, <floating>0.0, C, ldc)
+        return
+    ntr = (M + TILE_R_ - 1) // TILE_R_
+    th = (M + ntr - 1) // ntr
+    ntc = (N + TILE_C_ - 1) // TILE_C_
+    tw = (N + ntc - 1) // ntc
+    for t in prange(ntr * ntc, schedule="dynamic"):
+        r0 = (t // ntc) * th
+        c0 = (t % ntc) * tw
+        r1 = r0 + th
+        if r1 > M:
+            r1 = M
+        c1 = c0 + tw
+        if c1 > N:
+            c1 = N
+        gemm(ta, tb, <int>(r1 - r0), <int>(c1 - c0), K, <floating>1.0,
+             A + (r0 if ta else r0 * lda), lda, B + (c0 * ldb if tb else c0), ldb,
+             <floating>0.0, C + r0 * ldc + c0, ldc)
 
 
 # ---- element-wise passes -------------------------------------------------------------------
@@ -133,10 +169,10 @@ cdef inline void _forward(const floating* X, const floating* W, const floating* 
                           floating* D, int* idx, bint need_d) noexcept nogil:
     cdef int N = n * p
     if act == A_MAXOUT:
-        gemm(False, False, B, N, K, <floating>1.0, X, K, W, N, <floating>0.0, PRE, N)
+        _gemm_tiled(False, False, B, N, K, X, K, W, N, PRE, N)
         _maxout_pass(PRE, b, B, n, p, Y, idx, need_d)
     else:
-        gemm(False, False, B, N, K, <floating>1.0, X, K, W, N, <floating>0.0, Y, N)
+        _gemm_tiled(False, False, B, N, K, X, K, W, N, Y, N)
         _act_pass(Y, b, B, n, act, slope, D, need_d)
 
 
@@ -185,9 +221,9 @@ cdef inline void _backward(const floating* X, const floating* W, floating* GY,
     else:
         _grad_pass(GY, D, B, n, GPRE, gb, need_gw)
     if need_gw:
-        gemm(True, False, K, N, B, <floating>1.0, X, K, GPRE, N, <floating>0.0, GW, N)
+        _gemm_tiled(True, False, K, N, B, X, K, GPRE, N, GW, N)
     if need_gx:
-        gemm(False, True, B, K, N, <floating>1.0, GPRE, N, W, N, <floating>0.0, GX, K)
+        _gemm_tiled(False, True, B, K, N, GPRE, N, W, N, GX, K)
 
 
 cdef inline double _loss(const floating* L, int B, int n_real, int mode,

@@ -13,8 +13,9 @@ the activations: ``IDENTITY`` 0, ``RELU`` 1, ``LEAKY_RELU`` 2, ``TANH`` 3,
 pre-activations in columns ``j*p .. j*p + p - 1`` (the first on ties).
 
 * ``layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d)``: one GEMM
-  through BLAS (``_blas.gemm_at``: the ``?gemm`` of scipy.linalg.cython_blas,
-  the same call as the Cython backend) into Y (or into PRE (B, n_out*p) for
+  through BLAS (``gemm_tiled``: ``_blas.gemm_at``, the ``?gemm`` of
+  scipy.linalg.cython_blas, the same calls as the Cython backend; in parallel
+  output tiles for large products) into Y (or into PRE (B, n_out*p) for
   maxout), then one pass adding the bias and applying the activation, which
   also writes act'(pre) into D (B, n_out) (maxout: the arg-max piece into
   idx (B, n_out)) when ``need_d``.  PRE, D, idx are untouched when unused.
@@ -34,18 +35,19 @@ pre-activations in columns ``j*p .. j*p + p - 1`` (the first on ties).
   Softplus and sigmoid are the stable ``_fastmath`` forms, so logits of any
   size (+-1e4 in float32) give finite losses and gradients.
 
-No kernel allocates anything but the few bytes of the GEMM call; none uses
-threads of its own (the BLAS may).  No random numbers are drawn here.
+No kernel allocates anything but the few bytes of the GEMM calls.  Large
+GEMMs run in parallel tiles (``gemm_tiled``), with the BLAS single-threaded;
+the element-wise passes run on the calling thread.  No random numbers are drawn here.
 """
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
 
-__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT",
-           "layer_forward", "layer_backward", "logit_loss"]
+__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
+           "PAR_MIN_WORK", "gemm_tiled", "layer_forward", "layer_backward", "logit_loss"]
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
@@ -94,6 +96,57 @@ def _ov_like(x, v):
     if x == types.float32:
         return lambda x, v: np.float32(v)
     return lambda x, v: np.float64(v)
+
+
+# ---- GEMM in tiles --------------------------------------------------------------------------
+# A product of at least PAR_MIN_WORK multiply-adds is computed in tiles of the
+# output (TILE_R rows x equal column tiles of at most TILE_C), one
+# single-threaded BLAS call per tile, tiles in parallel (prange); smaller
+# products are one BLAS call.  The tiling depends on the sizes only (never on
+# the thread count) and the Cython backend uses the same one, so results are
+# bit-identical for any thread count and either backend.  The BLAS must be
+# single-threaded meanwhile (the bindings enter ``blas_single_threaded``).
+TILE_R = 256
+TILE_C = 128
+PAR_MIN_WORK = 1 << 21
+
+
+@njit(cache=True, error_model="numpy")
+def _tiles(M, N):
+    ntr = (M + TILE_R - 1) // TILE_R
+    th = (M + ntr - 1) // ntr
+    ntc = (N + TILE_C - 1) // TILE_C
+    tw = (N + ntc - 1) // ntc
+    return ntr, th, ntc, tw
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw):
+    r0 = (t // ntc) * th
+    c0 = (t % ntc) * tw
+    r1 = min(r0 + th, M)
+    c1 = min(c0 + tw, N)
+    offa = r0 if ta else r0 * lda
+    offb = c0 * ldb if tb else c0
+    gemm_at(ta, tb, r1 - r0, c1 - c0, K, 1.0, A, offa, lda, B, offb, ldb, 0.0, C,
+            r0 * ldc + c0, ldc)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
+    for t in prange(ntiles):
+        _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
+
+
+@njit(cache=True, error_model="numpy")
+def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
+    """Row-major C (M, N) = op(A) op(B) (row strides lda, ldb, ldc), in
+    parallel tiles when the product is large enough (see above)."""
+    if M * N * K < PAR_MIN_WORK:
+        gemm_at(ta, tb, M, N, K, 1.0, A, 0, lda, B, 0, ldb, 0.0, C, 0, ldc)
+        return
+    ntr, th, ntc, tw = _tiles(M, N)
+    _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntr * ntc, th, ntc, tw)
 
 
 # ---- element-wise passes ---------------------------------------------------------------------
@@ -183,10 +236,10 @@ def layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d):
     B, K = X.shape
     N = W.shape[1]
     if act == MAXOUT:
-        gemm_at(False, False, B, N, K, 1.0, X, 0, K, W, 0, N, 0.0, PRE, 0, N)
+        gemm_tiled(False, False, B, N, K, X, K, W, N, PRE, N)
         _maxout_pass(PRE, b, Y, idx, need_d)
     else:
-        gemm_at(False, False, B, N, K, 1.0, X, 0, K, W, 0, N, 0.0, Y, 0, N)
+        gemm_tiled(False, False, B, N, K, X, K, W, N, Y, N)
         _act_pass(Y, b, act, slope, D, need_d)
 
 
@@ -240,9 +293,9 @@ def layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx, need_gw):
     else:
         _grad_pass(GY, D, GPRE, gb, need_gw)
     if need_gw:
-        gemm_at(True, False, K, N, B, 1.0, X, 0, K, GPRE, 0, N, 0.0, GW, 0, N)
+        gemm_tiled(True, False, K, N, B, X, K, GPRE, N, GW, N)
     if need_gx:
-        gemm_at(False, True, B, K, N, 1.0, GPRE, 0, N, W, 0, N, 0.0, GX, 0, K)
+        gemm_tiled(False, True, B, K, N, GPRE, N, W, N, GX, K)
 
 
 @njit(cache=True, error_model="numpy")
