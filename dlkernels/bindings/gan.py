@@ -18,15 +18,14 @@ per-network workspaces (one per batch size and Python thread), so repeated
 calls allocate nothing but their outputs.
 """
 import math
-import numbers
 import threading
 
 import numpy as np
 
 from ._backend import resolve
 from ._threads import blas_single_threaded
-from ._checks import (_describe, check_array, check_bool, check_choice, check_dtype, check_float,
-                      check_int, check_out)
+from ._checks import (_describe, check_array, check_choice, check_dtype, check_float, check_int,
+                      check_out)
 from . import rng as _rng
 
 __all__ = ["MLP", "ACTIVATIONS", "discriminator_gradients", "generator_gradients",

@@ -22,19 +22,16 @@ the backend or the thread count, so a seed gives bit-identical training):
 Everything a step needs is a function of (key, step), so a run saved with
 ``GANTrainer.save`` and resumed gives bit-identical parameters.
 """
-import hashlib
-import io
-import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from ._backend import resolve
-from ._checks import (_describe, check_array, check_bool, check_choice, check_float, check_int,
-                      check_uint_words)
+from ._checks import _describe, check_array, check_bool, check_choice, check_float, check_int
 from . import rng as _rng
+from . import _persist
+from ._progress import DeferInterrupt, Progress
 from ._threads import blas_single_threaded
 from .gan import MLP, _check_pair, _d_grad, _g_grad, _PREFER
 
@@ -316,11 +313,12 @@ class GANTrainer:
         snapG = np.empty(G.n_params, dt)
         self._perm_cache = (-1, None)
         mode = 2 if self.g_loss == "non_saturating" else 1
-        bar = _progress_bar(self.progress, total - self.step, "train_gan")
         start = self.step
-        blas = blas_single_threaded()
-        blas.__enter__()
-        try:
+        bar = Progress(total - start, self.progress is not False, "train_gan",
+                       after=0.0 if self.progress else 2.0)
+        n_ep = -(-(total - start) // bpe)
+        self._bar = bar
+        with blas_single_threaded(), DeferInterrupt() as intr:
             while self.step < total:
                 s = self.step
                 snapD[...] = D.params
@@ -354,17 +352,17 @@ class GANTrainer:
                 h["d_loss"][s], h["g_loss"][s] = d_loss, g_loss
                 h["d_acc_real"][s], h["d_acc_fake"][s] = acc_r, acc_f
                 self.step = s + 1
-                if bar is not None:
-                    bar.update(self.step - start)
+                bar.update(self.step - start, (self.step - start - 1) // bpe + 1, n_ep)
+                if intr.requested:
+                    bar.clear()
+                    raise KeyboardInterrupt(f"train_gan: interrupted after step {self.step}; the "
+                                            f"trainer is consistent (save() it, resume() later)")
                 if callback is not None:
                     info = {"step": self.step, "epoch": self.step / bpe, "d_loss": d_loss,
                             "g_loss": g_loss, "d_acc_real": acc_r, "d_acc_fake": acc_f}
                     if callback(self, info):
                         break
-        finally:
-            blas.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
+        bar.clear()
         return self.history
 
     # ---- checkpoints --------------------------------------------------------------------------
@@ -397,7 +395,7 @@ class GANTrainer:
                   "opt_G_0": self._state["G"][0], "opt_G_1": self._state["G"][1]}
         for h in _HIST:
             arrays["hist_" + h] = self._hist[h][:self.step]
-        return _write_atomic(path, arrays, meta)
+        return _persist.save(path, arrays, meta, magic=_MAGIC, version=_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path, *, backend=None):
@@ -420,7 +418,11 @@ class GANTrainer:
             A file that is corrupt, truncated, not a GAN checkpoint or of an
             unknown format version.
         """
-        meta, arrays, bad = _read_checked(path)
+        arrays, meta, _ = _persist.load(path, magic=_MAGIC, versions=(_FORMAT_VERSION,),
+                                        what=_WHAT)
+
+        def bad(why):
+            return _persist.invalid(path, _WHAT, why)
         try:
             dt = np.dtype(meta["dtype"])
             nets = {}
@@ -452,6 +454,7 @@ class GANTrainer:
         return tr
 
     def _fail(self, s, what, value, snapD, snapG):
+        self._bar.clear()
         self.D.params[...] = snapD
         self.G.params[...] = snapG
         raise GANTrainingError(f"train_gan: non-finite {what} ({value}) at step {s}; G and D "
@@ -460,117 +463,11 @@ class GANTrainer:
 
 _MAGIC = "dlkernels.GANTrainer"
 _FORMAT_VERSION = 1
+_WHAT = "dlkernels GAN checkpoint"
 _OPTIONS = ("batch_size", "k", "noise", "g_loss", "optimizer", "learning_rate", "momentum",
             "final_momentum", "momentum_saturate", "lr_decay", "min_lr", "beta1", "beta2", "eps",
             "simultaneous", "progress")
 _NET = ("sizes", "activations", "maxout_pieces", "leaky_slope", "init")
-
-
-def _digest(arrays, meta_json):
-    h = hashlib.sha256(meta_json.encode())
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _write_atomic(path, arrays, meta):
-    """An .npz of plain arrays + JSON metadata, signature, version and checksum,
-    written to a temporary file in the target directory and moved into place."""
-    meta_json = json.dumps(meta, sort_keys=True)
-    entries = dict(arrays)
-    entries["__magic__"] = np.array(_MAGIC)
-    entries["__version__"] = np.array(_FORMAT_VERSION, dtype=np.int64)
-    entries["__meta__"] = np.array(meta_json)
-    entries["__digest__"] = np.array(_digest(arrays, meta_json))
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gan",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **entries)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
-def _read_checked(path):
-    path = os.fspath(path)
-
-    def bad(why):
-        return ValueError(f"{path!r} is not a valid dlkernels GAN checkpoint: {why}")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            names = set(z.files)
-            if "__magic__" not in names or str(z["__magic__"]) != _MAGIC:
-                raise bad("no dlkernels GAN signature")
-            version = int(z["__version__"])
-            if version != _FORMAT_VERSION:
-                raise bad(f"format version {version}, this dlkernels reads {_FORMAT_VERSION}")
-            meta_json = str(z["__meta__"])
-            digest = str(z["__digest__"])
-            arrays = {n: z[n] for n in names if not n.startswith("__")}
-    except ValueError as exc:
-        if str(exc).startswith(repr(path)):
-            raise
-        raise bad(f"{type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError...
-        raise bad(f"{type(exc).__name__}: {exc}") from None
-    if digest != _digest(arrays, meta_json):
-        raise bad("checksum mismatch (the file is corrupt)")
-    return json.loads(meta_json), arrays, bad
-
-
-class _Bar:
-    """A minimal progress bar on stderr, shown once a run has lasted 2 s."""
-
-    def __init__(self, total, name, force):
-        import sys
-        import time
-        self._time = time.perf_counter
-        self._out = sys.stderr
-        self.total, self.name, self.force = total, name, force
-        self.t0 = self._time()
-        self.shown = False
-        self.last = 0.0
-
-    def update(self, done):
-        t = self._time()
-        if not self.force and t - self.t0 < 2.0:
-            return
-        if t - self.last < 0.2 and done < self.total:
-            return
-        self.last = t
-        frac = done / self.total if self.total else 1.0
-        n = int(30 * frac)
-        rate = done / max(t - self.t0, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        self._out.write(f"\r{self.name} [{'#' * n}{'.' * (30 - n)}] {done}/{self.total} "
-                        f"steps, {rate:.0f}/s, eta {eta:.0f}s ")
-        self._out.flush()
-        self.shown = True
-
-    def close(self):
-        if self.shown:
-            self._out.write("\n")
-            self._out.flush()
-
-
-def _progress_bar(progress, total, name):
-    if progress is False or total <= 0:
-        return None
-    return _Bar(total, name, bool(progress))
 
 
 def train_gan(X, G, D, *, n_epochs, batch_size, k=1, noise="uniform", g_loss="non_saturating",
