@@ -85,8 +85,14 @@ def check_array(x, name, *, ndim=None, dtype=None, shape=None, finite=False,
     integer/bool inputs to it.  ``shape`` is a tuple whose entries are ints or
     None (any length).  Non-contiguous inputs are copied, never rejected.
     """
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ma.MaskedArray):
+        # its mask would be silently dropped by the kernels
+        raise TypeError(f"{name}: expected an array of numbers, got a masked array "
+                        "(fill the masked entries first, e.g. x.filled(0))")
+    if type(x) is np.ndarray:
         arr = x
+    elif isinstance(x, np.ndarray):
+        arr = np.asarray(x)  # subclasses (np.matrix...) as plain arrays: no matrix semantics
     else:
         if x is None or isinstance(x, (str, bytes, dict, set)):
             raise TypeError(f"{name}: expected an array of numbers, got {_describe(x)}")

@@ -94,8 +94,12 @@ def _run(fn, *args, work=None):
         return fn(*args)
 
 
-def _weights(W, a=None, b=None, *, inplace=False):
-    """Validated (W, a, b): W 2-d non-empty finite float; a (m,), b (n,) of W's dtype."""
+_UNUSED = object()  # a bias the function does not take (a user's None is an error)
+
+
+def _weights(W, a=_UNUSED, b=_UNUSED, *, inplace=False):
+    """Validated (W, a, b): W 2-d non-empty finite float; a (m,), b (n,) of W's dtype
+    (``_UNUSED`` for a bias the caller does not take; None from a user is a TypeError)."""
     if inplace:
         if not isinstance(W, np.ndarray):
             raise TypeError(f"W: expected a numpy array (updated in place), got {_describe(W)}")
@@ -106,7 +110,7 @@ def _weights(W, a=None, b=None, *, inplace=False):
     dt = W.dtype
     out = [W]
     for x, name, size in ((a, "a", W.shape[0]), (b, "b", W.shape[1])):
-        if x is None:
+        if x is _UNUSED:
             out.append(None)
             continue
         if inplace:
@@ -192,7 +196,7 @@ def _out2(out, shape, dt):
 
 def hidden_probs(v, W, b, *, out=None, backend=None):
     """p(h=1|v) = sigmoid(v W + b), shape (batch, n); v in [0, 1]."""
-    W, _, b = _weights(W, None, b)
+    W, _, b = _weights(W, _UNUSED, b)
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
@@ -202,7 +206,7 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
 
 def visible_probs(h, W, a, *, out=None, backend=None):
     """p(v=1|h) = sigmoid(h W^T + a), shape (batch, m); h in [0, 1]."""
-    W, a, _ = _weights(W, a, None)
+    W, a, _ = _weights(W, a, _UNUSED)
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
     out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
@@ -214,7 +218,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
     """h ~ p(h|v): 0/1 in W's dtype, shape (batch, n); with ``return_probs``
     the tuple (h, p(h=1|v)).  Bias, sigmoid and Bernoulli draw are fused in
     one pass after the GEMM; row s draws from stream s of the call."""
-    W, _, b = _weights(W, None, b)
+    W, _, b = _weights(W, _UNUSED, b)
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
     return_probs = check_bool(return_probs, "return_probs")
@@ -228,7 +232,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
 
 def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=None):
     """v ~ p(v|h): 0/1 in W's dtype, shape (batch, m); see ``sample_hidden``."""
-    W, a, _ = _weights(W, a, None)
+    W, a, _ = _weights(W, a, _UNUSED)
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
     return_probs = check_bool(return_probs, "return_probs")

@@ -1,0 +1,64 @@
+"""Findings of the hostile-input probe (issue 11), one test each, both backends."""
+import numpy as np
+import pytest
+
+from dlkernels import rbm
+
+FAMILY = "rbm"
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix on purpose
+
+
+def _model():
+    g = np.random.default_rng(0)
+    W = g.normal(0, 0.1, (6, 5))
+    return W, np.zeros(6), np.zeros(5), (g.random((4, 6)) < 0.5) * 1.0
+
+
+CALLS_WITH_BIASES = {
+    # name: (call with the biases (a, b) given, which of them the call takes)
+    "energy": (lambda v, W, a, b, be: rbm.energy(v, np.zeros((4, 5)), W, a, b, backend=be), "ab"),
+    "free_energy": (lambda v, W, a, b, be: rbm.free_energy(v, W, a, b, backend=be), "ab"),
+    "hidden_probs": (lambda v, W, a, b, be: rbm.hidden_probs(v, W, b, backend=be), "b"),
+    "visible_probs": (lambda v, W, a, b, be: rbm.visible_probs(np.zeros((4, 5)), W, a, backend=be), "a"),
+    "sample_hidden": (lambda v, W, a, b, be: rbm.sample_hidden(v, W, b, backend=be), "b"),
+    "sample_visible": (lambda v, W, a, b, be: rbm.sample_visible(np.zeros((4, 5)), W, a, backend=be), "a"),
+    "gibbs_chains": (lambda v, W, a, b, be: rbm.gibbs_chains(v, W, a, b, 1, backend=be), "ab"),
+    "cd_gradient": (lambda v, W, a, b, be: rbm.cd_gradient(v, W, a, b, backend=be), "ab"),
+    "cd_update": (lambda v, W, a, b, be: rbm.cd_update(v, W.copy(), a if a is None else a.copy(),
+                                                       b if b is None else b.copy(),
+                                                       learning_rate=0.1, backend=be), "ab"),
+    "parallel_tempering": (lambda v, W, a, b, be: rbm.parallel_tempering(v, W, a, b, 1, betas=[1.0],
+                                                                         backend=be), "ab"),
+}
+
+
+@pytest.mark.parametrize("fn, which", [(f, w) for f in sorted(CALLS_WITH_BIASES)
+                                         for w in CALLS_WITH_BIASES[f][1]])
+def test_none_bias_is_a_type_error(fn, which, backend):
+    # was: SIGSEGV with the Cython backend, a long TypingError with Numba
+    call = CALLS_WITH_BIASES[fn][0]
+    W, a, b, v = _model()
+    a2, b2 = (None, b) if which == "a" else (a, None)
+    with pytest.raises(TypeError, match=f"^{which}: expected .*got (NoneType )?None"):
+        call(v, W, a2, b2, backend)
+
+
+def test_matrix_arguments_have_array_semantics(backend):
+    # was: exact_log_partition(np.matrix(W), a, b) = 11.02 instead of 7.55
+    W, a, b, v = _model()
+    ref = rbm.exact_log_partition(W, a, b)
+    assert rbm.exact_log_partition(np.matrix(W), a, b) == ref
+    ll = rbm.log_likelihood(np.matrix(v), W, a, b, ref)
+    assert np.shape(ll) == (4,) and type(ll) is np.ndarray
+    np.testing.assert_array_equal(ll, rbm.log_likelihood(v, W, a, b, ref))
+    np.testing.assert_array_equal(rbm.hidden_probs(np.matrix(v), W, b, backend=backend),
+                                  rbm.hidden_probs(v, W, b, backend=backend))
+
+
+def test_masked_arrays_are_refused(backend):
+    W, a, b, v = _model()
+    vm = np.ma.masked_array(v, mask=np.zeros_like(v, bool))
+    with pytest.raises(TypeError, match="^v: expected an array of numbers, got a masked array"):
+        rbm.hidden_probs(vm, W, b, backend=backend)
+    with pytest.raises(TypeError, match="^W: .*masked array"):
+        rbm.hidden_probs(v, np.ma.masked_array(W), b, backend=backend)
