@@ -39,21 +39,16 @@ Differences from scikit-learn
   ``_fit``) do not exist.
 * Extra: ``fit(X, resume=True)``, ``save``/``load``, deferred Ctrl-C.
 """
-import hashlib
-import io
-import json
-import os
-import signal
-import sys
-import tempfile
-import threading
 import time
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 
+from . import rbm_persist as _rbm_persist
 from . import rng as _rng
+from ._progress import DeferInterrupt as _DeferInterrupt
+from ._progress import Progress as _Progress
 
 try:  # scikit-learn is an optional extra
     import sklearn as _sklearn
@@ -75,11 +70,6 @@ __all__ = ["BernoulliRBM"]
 
 _EXTRA_MSG = ("dlkernels.rbm.BernoulliRBM needs scikit-learn >= 1.6, an optional extra of "
               "dlkernels: install it with `pip install dlkernels[sklearn]`")
-
-#: file format of ``BernoulliRBM.save``: an uncompressed .npz (zip of .npy)
-#: whose entries are plain arrays (no pickled objects) plus JSON strings.
-_MAGIC = "dlkernels.BernoulliRBM"
-_FORMAT_VERSION = 1
 
 #: the progress bar (stderr) shows only once a verbose fit has run this long
 _PROGRESS_AFTER_S = 2.0
@@ -112,8 +102,8 @@ def _blas_single_threaded():
     """The kernels parallelise over tiles with single-threaded GEMMs: a
     multi-threaded BLAS inside them oversubscribes the cores.  Entered once
     around a whole fit / transform / score, not per minibatch."""
-    from . import rbm as _rbm_bindings
-    return _rbm_bindings.blas_single_threaded()
+    from ._threads import blas_single_threaded
+    return blas_single_threaded()
 
 
 def _mcmc(backend):
@@ -240,70 +230,6 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
 # helpers
 # --------------------------------------------------------------------------
 
-class _Progress:
-    """A one-line progress bar on stderr, shown only for long fits."""
-
-    def __init__(self, total, enabled, name):
-        self.total = max(int(total), 1)
-        self.enabled = enabled
-        self.name = name
-        self.start = time.time()
-        self.last = 0.0
-        self.shown = False
-
-    def update(self, done, epoch, n_epochs):
-        if not self.enabled:
-            return
-        now = time.time()
-        if now - self.start < _PROGRESS_AFTER_S or now - self.last < _PROGRESS_EVERY_S:
-            return
-        self.last = now
-        frac = min(done / self.total, 1.0)
-        width = 30
-        fill = int(round(width * frac))
-        elapsed = now - self.start
-        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        bar = "#" * fill + "." * (width - fill)
-        sys.stderr.write(f"\r[{self.name}] epoch {epoch}/{n_epochs} [{bar}]"
-                         f" {100 * frac:5.1f}% elapsed {elapsed:.0f}s eta {eta:.0f}s ")
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self):
-        if self.shown:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
-            self.shown = False
-
-
-class _DeferInterrupt:
-    """Defers Ctrl-C (SIGINT) during a fit to the next minibatch boundary, so
-    that an interrupted fit leaves a consistent state that ``save`` keeps and
-    ``fit(X, resume=True)`` continues exactly.  A second Ctrl-C interrupts at
-    once.  Only active in the main thread with Python's default handler."""
-
-    def __init__(self):
-        self.requested = False
-        self.old = None
-
-    def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self.old = signal.default_int_handler
-            signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-        return False
-
-
 def _after_batch(est):
     """A hook called after every minibatch of ``fit`` (tests patch it)."""
 
@@ -321,32 +247,6 @@ def _select_rows(X, idx):
     if sp.issparse(part):
         return np.ascontiguousarray(part.toarray())
     return np.ascontiguousarray(part)
-
-
-def _json_scalar(v):
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, Integral):
-        return int(v)
-    if isinstance(v, Real):
-        return float(v)
-    if isinstance(v, (type, np.dtype)):
-        return np.dtype(v).name
-    return None
-
-
-def _digest(arrays, meta_json):
-    """sha256 over the metadata and every array (name, dtype, shape, bytes)."""
-    h = hashlib.sha256(meta_json.encode())
-    for name in sorted(arrays):
-        arr = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(arr.dtype.str).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 if _SKLEARN_ERROR is not None:
@@ -636,7 +536,8 @@ else:
             n_batches = -(-n_samples // bs)
             epoch, batch0, _ = self._fit_pos
             total = (int(self.n_iter) - epoch) * n_batches - batch0
-            progress = _Progress(total, bool(self.verbose), type(self).__name__)
+            progress = _Progress(total, bool(self.verbose), type(self).__name__,
+                                 after=_PROGRESS_AFTER_S, every=_PROGRESS_EVERY_S)
             done = 0
             begin = time.time()
             step = self._trainer()
@@ -775,151 +676,50 @@ else:
         # ---------------------------------------------------- save / load
         def save(self, path):
             """Write the estimator -- parameters, learned arrays, persistent
-            chains, momentum buffers, random state and fit position -- to
-            ``path`` (an .npz archive of plain arrays; no pickled code).
-            The file is written to a temporary file in the same directory
-            and moved into place (``os.replace``): a crash never leaves a
-            half-written file at ``path``."""
-            params = {}
-            for name, value in self.get_params(deep=False).items():
-                if name == "random_state" and not (value is None or isinstance(value, Integral)):
-                    value = None  # the state of a generator object travels in rng_state
-                params[name] = _json_scalar(value)
-            meta = {"params": params, "fitted": hasattr(self, "components_")}
-            arrays = {}
-            if meta["fitted"]:
-                self._normalize_layout()
-                arrays["W"] = self._weights()
-                arrays["intercept_visible"] = self.intercept_visible_
-                arrays["intercept_hidden"] = self.intercept_hidden_
-                if hasattr(self, "h_samples_"):
-                    arrays["h_samples"] = self.h_samples_
-                vel = getattr(self, "_velocity", None)
-                if vel is not None:
-                    arrays["velocity_W"], arrays["velocity_a"], arrays["velocity_b"] = vel
-                meta["n_features_in"] = int(self.n_features_in_)
-                if hasattr(self, "feature_names_in_"):
-                    arrays["feature_names_in"] = np.asarray(self.feature_names_in_, dtype=str)
-                if hasattr(self, "n_iter_"):
-                    meta["n_iter_"] = int(self.n_iter_)
-                if hasattr(self, "_fit_pos"):
-                    meta["fit_pos"] = [int(x) for x in self._fit_pos]
-            if hasattr(self, "random_state_"):
-                meta["rng_state"] = self.random_state_.get_state()
-            meta_json = json.dumps(meta, sort_keys=True)
-            entries = dict(arrays)
-            entries["__magic__"] = np.array(_MAGIC)
-            entries["__version__"] = np.array(_FORMAT_VERSION, dtype=np.int64)
-            entries["__meta__"] = np.array(meta_json)
-            entries["__digest__"] = np.array(_digest(arrays, meta_json))
-            path = os.fspath(path)
-            directory = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".rbm", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **entries)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                # mkstemp makes the file private (0600): give it the mode of the
-                # file it replaces, or the usual 0644 of a new file
-                try:
-                    mode = os.stat(path).st_mode & 0o777
-                except OSError:
-                    mode = 0o644
-                os.chmod(tmp, mode)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            return path
+            chains, momentum buffers, random state and fit position -- to a
+            file (an .npz archive of plain arrays; no pickled code), so that
+            ``load`` and ``fit(X, resume=True)`` continue the run bit for bit.
+
+            The file is written to a temporary file in the same directory,
+            fsynced and moved into place (``os.replace``): a crash never
+            leaves a half-written file at ``path``.
+
+            Parameters
+            ----------
+            path : str or os.PathLike
+                The file to write (replaced if it exists).
+
+            Returns
+            -------
+            str
+                ``path`` as a string.
+
+            Raises
+            ------
+            OSError
+                If the file cannot be written (an existing file is left intact).
+            """
+            return _rbm_persist.save_estimator(self, path)
 
         @classmethod
         def load(cls, path):
-            """An estimator from a file written by ``save``. Raises ValueError
-            for a file that is corrupt, truncated or not a BernoulliRBM file
-            of a known format version."""
-            path = os.fspath(path)
+            """An estimator from a file written by ``save``.
 
-            def bad(why):
-                return ValueError(f"{path!r} is not a valid dlkernels BernoulliRBM file: {why}")
-            try:
-                with open(path, "rb") as fh:
-                    raw = fh.read()
-            except OSError:
-                raise
-            try:
-                with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                    names = set(z.files)
-                    if "__magic__" not in names:
-                        raise bad("no dlkernels signature")
-                    if str(z["__magic__"]) != _MAGIC:
-                        raise bad(f"signature {str(z['__magic__'])!r}")
-                    version = int(z["__version__"])
-                    if version != _FORMAT_VERSION:
-                        raise bad(f"format version {version}, this dlkernels reads "
-                                  f"{_FORMAT_VERSION}")
-                    meta_json = str(z["__meta__"])
-                    digest = str(z["__digest__"])
-                    arrays = {n: z[n] for n in names if not n.startswith("__")}
-            except ValueError as exc:
-                if str(exc).startswith(repr(path)):
-                    raise
-                raise bad(f"{type(exc).__name__}: {exc}") from None
-            except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, KeyError...
-                raise bad(f"{type(exc).__name__}: {exc}") from None
-            if digest != _digest(arrays, meta_json):
-                raise bad("checksum mismatch (the file is corrupt)")
-            try:
-                meta = json.loads(meta_json)
-            except ValueError as exc:  # pragma: no cover - the checksum catches it first
-                raise bad(f"metadata: {exc}") from None
-            if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
-                raise bad("metadata without parameters")
-            try:
-                est = cls(**meta["params"])
-                est._validate_params()
-                if meta.get("fitted"):
-                    W = arrays["W"]
-                    a = arrays["intercept_visible"]
-                    b = arrays["intercept_hidden"]
-                    dt = W.dtype
-                    m, n = W.shape
-                    if (dt not in (np.float32, np.float64) or a.shape != (m,) or b.shape != (n,)
-                            or a.dtype != dt or b.dtype != dt or n != est.n_components
-                            or meta["n_features_in"] != m):
-                        raise bad("inconsistent array shapes or dtypes")
-                    est.components_ = np.ascontiguousarray(W).T
-                    est.intercept_visible_ = np.ascontiguousarray(a)
-                    est.intercept_hidden_ = np.ascontiguousarray(b)
-                    if "h_samples" in arrays:
-                        h = arrays["h_samples"]
-                        if h.ndim != 2 or h.shape[1] != n or h.dtype != dt:
-                            raise bad("inconsistent h_samples")
-                        est.h_samples_ = np.ascontiguousarray(h)
-                    if "velocity_W" in arrays:
-                        est._velocity = tuple(np.ascontiguousarray(arrays[f"velocity_{x}"])
-                                              for x in "Wab")
-                    else:
-                        est._velocity = None
-                    est.n_features_in_ = m
-                    est._n_features_out = n
-                    if "feature_names_in" in arrays:
-                        est.feature_names_in_ = arrays["feature_names_in"].astype(object)
-                    if "n_iter_" in meta:
-                        est.n_iter_ = int(meta["n_iter_"])
-                    if "fit_pos" in meta:
-                        est._fit_pos = [int(x) for x in meta["fit_pos"]]
-                if "rng_state" in meta:
-                    streams = _rng.Streams(0)
-                    streams.set_state(meta["rng_state"])
-                    est.random_state_ = streams
-            except ValueError as exc:
-                if str(exc).startswith(repr(path)):
-                    raise
-                raise bad(f"{type(exc).__name__}: {exc}") from None
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise bad(f"{type(exc).__name__}: {exc}") from None
-            return est
+            Parameters
+            ----------
+            path : str or os.PathLike
+
+            Returns
+            -------
+            BernoulliRBM
+                With the saved parameters and, if it was fitted, its state.
+
+            Raises
+            ------
+            ValueError
+                If the file is corrupt, truncated or not a BernoulliRBM file
+                of a known format version.
+            OSError
+                If the file cannot be read (e.g. FileNotFoundError).
+            """
+            return _rbm_persist.load_estimator(cls, path)
