@@ -62,3 +62,28 @@ def test_masked_arrays_are_refused(backend):
         rbm.hidden_probs(vm, W, b, backend=backend)
     with pytest.raises(TypeError, match="^W: .*masked array"):
         rbm.hidden_probs(v, np.ma.masked_array(W), b, backend=backend)
+
+
+@pytest.mark.parametrize("call, match", [
+    # were: silent positive-phase-only result (k + r - 1 overflowed) or OverflowError
+    (lambda v, W, a, b: rbm.cd_gradient(v, W, a, b, k=2**63 - 1, r=2, random_state=0), "^k: "),
+    (lambda v, W, a, b: rbm.cd_gradient(v, W, a, b, k=2**62, r=2, random_state=0), "^k, r: "),
+    (lambda v, W, a, b: rbm.cd_gradient(v, W, a, b, k=1, r=2**64, random_state=0), "^r: "),
+    (lambda v, W, a, b: rbm.gibbs_chains(v, W, a, b, 2**63), "^k: "),
+    (lambda v, W, a, b: rbm.single_site_gibbs(v, np.zeros((4, 5)), W, a, b, n_steps=2**63),
+     "^n_steps: "),
+    (lambda v, W, a, b: rbm.ais_log_partition(W, a, b, n_betas=2**64), "^n_betas: "),
+    (lambda v, W, a, b: rbm.ais_log_partition(W, a, b, n_runs=2**63), "^n_runs: "),
+    (lambda v, W, a, b: rbm.state_bits(2**63, 40, 30), "^m, n: "),
+    (lambda v, W, a, b: rbm.parallel_tempering(v, W, a, b, 2**63, betas=[1.0]), "^n_sweeps: "),
+])
+def test_huge_counts_are_value_errors_naming_the_argument(call, match):
+    W, a, b, v = _model()
+    with pytest.raises(ValueError, match=match):
+        call(v, W, a, b)
+
+
+def test_state_bits_at_the_limit():
+    # 63 bits: the top index still decodes exactly
+    v, h = rbm.state_bits(2**63 - 1, 40, 23)
+    assert v.sum() == 40 and h.sum() == 23

@@ -20,6 +20,11 @@ def _describe(x):
     return f"{type(x).__name__} {x!r}" if np.isscalar(x) or x is None else type(x).__name__
 
 
+# Largest count (steps, sweeps, runs...) a kernel accepts: its 64-bit loop
+# counters and the per-call random-block offsets derived from it cannot overflow.
+COUNT_MAX = 2**62
+
+
 def check_int(value, name, *, min=None, max=None):
     """An integer (Python or NumPy, not bool) within [min, max]; returns an int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

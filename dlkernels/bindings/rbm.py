@@ -25,7 +25,7 @@ import numpy as np
 from ._backend import resolve
 from ._threads import _blas_controllers, blas_single_threaded  # noqa: F401  (public here too)
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_float,
-                      check_in_range, check_int, check_out, _describe)
+                      check_in_range, check_int, check_out, _describe, COUNT_MAX)
 from .rng import as_streams
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
@@ -261,7 +261,7 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
     v = _states(v0, "v0", W.dtype, W.shape[0], binary=True)
-    k = check_int(k, "k", min=1)
+    k = check_int(k, "k", min=1, max=COUNT_MAX)
     return_hidden = check_bool(return_hidden, "return_hidden")
     mean_last = check_int(mean_last, "mean_last", min=0, max=k)
     v = np.array(v, order="C", copy=True)
@@ -288,8 +288,10 @@ def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace, check_cha
     dt = W.dtype
     m, n = W.shape
     v_data = _states(v_data, "v_data", dt, m, binary=False)
-    k = check_int(k, "k", min=1)
-    r = check_int(r, "r", min=1)
+    k = check_int(k, "k", min=1, max=COUNT_MAX)
+    r = check_int(r, "r", min=1, max=COUNT_MAX)
+    if k + r - 1 > COUNT_MAX:
+        raise ValueError(f"k, r: expected k + r - 1 <= {COUNT_MAX} sweeps, got {k + r - 1}")
     if persistent is not None and persistent_hidden is not None:
         raise ValueError("persistent_hidden: expected None when persistent is given, got an array "
                          "(give visible or hidden persistent chains, not both)")

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _backend
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_in_range,
-                      check_int, _describe)
+                      check_int, _describe, COUNT_MAX)
 from ._threads import blas_single_threaded
 from .rng import as_streams
 
@@ -161,7 +161,7 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
         raise ValueError(f"h0: expected {v.shape[0]} rows (the rows of v0), got {h.shape[0]}")
     v = np.array(v, order="C", copy=True)
     h = np.array(h, order="C", copy=True)
-    n_steps = check_int(n_steps, "n_steps", min=0)
+    n_steps = check_int(n_steps, "n_steps", min=0, max=COUNT_MAX)
     scan = check_choice(scan, "scan", ("random", "systematic"))
     thr = np.zeros(0, np.uint64)
     alias = np.zeros(0, np.int64)
@@ -199,6 +199,9 @@ def state_bits(index, m, n):
     (len, m) and (len, n) (1-d for a scalar index)."""
     m = check_int(m, "m", min=1)
     n = check_int(n, "n", min=1)
+    if m + n > 63:
+        raise ValueError(f"m, n: expected m + n <= 63 (state indices are 64-bit integers), "
+                         f"got {m} + {n}")
     idx = np.asarray(index)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"index: expected integers, got dtype {idx.dtype}")
@@ -333,7 +336,7 @@ def ais_betas(n_betas=10000):
     spaced like Salakhutdinov & Murray (2008) (500 in [0, 0.5], 4000 in
     [0.5, 0.9], 10000 in [0.9, 1] out of 14500), i.e. denser near 1; scaled
     to n_betas points (n_betas >= 2).  float64, strictly increasing."""
-    n_betas = check_int(n_betas, "n_betas", min=2)
+    n_betas = check_int(n_betas, "n_betas", min=2, max=COUNT_MAX)
     if n_betas < 8:
         return np.linspace(0.0, 1.0, n_betas)
     k = n_betas - 1      # intervals
@@ -401,7 +404,7 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     W, a, b = _weights(W, a, b)
     dt = W.dtype
     m, n = W.shape
-    n_runs = check_int(n_runs, "n_runs", min=2)
+    n_runs = check_int(n_runs, "n_runs", min=2, max=COUNT_MAX)
     if betas is None:
         betas = ais_betas(n_betas)
     else:
