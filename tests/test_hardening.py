@@ -87,3 +87,47 @@ def test_state_bits_at_the_limit():
     # 63 bits: the top index still decodes exactly
     v, h = rbm.state_bits(2**63 - 1, 40, 23)
     assert v.sum() == 40 and h.sum() == 23
+
+
+def test_out_aliasing_an_input_is_refused(backend):
+    # was: hidden_probs(x, W, b, out=x) silently wrong by up to 0.7
+    g = np.random.default_rng(1)
+    W = g.normal(0, 1, (5, 5))
+    x = g.random((3, 5))
+    before = x.copy()
+    with pytest.raises(ValueError, match="^out: expected an array that shares no memory with v"):
+        rbm.hidden_probs(x, W, np.zeros(5), out=x, backend=backend)
+    np.testing.assert_array_equal(x, before)  # a failed call changes nothing
+    big = np.zeros((4, 5))
+    with pytest.raises(ValueError, match="^out: .*shares no memory with h"):
+        rbm.visible_probs(big[:3], W, np.zeros(5), out=big[1:], backend=backend)  # overlapping views
+    with pytest.raises(ValueError, match="^out: .*shares no memory with W"):
+        rbm.hidden_probs(x[:, :5], W, np.zeros(5), out=W[:3], backend=backend)
+    # a distinct buffer is fine and gives the allocated result
+    out = np.empty((3, 5))
+    np.testing.assert_array_equal(rbm.hidden_probs(x, W, np.zeros(5), out=out, backend=backend),
+                                  rbm.hidden_probs(x, W, np.zeros(5), backend=backend))
+
+
+def test_cd_update_refuses_aliased_in_place_arguments(backend):
+    # was: persistent is v_data -> data overwritten, W off by 0.03
+    W, a, b, v = _model()
+    W0, v0 = W.copy(), v.copy()
+    with pytest.raises(ValueError, match="^persistent: .*shares no memory with v_data"):
+        rbm.cd_update(v, W, a, b, learning_rate=0.1, persistent=v, backend=backend)
+    vel = (np.zeros_like(W), np.zeros_like(a), np.zeros_like(b))
+    with pytest.raises(ValueError, match=r"^velocity\[0\]: .*shares no memory with W"):
+        rbm.cd_update(v, W, a, b, learning_rate=0.1, momentum=0.5, velocity=(W, vel[1], vel[2]),
+                      backend=backend)
+    np.testing.assert_array_equal(W, W0)
+    np.testing.assert_array_equal(v, v0)
+
+
+def test_failed_cd_update_leaves_velocity_alone(backend):
+    # was: velocity scaled by the momentum before k = 2**63 raised
+    W, a, b, v = _model()
+    vel = (np.ones_like(W), np.ones_like(a), np.ones_like(b))
+    with pytest.raises(ValueError, match="^k: "):
+        rbm.cd_update(v, W, a, b, learning_rate=0.1, momentum=0.5, velocity=vel, k=2**63,
+                      backend=backend)
+    assert all(np.all(x == 1) for x in vel)

@@ -175,6 +175,22 @@ def check_out(out, name, shape, dtype):
     return out
 
 
+def check_no_overlap(x, name, others):
+    """ValueError unless the array ``x`` shares no memory with any array of
+    ``others`` (a sequence of (array or None, name)): an output or in-place
+    argument that aliases an input would be read after it was written."""
+    for y, other in others:
+        if y is None or not isinstance(y, np.ndarray):
+            continue
+        try:
+            overlap = np.shares_memory(x, y, max_work=10**6)
+        except np.exceptions.TooHardError:
+            overlap = True
+        if overlap:
+            raise ValueError(f"{name}: expected an array that shares no memory with {other}, "
+                             f"got one that overlaps it")
+
+
 def check_uint_words(x, name, nwords):
     """A 128-bit (nwords=2) or 256-bit (nwords=4) unsigned integer given as a
     non-negative Python int or as nwords uint64 words (least significant

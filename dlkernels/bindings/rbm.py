@@ -25,7 +25,8 @@ import numpy as np
 from ._backend import resolve
 from ._threads import _blas_controllers, blas_single_threaded  # noqa: F401  (public here too)
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_float,
-                      check_in_range, check_int, check_out, _describe, COUNT_MAX)
+                      check_in_range, check_int, check_no_overlap, check_out, _describe,
+                      COUNT_MAX)
 from .rng import as_streams
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
@@ -188,10 +189,12 @@ def free_energy(v, W, a, b, *, backend=None):
     return out
 
 
-def _out2(out, shape, dt):
+def _out2(out, shape, dt, inputs=()):
     if out is None:
         return np.empty(shape, dt)
-    return check_out(out, "out", shape, dt)
+    check_out(out, "out", shape, dt)
+    check_no_overlap(out, "out", inputs)
+    return out
 
 
 def hidden_probs(v, W, b, *, out=None, backend=None):
@@ -199,7 +202,7 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
     W, _, b = _weights(W, _UNUSED, b)
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
-    out = _out2(out, (v.shape[0], W.shape[1]), W.dtype)
+    out = _out2(out, (v.shape[0], W.shape[1]), W.dtype, ((v, "v"), (W, "W"), (b, "b")))
     _run(_kernels(backend).hidden_probs, v, W, b, out, work=v.shape[0] * W.size)
     return out
 
@@ -209,7 +212,7 @@ def visible_probs(h, W, a, *, out=None, backend=None):
     W, a, _ = _weights(W, a, _UNUSED)
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
-    out = _out2(out, (h.shape[0], W.shape[0]), W.dtype)
+    out = _out2(out, (h.shape[0], W.shape[0]), W.dtype, ((h, "h"), (W, "W"), (a, "a")))
     _run(_kernels(backend).visible_probs, h, W, a, out, work=h.shape[0] * W.size)
     return out
 
@@ -417,6 +420,15 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
         raise ValueError("velocity: expected a tuple (vW, va, vb) of arrays when momentum > 0, got None")
     v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, True,
                                            check_finite)
+    # arrays written in place must not alias each other or the data
+    written = [(W, "W"), (a, "a"), (b, "b")]
+    if chains is not None:
+        written.append((chains, "persistent" if mode == 1 else "persistent_hidden"))
+    if velocity is not None:
+        written += [(velocity[0], "velocity[0]"), (velocity[1], "velocity[1]"),
+                    (velocity[2], "velocity[2]")]
+    for i, (x, name) in enumerate(written):
+        check_no_overlap(x, name, written[:i] + [(v_data, "v_data")])
     V, H = _cd_buffers(mode, chains, v_data, W)
     B, C = v_data.shape[0], V.shape[0]
     work = max(B, C) * W.shape[0] * W.shape[1]
