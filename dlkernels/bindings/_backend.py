@@ -6,6 +6,7 @@ functions stay importable from here)."""
 import importlib
 import os
 
+from . import _threads
 from ._checks import check_choice
 
 BACKENDS = ("auto", "numba", "cython")
@@ -48,8 +49,12 @@ def resolve(backend, family, prefer=("cython", "numba")):
 
     "auto" takes the first available backend in ``prefer`` (each kernel's
     binding passes the order its benchmarks favour); an explicit backend that
-    is not available raises ImportError naming the cause.
+    is not available raises ImportError naming the cause.  In a process
+    forked after import it first puts the calling thread on one kernel thread
+    (``_threads.child_thread_setup``: GNU OpenMP is not fork-safe).
     """
+    if _threads.FORK_GENERATION:
+        _threads.child_thread_setup()
     if backend is None:
         backend = _default
     check_choice(backend, "backend", BACKENDS)
