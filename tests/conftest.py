@@ -1,25 +1,41 @@
-"""Shared fixtures of the dlkernels test suite (keep this file small)."""
+"""Shared fixtures of the dlkernels test suite (keep this file small).
+
+A test module names its kernel family at the top (``FAMILY = "rbm"``; one of
+``dlkernels.bindings._backend.FAMILIES``; default "rng"): the ``backend``
+fixture then runs each test with every compiled backend of that family and
+skips, with the import error, the ones that are not built.  Tests that need a
+backend outside the fixture call ``require_backend(name, FAMILY)``
+(``from conftest import require_backend``).
+"""
 import numpy as np
 import pytest
 
 import dlkernels
-from dlkernels.bindings import _backend
 
 BACKENDS = ("numba", "cython")
 DTYPES = (np.float32, np.float64)
+DEFAULT_FAMILY = "rng"
 
 
-def require_backend(name, family="rng"):
-    """Skip the calling test when ``name`` cannot be imported for ``family``."""
-    if name not in _backend.available_backends(family):
-        pytest.skip(f"backend {name!r} unavailable for {family!r}")
+def require_backend(name, family=DEFAULT_FAMILY):
+    """Skip the calling test when backend ``name`` cannot be imported for
+    ``family`` (the reason names the import error); returns ``name``."""
+    if name not in dlkernels.available_backends(family):
+        err = dlkernels.backend_info(family)["backends"][name]["error"]
+        pytest.skip(f"backend {name!r} unavailable for {family!r}: {err}")
     return name
+
+
+def module_family(request):
+    """The ``FAMILY`` of the requesting test module (default "rng")."""
+    return getattr(request.module, "FAMILY", DEFAULT_FAMILY)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each compiled backend in turn ("numba", "cython"); skipped when not built."""
-    return require_backend(request.param)
+    """Each compiled backend in turn ("numba", "cython") of the test module's
+    ``FAMILY``; skipped when not built."""
+    return require_backend(request.param, module_family(request))
 
 
 @pytest.fixture(params=DTYPES, ids=["f32", "f64"])

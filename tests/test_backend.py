@@ -12,11 +12,9 @@ import dlkernels
 from dlkernels import rng
 from dlkernels.bindings import _backend
 from dlkernels.bindings._backend import backend_name, resolve
+from conftest import require_backend
 
-
-def require_backend(name):
-    if name not in dlkernels.available_backends("rng"):
-        pytest.skip(f"backend {name!r} unavailable")
+FAMILY = "rng"
 
 
 @pytest.fixture
@@ -234,3 +232,21 @@ def test_backend_info_blas_single_threaded_inside():
 def test_backend_info_errors(bad, exc, msg):
     with pytest.raises(exc, match=msg):
         dlkernels.backend_info(bad)
+
+
+def test_conftest_backend_fixture_reads_the_module_family():
+    import types
+
+    import conftest
+
+    req = types.SimpleNamespace(module=types.SimpleNamespace(FAMILY="gan"))
+    assert conftest.module_family(req) == "gan"
+    assert conftest.module_family(types.SimpleNamespace(module=types.SimpleNamespace())) == "rng"
+    assert conftest.module_family(types.SimpleNamespace(module=sys.modules[__name__])) == FAMILY
+
+
+def test_require_backend_skips_with_the_import_error(loader_cache):
+    _make_unavailable(loader_cache, "cython", "rbm")
+    with pytest.raises(pytest.skip.Exception, match="unavailable for 'rbm': ImportError: simulated"):
+        require_backend("cython", "rbm")
+    assert require_backend("numba", "rbm") == "numba"

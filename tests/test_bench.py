@@ -12,6 +12,8 @@ import pytest
 from bench import _peers, _runner
 from dlkernels import rbm
 
+FAMILY = "rbm"
+
 
 def test_check_target_met_and_missed():
     tgt = [{"vs": "gemm", "frac": 0.85}, {"vs": "numpy", "ratio": 2.0}]

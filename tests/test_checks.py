@@ -10,6 +10,8 @@ from dlkernels.bindings._checks import (check_array, check_binary, check_bool, c
                                         check_out, check_same_dtype, check_uint_words,
                                         words_to_int)
 
+FAMILY = "rng"
+
 
 def _readonly(a):
     a.flags.writeable = False

@@ -25,10 +25,9 @@ import dlkernels
 from dlkernels import rng
 from dlkernels.engine.numba import rng as nrng
 
+from conftest import require_backend
 
-def require_backend(name):
-    if name not in dlkernels.available_backends("rng"):
-        pytest.skip(f"backend {name!r} unavailable")
+FAMILY = "rng"
 
 M64 = (1 << 64) - 1
 M256 = (1 << 256) - 1

@@ -17,21 +17,13 @@ from dlkernels.rng import Streams
 
 import naive_rbm as ref
 
+from conftest import require_backend
+
+FAMILY = "rbm"
 
 
 def _available(name):
-    try:
-        brbm._engine(name)
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.fixture(params=("numba", "cython"))
-def backend(request):
-    if not _available(request.param):
-        pytest.skip(f"backend {request.param!r} unavailable for the RBM kernels")
-    return request.param
+    return name in dlkernels.available_backends(FAMILY)
 
 
 _model = ref.random_model
@@ -698,8 +690,7 @@ def test_blas_single_threaded_restores():
 def test_cython_c_api_sample_layer():
     """The exported C function (through __pyx_capi__ and ctypes) samples like
     sample_hidden: with v = I, v W = W exactly."""
-    if not _available("cython"):
-        pytest.skip("cython backend unavailable")
+    require_backend("cython", FAMILY)
     import ctypes
 
     from dlkernels.engine.cython import rbm as cy

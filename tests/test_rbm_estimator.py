@@ -23,6 +23,8 @@ from dlkernels import rng as dlrng  # noqa: E402
 from dlkernels.bindings import rbm_estimator as est_mod  # noqa: E402
 from dlkernels.bindings.rbm_estimator import BernoulliRBM  # noqa: E402
 
+FAMILY = "rbm"
+
 _digits_X, _digits_y = load_digits(return_X_y=True)
 Xdigits = _digits_X - _digits_X.min()
 Xdigits /= Xdigits.max()

@@ -19,23 +19,8 @@ from dlkernels.rng import Streams, counter
 import naive_rbm as ref
 
 
-
-def _available(name):
-    try:
-        mc._engine(name)
-    except ImportError:
-        return False
-    return True
-
-
-_BACKENDS = [b for b in ("numba", "cython") if _available(b)]
-
-
-@pytest.fixture(params=("numba", "cython"))
-def backend(request):
-    if not _available(request.param):
-        pytest.skip(f"backend {request.param!r} unavailable for the RBM MCMC kernels")
-    return request.param
+FAMILY = "rbm"
+_BACKENDS = dlkernels.available_backends(FAMILY)
 
 
 _model = ref.random_model

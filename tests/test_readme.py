@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 
+FAMILY = "rng"
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -14,15 +14,13 @@ from hypothesis import strategies as st
 
 import dlkernels
 from dlkernels import rng
-from dlkernels.bindings._backend import available_backends, resolve
+from dlkernels import available_backends
+from dlkernels.bindings._backend import resolve
 from dlkernels.bindings._checks import words_to_int
 
-BACKENDS = ("numba", "cython")
+from conftest import BACKENDS, require_backend
 
-
-def require_backend(name):
-    if name not in available_backends("rng"):
-        pytest.skip(f"backend {name!r} unavailable")
+FAMILY = "rng"
 
 
 M64 = (1 << 64) - 1
