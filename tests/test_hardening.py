@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import dlkernels
 from dlkernels import rbm
 
 FAMILY = "rbm"
@@ -131,3 +132,16 @@ def test_failed_cd_update_leaves_velocity_alone(backend):
         rbm.cd_update(v, W, a, b, learning_rate=0.1, momentum=0.5, velocity=vel, k=2**63,
                       backend=backend)
     assert all(np.all(x == 1) for x in vel)
+
+
+@pytest.mark.parametrize("call, match", [
+    # were: MemoryError "Unable to allocate ... TiB"
+    (lambda: dlkernels.rng.uniform(dlkernels.rng.make_key(1), 10**15), "^size: expected a size whose arrays fit"),
+    (lambda: dlkernels.rng.raw(dlkernels.rng.make_key(1), 10**15), "^n: expected a size"),
+    (lambda: dlkernels.rng.uniform_streams(dlkernels.rng.make_key(1), 4, 2**40), "^streams: expected a size"),
+    (lambda: rbm.ais_log_partition(*_model()[:3], n_runs=10**13), "^n_runs: expected a size"),
+    (lambda: rbm.ais_log_partition(*_model()[:3], n_betas=2**40), "^n_betas: expected a size"),
+])
+def test_absurd_sizes_are_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -175,6 +175,27 @@ def check_out(out, name, shape, dtype):
     return out
 
 
+def _memory_limit():
+    """Physical memory of this machine in bytes (2**62 where it cannot be read)."""
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def check_alloc(count, itemsize, name):
+    """ValueError naming ``name`` unless ``count`` items of ``itemsize`` bytes
+    fit in this machine's physical memory (instead of numpy's MemoryError
+    "Unable to allocate ... TiB" or an allocation that swaps the machine to a halt)."""
+    nbytes = int(count) * int(itemsize)
+    limit = _memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{name}: expected a size whose arrays fit in memory ({limit / 2**30:.1f} GiB "
+                         f"here), got {count} items ({nbytes / 2**30:.3g} GiB)")
+
+
 def check_no_overlap(x, name, others):
     """ValueError unless the array ``x`` shares no memory with any array of
     ``others`` (a sequence of (array or None, name)): an output or in-place

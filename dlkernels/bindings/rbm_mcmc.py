@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _backend
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_in_range,
-                      check_int, _describe, COUNT_MAX)
+                      check_alloc, check_int, _describe, COUNT_MAX)
 from ._threads import blas_single_threaded
 from .rng import as_streams
 
@@ -337,6 +337,7 @@ def ais_betas(n_betas=10000):
     [0.5, 0.9], 10000 in [0.9, 1] out of 14500), i.e. denser near 1; scaled
     to n_betas points (n_betas >= 2).  float64, strictly increasing."""
     n_betas = check_int(n_betas, "n_betas", min=2, max=COUNT_MAX)
+    check_alloc(n_betas, 8, "n_betas")
     if n_betas < 8:
         return np.linspace(0.0, 1.0, n_betas)
     k = n_betas - 1      # intervals
@@ -405,6 +406,7 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     dt = W.dtype
     m, n = W.shape
     n_runs = check_int(n_runs, "n_runs", min=2, max=COUNT_MAX)
+    check_alloc(n_runs * max(m, n), dt.itemsize, "n_runs")  # the runs' states and fields
     if betas is None:
         betas = ais_betas(n_betas)
     else:

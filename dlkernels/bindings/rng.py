@@ -26,7 +26,7 @@ import numbers
 import numpy as np
 
 from ._backend import resolve
-from ._checks import (check_dtype, check_int, check_out, check_uint_words,
+from ._checks import (check_alloc, check_dtype, check_int, check_out, check_uint_words,
                       words_to_int, _describe)
 
 __all__ = ["make_key", "counter", "advance", "raw", "uniform", "uniform_streams",
@@ -80,6 +80,7 @@ def raw(key, n, *, counter=0, backend=None):
     """The first ``n`` 64-bit words of the stream (key, counter)."""
     key, ctr = _key_ctr(key, counter)
     n = check_int(n, "n", min=0)
+    check_alloc(n, 8, "n")
     out = np.empty(n, dtype=np.uint64)
     resolve(backend, "rng").fill_raw(key, ctr, out)
     return out
@@ -98,7 +99,9 @@ def uniform(key, size=None, *, counter=0, dtype=np.float64, out=None, backend=No
     if out is None:
         if size is None:
             raise ValueError("size: expected an integer >= 0 when out is not given, got None")
-        out = np.empty(check_int(size, "size", min=0), dtype=dt)
+        size = check_int(size, "size", min=0)
+        check_alloc(size, dt.itemsize, "size")
+        out = np.empty(size, dtype=dt)
     else:
         if size is not None:
             shape = (check_int(size, "size", min=0),)
@@ -137,6 +140,7 @@ def uniform_streams(key, n, streams, *, epoch=0, dtype=np.float64, out=None, bac
     dt = check_dtype(dtype)
     ctr = counter(start, epoch)
     if out is None:
+        check_alloc((stop - start) * n, dt.itemsize, "streams" if stop - start > n else "n")
         out = np.empty((stop - start, n), dtype=dt)
     else:
         check_out(out, "out", (stop - start, n), dt)
