@@ -55,7 +55,7 @@ cdef inline floating _softplus(floating x) noexcept nogil:
 cdef enum:
     TILE_R_ = 256
     TILE_C_ = 128
-    PAR_MIN_WORK_ = 1 << 21
+    PAR_MIN_WORK_ = 1 << 23
 
 TILE_R, TILE_C, PAR_MIN_WORK = TILE_R_, TILE_C_, PAR_MIN_WORK_
 

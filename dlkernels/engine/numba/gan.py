@@ -108,7 +108,7 @@ def _ov_like(x, v):
 # single-threaded meanwhile (the bindings enter ``blas_single_threaded``).
 TILE_R = 256
 TILE_C = 128
-PAR_MIN_WORK = 1 << 21
+PAR_MIN_WORK = 1 << 23
 
 
 @njit(cache=True, error_model="numpy")
