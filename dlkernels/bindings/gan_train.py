@@ -304,13 +304,13 @@ class GANTrainer:
                 new = np.full(total, np.nan)
                 new[:self.step] = self._hist[h][:self.step]
                 self._hist[h] = new
-        z = np.empty((m, G.sizes[0]), dt)
-        zg = np.empty((m, G.sizes[0]), dt)
-        xb = np.empty((m, X.shape[1]), dt)
-        gD = np.empty(D.n_params, dt)
-        gG = np.empty(G.n_params, dt)
-        snapD = np.empty(D.n_params, dt)
-        snapG = np.empty(G.n_params, dt)
+        bufs = getattr(self, "_bufs", None)
+        if bufs is None:     # kept across calls: a run's steps allocate nothing
+            bufs = self._bufs = (np.empty((m, G.sizes[0]), dt), np.empty((m, G.sizes[0]), dt),
+                                 np.empty((m, X.shape[1]), dt), np.empty(D.n_params, dt),
+                                 np.empty(G.n_params, dt), np.empty(D.n_params, dt),
+                                 np.empty(G.n_params, dt))
+        z, zg, xb, gD, gG, snapD, snapG = bufs
         self._perm_cache = (-1, None)
         mode = 2 if self.g_loss == "non_saturating" else 1
         start = self.step
