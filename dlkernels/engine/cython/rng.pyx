@@ -7,9 +7,12 @@ input validation here (that is ``dlkernels.bindings``' job).
 from libc.stdint cimport uint64_t, uint32_t
 from cython.parallel cimport prange
 
+__all__ = ["fill_raw", "fill_uniform_f32", "fill_uniform_f64", "fill_uniform_streams_f32",
+           "fill_uniform_streams_f64", "philox_block", "CHUNK"]
+
 # Blocks per parallel work item: big enough to amortise scheduling, small
 # enough to balance two to a few dozen threads on 10**6+ draws.
-cdef enum:
+cpdef enum:
     CHUNK = 4096
 
 
