@@ -44,8 +44,9 @@ first call.  A parallel region of one thread runs on the calling thread and
 never touches the inherited pool.  The results are the parent's, bit for
 bit.  In such a child ``get_num_threads()`` returns 1 and
 ``set_num_threads(n)`` with n > 1 warns (RuntimeWarning) and keeps 1.
-Processes started with ``spawn`` or ``forkserver`` are fresh interpreters
-and keep their threads.  Code that calls the engine kernels directly (its
+Processes started with ``spawn`` are fresh interpreters and keep their
+threads (so do ``forkserver`` children while the server has not imported
+dlkernels).  Code that calls the engine kernels directly (its
 own ``@njit``/Cython code) from a new thread of a forked child should call
 ``dlkernels.set_num_threads(1)`` in that thread first.
 
