@@ -540,17 +540,17 @@ cdef void _at_pool_seg(const floating* P, const floating* u, const floating* X, 
                        Py_ssize_t a1, Py_ssize_t A, Py_ssize_t H, floating* pooled,
                        floating* weights, floating* T) noexcept nogil:
     cdef Py_ssize_t r, h
-    cdef floating m = -INFINITY, acc, t, z = 0, e, a
+    cdef floating m = -INFINITY, acc, z = 0, e, a
     for h in range(H):
         pooled[h] = 0
     if a1 <= a0:
         return
     for r in range(a0, a1):
+        for h in range(A):
+            T[r * A + h] = _at_tanh(P[r * A + h])
         acc = 0
         for h in range(A):
-            t = _at_tanh(P[r * A + h])
-            T[r * A + h] = t
-            acc += t * u[h]
+            acc += T[r * A + h] * u[h]
         weights[r] = acc
         if acc > m:
             m = acc

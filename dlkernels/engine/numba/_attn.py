@@ -459,11 +459,11 @@ def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
             continue
         m = _cast(P, -np.inf)
         for r in range(a0, a1):
+            for h in range(A):
+                T[r, h] = _tanh(P[r, h])
             acc = zero
             for h in range(A):
-                t = _tanh(P[r, h])
-                T[r, h] = t
-                acc += t * u[h]
+                acc += T[r, h] * u[h]
             weights[r] = acc
             if acc > m:
                 m = acc
