@@ -22,3 +22,5 @@ cdef extern from "dlk_fastmath.h" nogil:
     double dlk_log_sigmoid64(double x) noexcept
     float dlk_tanh32(float x) noexcept
     double dlk_tanh64(double x) noexcept
+    double dlk_sigmoid64_split(double x) noexcept
+    double dlk_expneg64(double x) noexcept

@@ -5,83 +5,27 @@
 # random-word consumption as dlkernels/engine/numba/_rbm_mcmc.py (see its
 # docstring for the stream layout); no input validation here.
 from libc.stdint cimport uint64_t, int64_t
-from libc.math cimport exp as _mc_exp, log as _mc_log, log1p as _mc_log1p, fabs as _mc_fabs
+from libc.math cimport log as _mc_log
 from cython.parallel cimport prange
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm as _mc_sgemm, dgemm as _mc_dgemm
-from dlkernels.engine.cython.rng cimport (dlk_philox4x64_10, dlk_ctr_add,
+from dlkernels.engine.cython._blas cimport gemm as _mc_gemm
+from dlkernels.engine.cython._fastmath cimport (dlk_expneg64, dlk_sigmoid64_split,
+                                               dlk_softplus64 as _mc_softplus)
+from dlkernels.engine.cython.rng cimport (dlk_philox4x64_10, dlk_ctr_add, dlk_mulhilo64,
+                                          dlk_stream_ctr,
                                           stream_fill_f32 as _mc_fill_f32,
                                           stream_fill_f64 as _mc_fill_f64)
 import numpy as _mc_np
 
 cdef extern from *:
     """
-    #include <stdint.h>
-    #include <math.h>
-    /* high 64 bits of a*b; *lo = low 64 bits */
-    static inline uint64_t dlk_mc_mulhilo(uint64_t a, uint64_t b, uint64_t *lo) {
-    #if defined(__SIZEOF_INT128__)
-        unsigned __int128 p = (unsigned __int128)a * (unsigned __int128)b;
-        *lo = (uint64_t)p;
-        return (uint64_t)(p >> 64);
-    #else
-        uint64_t a_lo = (uint32_t)a, a_hi = a >> 32, b_lo = (uint32_t)b, b_hi = b >> 32;
-        uint64_t p0 = a_lo * b_lo, p1 = a_lo * b_hi, p2 = a_hi * b_lo, p3 = a_hi * b_hi;
-        uint64_t mid = (p0 >> 32) + (uint32_t)p1 + (uint32_t)p2;
-        *lo = (mid << 32) | (uint32_t)p0;
-        return p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
-    #endif
-    }
-
-    /* GCC keeps FP selects as branches under -ftrapping-math (its default),
-       which stops the loop vectorizer; no-trapping-math changes no value. */
-    #if defined(__GNUC__) && !defined(__clang__)
-    #define DLK_MC_NOTRAP __attribute__((optimize("no-trapping-math")))
-    #else
-    #define DLK_MC_NOTRAP
-    #endif
-
-    /* exp(x) for x <= 0, clamped at exp(-40): the branch-free, vectorizable
-       form of dlkernels.engine.numba._rbm_mcmc.expneg (same operations in the
-       same order; see there for the accuracy). */
-    DLK_MC_NOTRAP static inline double dlk_mc_expneg(double x) {
-        union { double d; uint64_t u; } kd, sc;
-        double k, r, p;
-        x = x > -40.0 ? x : -40.0;
-        kd.d = x * 1.4426950408889634 + 6755399441055744.0;
-        k = kd.d - 6755399441055744.0;
-        r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
-        p = 1.0 / 6227020800.0;
-        p = p * r + 1.0 / 479001600.0;
-        p = p * r + 1.0 / 39916800.0;
-        p = p * r + 1.0 / 3628800.0;
-        p = p * r + 1.0 / 362880.0;
-        p = p * r + 1.0 / 40320.0;
-        p = p * r + 1.0 / 5040.0;
-        p = p * r + 1.0 / 720.0;
-        p = p * r + 1.0 / 120.0;
-        p = p * r + 1.0 / 24.0;
-        p = p * r + 1.0 / 6.0;
-        p = p * r + 0.5;
-        p = p * r + 1.0;
-        p = p * r + 1.0;
-        sc.u = (kd.u + 1023u) << 52;
-        return p * sc.d;
-    }
-
-    /* Multiversioned (AVX2 where the CPU has it) on GCC/glibc x86-64 (ifunc); no FMA
-       in any version, so every version gives the same bits. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-    #define DLK_MC_CLONES DLK_MC_NOTRAP __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define DLK_MC_CLONES DLK_MC_NOTRAP
-    #endif
+    #include "dlk_fastmath.h"   /* dlk_expneg64, DLK_CLONES */
 
     #define DLK_MC_HIDDEN_BODY(T, SAMPLE)                                              \
         for (j = 0; j < n; j++) {                                                     \
             double y = (double)ys[j] + (double)b[j];                                  \
             double z1 = bk * y, z0 = bp * y;                                          \
-            double e1 = dlk_mc_expneg(-fabs(z1)), e0 = dlk_mc_expneg(-fabs(z0));      \
+            double e1 = dlk_expneg64(-fabs(z1)), e0 = dlk_expneg64(-fabs(z0));          \
             t[j] = (1.0 + e1) / (1.0 + e0);                                           \
             d[j] = (z1 > 0.0 ? z1 : 0.0) - (z0 > 0.0 ? z0 : 0.0);                     \
             if (SAMPLE) {                                                             \
@@ -93,12 +37,12 @@ cdef extern from *:
         for (i = 0; i < m; i++) {                                                     \
             double z = FIRST ? (double)a_base[i]                                      \
                 : om * (double)a_base[i] + beta * ((double)a[i] + (double)xs[i]);     \
-            double e = dlk_mc_expneg(-fabs(z));                                       \
+            double e = dlk_expneg64(-fabs(z));                                        \
             double p = (z >= 0.0 ? 1.0 : e) / (1.0 + e);                              \
             vs[i] = (double)us[i] < p ? (T)1 : (T)0;                                  \
         }
     #define DLK_MC_AIS_LOOPS(T, SUF)                                                   \
-    DLK_MC_CLONES static void dlk_mc_ais_hidden_loop_##SUF(                           \
+    DLK_CLONES static void dlk_mc_ais_hidden_loop_##SUF(                           \
             const T *restrict ys, const T *restrict b, const T *restrict us,          \
             T *restrict hs, double *restrict t, double *restrict d,                   \
             double bk, double bp, Py_ssize_t n, int sample) {                         \
@@ -106,7 +50,7 @@ cdef extern from *:
         if (sample) { DLK_MC_HIDDEN_BODY(T, 1) }                                      \
         else { DLK_MC_HIDDEN_BODY(T, 0) }                                             \
     }                                                                                 \
-    DLK_MC_CLONES static void dlk_mc_ais_visible_loop_##SUF(                          \
+    DLK_CLONES static void dlk_mc_ais_visible_loop_##SUF(                          \
             const T *restrict xs, const T *restrict a, const T *restrict a_base,      \
             const T *restrict us, T *restrict vs, double beta, Py_ssize_t m,          \
             int first) {                                                              \
@@ -121,12 +65,12 @@ cdef extern from *:
     /* y += x / y -= x over n elements (the incremental field updates of the
        single-site chain); element-wise, so every vector width gives the same bits. */
     #define DLK_MC_ROW_OPS(T, SUF)                                                     \
-    DLK_MC_CLONES static void dlk_mc_row_add_##SUF(T *restrict y, const T *restrict x,  \
+    DLK_CLONES static void dlk_mc_row_add_##SUF(T *restrict y, const T *restrict x,  \
                                                    Py_ssize_t n) {                     \
         Py_ssize_t j;                                                                 \
         for (j = 0; j < n; j++) y[j] += x[j];                                         \
     }                                                                                 \
-    DLK_MC_CLONES static void dlk_mc_row_sub_##SUF(T *restrict y, const T *restrict x,  \
+    DLK_CLONES static void dlk_mc_row_sub_##SUF(T *restrict y, const T *restrict x,  \
                                                    Py_ssize_t n) {                     \
         Py_ssize_t j;                                                                 \
         for (j = 0; j < n; j++) y[j] -= x[j];                                         \
@@ -134,8 +78,6 @@ cdef extern from *:
     DLK_MC_ROW_OPS(float, f32)
     DLK_MC_ROW_OPS(double, f64)
     """
-    uint64_t dlk_mc_mulhilo(uint64_t a, uint64_t b, uint64_t *lo) noexcept nogil
-    double dlk_mc_expneg(double x) noexcept nogil
     void dlk_mc_ais_hidden_loop_f32(const float* ys, const float* b, const float* us, float* hs,
                                     double* t, double* d, double bk, double bp, Py_ssize_t n,
                                     int sample) noexcept nogil
@@ -157,25 +99,6 @@ cdef enum:
     _MC_LOG_RENORM = 256
     _MC_SS_BATCH_WORDS = 32
     _MC_PL_TILE = 64
-
-
-cdef inline double _mc_sigmoid(double x) noexcept nogil:
-    cdef double e
-    if x >= 0.0:
-        return 1.0 / (1.0 + _mc_exp(-x))
-    e = _mc_exp(x)
-    return e / (1.0 + e)
-
-
-cdef inline double _mc_softplus(double x) noexcept nogil:
-    if x > 0.0:
-        return x + _mc_log1p(_mc_exp(-x))
-    return _mc_log1p(_mc_exp(x))
-
-
-cdef inline void _mc_stream_counter(const uint64_t* ctr, Py_ssize_t s, uint64_t* c) noexcept nogil:
-    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
-    dlk_ctr_add(c, <uint64_t>s, 2)
 
 
 # ---- single-site Gibbs ------------------------------------------------------
@@ -230,7 +153,7 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
     cdef bint new
     cdef const floating* row
     _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)
-    _mc_stream_counter(ctr, s, c)
+    dlk_stream_ctr(ctr, <uint64_t>s, c)
     dlk_ctr_add(c, 1, 0)
     for t in range(n_steps):
         if refresh > 0 and t > 0 and t % refresh == 0:
@@ -245,20 +168,20 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
         if mode == 1:
             k = <Py_ssize_t>(t % (m + n))
         else:
-            hi = dlk_mc_mulhilo(ws, M, &lo)
+            lo = dlk_mulhilo64(ws, M, &hi)
             k = <Py_ssize_t>hi
             if mode == 2:
                 if lo >= thr[k]:
                     k = <Py_ssize_t>alias[k]
         u = <double>(wu >> 11) * (1.0 / 9007199254740992.0)
         if k < m:
-            new = u < _mc_sigmoid(<double>vf[k])
+            new = u < dlk_sigmoid64_split(<double>vf[k])
             if new != (v[k] != 0):
                 v[k] = 1 if new else 0
                 _mc_row_update(hf, W + k * n, n, new)
         else:
             k = k - m
-            new = u < _mc_sigmoid(<double>hf[k])
+            new = u < dlk_sigmoid64_split(<double>hf[k])
             if new != (h[k] != 0):
                 h[k] = 1 if new else 0
                 _mc_row_update(vf, WT + k * m, m, new)
@@ -295,18 +218,12 @@ def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, 
 
 cdef inline void _mc_gemm_nn(const floating* A, const floating* B, floating* Cm,
                              int rows, int inner, int cols) noexcept nogil:
-    """Cm (rows, cols) = A (rows, inner) @ B (inner, cols), all C-contiguous."""
-    cdef char tr = b'N'
-    cdef float one_f = 1.0, zero_f = 0.0
-    cdef double one_d = 1.0, zero_d = 0.0
+    """Cm (rows, cols) = A (rows, inner) @ B (inner, cols), all C-contiguous
+    (the shared gemm: the Numba twin's gemm_at call)."""
     if rows == 0 or cols == 0:
         return
-    if floating is float:
-        _mc_sgemm(&tr, &tr, &cols, &rows, &inner, &one_f, <float*>B, &cols, <float*>A, &inner,
-                  &zero_f, Cm, &cols)
-    else:
-        _mc_dgemm(&tr, &tr, &cols, &rows, &inner, &one_d, <double*>B, &cols, <double*>A, &inner,
-                  &zero_d, Cm, &cols)
+    _mc_gemm(False, False, rows, cols, inner, <floating>1, A, inner, B, cols, <floating>0,
+             Cm, cols)
 
 
 cdef inline void _mc_fill(const uint64_t* key, const uint64_t* cs, uint64_t first_block,
@@ -379,7 +296,7 @@ def expneg_array(const double[::1] x, double[::1] out):
     """out[i] = expneg(x[i]) (for tests)."""
     cdef Py_ssize_t i
     for i in range(x.shape[0]):
-        out[i] = dlk_mc_expneg(x[i])
+        out[i] = dlk_expneg64(x[i])
 
 
 cdef enum:
@@ -468,7 +385,7 @@ def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1]
     for i in range(m):
         da[i] = <double>a[i] - <double>a_base[i]
     for s in range(R):
-        _mc_stream_counter(&ctr[0], s, &cs[s, 0])
+        dlk_stream_ctr(&ctr[0], <uint64_t>s, &cs[s, 0])
     T = _mc_ais_tile_rows(R)
     ntiles = (R + T - 1) // T
     for ti in prange(ntiles, nogil=True, schedule="dynamic", chunksize=1):
@@ -506,10 +423,10 @@ cdef double _mc_pl_row_stochastic(const floating* vs, const floating* xs, const 
     cdef uint64_t c[4]
     cdef uint64_t w[4]
     cdef uint64_t hi, lo
-    _mc_stream_counter(ctr, s, c)
+    dlk_stream_ctr(ctr, <uint64_t>s, c)
     dlk_ctr_add(c, 1, 0)
     dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], w)
-    hi = dlk_mc_mulhilo(w[0], <uint64_t>m, &lo)
+    lo = dlk_mulhilo64(w[0], <uint64_t>m, &hi)
     return -m * _mc_softplus(-_mc_flip_delta(vs, xs, W, a, b, n, <Py_ssize_t>hi))
 
 

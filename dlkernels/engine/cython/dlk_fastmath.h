@@ -137,4 +137,39 @@ static inline double dlk_tanh64(double x) {
     return x != x ? x : res;
 }
 
+/* ---- distinct variants kept for the RBM MCMC kernels' recorded bits ----
+   Twins of sigmoid64_split / expneg64 of _fastmath.py (see why there). */
+static inline double dlk_sigmoid64_split(double x) {
+    double e;
+    if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+    e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* exp(x) for x <= 0, clamped at exp(-40); branch-free, vectorizable. */
+DLK_NOTRAP static inline double dlk_expneg64(double x) {
+    union { double d; uint64_t u; } kd, sc;
+    double k, r, p;
+    x = x > -40.0 ? x : -40.0;
+    kd.d = x * 1.4426950408889634 + 6755399441055744.0;
+    k = kd.d - 6755399441055744.0;
+    r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+    p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    sc.u = (kd.u + 1023u) << 52;
+    return p * sc.d;
+}
+
 #endif /* DLK_FASTMATH_H */

@@ -10,15 +10,15 @@ perform the same floating-point operations in the same order, so they return
 bit-identical results for the same inputs and seed.
 """
 from libc.stdint cimport uint64_t, uint32_t
-from libc.math cimport exp, expf, log1p, log1pf
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 cimport openmp
 from cython cimport floating
-cimport scipy.linalg.cython_blas as blas
-from dlkernels.engine.cython.rng cimport (dlk_ctr_add, stream_fill_f32,
-                                         stream_fill_f64)
+from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
+                                               dlk_softplus64)
+from dlkernels.engine.cython.rng cimport dlk_stream_ctr, stream_fill_f32, stream_fill_f64
 
 import numpy as np
 
@@ -39,61 +39,17 @@ cdef inline int _nthreads(Py_ssize_t items, Py_ssize_t work) noexcept nogil:
     return 1
 
 
-cdef void _gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const floating* A,
-                int lda, const floating* B, int ldb, floating beta, floating* C,
-                int ldc) noexcept nogil:
-    """Row-major C (M, N, row stride ldc) = alpha op(A) op(B) + beta C; lda, ldb =
-    row strides of A, B.  Calls gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta,
-    C, ldc) (column-major C^T), exactly as the Numba backend does."""
-    cdef char ca = b'T' if ta else b'N'
-    cdef char cb = b'T' if tb else b'N'
-    if floating is float:
-        blas.sgemm(&cb, &ca, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda,
-                   &beta, C, &ldc)
-    else:
-        blas.dgemm(&cb, &ca, &N, &M, &K, &alpha, <double*>B, &ldb, <double*>A, &lda,
-                   &beta, C, &ldc)
-
-
 cdef void gemm_f32(bint ta, bint tb, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C) noexcept nogil:
-    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
+    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
 
 
 cdef void gemm_f64(bint ta, bint tb, int M, int N, int K, double alpha, const double* A, int lda,
                    const double* B, int ldb, double beta, double* C) noexcept nogil:
-    _gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
+    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N)
 
 
 # ---- scalar helpers ------------------------------------------------------------------
-cdef extern from *:
-    """
-    #include <string.h>
-    #include <math.h>
-    #include <stdint.h>
-    /* float32 sigmoid with a polynomial exp: the same IEEE operations, in the
-       same order, as _sig32 of the Numba backend (see its comment).  Constants
-       are double literals rounded to float, as numpy.float32(...) does. */
-    static inline float dlk_sig32(float x) {
-        float t = -x, tc, kf, r, pp, e;
-        int32_t bits;
-        tc = t < (float)88.0 ? t : (float)88.0;
-        tc = tc > (float)-87.0 ? tc : (float)-87.0;
-        kf = (tc * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
-        r = (tc - kf * (float)0.693359375) - kf * (float)-2.12194440e-4;
-        pp = (((((((float)1.9875691500e-4 * r + (float)1.3981999507e-3) * r
-                 + (float)8.3334519073e-3) * r + (float)4.1665795894e-2) * r
-                 + (float)1.6666665459e-1) * r + (float)5.0000001201e-1) * r * r) + r + (float)1.0;
-        bits = ((int32_t)kf + 127) << 23;
-        memcpy(&e, &bits, sizeof e);
-        e = pp * e;
-        e = t > (float)88.0 ? (float)INFINITY : e;
-        return (float)1.0 / ((float)1.0 + e);
-    }
-    """
-    float dlk_sig32(float x) noexcept nogil
-
-
 cdef extern from *:
     """
     /* Binary layers: acc[0..N) = sum of the rows Wr[idx[q]] (row length N), in
@@ -101,17 +57,13 @@ cdef extern from *:
        acc += ((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7)), then one row at
        a time.  Adds only (no contraction possible), so every ISA version below
        gives the same bits. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-    #define DLK_BIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define DLK_BIN_CLONES
-    #endif
+    #include "dlk_fastmath.h"   /* DLK_CLONES: the shared multiversioning attribute */
     /* The remaining r < 8 rows are added in one pass, acc[j] = ((acc[j] + w0[j]) +
        w1[j]) + ...: per element the same operations, in the same order, as one
        pass per row (the Numba backend's form), with one load/store of acc. */
     #define DLK_REM_CASE(K_, EXPR) case K_: for (j = 0; j < N; j++) acc[j] = EXPR; break;
     #define DLK_BIN_ACC(T, SUF)                                                        \
-    DLK_BIN_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t ld,   \
+    DLK_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t ld,   \
             Py_ssize_t N, const Py_ssize_t *restrict idx, Py_ssize_t cnt,              \
             T *restrict acc) {                                                        \
         Py_ssize_t q = 0, j;                                                          \
@@ -158,26 +110,6 @@ cdef extern from *:
                          Py_ssize_t cnt, double* acc) noexcept nogil
 
 
-cdef inline float _sig32(float x) noexcept nogil:
-    return dlk_sig32(x)
-
-
-cdef inline double _sig64(double x) noexcept nogil:
-    return 1.0 / (1.0 + exp(-x))
-
-
-cdef inline float _softplus32(float x) noexcept nogil:
-    if x > 0:
-        return x + log1pf(expf(-x))
-    return log1pf(expf(x))
-
-
-cdef inline double _softplus64(double x) noexcept nogil:
-    if x > 0:
-        return x + log1p(exp(-x))
-    return log1p(exp(x))
-
-
 cdef inline Py_ssize_t _blocks(Py_ssize_t n, bint is32) noexcept nogil:
     if is32:
         return (n + 7) // 8
@@ -190,8 +122,7 @@ cdef void _uniforms(floating* ubuf, Py_ssize_t n, const uint64_t* key, const uin
     """ubuf[:n] = uniforms 0..n-1 of stream s (counter ctr + s 2**128) from block
     first_block (float32: two per 64-bit word, low half first)."""
     cdef uint64_t c[4]
-    c[0] = ctr[0]; c[1] = ctr[1]; c[2] = ctr[2]; c[3] = ctr[3]
-    dlk_ctr_add(c, s, 2)
+    dlk_stream_ctr(ctr, s, c)
     if floating is float:
         stream_fill_f32(key, c, first_block, ubuf, n)
     else:
@@ -226,17 +157,17 @@ cdef inline void _sigmoid_row(const floating* x, const floating* bias, floating*
     if <const floating*>out == x:
         if floating is float:
             for j in range(n):
-                out[j] = _sig32(out[j] + bias[j])
+                out[j] = dlk_sigmoid32(out[j] + bias[j])
         else:
             for j in range(n):
-                out[j] = _sig64(out[j] + bias[j])
+                out[j] = dlk_sigmoid64(out[j] + bias[j])
     else:
         if floating is float:
             for j in range(n):
-                out[j] = _sig32(x[j] + bias[j])
+                out[j] = dlk_sigmoid32(x[j] + bias[j])
         else:
             for j in range(n):
-                out[j] = _sig64(x[j] + bias[j])
+                out[j] = dlk_sigmoid64(x[j] + bias[j])
 
 
 # ---- layer kernels (parallel over tiles / rows) ----------------------------------------
@@ -265,7 +196,7 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
         c0 = tc * tw
         c1 = min(c0 + tw, N)
         offb = c0 * nw if transw else c0
-        _gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
+        gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
               <int>K, W + offb, <int>nw, <floating>0, out + r0 * N + c0, <int>N)
         if op == 1:
             for s in range(r0, r1):
@@ -406,7 +337,7 @@ cdef void _gemm_tn(double alpha, const floating* A, Py_ssize_t K, const floating
         r1 = min(r0 + TILE_R, m)
         c0 = tc * TILE_C
         c1 = min(c0 + TILE_C, n)
-        _gemm(True, False, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>alpha, A + r0,
+        gemm(True, False, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>alpha, A + r0,
               <int>m, B + c0, <int>n, beta, C + r0 * n + c0, <int>n)
 
 
@@ -542,9 +473,9 @@ def free_energy(const floating[:, ::1] v, const floating[:, ::1] W, const floati
                 e = e + <double>a[i] * <double>v[s, i]
             for j in range(n):
                 if floating is float:
-                    e = e + <double>_softplus32(vw[s, j] + b[j])
+                    e = e + <double>dlk_softplus32(vw[s, j] + b[j])
                 else:
-                    e = e + _softplus64(vw[s, j] + b[j])
+                    e = e + dlk_softplus64(vw[s, j] + b[j])
             out[s] = <floating>(-e)
 
 

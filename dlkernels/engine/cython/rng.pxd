@@ -75,6 +75,12 @@ cdef extern from *:
         return (double)(w >> 11) * (1.0 / 9007199254740992.0);
     }
 
+    /* Counter of stream s of the base counter ctr: out = ctr + s * 2**128. */
+    static inline void dlk_stream_ctr(const uint64_t *ctr, uint64_t s, uint64_t *out) {
+        out[0] = ctr[0]; out[1] = ctr[1]; out[2] = ctr[2]; out[3] = ctr[3];
+        dlk_ctr_add(out, s, 2);
+    }
+
     /* Block `b` (0-based) of the stream (key, ctr): philox(ctr + 1 + b, key). */
     static inline void dlk_stream_block(const uint64_t *key, const uint64_t *ctr,
                                         uint64_t b, uint64_t *out) {
@@ -89,6 +95,8 @@ cdef extern from *:
     void dlk_philox4x64_10(uint64_t c0, uint64_t c1, uint64_t c2, uint64_t c3,
                            uint64_t k0, uint64_t k1, uint64_t *out) noexcept nogil
     void dlk_ctr_add(uint64_t *ctr, uint64_t delta, int word) noexcept nogil
+    void dlk_stream_ctr(const uint64_t *ctr, uint64_t s, uint64_t *out) noexcept nogil
+    uint64_t dlk_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) noexcept nogil
     void dlk_stream_block(const uint64_t *key, const uint64_t *ctr, uint64_t b,
                           uint64_t *out) noexcept nogil
     float dlk_u32_to_f32(uint32_t u) noexcept nogil

@@ -52,7 +52,8 @@ from numba.extending import intrinsic
 __all__ = ["exp32", "exp64", "sigmoid32", "sigmoid64", "softplus32", "softplus64",
            "log_sigmoid32", "log_sigmoid64", "tanh32", "tanh64", "f32_from_bits",
            "f64_from_bits", "map_unary", "pmap_unary", "OP_EXP", "OP_SIGMOID", "OP_TANH",
-           "OP_SOFTPLUS", "OP_LOG_SIGMOID"]
+           "OP_SOFTPLUS", "OP_LOG_SIGMOID", "sigmoid64_split", "expneg64", "f64_bits",
+           "f64_from_ubits"]
 
 
 @intrinsic
@@ -333,3 +334,94 @@ def pmap_unary(op, x, out):
         i1 = min(n, i0 + _MAP_CHUNK)
         _map_range(op, x, out, i0, i1)
 
+
+
+# ---- distinct variants kept for the RBM MCMC kernels' recorded bits ----------
+# These compute the same functions as above in a different order of IEEE
+# operations; merging them into sigmoid64 / exp64 would change the recorded
+# outputs of single-site Gibbs and AIS (tests/test_digests.py), so they stay,
+# once, here.  Twins in dlk_fastmath.h.
+
+@intrinsic
+def f64_bits(typingctx, x):
+    """The IEEE-754 bits of a float64, as uint64 (a bit cast, vectorizable)."""
+    if not isinstance(x, types.Float):
+        return None
+    sig = types.uint64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def f64_from_ubits(typingctx, u):
+    """The float64 whose bits are the uint64 ``u``."""
+    if not isinstance(u, types.Integer):
+        return None
+    sig = types.float64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sigmoid64_split(x):
+    """sigmoid in float64, two-sided: ``1 / (1 + exp(-x))`` for x >= 0, else
+    ``e / (1 + e)`` with ``e = exp(x)`` (libm exp; <= 2.5 ulp either way).
+
+    Why a second float64 sigmoid: it is the form the single-site Gibbs sampler
+    has always used (exp never overflows in it); it rounds differently from
+    ``sigmoid64`` for x < 0, so replacing it would change recorded chains."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+# expneg64: Cody-Waite reduction x = k ln2 + r (|r| <= ln2/2, k by the
+# 1.5 * 2**52 shifter, read back from the shifted value's low bits), exp(r) by
+# its degree-13 Taylor polynomial (truncation < 5e-18 relative), 2**k put into
+# the exponent bits.  <= 2 ulp against the correctly rounded exp on [-40, 0]
+# (tests/test_rbm_mcmc.py measures it).
+_XN_SHIFT = 6755399441055744.0          # 1.5 * 2**52
+_XN_LN2_HI = 0.6931471803691238         # ln2 split (Cody-Waite), hi has 32 bits
+_XN_LN2_LO = 1.9082149292705877e-10
+_XN_C = (1.0, 1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+         1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800)
+_XN_U1023 = np.uint64(1023)
+_XN_U52 = np.uint64(52)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def expneg64(x):
+    """exp(x) for x <= 0 in float64, clamped at exp(-40); branch-free, vectorizable.
+
+    Why not ``exp64``: the RBM's AIS kernels were recorded with this form (a
+    Taylor polynomial, not Cephes' rational); the clamp changes no Bernoulli
+    draw (exp(-40) < 2**-53, the spacing of the uniforms) and a softplus by
+    < 5e-18.  Inputs > 0 are outside its contract."""
+    x = max(x, -40.0)
+    kd = x * _LOG2E64 + _XN_SHIFT
+    kb = f64_bits(kd)
+    k = kd - _XN_SHIFT
+    r = (x - k * _XN_LN2_HI) - k * _XN_LN2_LO
+    c = _XN_C
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    return p * f64_from_ubits((kb + _XN_U1023) << _XN_U52)

@@ -29,26 +29,18 @@ import math
 
 import numpy as np
 from numba import njit, prange, types
-from llvmlite import ir
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from ._blas import gemm_at
+from ._fastmath import expneg64, log_sigmoid64, sigmoid64_split, softplus64
 from .rng import (_F64_SCALE, _S11, ctr_add, mulhilo64, philox4x64_10, philox4x64_10_x2,
-                  stream_counter, stream_fill_f32, stream_fill_f64)
+                  stream_counter, stream_ctr, stream_fill_f32, stream_fill_f64)
 
 __all__ = ["single_site_gibbs", "ais", "ais_tile_rows", "pseudo_likelihood", "expneg",
            "expneg_array"]
 
 _LOG_RENORM = 256  # factors of a softplus product between two logs
 _SS_BATCH_WORDS = 32  # random words generated at once by a single-site chain
-
-
-@njit(cache=True, inline="always")
-def _sigmoid64(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
 
 
 # ---- single-site Gibbs ------------------------------------------------------
@@ -79,7 +71,7 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
     n = h.shape[0]
     M = np.uint64(m + n)
     _init_fields(v, h, W, WT, a, b, vf, hf)
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    c0, c1, c2, c3 = stream_ctr(ctr, s)
     c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
     # words are generated 8 blocks (16 steps) at a time: independent blocks,
     # so the multiply chains overlap instead of stalling each step
@@ -108,7 +100,7 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
                     k = alias[k]
         u = np.float64(wu >> _S11) * _F64_SCALE
         if k < m:
-            new = u < _sigmoid64(np.float64(vf[k]))
+            new = u < sigmoid64_split(np.float64(vf[k]))
             if new != (v[k] != 0):
                 if new:
                     v[k] = 1
@@ -120,7 +112,7 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
                         hf[j] -= W[k, j]
         else:
             jj = k - m
-            new = u < _sigmoid64(np.float64(hf[jj]))
+            new = u < sigmoid64_split(np.float64(hf[jj]))
             if new != (h[jj] != 0):
                 if new:
                     h[jj] = 1
@@ -165,80 +157,16 @@ def _fill_uniforms_impl(key, cs, first_block, out):
 
 
 # Vectorizable exp for the AIS loops (libm's exp is a scalar call that stops
-# the loop vectorizer).  expneg(x) = exp(max(x, -40)) for x <= 0: Cody-Waite
-# reduction x = k ln2 + r (|r| <= ln2/2), exp(r) by its degree-13 Taylor
-# polynomial (truncation < 5e-18 relative), 2**k put into the exponent bits.
-# Max error 2 ulp against the correctly rounded exp (tests/test_rbm_mcmc.py
-# measures it).  The clamp at -40 changes no Bernoulli draw (exp(-40) <
-# 2**-53, the spacing of the uniforms) and changes a softplus by < 5e-18.
-# The Cython backend evaluates the same operations in the same order.
-_EXP_SHIFT = 6755399441055744.0          # 1.5 * 2**52: round-to-integer shifter
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.6931471803691238             # ln2 split (Cody-Waite), hi has 32 bits
-_LN2_LO = 1.9082149292705877e-10
-_EXP_C = (1.0, 1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-          1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800)
-_U1023 = np.uint64(1023)
-_U52 = np.uint64(52)
-
-
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The IEEE-754 bits of a float64, as uint64 (a bitcast, vectorizable)."""
-    if not isinstance(x, types.Float):
-        return None
-    sig = types.uint64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def _bits_f64(typingctx, u):
-    """The float64 with IEEE-754 bits u (uint64)."""
-    if not isinstance(u, types.Integer):
-        return None
-    sig = types.float64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def expneg(x):
-    """exp(x) for x <= 0, clamped at exp(-40); branch-free and vectorizable."""
-    x = max(x, -40.0)
-    kd = x * _LOG2E + _EXP_SHIFT
-    kb = _f64_bits(kd)
-    k = kd - _EXP_SHIFT
-    r = (x - k * _LN2_HI) - k * _LN2_LO
-    c = _EXP_C
-    p = c[13]
-    p = p * r + c[12]
-    p = p * r + c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
-    return p * _bits_f64((kb + _U1023) << _U52)
+# the loop vectorizer): the shared ``_fastmath.expneg64`` (exp(max(x, -40))
+# for x <= 0, <= 2 ulp); ``expneg`` is its name in this family's API.
+expneg = expneg64
 
 
 @njit(cache=True)
 def expneg_array(x, out):
-    """out[i] = expneg(x[i]) (for tests)."""
+    """out[i] = expneg64(x[i]) (for tests)."""
     for i in range(x.shape[0]):
-        out[i] = expneg(x[i])
+        out[i] = expneg64(x[i])
 
 
 @njit(cache=True, error_model="numpy")
@@ -253,7 +181,7 @@ def _ais_visible(vs, xs, us, a, a_base, beta, da, first):
             z = np.float64(a_base[i])
         else:
             z = om * np.float64(a_base[i]) + beta * (np.float64(a[i]) + np.float64(xs[i]))
-        e = expneg(-abs(z))
+        e = expneg64(-abs(z))
         num = 1.0 if z >= 0.0 else e
         p = num / (1.0 + e)
         vs[i] = 1 if np.float64(us[i]) < p else 0
@@ -289,8 +217,8 @@ def _ais_hidden(ys, hs, us, b, bk, bp, sample, t, d):
         y = np.float64(ys[j]) + np.float64(b[j])
         z1 = bk * y
         z0 = bp * y
-        e1 = expneg(-abs(z1))
-        e0 = expneg(-abs(z0))
+        e1 = expneg64(-abs(z1))
+        e0 = expneg64(-abs(z0))
         t[j] = (1.0 + e1) / (1.0 + e0)
         d[j] = max(z1, 0.0) - max(z0, 0.0)
         if sample:
@@ -368,7 +296,7 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
         bk = betas[k]
         bp = betas[k - 1]
         last = k == K
-        np.dot(V, W, Y)
+        gemm_at(False, False, R, n, m, 1.0, V, 0, m, W, 0, n, 0.0, Y, 0, n)
         blk = nbv + (k - 1) * (nbh + nbv)
         for s in range(R):
             if not last:
@@ -376,7 +304,7 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
             inc = _ais_hidden(Y[s], H[s], uh, b, bk, bp, not last, tt, dd)
             logw[s] += (bk - bp) * adv[s] + inc
         if not last:
-            np.dot(H, WT, X)
+            gemm_at(False, False, R, m, n, 1.0, H, 0, n, WT, 0, m, 0.0, X, 0, m)
             for s in range(R):
                 _fill_uniforms(key, cs[s], blk + nbh, uv)
                 adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, bk, da, False)
@@ -417,18 +345,6 @@ def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
 
 # ---- pseudo-likelihood -------------------------------------------------------
 
-@njit(cache=True, inline="always")
-def _softplus64(x):
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
-
-
-@njit(cache=True, inline="always")
-def _log_sigmoid64(x):
-    return -_softplus64(-x)
-
-
 @njit(cache=True)
 def _flip_delta(vs, xs, W, a, b, i):
     """F(v with bit i flipped) - F(v), in float64; xs = v W (without b)."""
@@ -437,7 +353,7 @@ def _flip_delta(vs, xs, W, a, b, i):
     acc = -sgn * np.float64(a[i])
     for j in range(n):
         x = np.float64(xs[j]) + np.float64(b[j])
-        acc -= _softplus64(x + sgn * np.float64(W[i, j])) - _softplus64(x)
+        acc -= softplus64(x + sgn * np.float64(W[i, j])) - softplus64(x)
     return acc
 
 
@@ -458,24 +374,27 @@ def pseudo_likelihood(v, W, a, b, exact, key, ctr, out):
     for ti in prange(ntiles):
         r0 = ti * PL_TILE
         r1 = min(B, r0 + PL_TILE)
-        _pl_tile(v[r0:r1], W, a, b, exact, key, ctr, r0, out[r0:r1])
+        _pl_tile(v, W, a, b, exact, key, ctr, r0, r1, out)
 
 
 @njit(cache=True)
-def _pl_tile(vt, W, a, b, exact, key, ctr, r0, out):
-    """Rows r0.. of the pseudo-likelihood: one GEMM for the tile, then the rows."""
-    m = vt.shape[1]
-    X = np.dot(np.ascontiguousarray(vt), W)
+def _pl_tile(v, W, a, b, exact, key, ctr, r0, r1, out):
+    """Rows r0..r1 of the pseudo-likelihood: one GEMM for the tile, then the rows."""
+    m = v.shape[1]
+    n = W.shape[1]
+    X = np.empty((r1 - r0, n), W.dtype)
+    gemm_at(False, False, r1 - r0, n, m, 1.0, v, r0 * m, m, W, 0, n, 0.0, X, 0, n)
     M = np.uint64(m)
-    for r in range(vt.shape[0]):
+    for r in range(r1 - r0):
+        vr = v[r0 + r]
         if exact:
             acc = 0.0
             for i in range(m):
-                acc += _log_sigmoid64(_flip_delta(vt[r], X[r], W, a, b, i))
-            out[r] = acc
+                acc += log_sigmoid64(_flip_delta(vr, X[r], W, a, b, i))
+            out[r0 + r] = acc
         else:
-            c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r0 + r, 2)
+            c0, c1, c2, c3 = stream_ctr(ctr, r0 + r)
             c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
             w0, w1, w2, w3 = philox4x64_10(c0, c1, c2, c3, key[0], key[1])
             hi, lo = mulhilo64(w0, M)
-            out[r] = m * _log_sigmoid64(_flip_delta(vt[r], X[r], W, a, b, np.int64(hi)))
+            out[r0 + r] = m * log_sigmoid64(_flip_delta(vr, X[r], W, a, b, np.int64(hi)))

@@ -7,7 +7,7 @@ are C-contiguous and share one float dtype (float32 or float64).
 Conventions: v (rows, m), h (rows, n), W (m, n), a (m,), b (n,).
 
 GEMM.  Every matrix product calls the ``?gemm`` of ``scipy.linalg.cython_blas``
-(the BLAS Numba's own ``np.dot`` uses) through ``_gemm_at``, with exactly the
+(the BLAS Numba's own ``np.dot`` uses) through ``_blas.gemm_at``, with exactly the
 arguments the Cython backend passes, so both backends see bit-identical
 products; it also accumulates (beta = 1), which lets ``cd_step`` add the
 gradient straight into W without an (m, n) temporary.
@@ -45,162 +45,29 @@ laid out one after another in the order they happen (see each kernel).
 A unit is on when ``u < p`` with u the stream's uniform (for float32 this is
 exactly the integer test ``(x >> 8) < ceil(p * 2**24)`` on the 32-bit word x).
 
-Sigmoid: ``1 / (1 + exp(-x))``; float64 with libm ``exp``; float32 with a
-vectorizable polynomial ``exp`` (``_sig32``: <= 4 ulp from the correctly
-rounded sigmoid over [-87, 100], exactly 0 below -88, never NaN), the same
-IEEE operations in the same order as the Cython backend.  Softplus (free
-energy): ``max(x, 0) + log1p(exp(-|x|))`` with libm.  Kernels are compiled
-with ``error_model="numpy"`` so that these loops vectorize.
+Sigmoid and softplus come from the shared ``_fastmath`` module (the same
+IEEE operations in the same order as the Cython backend's ``dlk_fastmath.h``):
+``sigmoid32`` (``1 / (1 + exp(-x))`` with a vectorizable polynomial exp),
+``sigmoid64`` (libm exp), ``softplus32/64`` (``max(x, 0) + log1p(exp(-|x|))``,
+libm); their error bounds are tabled there.  Kernels are compiled with
+``error_model="numpy"`` so that these loops vectorize.
 """
-import math
-
-import llvmlite.binding as _llb
-from llvmlite import ir
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic
+from numba import njit, prange
 
-from .rng import ctr_add, fill_f32_from, fill_f64_from
+from ._blas import gemm_at
+from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64
+from .rng import fill_f32_from, fill_f64_from, stream_ctr
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "gibbs_chains", "cd_step", "blocks_per_layer", "binary_layer"]
 
-# ---- BLAS: scipy.linalg.cython_blas ?gemm, called by symbol name ----------
-for _nm in ("sgemm", "dgemm"):
-    _llb.add_symbol("dlk_cyblas_" + _nm,
-                    get_cython_function_address("scipy.linalg.cython_blas", _nm))
-_vp = types.voidptr
-_sgemm = types.ExternalFunction("dlk_cyblas_sgemm", types.void(*([_vp] * 13)))
-_dgemm = types.ExternalFunction("dlk_cyblas_dgemm", types.void(*([_vp] * 13)))
-
-
-@intrinsic
-def _ptr(typingctx, arr, off):
-    """void* to element ``off`` (flat index) of an array's data."""
-    if not isinstance(arr, types.Array) or not isinstance(off, types.Integer):
-        return None
-    sig = types.voidptr(arr, off)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.bitcast(builder.gep(ary.data, [idx]), cgutils.voidptr_t)
-
-    return sig, codegen
-
-
-_N = ord("N")
-_T = ord("T")
 # Tile of the output that one work item computes (a single-threaded gemm
 # followed by the fused element-wise pass).  Fixed sizes, shared with the
 # Cython backend: the results do not depend on the thread count.  TILE_C is a
 # multiple of 8, so every column tile starts on a Philox block of the row.
 TILE_R = 256
 TILE_C = 128
-
-
-@njit(cache=True, error_model="numpy")
-def _gemm_at(ta, tb, M, N, K, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc):
-    """Row-major C[offc..] (M, N, row stride ldc) = alpha op(A) op(B) + beta C,
-    A, B read from element offa / offb with row strides lda / ldb.  Row-major
-    C is column-major C^T = op(B)^T op(A)^T, so this calls
-    ?gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc)
-    (exactly the call of the Cython backend)."""
-    ints = np.empty(6, np.int32)
-    ints[0] = N
-    ints[1] = M
-    ints[2] = K
-    ints[3] = ldb
-    ints[4] = lda
-    ints[5] = ldc
-    ch = np.empty(2, np.uint8)
-    ch[0] = _T if tb else _N
-    ch[1] = _T if ta else _N
-    sc = np.empty(2, C.dtype)
-    sc[0] = alpha
-    sc[1] = beta
-    if C.itemsize == 4:
-        _sgemm(_ptr(ch, 0), _ptr(ch, 1), _ptr(ints, 0), _ptr(ints, 1), _ptr(ints, 2),
-               _ptr(sc, 0), _ptr(B, offb), _ptr(ints, 3), _ptr(A, offa), _ptr(ints, 4),
-               _ptr(sc, 1), _ptr(C, offc), _ptr(ints, 5))
-    else:
-        _dgemm(_ptr(ch, 0), _ptr(ch, 1), _ptr(ints, 0), _ptr(ints, 1), _ptr(ints, 2),
-               _ptr(sc, 0), _ptr(B, offb), _ptr(ints, 3), _ptr(A, offa), _ptr(ints, 4),
-               _ptr(sc, 1), _ptr(C, offc), _ptr(ints, 5))
-
-
-# ---- scalar helpers ----------------------------------------------------------
-_ONE32 = np.float32(1.0)
-_ZERO32 = np.float32(0.0)
-
-
-@intrinsic
-def _i32_as_f32(typingctx, i):
-    """Reinterpret the bits of an int32 as a float32."""
-    if not isinstance(i, types.Integer):
-        return None
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-# float32 exp(t) for the sigmoid: Cody-Waite reduction t = k ln2 + r (k by the
-# round-to-nearest magic-number trick), a degree-6 polynomial for exp(r) on
-# |r| <= ln2/2 (Cephes' expf coefficients) and 2**k from the exponent bits.
-# Only +, *, / and conversions: it vectorizes, and the Cython backend performs
-# the very same IEEE operations in the same order (bit-identical results).
-# Accuracy of the sigmoid built on it: see tests/test_rbm_core.py (<= 4 ulp
-# over [-100, 100]).
-_E_HI = np.float32(88.0)
-_E_LO = np.float32(-87.0)
-_LOG2E = np.float32(1.44269504088896341)
-_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
-_P0 = np.float32(1.9875691500e-4)
-_P1 = np.float32(1.3981999507e-3)
-_P2 = np.float32(8.3334519073e-3)
-_P3 = np.float32(4.1665795894e-2)
-_P4 = np.float32(1.6666665459e-1)
-_P5 = np.float32(5.0000001201e-1)
-_INF32 = np.float32(np.inf)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _sig32(x):
-    """sigmoid(x) = 1 / (1 + exp(-x)) in float32 with the polynomial exp."""
-    t = -x
-    tc = t if t < _E_HI else _E_HI
-    tc = tc if tc > _E_LO else _E_LO
-    kf = (tc * _LOG2E + _MAGIC) - _MAGIC
-    r = (tc - kf * _LN2_HI) - kf * _LN2_LO
-    pp = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * r * r + r + _ONE32
-    e = pp * _i32_as_f32((np.int32(kf) + np.int32(127)) << np.int32(23))
-    e = _INF32 if t > _E_HI else e
-    return _ONE32 / (_ONE32 + e)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _sig64(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _softplus32(x):
-    if x > _ZERO32:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _softplus64(x):
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
 
 
 @njit(cache=True, error_model="numpy")
@@ -248,10 +115,10 @@ def _sigmoid_row(x, bias, out):
     n = x.shape[0]
     if x.itemsize == 4:
         for j in range(n):
-            out[j] = _sig32(x[j] + bias[j])
+            out[j] = sigmoid32(x[j] + bias[j])
     else:
         for j in range(n):
-            out[j] = _sig64(x[j] + bias[j])
+            out[j] = sigmoid64(x[j] + bias[j])
 
 
 @njit(cache=True, error_model="numpy")
@@ -260,10 +127,10 @@ def _sigmoid_row_ip(x, bias):
     n = x.shape[0]
     if x.itemsize == 4:
         for j in range(n):
-            x[j] = _sig32(x[j] + bias[j])
+            x[j] = sigmoid32(x[j] + bias[j])
     else:
         for j in range(n):
-            x[j] = _sig64(x[j] + bias[j])
+            x[j] = sigmoid64(x[j] + bias[j])
 
 
 # ---- layer kernels (parallel over tiles / rows) -----------------------------------
@@ -301,7 +168,7 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
     c0 = tc * tw
     c1 = min(c0 + tw, N)
     offb = c0 * nw if transw else c0
-    _gemm_at(False, transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
+    gemm_at(False, transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
              out, r0 * N + c0, N)
     if op == 1:
         for s in range(r0, r1):
@@ -310,7 +177,7 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
         keep = probs.shape[0] > 0
         for s in range(r0, r1):
             row = out[s, c0:c1]
-            k0, k1, k2, k3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+            k0, k1, k2, k3 = stream_ctr(ctr, s)
             if keep:
                 tgt = probs[s, c0:c1]
                 _sigmoid_row(row, bias[c0:c1], tgt)
@@ -365,7 +232,7 @@ def _gemm_tn_tile(t, ntc, alpha, A, B, beta, C):
     r1 = min(r0 + TILE_R, m)
     c0 = tc * TILE_C
     c1 = min(c0 + TILE_C, n)
-    _gemm_at(True, False, r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
+    gemm_at(True, False, r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
              C, r0 * n + c0, n)
 
 
@@ -394,7 +261,7 @@ def _gemm_tn(alpha, A, B, beta, C):
 def _bern_layer_row(p, s, key, ctr, first_block, ubuf):
     n = p.shape[1]
     per = 8 if p.itemsize == 4 else 4
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    c0, c1, c2, c3 = stream_ctr(ctr, s)
     for j0 in range(0, n, TILE_C):
         j1 = min(j0 + TILE_C, n)
         _bern_row_ip(p[s, j0:j1], key[0], key[1], c0, c1, c2, c3,
@@ -515,7 +382,7 @@ def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ub
         _sigmoid_row(acc[c0:c1], bias[c0:c1], row[c0:c1])
         return
     per = 8 if out.itemsize == 4 else 4
-    k0, k1, k2, k3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], s, 2)
+    k0, k1, k2, k3 = stream_ctr(ctr, s)
     if probs.shape[0] > 0:
         prow = probs[s]
         _sigmoid_row(acc[c0:c1], bias[c0:c1], prow[c0:c1])
@@ -728,9 +595,9 @@ def _free_energy_rows(v, vw, a, b, out):
             e += np.float64(a[i]) * np.float64(v[s, i])
         for j in range(vw.shape[1]):
             if is32:
-                e += np.float64(_softplus32(vw[s, j] + b[j]))
+                e += np.float64(softplus32(vw[s, j] + b[j]))
             else:
-                e += _softplus64(vw[s, j] + b[j])
+                e += softplus64(vw[s, j] + b[j])
         out[s] = -e
 
 

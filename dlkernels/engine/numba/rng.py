@@ -288,9 +288,17 @@ def fill_uniform_f32(key, ctr, out):
 
 
 @njit(cache=True)
+def stream_ctr(ctr, r):
+    """Counter of stream r of the base counter ctr, ctr + r * 2**128, as a
+    4-tuple of uint64 (the one definition of the per-stream counter; for
+    kernels that keep it in registers)."""
+    return ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r, 2)
+
+
+@njit(cache=True)
 def stream_counter(ctr, r):
     """Counter of stream r of the base counter ctr: ctr + r * 2**128 (a new uint64[4])."""
-    c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], r, 2)
+    c0, c1, c2, c3 = stream_ctr(ctr, r)
     c = np.empty(4, np.uint64)
     c[0] = c0
     c[1] = c1
