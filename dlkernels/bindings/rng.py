@@ -38,9 +38,24 @@ _MASK256 = (1 << 256) - 1
 def make_key(seed=None):
     """The 128-bit Philox key of ``seed`` as two uint64 words (low word first).
 
-    ``seed``: a non-negative int, a sequence of them, a
-    ``numpy.random.SeedSequence``, or None for fresh OS entropy.  Equal to
-    ``numpy.random.Philox(seed).state["state"]["key"]``.
+    Equal to ``numpy.random.Philox(seed).state["state"]["key"]``.
+
+    Parameters
+    ----------
+    seed : int, sequence of int, numpy.random.SeedSequence or None, default None
+        Non-negative integer(s) or a SeedSequence; None draws fresh OS entropy.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint64 array of shape (2,).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer, a sequence of them, a SeedSequence or None.
+    ValueError
+        If an integer is negative.
     """
     if isinstance(seed, np.random.SeedSequence):
         ss = seed
@@ -58,7 +73,27 @@ def make_key(seed=None):
 
 
 def counter(stream=0, epoch=0):
-    """The 256-bit counter ``epoch * 2**64 + stream * 2**128`` as 4 uint64 words."""
+    """The 256-bit counter ``epoch * 2**64 + stream * 2**128`` as 4 uint64 words.
+
+    Parameters
+    ----------
+    stream : int, default 0
+        Stream index, 0 <= stream < 2**128.
+    epoch : int, default 0
+        Epoch, 0 <= epoch < 2**64.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint64 array of shape (4,), low word first.
+
+    Raises
+    ------
+    TypeError
+        If ``stream`` or ``epoch`` is not an integer.
+    ValueError
+        If one is out of range.
+    """
     stream = check_int(stream, "stream", min=0, max=(1 << 128) - 1)
     epoch = check_int(epoch, "epoch", min=0, max=(1 << 64) - 1)
     return check_uint_words((epoch << 64) | (stream << 128), "counter", 4)
@@ -66,7 +101,27 @@ def counter(stream=0, epoch=0):
 
 def advance(ctr, delta):
     """``ctr + delta`` mod 2**256 (``delta`` in blocks of 4 words, as
-    ``numpy.random.Philox.advance``; negative delta goes back)."""
+    ``numpy.random.Philox.advance``; negative delta goes back).
+
+    Parameters
+    ----------
+    ctr : int or array_like of 4 uint64 words
+        The counter.
+    delta : int
+        Blocks to move by (any sign).
+
+    Returns
+    -------
+    numpy.ndarray
+        The new counter, uint64 array of shape (4,).
+
+    Raises
+    ------
+    TypeError
+        If ``ctr`` or ``delta`` has the wrong type.
+    ValueError
+        If ``ctr`` does not fit in 256 bits or has the wrong length.
+    """
     ctr = check_uint_words(ctr, "ctr", 4)
     delta = check_int(delta, "delta")
     return check_uint_words((words_to_int(ctr) + delta) & _MASK256, "ctr", 4)
@@ -77,7 +132,35 @@ def _key_ctr(key, ctr):
 
 
 def raw(key, n, *, counter=0, backend=None):
-    """The first ``n`` 64-bit words of the stream (key, counter)."""
+    """The first ``n`` 64-bit words of the stream (key, counter).
+
+    Equal to ``numpy.random.Philox(key=key, counter=counter).random_raw(n)``.
+
+    Parameters
+    ----------
+    key : int or array_like of 2 uint64 words
+        The Philox key (see ``make_key``).
+    n : int
+        Number of words, >= 0.
+    counter : int or array_like of 4 uint64 words, default 0
+        The starting counter (see ``counter``).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint64 array of shape (n,).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If ``n`` is negative or too large for memory, or the key/counter is out of range.
+    ImportError
+        If the requested backend cannot be imported.
+    """
     key, ctr = _key_ctr(key, counter)
     n = check_int(n, "n", min=0)
     check_alloc(n, 8, "n")
@@ -90,9 +173,37 @@ def uniform(key, size=None, *, counter=0, dtype=np.float64, out=None, backend=No
     """Uniforms in [0, 1) of the stream (key, counter), as numpy draws them.
 
     Equal to ``Generator(Philox(key=key, counter=counter)).random(size, dtype)``.
-    Either ``size`` (an int) or ``out`` (a 1-d buffer of the dtype) is given.
     Parallel over blocks of the stream: the result is the same for any
     number of threads.
+
+    Parameters
+    ----------
+    key : int or array_like of 2 uint64 words
+        The Philox key (see ``make_key``).
+    size : int, optional
+        Number of uniforms; required unless ``out`` is given.
+    counter : int or array_like of 4 uint64 words, default 0
+        The starting counter.
+    dtype : {numpy.float64, numpy.float32}, default numpy.float64
+    out : numpy.ndarray, optional
+        1-d C-contiguous writeable buffer of ``dtype`` (of length ``size``
+        when both are given), filled in place.
+    backend : {None, "auto", "numba", "cython"}, default None
+
+    Returns
+    -------
+    numpy.ndarray
+        The uniforms (``out`` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or ``out`` the wrong dtype.
+    ValueError
+        If neither ``size`` nor ``out`` is given, ``size`` is negative or too
+        large, or ``out`` has the wrong shape or is not writeable/contiguous.
+    ImportError
+        If the requested backend cannot be imported.
     """
     key, ctr = _key_ctr(key, counter)
     dt = check_dtype(dtype)
@@ -127,12 +238,39 @@ def _streams_range(streams):
 
 
 def uniform_streams(key, n, streams, *, epoch=0, dtype=np.float64, out=None, backend=None):
-    """An array of shape (stop - start, n): row i holds the first ``n``
-    uniforms of stream ``start + i`` at ``epoch``, i.e. of
-    ``Generator(Philox(key=key, counter=counter(start + i, epoch))).random(n, dtype)``.
+    """The first ``n`` uniforms of each of a range of streams.
 
-    ``streams``: ``(start, stop)`` or a count (start 0).  Rows are filled in
-    parallel; the result does not depend on the thread count.
+    Row i holds ``Generator(Philox(key=key, counter=counter(start + i,
+    epoch))).random(n, dtype)``.  Rows are filled in parallel; the result
+    does not depend on the thread count.
+
+    Parameters
+    ----------
+    key : int or array_like of 2 uint64 words
+        The Philox key.
+    n : int
+        Uniforms per stream, >= 0.
+    streams : int or (int, int)
+        ``(start, stop)`` or a count (start 0); stop <= 2**64.
+    epoch : int, default 0
+    dtype : {numpy.float64, numpy.float32}, default numpy.float64
+    out : numpy.ndarray, optional
+        C-contiguous writeable buffer of shape (stop - start, n) and ``dtype``.
+    backend : {None, "auto", "numba", "cython"}, default None
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (stop - start, n).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If a size or index is out of range or ``out`` does not fit.
+    ImportError
+        If the requested backend cannot be imported.
     """
     key = check_uint_words(key, "key", 2)
     n = check_int(n, "n", min=0)
@@ -151,7 +289,22 @@ def uniform_streams(key, n, streams, *, epoch=0, dtype=np.float64, out=None, bac
 
 def numpy_generator(key, counter=0):
     """``numpy.random.Generator(numpy.random.Philox(key=..., counter=...))``:
-    the NumPy twin of a stream, for references and interoperation."""
+    the NumPy twin of a stream, for references and interoperation.
+
+    Parameters
+    ----------
+    key : int or array_like of 2 uint64 words
+    counter : int or array_like of 4 uint64 words, default 0
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the key or counter is malformed.
+    """
     key, ctr = _key_ctr(key, counter)
     return np.random.Generator(np.random.Philox(key=words_to_int(key), counter=words_to_int(ctr)))
 
@@ -163,6 +316,26 @@ class Streams:
     current epoch) and the epoch moves on by one, so successive calls never
     reuse random numbers, and (key, epoch) -- two small integers -- is all a
     checkpoint needs to resume the exact same run.
+
+    Parameters
+    ----------
+    seed : int, sequence of int, numpy.random.SeedSequence or None, default None
+        As for ``make_key``.
+
+    Attributes
+    ----------
+    key : numpy.ndarray
+        The Philox key, uint64 (2,).
+    epoch : int
+        The epoch the next call uses.
+
+    Methods
+    -------
+    next_counter()
+        The counter of stream 0 at the current epoch (uint64 (4,)); advances the epoch.
+    get_state(), set_state(state)
+        A JSON-able dict ``{"bit_generator", "key", "epoch"}`` and its inverse
+        (``set_state`` raises ValueError for anything else).
     """
 
     def __init__(self, seed=None):
@@ -196,7 +369,25 @@ def as_streams(random_state, name="random_state"):
     """A ``Streams`` from what public functions accept as ``random_state``:
     None (fresh entropy), a seed (int, see ``make_key``), a ``Streams`` (used
     as is: its epoch advances with each call) or a ``numpy.random.Generator``
-    / ``RandomState`` (a 63-bit seed is drawn from it)."""
+    / ``RandomState`` (a 63-bit seed is drawn from it).
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.SeedSequence, Streams, numpy.random.Generator or numpy.random.RandomState
+    name : str, default "random_state"
+        The argument name used in error messages.
+
+    Returns
+    -------
+    Streams
+
+    Raises
+    ------
+    TypeError
+        For any other type (including bool).
+    ValueError
+        For a negative seed.
+    """
     if isinstance(random_state, Streams):
         return random_state
     if isinstance(random_state, np.random.Generator):
