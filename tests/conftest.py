@@ -6,7 +6,13 @@ fixture then runs each test with every compiled backend of that family and
 skips, with the import error, the ones that are not built.  Tests that need a
 backend outside the fixture call ``require_backend(name, FAMILY)``
 (``from conftest import require_backend``).
+
+``DLKERNELS_REQUIRE_BACKENDS=numba,cython`` (set by ``.ci/run``) turns such a
+skip into a failure for the backends listed: CI must not pass by silently
+testing one backend.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -15,6 +21,7 @@ import dlkernels
 BACKENDS = ("numba", "cython")
 DTYPES = (np.float32, np.float64)
 DEFAULT_FAMILY = "rng"
+REQUIRED = {b for b in os.environ.get("DLKERNELS_REQUIRE_BACKENDS", "").split(",") if b}
 
 
 def require_backend(name, family=DEFAULT_FAMILY):
@@ -22,7 +29,10 @@ def require_backend(name, family=DEFAULT_FAMILY):
     ``family`` (the reason names the import error); returns ``name``."""
     if name not in dlkernels.available_backends(family):
         err = dlkernels.backend_info(family)["backends"][name]["error"]
-        pytest.skip(f"backend {name!r} unavailable for {family!r}: {err}")
+        msg = f"backend {name!r} unavailable for {family!r}: {err}"
+        if name in REQUIRED:
+            pytest.fail(msg + " (DLKERNELS_REQUIRE_BACKENDS)")
+        pytest.skip(msg)
     return name
 
 

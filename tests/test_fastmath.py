@@ -9,6 +9,7 @@ The bounds asserted are the ones documented in the module docstring.
 """
 import numpy as np
 import pytest
+from conftest import require_backend
 
 from dlkernels.engine.numba import _fastmath as nf
 
@@ -136,7 +137,7 @@ def test_exp_subnormal_results(dtype, backend):
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_backends_bit_identical(name, dtype):
-    pytest.importorskip("dlkernels.engine.cython._fastmath_ops")
+    require_backend("cython", FAMILY)
     x = _inputs(dtype)[::7].copy()
     a = _map("numba", OPS[name], x)
     b = _map("cython", OPS[name], x)

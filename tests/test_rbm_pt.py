@@ -1,6 +1,7 @@
 """Parallel tempering (dlkernels.rbm.parallel_tempering)."""
 import numpy as np
 import pytest
+from conftest import require_backend
 
 import dlkernels
 from dlkernels import rbm
@@ -41,7 +42,7 @@ def test_replays_reference_float64(backend):
 
 
 def test_backends_threads_identical(dtype, restore_threads):
-    pytest.importorskip("dlkernels.engine.cython.rbm")
+    require_backend("cython", FAMILY)
     W, a, b = ref.random_model(9, 7, dtype, seed=5, scale=1.0)
     v0 = ref.random_states(33, 9, dtype, seed=2)
     betas = np.linspace(0.3, 1.0, 5)
