@@ -163,6 +163,36 @@ def energy(v, h, W, a, b, *, backend=None):
     """E(v_s, h_s) = -a.v_s - b.h_s - v_s W h_s for each row s; v, h binary.
 
     Returns an array of shape (batch,) in W's dtype (sums taken in float64).
+
+    Parameters
+    ----------
+    v : array_like
+        Visible states (batch, m), binary.
+    h : array_like
+        Hidden states (batch, n), binary.
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (batch,) in W's dtype.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
@@ -180,6 +210,34 @@ def free_energy(v, W, a, b, *, backend=None):
 
     v: (batch, m) with values in [0, 1] (binary for the usual meaning).
     Softplus is evaluated stably (max(x, 0) + log1p(exp(-|x|))).
+
+    Parameters
+    ----------
+    v : array_like
+        Visible values (batch, m) in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (batch,) in W's dtype.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
@@ -198,7 +256,36 @@ def _out2(out, shape, dt, inputs=()):
 
 
 def hidden_probs(v, W, b, *, out=None, backend=None):
-    """p(h=1|v) = sigmoid(v W + b), shape (batch, n); v in [0, 1]."""
+    """p(h=1|v) = sigmoid(v W + b), shape (batch, n); v in [0, 1].
+
+    Parameters
+    ----------
+    v : array_like
+        Visible values (batch, m) in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    b : array_like
+        Hidden biases (n,).
+    out : numpy.ndarray, optional
+        C-contiguous writeable output of the result's shape and dtype.
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        p(h=1|v), (batch, n) (``out`` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
+    """
     W, _, b = _weights(W, _UNUSED, b)
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
@@ -208,7 +295,36 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
 
 
 def visible_probs(h, W, a, *, out=None, backend=None):
-    """p(v=1|h) = sigmoid(h W^T + a), shape (batch, m); h in [0, 1]."""
+    """p(v=1|h) = sigmoid(h W^T + a), shape (batch, m); h in [0, 1].
+
+    Parameters
+    ----------
+    h : array_like
+        Hidden values (batch, n) in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    out : numpy.ndarray, optional
+        C-contiguous writeable output of the result's shape and dtype.
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        p(v=1|h), (batch, m) (``out`` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
+    """
     W, a, _ = _weights(W, a, _UNUSED)
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
@@ -220,7 +336,40 @@ def visible_probs(h, W, a, *, out=None, backend=None):
 def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=None):
     """h ~ p(h|v): 0/1 in W's dtype, shape (batch, n); with ``return_probs``
     the tuple (h, p(h=1|v)).  Bias, sigmoid and Bernoulli draw are fused in
-    one pass after the GEMM; row s draws from stream s of the call."""
+    one pass after the GEMM; row s draws from stream s of the call.
+
+    Parameters
+    ----------
+    v : array_like
+        Visible values (batch, m) in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    b : array_like
+        Hidden biases (n,).
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    return_probs : bool, default False
+        Also return p(h=1|v).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    h : numpy.ndarray
+        (batch, n), 0/1 in W's dtype.
+    probs : numpy.ndarray
+        p(h=1|v), only with ``return_probs``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
+    """
     W, _, b = _weights(W, _UNUSED, b)
     _finite((W, b), ("W", "b"))
     v = _states(v, "v", W.dtype, W.shape[0], binary=False)
@@ -234,7 +383,40 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
 
 
 def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=None):
-    """v ~ p(v|h): 0/1 in W's dtype, shape (batch, m); see ``sample_hidden``."""
+    """v ~ p(v|h): 0/1 in W's dtype, shape (batch, m); see ``sample_hidden``.
+
+    Parameters
+    ----------
+    h : array_like
+        Hidden values (batch, n) in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    return_probs : bool, default False
+        Also return p(v=1|h).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    v : numpy.ndarray
+        (batch, m), 0/1 in W's dtype.
+    probs : numpy.ndarray
+        p(v=1|h), only with ``return_probs``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
+    """
     W, a, _ = _weights(W, a, _UNUSED)
     _finite((W, a), ("W", "a"))
     h = _states(h, "h", W.dtype, W.shape[1], binary=False)
@@ -260,6 +442,46 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     v_k was drawn from), followed by (mean_v, mean_h) when ``mean_last = r > 0``:
     the mean of the visible states v_{k-r+1} .. v_k and of the hidden states
     drawn in those same r sweeps.  Chain s draws from stream s of the call.
+
+    Parameters
+    ----------
+    v0 : array_like
+        Start states (n_chains, m), binary; not modified.
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    k : int
+        Sweeps, >= 0.
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    return_hidden : bool, default False
+        Also return h_k.
+    mean_last : int, default 0
+        r > 0: also return the means over the last r sweeps (0 <= r <= k).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    v_k : numpy.ndarray
+        (n_chains, m), or the tuple described above.
+    h_k : numpy.ndarray
+        (n_chains, n), with ``return_hidden`` or ``mean_last > 0``.
+    mean_v, mean_h : numpy.ndarray
+        float means of the last r sweeps, with ``mean_last = r > 0``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
@@ -352,6 +574,44 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
 
     ``chains`` is a new array: the final visible states (CD, PCD) or the new
     hidden states (``persistent_hidden``); inputs are never modified.
+
+    Parameters
+    ----------
+    v_data : array_like
+        Minibatch (batch, m), values in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    k : int, default 1
+        Burn-in sweeps of the negative chains, >= 1.
+    r : int, default 1
+        Averaged steps, >= 1.
+    persistent : array_like, optional
+        Visible chains (n_chains, m), binary (PCD).
+    persistent_hidden : array_like, optional
+        Hidden chains (n_chains, n), binary (scikit-learn's PCD).
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    CDResult
+        ``(dW, da, db, chains)``, new arrays in W's dtype.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
@@ -400,6 +660,55 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     value check of the persistent chains (for callers, such as the estimator,
     that own this state; the kernel only ever writes 0/1 into the chains);
     the data are always checked.
+
+    Parameters
+    ----------
+    v_data : array_like
+        Minibatch (batch, m), values in [0, 1].
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64, C-contiguous and writeable: updated in place.
+    a : numpy.ndarray
+        Visible biases (m,), updated in place.
+    b : numpy.ndarray
+        Hidden biases (n,), updated in place.
+    learning_rate : float
+        Step size, finite and > 0.
+    k : int, default 1
+        Burn-in sweeps, >= 1.
+    r : int, default 1
+        Averaged steps, >= 1.
+    persistent : numpy.ndarray, optional
+        Visible chains (n_chains, m), updated in place (PCD).
+    persistent_hidden : numpy.ndarray, optional
+        Hidden chains (n_chains, n), updated in place.
+    momentum : float, default 0.0
+        In [0, 1).
+    velocity : tuple of 3 numpy.ndarray, optional
+        (vW, va, vb) like (W, a, b), updated in place.
+    weight_decay : float, default 0.0
+        >= 0, applied to W.
+    negative_scale : {"chains", "batch"}, default "chains"
+        How the model term is scaled (see above).
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    check_finite : bool, default True
+        False skips the NaN/inf scan of the model and chains.
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The chains: the persistent array, or (CD-k) the new visible states.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong, or in-place arguments overlap; nothing is modified.
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b, inplace=True)
     check_finite = check_bool(check_finite, "check_finite")

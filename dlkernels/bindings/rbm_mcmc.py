@@ -149,6 +149,44 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
     The local fields are updated incrementally in W's dtype and recomputed
     from scratch every ``FIELD_REFRESH`` (65536) steps of a chain, which
     bounds the rounding drift of float32 fields over long runs.
+
+    Parameters
+    ----------
+    v0 : array_like
+        Visible start states (chains, m) or (m,), binary.
+    h0 : array_like
+        Hidden start states (chains, n) or (n,), binary.
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    n_steps : int
+        Site updates per chain, >= 0.
+    scan : {"random", "systematic"}, default "random"
+        Site order.
+    q : array_like, optional
+        Site probabilities (m + n,), random scan only.
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    v, h : numpy.ndarray
+        Final states in W's dtype, shaped like v0 and h0.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     dt = W.dtype
@@ -196,7 +234,31 @@ def _bits(idx, nbits):
 def state_bits(index, m, n):
     """The (v, h) states of the state indices ``index`` (int or 1-d array):
     bit i of the index is v_i, bit m + j is h_j.  Returns float64 arrays
-    (len, m) and (len, n) (1-d for a scalar index)."""
+    (len, m) and (len, n) (1-d for a scalar index).
+
+    Parameters
+    ----------
+    index : int or array_like of int
+        State indices, 0 <= index < 2**(m+n).
+    m : int
+        Visible units.
+    n : int
+        Hidden units (m + n <= 63).
+
+    Returns
+    -------
+    v : numpy.ndarray
+        float64 (len, m), or (m,) for a scalar index.
+    h : numpy.ndarray
+        float64 (len, n), or (n,) for a scalar index.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    """
     m = check_int(m, "m", min=1)
     n = check_int(n, "n", min=1)
     if m + n > 63:
@@ -236,6 +298,28 @@ def boltzmann_distribution(W, a, b):
 
     Returns a float64 array of length 2**(m+n); state index
     ``sum_i v_i 2**i + sum_j h_j 2**(m+j)`` (visible units are the low bits).
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (2**(m+n),), sums to 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
     """
     W, a, b = _tiny(W, a, b, MAX_BOLTZMANN_UNITS, "boltzmann_distribution")
     lw = _log_weights_all(W, a, b)
@@ -256,6 +340,32 @@ def transition_matrix(W, a, b, q=None, *, sparse=True):
     m + n <= 16 (sparse, a ``scipy.sparse.csr_array`` with at most
     (m+n+1) nonzeros per row) or m + n <= 12 for ``sparse=False`` (a dense
     float64 ndarray).
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    q : array_like, optional
+        Site probabilities (m + n,); None is uniform.
+    sparse : bool, default True
+        A scipy.sparse.csr_array, else a dense ndarray.
+
+    Returns
+    -------
+    scipy.sparse.csr_array or numpy.ndarray
+        float64 (2**(m+n), 2**(m+n)).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
     """
     from scipy.special import expit
     sparse = check_bool(sparse, "sparse")
@@ -305,6 +415,28 @@ def exact_log_partition(W, a, b):
     over v).  Cost 2**min(m, n) * m * n; practical up to ~25 units on the
     smaller layer, refused (ValueError) beyond 30.  Memory is bounded: the
     configurations are enumerated in chunks of 4096.
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+
+    Returns
+    -------
+    float
+        log Z.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
     """
     W, a, b = _weights(W, a, b)
     m, n = W.shape
@@ -335,7 +467,25 @@ def ais_betas(n_betas=10000):
     """The default AIS schedule: ``n_betas`` inverse temperatures from 0 to 1,
     spaced like Salakhutdinov & Murray (2008) (500 in [0, 0.5], 4000 in
     [0.5, 0.9], 10000 in [0.9, 1] out of 14500), i.e. denser near 1; scaled
-    to n_betas points (n_betas >= 2).  float64, strictly increasing."""
+    to n_betas points (n_betas >= 2).  float64, strictly increasing.
+
+    Parameters
+    ----------
+    n_betas : int, default 10000
+        Number of temperatures, >= 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_betas,), from 0 to 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    """
     n_betas = check_int(n_betas, "n_betas", min=2, max=COUNT_MAX)
     check_alloc(n_betas, 8, "n_betas")
     if n_betas < 8:
@@ -401,6 +551,44 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     delta-method standard error std(w) / (sqrt(n_runs) mean(w)) (it
     underestimates the error when the weights are heavy-tailed: use more
     runs and temperatures for real models).
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    n_runs : int, default 100
+        Independent runs, >= 1.
+    n_betas : int, default 10000
+        Temperatures of the default schedule, >= 2.
+    betas : array_like, optional
+        An explicit schedule (overrides n_betas).
+    base_visible_bias : None, "data" or array_like, default None
+        Visible biases of the base model.
+    data : array_like, optional
+        Binary data (rows, m), required for ``base_visible_bias="data"``.
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    AISResult
+        ``(log_z, stderr)``, floats.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     dt = W.dtype
@@ -436,7 +624,34 @@ def _ais_result(logw, log_za):
 def log_likelihood(v, W, a, b, log_z):
     """log p(v_s) = -F(v_s) - log Z for each row of v (binary), in W's dtype
     (computed in float64); ``log_z`` from ``exact_log_partition`` or
-    ``ais_log_partition`` (an AISResult is accepted)."""
+    ``ais_log_partition`` (an AISResult is accepted).
+
+    Parameters
+    ----------
+    v : array_like
+        Visible states (batch, m), binary.
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    log_z : float or AISResult
+        log Z of the model.
+
+    Returns
+    -------
+    numpy.ndarray
+        (batch,) in W's dtype.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    """
     W, a, b = _weights(W, a, b)
     v = _states(v, "v", W.dtype, W.shape[0])
     if isinstance(log_z, AISResult):
@@ -466,6 +681,38 @@ def pseudo_likelihood(v, W, a, b, *, exact=False, random_state=None, backend=Non
     over every bit (cost m times a free energy; random_state unused).
     F(v~) - F(v) is computed from the change of each hidden input, in
     float64, with a stable log-sigmoid.
+
+    Parameters
+    ----------
+    v : array_like
+        Visible states (batch, m), binary.
+    W : numpy.ndarray
+        Weights (m, n), float32 or float64: the dtype of every float argument
+        and result.
+    a : array_like
+        Visible biases (m,).
+    b : array_like
+        Hidden biases (n,).
+    exact : bool, default False
+        The exact sum over every bit instead of the stochastic estimate.
+    random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
+        The random numbers (see the module docstring).
+    backend : {None, "auto", "numba", "cython"}, default None
+        None uses the process default (``dlkernels.get_backend()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (batch,) in W's dtype.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype (the message names it).
+    ValueError
+        If a shape, value or range is wrong (the message names the argument).
+    ImportError
+        If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     v = _states(v, "v", W.dtype, W.shape[0])
