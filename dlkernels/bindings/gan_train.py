@@ -83,8 +83,9 @@ class GANTrainer:
         Update D and G from the same step: the last discriminator minibatch's
         noise is also the generator's, both gradients use the parameters from
         before the step, then both networks are updated.
-    random_state : int, sequence of int, SeedSequence or None
-        Seed of the noise and data order (a Philox key).
+    random_state : int, sequence of int, SeedSequence, None, or 2 uint64 words
+        Seed of the noise and data order (``dlkernels.rng.make_key``), or a
+        Philox key itself (a uint64 array of shape (2,), as checkpoints store it).
     backend : {"auto", "numba", "cython"}, optional
     progress : bool or None, default None
         A progress bar on stderr; None shows it for runs longer than 2 s.
