@@ -18,13 +18,38 @@ _unavailable = {}
 
 
 def set_backend(name):
-    """Set the process-wide default backend: "auto", "numba" or "cython"."""
+    """Set the process-wide default backend (what ``backend=None`` means).
+
+    Parameters
+    ----------
+    name : {"auto", "numba", "cython"}
+        "auto" picks, per kernel, the backend its benchmarks favour among
+        those that import.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If ``name`` is not one of the three.
+    """
     global _default
     _default = check_choice(name, "backend", BACKENDS)
 
 
 def get_backend():
-    """The process-wide default backend."""
+    """The process-wide default backend.
+
+    Returns
+    -------
+    str
+        "auto", "numba" or "cython" (initially ``$DLKERNELS_BACKEND`` when
+        that is one of them, else "auto").
+    """
     return _default
 
 
@@ -40,7 +65,19 @@ def _load(backend, family):
 
 
 def available_backends(family="rng"):
-    """The backends whose kernels for ``family`` import on this machine."""
+    """The backends whose kernels for ``family`` import on this machine.
+
+    Parameters
+    ----------
+    family : str, default "rng"
+        A kernel family ("rng", "rbm", "attention", "gan").
+
+    Returns
+    -------
+    list of str
+        A sub-list of ``["numba", "cython"]``; ``backend_info(family)`` says
+        why a missing one does not import.
+    """
     return [b for b in ("numba", "cython") if _load(b, family) is not None]
 
 
@@ -52,6 +89,27 @@ def resolve(backend, family, prefer=("cython", "numba")):
     is not available raises ImportError naming the cause.  In a process
     forked after import it first puts the calling thread on one kernel thread
     (``_threads.child_thread_setup``: GNU OpenMP is not fork-safe).
+
+    Parameters
+    ----------
+    backend : {None, "auto", "numba", "cython"}
+        None is the process default.
+    family : str
+        The family: the module is ``dlkernels.engine.<backend>.<family>``.
+    prefer : tuple of str, default ("cython", "numba")
+        The order "auto" tries.
+
+    Returns
+    -------
+    module
+        The engine module.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``backend`` is not one of the choices.
+    ImportError
+        If no (or not the requested) backend imports.
     """
     if _threads.FORK_GENERATION:
         _threads.child_thread_setup()
