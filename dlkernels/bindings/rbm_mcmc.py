@@ -45,8 +45,9 @@ __all__ = ["single_site_gibbs", "transition_matrix", "boltzmann_distribution", "
            "log_likelihood", "pseudo_likelihood"]
 
 AISResult = namedtuple("AISResult", ["log_z", "stderr"])
-AISResult.__doc__ = """Result of ``ais_log_partition``: the estimate of log Z and its standard
-error (delta method on the mean importance weight: std(w) / (sqrt(n_runs) * mean(w)))."""
+AISResult.__doc__ = """Result of ``ais_log_partition``: ``log_z``, the estimate of log Z, and
+``stderr``, its standard error (delta method on the mean importance weight:
+std(w) / (sqrt(n_runs) * mean(w)))."""
 
 _PREFER = ("cython", "numba")
 
