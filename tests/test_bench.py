@@ -167,3 +167,19 @@ def test_startup_runs_only_the_startup_function(tmp_path):
     with pytest.raises(LookupError, match="no top-level startup"):
         _startup.load_startup(tmp_path / "bench_none.py")
     assert _startup.suite_path("rbm").name == "bench_rbm.py"
+
+
+def test_runner_reads_threads_through_backend_info(monkeypatch, tmp_path):
+    import dlkernels
+    from bench import _registry
+
+    th = _runner.threads_in_effect()
+    info = dlkernels.backend_info()["threads"]
+    assert th["numba"] == info["numba"]
+    assert th["OpenMP (Cython)"] == (info["openmp"] if info["openmp"] is not None else "n/a")
+    # a suite's PEERS join the peer columns (after the built-in ones)
+    monkeypatch.setattr(_runner, "PEERS", _runner.PEERS)
+    monkeypatch.setattr(_runner, "PEER_MODULE", dict(_runner.PEER_MODULE))
+    (tmp_path / "bench_toy.py").write_text(TOY_SUITE)
+    _runner.add_peers(_registry.discover(tmp_path, package=None)[0])
+    assert _runner.PEERS[-1] == "toypeer" and _runner.PEER_MODULE["toypeer"] == "numpy"
