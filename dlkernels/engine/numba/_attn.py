@@ -37,24 +37,13 @@ import math
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
 __all__ = ["SCORE_DOT", "SCORE_TANH", "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd",
            "attn_local_fwd", "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
-
-
-def _cast(arr, val):  # pragma: no cover - replaced by the overload in compiled code
-    return arr.dtype.type(val)
-
-
-@overload(_cast)
-def _ol_cast(arr, val):
-    if arr.dtype == types.float32:
-        return lambda arr, val: np.float32(val)
-    return lambda arr, val: np.float64(val)
 
 
 from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
@@ -82,12 +71,12 @@ def _ol_exp(x):
     return lambda x: _exp64(x)
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
     """s[0:n] = scores of query (b, i) with keys j0..j0+n-1; T[e, jj] = tanh(...)
     kept when ``keep`` (kind SCORE_TANH)."""
     E = Qp.shape[2]
-    zero = _cast(s, 0.0)
+    zero = s.dtype.type(0.0)
     for jj in range(n):
         s[jj] = zero
     if kind == SCORE_DOT:
@@ -111,7 +100,7 @@ def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
                     s[jj] += c * _tanh(a + KT[b, e, j0 + jj])
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
     """ok[j] = 1 where key j is attended by row (b, i); adds a float mask to s."""
     lim = L[b]
@@ -120,7 +109,7 @@ def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
         if c < lim:
             lim = c
     base = b * msb + i * msq
-    ninf = _cast(s, -np.inf)
+    ninf = s.dtype.type(-np.inf)
     for j in range(Tk):
         if j >= lim:
             ok[j] = 0
@@ -137,16 +126,16 @@ def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
             ok[j] = 1
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _softmax_row(s, ok, n, w):
     """w[0:n] = softmax of s over the positions with ok; 0 elsewhere; all 0 (and
     False returned) when no position is attended."""
-    m = _cast(s, -np.inf)
+    m = s.dtype.type(-np.inf)
     for j in range(n):
         if ok[j] != 0 and s[j] > m:
             m = s[j]
-    zero = _cast(s, 0.0)
-    if m == _cast(s, -np.inf):
+    zero = s.dtype.type(0.0)
+    if m == s.dtype.type(-np.inf):
         for j in range(n):
             w[j] = zero
         return False
@@ -163,11 +152,11 @@ def _softmax_row(s, ok, n, w):
     return True
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _weighted_sum(w, ok, n, V, b, j0, out, i):
     """out[b, i, :] = sum over attended jj of w[jj] * V[b, j0 + jj, :]."""
     Dv = V.shape[2]
-    zero = _cast(w, 0.0)
+    zero = w.dtype.type(0.0)
     for d in range(Dv):
         out[b, i, d] = zero
     for jj in range(n):
@@ -177,13 +166,13 @@ def _weighted_sum(w, ok, n, V, b, j0, out, i):
                 out[b, i, d] += a * V[b, j0 + jj, d]
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
     """Backward of _score_row for query (b, i): dQp[b, i] = (written),
     dKT[b, :, j0:j0+n] += , dvv[b] += ; ds[jj] = d loss / d s[jj]."""
     E = Qp.shape[2]
-    zero = _cast(ds, 0.0)
-    one = _cast(ds, 1.0)
+    zero = ds.dtype.type(0.0)
+    one = ds.dtype.type(1.0)
     if kind == SCORE_DOT:
         for e in range(E):
             qe = Qp[b, i, e]
@@ -211,63 +200,136 @@ def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
             dvv[b, e] += accv
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def attn_scores(kind, Qp, KT, vv, scale, out):
-    """out (B, Tq, Tk) = the scores of every query with every key."""
-    B, Tq, _ = Qp.shape
+# Each parallel kernel is a thin prange driver over work items; the work
+# itself is a plain (cached) function, which keeps the parallel compilation
+# small: start-up counts.
+
+@njit(cache=True, error_model="numpy")
+def _scores_rows(kind, Qp, KT, vv, sc, r0, r1, out):
+    Tq = Qp.shape[1]
     Tk = KT.shape[2]
-    sc = _cast(Qp, scale)
     dummy = np.empty((1, 1), dtype=Qp.dtype)
-    for r in prange(B * Tq):
+    for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
         _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, out[b, i], dummy, False)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
+def attn_scores(kind, Qp, KT, vv, scale, out):
+    """out (B, Tq, Tk) = the scores of every query with every key."""
+    nrows = Qp.shape[0] * Qp.shape[1]
+    sc = Qp.dtype.type(scale)
+    nch = min(nrows, 256)
+    for c in prange(nch):
+        _scores_rows(kind, Qp, KT, vv, sc, c * nrows // nch, (c + 1) * nrows // nch, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax_rows(S, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, out):
+    B, Tq, Tk = S.shape
+    s = np.empty(Tk, dtype=S.dtype)
+    ok = np.empty(Tk, dtype=np.uint8)
+    for r in range(r0, r1):
+        b = r // Tq
+        i = r - b * Tq
+        for j in range(Tk):
+            s[j] = S[b, i, j]
+        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _softmax_row(s, ok, Tk, out[b, i])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
 def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
     """out (B, Tq, Tk) = masked softmax of S over the keys (out may be S)."""
-    B, Tq, Tk = S.shape
-    nrows = B * Tq
+    nrows = S.shape[0] * S.shape[1]
     nch = min(nrows, 64)
     for c in prange(nch):
-        s = np.empty(Tk, dtype=S.dtype)
-        ok = np.empty(Tk, dtype=np.uint8)
-        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
-            b = r // Tq
-            i = r - b * Tq
+        _softmax_rows(S, L, causal, mmode, mb, mf, msb, msq, msk, c * nrows // nch,
+                      (c + 1) * nrows // nch, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _fwd_rows(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, ctx,
+              wout, want_w):
+    Tq = Qp.shape[1]
+    Tk = KT.shape[2]
+    s = np.empty(Tk, dtype=Qp.dtype)
+    w = np.empty(Tk, dtype=Qp.dtype)
+    ok = np.empty(Tk, dtype=np.uint8)
+    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    for r in range(r0, r1):
+        b = r // Tq
+        i = r - b * Tq
+        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, dummy, False)
+        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _softmax_row(s, ok, Tk, w)
+        _weighted_sum(w, ok, Tk, V, b, 0, ctx, i)
+        if want_w:
             for j in range(Tk):
-                s[j] = S[b, i, j]
-            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
-            _softmax_row(s, ok, Tk, out[b, i])
+                wout[b, i, j] = w[j]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def attn_fwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
              want_w):
     """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
-    (else wout may be any array).  Work item: a chunk of query rows; scratch
-    O(Tk) per item."""
-    B, Tq, _ = Qp.shape
-    Tk = KT.shape[2]
-    sc = _cast(Qp, scale)
-    nrows = B * Tq
+    (else wout may be any array).  Work item: a chunk of query rows (at most
+    256 chunks); scratch O(Tk) per item."""
+    nrows = Qp.shape[0] * Qp.shape[1]
+    sc = Qp.dtype.type(scale)
     nch = min(nrows, 256)
     for c in prange(nch):
-        s = np.empty(Tk, dtype=Qp.dtype)
-        w = np.empty(Tk, dtype=Qp.dtype)
-        ok = np.empty(Tk, dtype=np.uint8)
-        dummy = np.empty((1, 1), dtype=Qp.dtype)
-        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
-            b = r // Tq
-            i = r - b * Tq
-            _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, dummy, False)
-            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
-            _softmax_row(s, ok, Tk, w)
-            _weighted_sum(w, ok, Tk, V, b, 0, ctx, i)
-            if want_w:
-                for j in range(Tk):
-                    wout[b, i, j] = w[j]
+        _fwd_rows(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
+                  c * nrows // nch, (c + 1) * nrows // nch, ctx, wout, want_w)
+
+
+@njit(cache=True, error_model="numpy")
+def _bwd_batch(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+               has_gw, dQp, dKT, dvv, dV, b):
+    B, Tq, E = Qp.shape
+    Tk = KT.shape[2]
+    Dv = V.shape[2]
+    zero = Qp.dtype.type(0.0)
+    s = np.empty(Tk, dtype=Qp.dtype)
+    w = np.empty(Tk, dtype=Qp.dtype)
+    dw = np.empty(Tk, dtype=Qp.dtype)
+    ok = np.empty(Tk, dtype=np.uint8)
+    T = np.empty((E if kind == SCORE_TANH else 1, Tk), dtype=Qp.dtype)
+    for e in range(dvv.shape[1]):
+        dvv[b, e] = zero
+    for e in range(E):
+        for j in range(Tk):
+            dKT[b, e, j] = zero
+    for j in range(Tk):
+        for d in range(Dv):
+            dV[b, j, d] = zero
+    for i in range(Tq):
+        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, T, True)
+        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        if not _softmax_row(s, ok, Tk, w):
+            for e in range(E):
+                dQp[b, i, e] = zero
+            continue
+        dot = zero
+        for j in range(Tk):
+            if ok[j] != 0:
+                acc = zero
+                for d in range(Dv):
+                    acc += dctx[b, i, d] * V[b, j, d]
+                if has_gw:
+                    acc += gw[b, i, j]
+                dw[j] = acc
+                dot += w[j] * acc
+        for j in range(Tk):
+            if ok[j] != 0:
+                dw[j] = w[j] * (dw[j] - dot)
+                a = w[j]
+                for d in range(Dv):
+                    dV[b, j, d] += a * dctx[b, i, d]
+            else:
+                dw[j] = zero
+        _score_bwd_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, dw, ok, T, dQp, dKT, dvv)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -276,59 +338,19 @@ def attn_bwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk
     """Backward of attn_fwd (recomputes the scores and weights).  Writes
     dQp (B, Tq, E), dKT (B, E, Tk), dV (B, Tk, Dv) and per-batch-row partial
     sums dvv (B, E) of the score vector's gradient (the caller sums them over
-    b).  Work item: one batch row (its keys' gradients are its own)."""
-    B, Tq, E = Qp.shape
-    Tk = KT.shape[2]
-    Dv = V.shape[2]
-    sc = _cast(Qp, scale)
-    zero = _cast(Qp, 0.0)
-    for b in prange(B):
-        s = np.empty(Tk, dtype=Qp.dtype)
-        w = np.empty(Tk, dtype=Qp.dtype)
-        dw = np.empty(Tk, dtype=Qp.dtype)
-        ok = np.empty(Tk, dtype=np.uint8)
-        T = np.empty((E if kind == SCORE_TANH else 1, Tk), dtype=Qp.dtype)
-        for e in range(dvv.shape[1]):
-            dvv[b, e] = zero
-        for e in range(E):
-            for j in range(Tk):
-                dKT[b, e, j] = zero
-        for j in range(Tk):
-            for d in range(Dv):
-                dV[b, j, d] = zero
-        for i in range(Tq):
-            _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, T, True)
-            _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
-            if not _softmax_row(s, ok, Tk, w):
-                for e in range(E):
-                    dQp[b, i, e] = zero
-                continue
-            dot = zero
-            for j in range(Tk):
-                if ok[j] != 0:
-                    acc = zero
-                    for d in range(Dv):
-                        acc += dctx[b, i, d] * V[b, j, d]
-                    if has_gw:
-                        acc += gw[b, i, j]
-                    dw[j] = acc
-                    dot += w[j] * acc
-            for j in range(Tk):
-                if ok[j] != 0:
-                    dw[j] = w[j] * (dw[j] - dot)
-                    a = w[j]
-                    for d in range(Dv):
-                        dV[b, j, d] += a * dctx[b, i, d]
-                else:
-                    dw[j] = zero
-            _score_bwd_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, dw, ok, T, dQp, dKT, dvv)
+    b; dvv may be (B, 1) for SCORE_DOT).  Work item: one batch row (its keys'
+    gradients are its own)."""
+    sc = Qp.dtype.type(scale)
+    for b in prange(Qp.shape[0]):
+        _bwd_batch(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+                   has_gw, dQp, dKT, dvv, dV, b)
 
 
-@njit(error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     """Window of query (b, i): returns (start, lo, n): keys lo..lo+n-1 are
     inside the sequence; s/w/g[0:n] = scores, softmax, Gaussian factors."""
-    half = _cast(s, 0.5)
+    half = s.dtype.type(0.5)
     pt = p[b, i]
     st = np.int64(math.floor(pt + half)) - D
     lo = st if st > 0 else 0
@@ -342,16 +364,39 @@ def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     for jj in range(n):
         ok[jj] = 1
     _softmax_row(s, ok, n, w)
-    one = _cast(s, 1.0)
+    one = s.dtype.type(1.0)
     if D > 0:
-        den = _cast(s, D * D * 0.5)
+        den = s.dtype.type(D * D * 0.5)
         for jj in range(n):
-            dl = _cast(s, lo + jj) - pt
+            dl = s.dtype.type(lo + jj) - pt
             g[jj] = _exp(-(dl * dl) / den)
     else:
         for jj in range(n):
             g[jj] = one
     return st, lo, n
+
+
+@njit(cache=True, error_model="numpy")
+def _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout):
+    Tq = Qp.shape[1]
+    nw = 2 * D + 1
+    zero = Qp.dtype.type(0.0)
+    s = np.empty(nw, dtype=Qp.dtype)
+    w = np.empty(nw, dtype=Qp.dtype)
+    g = np.empty(nw, dtype=Qp.dtype)
+    ok = np.empty(nw, dtype=np.uint8)
+    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    for r in range(r0, r1):
+        b = r // Tq
+        i = r - b * Tq
+        st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, dummy, False)
+        starts[b, i] = st
+        for jj in range(nw):
+            wout[b, i, jj] = zero
+        for jj in range(n):
+            w[jj] = w[jj] * g[jj]
+            wout[b, i, lo - st + jj] = w[jj]
+        _weighted_sum(w, ok, n, V, b, lo, ctx, i)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -360,85 +405,104 @@ def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
     start..start+2D (start = floor(p + 1/2) - D, written to starts (B, Tq)),
     softmax over those inside [0, L[b]), times exp(-(j - p)^2 / (D^2 / 2))
     (sigma = D/2; factor 1 when D = 0).  wout (B, Tq, 2D+1): 0 outside."""
-    B, Tq, _ = Qp.shape
-    nw = 2 * D + 1
-    sc = _cast(Qp, scale)
-    zero = _cast(Qp, 0.0)
-    nrows = B * Tq
+    nrows = Qp.shape[0] * Qp.shape[1]
+    sc = Qp.dtype.type(scale)
     nch = min(nrows, 256)
     for c in prange(nch):
-        s = np.empty(nw, dtype=Qp.dtype)
-        w = np.empty(nw, dtype=Qp.dtype)
-        g = np.empty(nw, dtype=Qp.dtype)
-        ok = np.empty(nw, dtype=np.uint8)
-        dummy = np.empty((1, 1), dtype=Qp.dtype)
-        for r in range(c * nrows // nch, (c + 1) * nrows // nch):
-            b = r // Tq
-            i = r - b * Tq
-            st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, dummy,
-                                   False)
-            starts[b, i] = st
-            for jj in range(nw):
-                wout[b, i, jj] = zero
-            for jj in range(n):
-                w[jj] = w[jj] * g[jj]
-                wout[b, i, lo - st + jj] = w[jj]
-            _weighted_sum(w, ok, n, V, b, lo, ctx, i)
+        _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, c * nrows // nch,
+                        (c + 1) * nrows // nch, starts, ctx, wout)
+
+
+@njit(cache=True, error_model="numpy")
+def _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp, b):
+    B, Tq, E = Qp.shape
+    Tk = KT.shape[2]
+    Dv = V.shape[2]
+    nw = 2 * D + 1
+    zero = Qp.dtype.type(0.0)
+    s = np.empty(nw, dtype=Qp.dtype)
+    w = np.empty(nw, dtype=Qp.dtype)
+    g = np.empty(nw, dtype=Qp.dtype)
+    ds = np.empty(nw, dtype=Qp.dtype)
+    ok = np.empty(nw, dtype=np.uint8)
+    T = np.empty((E if kind == SCORE_TANH else 1, nw), dtype=Qp.dtype)
+    for e in range(dvv.shape[1]):
+        dvv[b, e] = zero
+    for e in range(E):
+        for j in range(Tk):
+            dKT[b, e, j] = zero
+    for j in range(Tk):
+        for d in range(Dv):
+            dV[b, j, d] = zero
+    for i in range(Tq):
+        st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
+        for e in range(E):
+            dQp[b, i, e] = zero
+        dp[b, i] = zero
+        if n <= 0:
+            continue
+        pt = p[b, i]
+        dot = zero
+        accp = zero
+        for jj in range(n):
+            acc = zero
+            for d in range(Dv):
+                acc += dctx[b, i, d] * V[b, lo + jj, d]
+            a = w[jj] * g[jj]
+            for d in range(Dv):
+                dV[b, lo + jj, d] += a * dctx[b, i, d]
+            if D > 0:
+                dl = Qp.dtype.type(lo + jj) - pt
+                accp += ((acc * w[jj]) * g[jj]) * (dl + dl)
+            acc = acc * g[jj]
+            ds[jj] = acc
+            dot += w[jj] * acc
+        if D > 0:
+            dp[b, i] = accp / Qp.dtype.type(D * D * 0.5)
+        for jj in range(n):
+            ds[jj] = w[jj] * (ds[jj] - dot)
+        _score_bwd_row(kind, Qp, KT, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKT, dvv)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def attn_local_bwd(kind, Qp, KT, vv, scale, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp):
     """Backward of attn_local_fwd: dQp, dKT, dV, dvv (per batch row, as in
     attn_bwd) and dp (B, Tq), the gradient of the positions."""
-    B, Tq, E = Qp.shape
-    Tk = KT.shape[2]
-    Dv = V.shape[2]
-    nw = 2 * D + 1
-    sc = _cast(Qp, scale)
-    zero = _cast(Qp, 0.0)
-    for b in prange(B):
-        s = np.empty(nw, dtype=Qp.dtype)
-        w = np.empty(nw, dtype=Qp.dtype)
-        g = np.empty(nw, dtype=Qp.dtype)
-        ds = np.empty(nw, dtype=Qp.dtype)
-        ok = np.empty(nw, dtype=np.uint8)
-        T = np.empty((E if kind == SCORE_TANH else 1, nw), dtype=Qp.dtype)
-        for e in range(dvv.shape[1]):
-            dvv[b, e] = zero
-        for e in range(E):
-            for j in range(Tk):
-                dKT[b, e, j] = zero
-        for j in range(Tk):
-            for d in range(Dv):
-                dV[b, j, d] = zero
-        for i in range(Tq):
-            st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
-            for e in range(E):
-                dQp[b, i, e] = zero
-            dp[b, i] = zero
-            if n <= 0:
-                continue
-            pt = p[b, i]
-            dot = zero
-            accp = zero
-            for jj in range(n):
-                acc = zero
-                for d in range(Dv):
-                    acc += dctx[b, i, d] * V[b, lo + jj, d]
-                a = w[jj] * g[jj]
-                for d in range(Dv):
-                    dV[b, lo + jj, d] += a * dctx[b, i, d]
-                if D > 0:
-                    dl = _cast(Qp, lo + jj) - pt
-                    accp += ((acc * w[jj]) * g[jj]) * (dl + dl)
-                acc = acc * g[jj]
-                ds[jj] = acc
-                dot += w[jj] * acc
-            if D > 0:
-                dp[b, i] = accp / _cast(Qp, D * D * 0.5)
-            for jj in range(n):
-                ds[jj] = w[jj] * (ds[jj] - dot)
-            _score_bwd_row(kind, Qp, KT, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKT, dvv)
+    sc = Qp.dtype.type(scale)
+    for b in prange(Qp.shape[0]):
+        _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp, b)
+
+
+@njit(cache=True, error_model="numpy")
+def _pool_seg(P, u, X, a0, a1, sg, pooled, weights, T):
+    A = P.shape[1]
+    H = X.shape[1]
+    zero = P.dtype.type(0.0)
+    for h in range(H):
+        pooled[sg, h] = zero
+    if a1 <= a0:
+        return
+    m = P.dtype.type(-np.inf)
+    for r in range(a0, a1):
+        for h in range(A):
+            T[r, h] = _tanh(P[r, h])
+        acc = zero
+        for h in range(A):
+            acc += T[r, h] * u[h]
+        weights[r] = acc
+        if acc > m:
+            m = acc
+    z = zero
+    for r in range(a0, a1):
+        e = _exp(weights[r] - m)
+        weights[r] = e
+        z += e
+    for r in range(a0, a1):
+        weights[r] = weights[r] / z
+    for r in range(a0, a1):
+        a = weights[r]
+        for h in range(H):
+            pooled[sg, h] += a * X[r, h]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -446,38 +510,34 @@ def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
     """Attention pooling of segments: rows starts[s]..starts[s]+counts[s]-1 of
     X (N, H) pool into pooled[s]; T = tanh(P) and weights (softmax of T u per
     segment) written for those rows only.  Work item: one segment."""
-    S = starts.shape[0]
-    A = P.shape[1]
+    for sg in prange(starts.shape[0]):
+        _pool_seg(P, u, X, starts[sg], starts[sg] + counts[sg], sg, pooled, weights, T)
+
+
+@njit(cache=True, error_model="numpy")
+def _pool_bwd_seg(T, u, X, a0, a1, sg, weights, dpooled, gw, has_gw, dX, dP, dsc):
+    A = T.shape[1]
     H = X.shape[1]
-    zero = _cast(P, 0.0)
-    for sg in prange(S):
-        a0 = starts[sg]
-        a1 = a0 + counts[sg]
+    zero = T.dtype.type(0.0)
+    one = T.dtype.type(1.0)
+    dot = zero
+    for r in range(a0, a1):
+        acc = zero
         for h in range(H):
-            pooled[sg, h] = zero
-        if a1 <= a0:
-            continue
-        m = _cast(P, -np.inf)
-        for r in range(a0, a1):
-            for h in range(A):
-                T[r, h] = _tanh(P[r, h])
-            acc = zero
-            for h in range(A):
-                acc += T[r, h] * u[h]
-            weights[r] = acc
-            if acc > m:
-                m = acc
-        z = zero
-        for r in range(a0, a1):
-            e = _exp(weights[r] - m)
-            weights[r] = e
-            z += e
-        for r in range(a0, a1):
-            weights[r] = weights[r] / z
-        for r in range(a0, a1):
-            a = weights[r]
-            for h in range(H):
-                pooled[sg, h] += a * X[r, h]
+            acc += dpooled[sg, h] * X[r, h]
+        if has_gw:
+            acc += gw[r]
+        dsc[r] = acc
+        dot += weights[r] * acc
+        a = weights[r]
+        for h in range(H):
+            dX[r, h] = a * dpooled[sg, h]
+    for r in range(a0, a1):
+        gr = weights[r] * (dsc[r] - dot)
+        dsc[r] = gr
+        for h in range(A):
+            t = T[r, h]
+            dP[r, h] = (gr * u[h]) * (one - t * t)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -485,29 +545,6 @@ def attn_pool_bwd(T, u, X, starts, counts, weights, dpooled, gw, has_gw, dX, dP,
     """Backward of attn_pool_fwd for the segment rows: dX = weights * dpooled
     (the direct part; the caller adds dP W^T), dsc = d loss / d score,
     dP = dsc * u * (1 - T^2)."""
-    S = starts.shape[0]
-    A = T.shape[1]
-    H = X.shape[1]
-    zero = _cast(T, 0.0)
-    one = _cast(T, 1.0)
-    for sg in prange(S):
-        a0 = starts[sg]
-        a1 = a0 + counts[sg]
-        dot = zero
-        for r in range(a0, a1):
-            acc = zero
-            for h in range(H):
-                acc += dpooled[sg, h] * X[r, h]
-            if has_gw:
-                acc += gw[r]
-            dsc[r] = acc
-            dot += weights[r] * acc
-            a = weights[r]
-            for h in range(H):
-                dX[r, h] = a * dpooled[sg, h]
-        for r in range(a0, a1):
-            gr = weights[r] * (dsc[r] - dot)
-            dsc[r] = gr
-            for h in range(A):
-                t = T[r, h]
-                dP[r, h] = (gr * u[h]) * (one - t * t)
+    for sg in prange(starts.shape[0]):
+        _pool_bwd_seg(T, u, X, starts[sg], starts[sg] + counts[sg], sg, weights, dpooled, gw,
+                      has_gw, dX, dP, dsc)
