@@ -27,7 +27,7 @@ the low bits).  ``state_bits(index, m, n)`` decodes it.
 Randomness: ``random_state`` as in ``dlkernels.bindings.rbm``; chain / run /
 row ``s`` uses stream ``s`` of the call's counter, so results are identical
 for any thread count and both backends.  The exact use of the random words is
-documented in ``dlkernels.engine.numba._rbm_mcmc``.
+documented in ``dlkernels.engine.numba._rbm_single_site`` / ``_rbm_ais`` / ``_rbm_pl``.
 """
 import math
 from collections import namedtuple
@@ -82,7 +82,10 @@ def _as_2d(x, name):
     if isinstance(x, np.ndarray) and x.ndim == 1:
         return x[None, :], True
     if not isinstance(x, np.ndarray) and x is not None:
-        arr = np.asarray(x) if not isinstance(x, (str, bytes, dict, set)) else x
+        try:
+            arr = np.asarray(x) if not isinstance(x, (str, bytes, dict, set)) else x
+        except (ValueError, TypeError):  # ragged lists...: check_array names the argument
+            return x, False
         if isinstance(arr, np.ndarray) and arr.ndim == 1:
             return arr[None, :], True
     return x, False
@@ -208,19 +211,20 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
         if q is not None:
             raise ValueError("q: expected None with scan='systematic' (q applies to the random "
                              f"scan), got {_describe(q)}")
-        mode = 1
+        mode = "SCAN_SYSTEMATIC"
     elif q is None:
-        mode = 0
+        mode = "SCAN_RANDOM"
     else:
         thr, alias = _alias_table(_check_q(q, m + n))
-        mode = 2
+        mode = "SCAN_ALIAS"
     eng = _engine(backend)
     streams = as_streams(random_state)
     ctr = streams.next_counter()
     if v.shape[0] and n_steps:
         WT = np.ascontiguousarray(W.T)
-        eng.single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, FIELD_REFRESH,
-                              streams.key, ctr)
+        eng.single_site_gibbs(v=v, h=h, W=W, WT=WT, a=a, b=b, n_steps=n_steps,
+                              mode=getattr(eng, mode), thr=thr, alias=alias,
+                              refresh=FIELD_REFRESH, key=streams.key, ctr=ctr)
     if one_v and one_h:
         return v[0], h[0]
     return v, h
@@ -608,7 +612,8 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     logw = np.empty(n_runs, np.float64)
     WT = np.ascontiguousarray(W.T)
     with blas_single_threaded():   # the kernel parallelises over tiles of runs itself
-        eng.ais(W, WT, a, b, a_base, betas, streams.key, ctr, logw)
+        eng.ais(W=W, WT=WT, a=a, b=b, a_base=a_base, betas=betas, key=streams.key, ctr=ctr,
+                logw=logw)
     log_za = float(np.logaddexp(0.0, a_base.astype(np.float64)).sum() + n * math.log(2.0))
     return _ais_result(logw, log_za)
 
@@ -728,5 +733,5 @@ def pseudo_likelihood(v, W, a, b, *, exact=False, random_state=None, backend=Non
         key, ctr = streams.key, streams.next_counter()
     if v.shape[0]:
         with blas_single_threaded():   # the kernel parallelises over tiles of rows itself
-            eng.pseudo_likelihood(v, W, a, b, exact, key, ctr, out)
+            eng.pseudo_likelihood(v=v, W=W, a=a, b=b, exact=exact, key=key, ctr=ctr, out=out)
     return out
