@@ -667,6 +667,52 @@ else:
                                                   self.backend)
             return out
 
+        # ---- scikit-learn's private helpers: its own test file calls them ----
+        def _rows(self, v):
+            """v as validated 2-d rows of the model's dtype (a 1-d v is one row)."""
+            if not sp.issparse(v) and np.ndim(v) == 1:
+                v = np.reshape(np.asarray(v), (1, -1))
+            return self._validate(v, reset=False, dtype=self._data_dtype_for_predict())
+
+        def _mean_hiddens(self, v):
+            """P(h=1 | v), as scikit-learn's private ``_mean_hiddens`` (a 1-d v
+            gives a 1-d result)."""
+            check_is_fitted(self)
+            one = not sp.issparse(v) and np.ndim(v) == 1
+            out = self.transform(self._rows(v))
+            return out[0] if one else out
+
+        def _sample_hiddens(self, v, rng):
+            """Hidden states drawn from P(h | v) with ``rng.uniform`` (a numpy
+            RandomState or Generator), as scikit-learn's private helper: a
+            boolean array."""
+            p = self._mean_hiddens(v)
+            return rng.uniform(size=p.shape) < p
+
+        def _sample_visibles(self, h, rng):
+            """Visible states drawn from P(v | h) with ``rng.uniform``, as
+            scikit-learn's private helper: a boolean array of h's row count."""
+            from . import rbm as _api
+
+            check_is_fitted(self)
+            W, a, _ = self._model_arrays()
+            one = np.ndim(h) == 1
+            p = _api.visible_probs(np.atleast_2d(np.asarray(h, dtype=W.dtype)), W, a,
+                                   backend=self.backend)
+            p = p[0] if one else p
+            return rng.uniform(size=p.shape) < p
+
+        def _free_energy(self, v):
+            """Free energy F(v) = -a.v - sum_j softplus(b_j + (v W)_j) of each
+            row, as scikit-learn's private helper."""
+            from . import rbm as _api
+
+            check_is_fitted(self)
+            X = self._rows(v)
+            W, a, b = self._model_arrays()
+            X = X.toarray() if sp.issparse(X) else X
+            return _api.free_energy(np.ascontiguousarray(X), W, a, b, backend=self.backend)
+
         def __sklearn_tags__(self):
             tags = super().__sklearn_tags__()
             tags.input_tags.sparse = True
