@@ -38,6 +38,55 @@ def sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize):
     return tq, tk
 
 
+cdef inline floating _sdpa_rowmax(const floating* x, Py_ssize_t n, floating init) noexcept nogil:
+    """max(init, x[:n]), 8 lanes (exact: the order does not matter)."""
+    cdef floating m0 = init, m1 = init, m2 = init, m3 = init
+    cdef floating m4 = init, m5 = init, m6 = init, m7 = init
+    cdef Py_ssize_t c = 0
+    while c + 8 <= n:
+        m0 = x[c] if x[c] > m0 else m0
+        m1 = x[c + 1] if x[c + 1] > m1 else m1
+        m2 = x[c + 2] if x[c + 2] > m2 else m2
+        m3 = x[c + 3] if x[c + 3] > m3 else m3
+        m4 = x[c + 4] if x[c + 4] > m4 else m4
+        m5 = x[c + 5] if x[c + 5] > m5 else m5
+        m6 = x[c + 6] if x[c + 6] > m6 else m6
+        m7 = x[c + 7] if x[c + 7] > m7 else m7
+        c += 8
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    m0 = m4 if m4 > m0 else m0
+    while c < n:
+        m0 = x[c] if x[c] > m0 else m0
+        c += 1
+    return m0
+
+
+cdef inline floating _sdpa_rowsum(const floating* x, Py_ssize_t n) noexcept nogil:
+    """sum(x[:n]) in the Numba twin's fixed order (_rowsum)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, t
+    cdef Py_ssize_t c = 0
+    while c + 8 <= n:
+        s0 = s0 + x[c]
+        s1 = s1 + x[c + 1]
+        s2 = s2 + x[c + 2]
+        s3 = s3 + x[c + 3]
+        s4 = s4 + x[c + 4]
+        s5 = s5 + x[c + 5]
+        s6 = s6 + x[c + 6]
+        s7 = s7 + x[c + 7]
+        c += 8
+    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while c < n:
+        t = t + x[c]
+        c += 1
+    return t
+
+
 cdef inline bint _sdpa_live(int mode, const uint8_t* mb, const floating* mf, int64_t moff,
                             Py_ssize_t mld, Py_ssize_t i0, Py_ssize_t nq, Py_ssize_t j0,
                             Py_ssize_t nk) noexcept nogil:
@@ -146,10 +195,7 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
         _sdpa_mask(Sb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
         for r in range(nq):
             base = r * nk
-            mx = ninf
-            for c in range(nk):
-                x = Sb[base + c]
-                mx = x if x > mx else mx
+            mx = _sdpa_rowmax(Sb + base, nk, ninf)
             mold = m[r]
             mnew = mx if mx > mold else mold
             if mnew == ninf:
@@ -157,9 +203,7 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
                     Sb[base + c] = zero
                 continue
             _sdpa_exp_shift(Sb + base, nk, mnew)
-            rs = zero
-            for c in range(nk):
-                rs += Sb[base + c]
+            rs = _sdpa_rowsum(Sb + base, nk)
             if floating is float:
                 alpha = dlk_exp32(mold - mnew)
             else:

@@ -94,6 +94,70 @@ def _cast(a, x):
     return t[0]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _rowmax(Sb, base, n, init):
+    """max(init, Sb[base:base+n]) with 8 independent lanes (vectorizable; the
+    maximum is exact, so the lane order does not matter)."""
+    x = Sb[base:base + n]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
+    c = 0
+    while c + 8 <= n:
+        x0 = x[c]
+        x1 = x[c + 1]
+        x2 = x[c + 2]
+        x3 = x[c + 3]
+        x4 = x[c + 4]
+        x5 = x[c + 5]
+        x6 = x[c + 6]
+        x7 = x[c + 7]
+        m0 = x0 if x0 > m0 else m0
+        m1 = x1 if x1 > m1 else m1
+        m2 = x2 if x2 > m2 else m2
+        m3 = x3 if x3 > m3 else m3
+        m4 = x4 if x4 > m4 else m4
+        m5 = x5 if x5 > m5 else m5
+        m6 = x6 if x6 > m6 else m6
+        m7 = x7 if x7 > m7 else m7
+        c += 8
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    m0 = m4 if m4 > m0 else m0
+    while c < n:
+        x0 = x[c]
+        m0 = x0 if x0 > m0 else m0
+        c += 1
+    return m0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _rowsum(Sb, base, n, zero):
+    """sum(Sb[base:base+n]) in a fixed order (the Cython twin's): 8 lanes
+    s_t += x[c] over c = t mod 8 of the full blocks of 8, then
+    ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the tail in order."""
+    x = Sb[base:base + n]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    c = 0
+    while c + 8 <= n:
+        s0 += x[c]
+        s1 += x[c + 1]
+        s2 += x[c + 2]
+        s3 += x[c + 3]
+        s4 += x[c + 4]
+        s5 += x[c + 5]
+        s6 += x[c + 6]
+        s7 += x[c + 7]
+        c += 8
+    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while c < n:
+        t += x[c]
+        c += 1
+    return t
+
+
 @njit(cache=True, error_model="numpy")
 def _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
     """Whether any (i, j) of the tile takes part according to the mask."""
@@ -124,32 +188,38 @@ def _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causa
     if mask_mode == 1:
         for r in range(nq):
             base = moff + (i0 + r) * mld + j0
+            mrow = mask_b[base:base + nk]
+            row = Sb[r * nk:r * nk + nk]
             for c in range(nk):
-                if mask_b[base + c] == 0:
-                    Sb[r * nk + c] = ninf
+                row[c] = row[c] if mrow[c] != 0 else ninf
     elif mask_mode == 2:
         for r in range(nq):
             base = moff + (i0 + r) * mld + j0
+            mrow = mask_f[base:base + nk]
+            row = Sb[r * nk:r * nk + nk]
             for c in range(nk):
-                Sb[r * nk + c] = Sb[r * nk + c] + mask_f[base + c]
+                row[c] = row[c] + mrow[c]
     if causal:
         for r in range(nq):
             c0 = i0 + r - j0 + 1
             if c0 < 0:
                 c0 = 0
-            for c in range(c0, nk):
-                Sb[r * nk + c] = ninf
+            if c0 < nk:
+                row = Sb[r * nk + c0:r * nk + nk]
+                for c in range(nk - c0):
+                    row[c] = ninf
 
 
 @njit(cache=True, error_model="numpy")
 def _exp_shift(Sb, base, n, m):
     """Sb[base:base+n] = exp(Sb[base:base+n] - m) (vectorizable)."""
+    x = Sb[base:base + n]
     if Sb.itemsize == 4:
         for c in range(n):
-            Sb[base + c] = exp32(Sb[base + c] - m)
+            x[c] = exp32(x[c] - m)
     else:
         for c in range(n):
-            Sb[base + c] = exp64(Sb[base + c] - m)
+            x[c] = exp64(x[c] - m)
 
 
 @njit(cache=True, error_model="numpy")
@@ -174,9 +244,9 @@ def _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero):
     for r in range(nq):
         c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], bh * L + i0 + r, 2)
         _uniforms(ub, nk, key[0], key[1], c0, c1, c2, c3, j0)
-        base = r * nk
+        row = Sb[r * nk:r * nk + nk]
         for c in range(nk):
-            Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
+            row[c] = row[c] if ub[c] >= dp else zero
 
 
 @njit(cache=True, error_model="numpy")
@@ -189,8 +259,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
-    for t in range(nq * Ev):
-        acc[t] = zero
+    acc[:nq * Ev] = zero
     jend = S
     if causal and i0 + nq < S:
         jend = i0 + nq
@@ -203,40 +272,36 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nq):
             base = r * nk
-            mx = ninf
-            for c in range(nk):
-                x = Sb[base + c]
-                mx = x if x > mx else mx
+            mx = _rowmax(Sb, base, nk, ninf)
             mold = m[r]
             mnew = mx if mx > mold else mold
             if mnew == ninf:
-                for c in range(nk):
-                    Sb[base + c] = zero
+                Sb[base:base + nk] = zero
                 continue
             _exp_shift(Sb, base, nk, mnew)
-            rs = zero
-            for c in range(nk):
-                rs += Sb[base + c]
+            rs = _rowsum(Sb, base, nk, zero)
             tmp[0] = mold - mnew
             alpha = _exp1(tmp)
             l[r] = l[r] * alpha + rs
             m[r] = mnew
             if alpha != one:
+                arow = acc[r * Ev:r * Ev + Ev]
                 for c in range(Ev):
-                    acc[r * Ev + c] = acc[r * Ev + c] * alpha
+                    arow[c] = arow[c] * alpha
         if dp > zero:
             _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero)
         gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
                 acc, 0, Ev)
     for r in range(nq):
+        orow = out[bh, i0 + r]
         if l[r] == zero:
-            for c in range(Ev):
-                out[bh, i0 + r, c] = zero
+            orow[:] = zero
             lse[bh, i0 + r] = ninf
         else:
             inv = dscale / l[r]
+            arow = acc[r * Ev:r * Ev + Ev]
             for c in range(Ev):
-                out[bh, i0 + r, c] = acc[r * Ev + c] * inv
+                orow[c] = arow[c] * inv
             lse[bh, i0 + r] = m[r] + math.log(l[r])
 
 
@@ -280,8 +345,7 @@ def _probs(Sb, nq, nk, lse, bh, i0):
         li = lse[bh, i0 + r]
         base = r * nk
         if li == ninf:
-            for c in range(nk):
-                Sb[base + c] = zero
+            Sb[base:base + nk] = zero
         else:
             _exp_shift(Sb, base, nk, li)
 
@@ -310,19 +374,21 @@ def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, 
         for r in range(nq):
             c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], bh * L + i0 + r, 2)
             _uniforms(ub, nk, key[0], key[1], c0, c1, c2, c3, j0)
-            base = r * nk
+            pr = Pb[r * nk:r * nk + nk]
+            pdr = Pd[r * nk:r * nk + nk]
+            dpr = dP[r * nk:r * nk + nk]
             for c in range(nk):
                 z = dscale if ub[c] >= dp else zero
-                Pd[base + c] = Pb[base + c] * z
-                dP[base + c] = dP[base + c] * z
+                pdr[c] = pr[c] * z
+                dpr[c] = dpr[c] * z
     else:
-        for t in range(nq * nk):
-            Pd[t] = Pb[t]
+        Pd[:nq * nk] = Pb[:nq * nk]
     for r in range(nq):
         d = Dm[bh, i0 + r]
-        base = r * nk
+        pr = Pb[r * nk:r * nk + nk]
+        dpr = dP[r * nk:r * nk + nk]
         for c in range(nk):
-            dP[base + c] = Pb[base + c] * (dP[base + c] - d)
+            dpr[c] = pr[c] * (dpr[c] - d)
     return True
 
 
@@ -330,11 +396,14 @@ def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, 
 def _rowdot(go, out, Dm):
     """Dm[bh, i] = sum_c go[bh, i, c] out[bh, i, c] (c ascending)."""
     BH, L, Ev = out.shape
+    zero = _cast(Dm, 0.0)
     for bh in prange(BH):
         for i in range(L):
-            s = _cast(Dm, 0.0)
+            gr = go[bh, i]
+            orow = out[bh, i]
+            s = zero
             for c in range(Ev):
-                s += go[bh, i, c] * out[bh, i, c]
+                s += gr[c] * orow[c]
             Dm[bh, i] = s
 
 
@@ -370,10 +439,8 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
         Pd = np.empty(tq * tk, q.dtype)
         dP = np.empty(tq * tk, q.dtype)
         ub = np.empty(tk, q.dtype)
-        for t in range(nk * E):
-            dkf[(kvh * S + j0) * E + t] = zero
-        for t in range(nk * Ev):
-            dvf[(kvh * S + j0) * Ev + t] = zero
+        dkf[(kvh * S + j0) * E:(kvh * S + j0 + nk) * E] = zero
+        dvf[(kvh * S + j0) * Ev:(kvh * S + j0 + nk) * Ev] = zero
         qt0 = j0 // tq if causal else 0
         for p in range(kv_ptr[kvh], kv_ptr[kvh + 1]):
             bh = kv_list[p]
@@ -400,8 +467,7 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
         Pd = np.empty(tq * tk, q.dtype)
         dP = np.empty(tq * tk, q.dtype)
         ub = np.empty(tk, q.dtype)
-        for t in range(nq * E):
-            dqf[(bh * L + i0) * E + t] = zero
+        dqf[(bh * L + i0) * E:(bh * L + i0 + nq) * E] = zero
         jend = S
         if causal and i0 + nq < S:
             jend = i0 + nq
