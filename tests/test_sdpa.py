@@ -349,6 +349,8 @@ ERRORS = [
     (dict(dropout_p=1.0), ValueError, "dropout_p: expected a number < 1"),
     (dict(dropout_p=-0.1), ValueError, "dropout_p: expected a number >= 0"),
     (dict(dropout_p="0.1"), TypeError, "dropout_p: expected a real number"),
+    (dict(dropout_p=1 - 1e-9, query=_q.astype(np.float32), key=_k.astype(np.float32),
+          value=_v.astype(np.float32)), ValueError, "dropout_p: expected a number < 1 in float32"),
     (dict(is_causal=1), TypeError, "is_causal: expected True or False"),
     (dict(scale=np.inf), ValueError, "scale: expected a finite number"),
     (dict(scale="1"), TypeError, "scale: expected a real number"),

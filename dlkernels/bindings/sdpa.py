@@ -73,6 +73,9 @@ def _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_g
     if v.shape[-2] != S:
         raise ValueError(f"value: expected {S} rows in dimension -2 (key's S), got shape {v.shape}")
     dropout_p = check_float(dropout_p, "dropout_p", min=0.0, max=1.0, max_inclusive=False)
+    if dt.type(dropout_p) >= 1:  # the kernels compare and scale in the array's dtype
+        raise ValueError(f"dropout_p: expected a number < 1 in {dt}, got {dropout_p!r} "
+                         f"(rounds to 1)")
     is_causal = check_bool(is_causal, "is_causal")
     enable_gqa = check_bool(enable_gqa, "enable_gqa")
     if scale is None:
@@ -211,7 +214,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         finite or -inf) is added to the scores.
     dropout_p : float, default 0
         Dropout probability in [0, 1) on the attention weights (kept weights
-        are scaled by 1 / (1 - p)).
+        are scaled by 1 / (1 - p)); p is rounded to the dtype of query, and
+        must stay below 1 there.
     is_causal : bool, default False
         Key j takes part for query i only when j <= i (top-left aligned,
         as PyTorch's ``tril(diagonal=0)``; combined with ``attn_mask``).
