@@ -2,7 +2,7 @@
 dlkernels.gan.train_gan; saves a scatter of generated samples at several
 points of training (PNG) and prints the mode metrics.
 
-    python examples/gan_ring.py                 # ~3000 steps, gan_ring.png
+    python examples/gan_ring.py                 # 4000 steps, gan_ring.png
     python examples/gan_ring.py --steps 300 --out /tmp/ring.png
 
 Needs matplotlib (the ``plot`` extra) for the picture.
@@ -16,7 +16,7 @@ from dlkernels import gan
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -41,7 +41,7 @@ def main(argv=None):
             snaps.append((info["step"], G.forward(z)))
 
     trainer = gan.GANTrainer(G, D, batch_size=bs, optimizer="adam", learning_rate=2e-3,
-                             lr_decay=1.001, noise="normal", random_state=args.seed)
+                             lr_decay=1.0012, noise="normal", random_state=args.seed)
     trainer.fit(X, max(1, -(-args.steps // bpe)), callback=snapshot)
     m = gan.mode_metrics(G.forward(z), gan.ring_modes(), 0.02)
     print(f"after {trainer.step} steps: modes captured {m['modes_captured']}/8, "
