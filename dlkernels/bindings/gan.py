@@ -552,7 +552,22 @@ def dense_backward(x, W, gy, cache, activation, *, pieces=1, backend=None):
 
 # ---- evaluation ----------------------------------------------------------------------------
 def ring_modes(n_modes=8, radius=2.0):
-    """Centres of the ring mixture: ``radius * (cos 2 pi k / n, sin 2 pi k / n)``, (n, 2)."""
+    """Centres of the ring mixture: ``radius * (cos 2 pi k / n, sin 2 pi k / n)``.
+
+    Parameters
+    ----------
+    n_modes : int >= 1, default 8
+    radius : float > 0, default 2.0
+
+    Returns
+    -------
+    ndarray (n_modes, 2), float64
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad count or radius.
+    """
     n_modes = check_int(n_modes, "n_modes", min=1)
     radius = check_float(radius, "radius", min=0.0, min_inclusive=False)
     t = 2.0 * np.pi * np.arange(n_modes) / n_modes
@@ -560,7 +575,23 @@ def ring_modes(n_modes=8, radius=2.0):
 
 
 def grid_modes(n_side=5, spacing=2.0):
-    """Centres of the grid mixture: ``spacing * (i - (n_side-1)/2, j - ...)``, (n_side**2, 2)."""
+    """Centres of the grid mixture: ``spacing * (i - (n_side-1)/2, j - (n_side-1)/2)``.
+
+    Parameters
+    ----------
+    n_side : int >= 1, default 5
+        Modes per side (25 modes by default, at -4, -2, 0, 2, 4 on each axis).
+    spacing : float > 0, default 2.0
+
+    Returns
+    -------
+    ndarray (n_side**2, 2), float64
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad count or spacing.
+    """
     n_side = check_int(n_side, "n_side", min=1)
     spacing = check_float(spacing, "spacing", min=0.0, min_inclusive=False)
     c = spacing * (np.arange(n_side) - (n_side - 1) / 2.0)
@@ -602,10 +633,25 @@ def sample_ring(n, *, n_modes=8, radius=2.0, std=0.02, random_state=None, dtype=
 
 
 def sample_grid(n, *, n_side=5, spacing=2.0, std=0.05, random_state=None, dtype=np.float32):
-    """``n`` points of the n_side x n_side grid of Gaussians (25 modes by default), (n, 2).
+    """``n`` points of the n_side x n_side grid of Gaussians (25 modes by default).
 
-    Parameters and errors as ``sample_ring`` (``n_side``, ``spacing`` replace
-    ``n_modes``, ``radius``).
+    Parameters
+    ----------
+    n : int >= 0
+    n_side : int, default 5
+    spacing : float, default 2.0
+    std : float, default 0.05
+    random_state : seed for a Philox generator (``dlkernels.rng.numpy_generator``)
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray (n, 2)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad sizes, a negative std, a bad seed or dtype.
     """
     return _sample_mixture(grid_modes(n_side, spacing), n, std, random_state, dtype)
 

@@ -42,7 +42,13 @@ _HIST = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
 
 
 class GANTrainingError(FloatingPointError):
-    """A loss or a parameter became NaN/inf; the networks hold the last good parameters."""
+    """A loss or a parameter became NaN/inf; the networks hold the last good parameters.
+
+    Parameters
+    ----------
+    message : str
+        Names the step and what became non-finite.
+    """
 
 
 class GANTrainer:
@@ -477,10 +483,23 @@ def train_gan(X, G, D, *, n_epochs, batch_size, k=1, noise="uniform", g_loss="no
               simultaneous=False, callback=None, random_state=None, backend=None, progress=None):
     """Train G and D in place on the data X; returns the history.
 
-    A shortcut for ``GANTrainer(G, D, ...).fit(X, n_epochs, callback=callback)``;
-    every argument is documented in :class:`GANTrainer` and
-    :meth:`GANTrainer.fit`.  The trainer (for ``save`` / ``resume``) is
-    ``history["trainer"]``.
+    A shortcut for ``GANTrainer(G, D, ...).fit(X, n_epochs, callback=callback)``.
+    The trainer (for ``save`` / ``resume``) is ``history["trainer"]``.
+
+    Parameters
+    ----------
+    X : ndarray (n, G.sizes[-1])
+        The data, finite, of the networks' dtype.
+    G, D : dlkernels.gan.MLP
+        Generator and discriminator, trained in place.
+    n_epochs : int >= 1
+        Epochs of ``len(X) // batch_size`` steps.
+    batch_size, k, noise, g_loss, optimizer, learning_rate, momentum, final_momentum,
+    momentum_saturate, lr_decay, min_lr, beta1, beta2, eps, simultaneous, random_state,
+    backend, progress
+        As in :class:`GANTrainer`.
+    callback : callable, optional
+        As in :meth:`GANTrainer.fit`.
 
     Returns
     -------
