@@ -84,15 +84,15 @@ def _engine(backend):
 _PAR_MIN_WORK = 1 << 20
 
 
-def _run(fn, *args, work=None):
+def _run(fn, *args, work=None, **kwargs):
     """Call a kernel inside ``blas_single_threaded()``.  ``work``: the largest
     GEMM's multiply-adds; below the kernels' parallel threshold (where every
     layer runs on the calling thread) BLAS is left alone (saves a few
     microseconds per call)."""
     if work is not None and work < _PAR_MIN_WORK:
-        return fn(*args)
+        return fn(*args, **kwargs)
     with blas_single_threaded():
-        return fn(*args)
+        return fn(*args, **kwargs)
 
 
 _UNUSED = object()  # a bias the function does not take (a user's None is an error)
@@ -498,8 +498,8 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _run(_kernels(backend).gibbs_chains, v, W, a, b, k, key, ctr, h, mean_last, mv, mh,
-         work=C * W.size)
+    _run(_kernels(backend).gibbs_chains, v=v, W=W, a=a, b=b, k=k, key=key, ctr=ctr, h=h,
+         mean_last=mean_last, mean_v=mv, mean_h=mh, work=C * W.size)
     if mean_last:
         return v, h, mv, mh
     if return_hidden:
@@ -520,9 +520,10 @@ def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace, check_cha
     if persistent is not None and persistent_hidden is not None:
         raise ValueError("persistent_hidden: expected None when persistent is given, got an array "
                          "(give visible or hidden persistent chains, not both)")
-    mode, chains = 0, None
-    for x, name, cols, md in ((persistent, "persistent", m, 1),
-                              (persistent_hidden, "persistent_hidden", n, 2)):
+    # mode: the name of the engine's cd_step mode constant (resolved at the call)
+    mode, chains = "MODE_CD", None
+    for x, name, cols, md in ((persistent, "persistent", m, "MODE_PCD"),
+                              (persistent_hidden, "persistent_hidden", n, "MODE_PCD_HIDDEN")):
         if x is None:
             continue
         if inplace:
@@ -544,9 +545,9 @@ def _cd_setup(v_data, W, k, r, persistent, persistent_hidden, inplace, check_cha
 def _cd_buffers(mode, chains, v_data, W):
     B = v_data.shape[0]
     m, n = W.shape
-    if mode == 0:
+    if mode == "MODE_CD":
         return np.empty((B, m), W.dtype), np.empty((B, n), W.dtype)
-    if mode == 1:
+    if mode == "MODE_PCD":
         return chains, np.empty((chains.shape[0], n), W.dtype)
     return np.empty((chains.shape[0], m), W.dtype), chains
 
@@ -622,10 +623,11 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
     da = np.zeros_like(a)
     db = np.zeros_like(b)
     key, ctr = _rng(random_state)
-    _run(_kernels(backend).cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, dW, da, db,
-                             1.0 / v_data.shape[0], -1.0 / (r * C), 1.0,
-         work=max(v_data.shape[0], C) * W.size)
-    return CDResult(dW, da, db, H if mode == 2 else V)
+    eng = _kernels(backend)
+    _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V, H=H,
+         key=key, ctr=ctr, gW=dW, ga=da, gb=db, scale_pos=1.0 / v_data.shape[0],
+         scale_neg=-1.0 / (r * C), decay=1.0, work=max(v_data.shape[0], C) * W.size)
+    return CDResult(dW, da, db, H if mode == "MODE_PCD_HIDDEN" else V)
 
 
 def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
@@ -732,7 +734,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     # arrays written in place must not alias each other or the data
     written = [(W, "W"), (a, "a"), (b, "b")]
     if chains is not None:
-        written.append((chains, "persistent" if mode == 1 else "persistent_hidden"))
+        written.append((chains, "persistent" if mode == "MODE_PCD" else "persistent_hidden"))
     if velocity is not None:
         written += [(velocity[0], "velocity[0]"), (velocity[1], "velocity[1]"),
                     (velocity[2], "velocity[2]")]
@@ -746,8 +748,9 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
     if velocity is None:
-        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, W, a, b, sp, sn,
-             1.0 - lr * weight_decay, work=work)
+        _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V,
+             H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b, scale_pos=sp, scale_neg=sn,
+             decay=1.0 - lr * weight_decay, work=work)
     else:
         vW, va, vb = velocity
         vW *= W.dtype.type(momentum)
@@ -755,9 +758,10 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
             vW -= W.dtype.type(lr * weight_decay) * W
         va *= W.dtype.type(momentum)
         vb *= W.dtype.type(momentum)
-        _run(eng.cd_step, v_data, W, a, b, k, r, mode, V, H, key, ctr, vW, va, vb, sp, sn, 1.0,
+        _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V,
+             H=H, key=key, ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=sp, scale_neg=sn, decay=1.0,
              work=work)
         W += vW
         a += va
         b += vb
-    return H if mode == 2 else V
+    return H if mode == "MODE_PCD_HIDDEN" else V

@@ -129,8 +129,9 @@ def _gibbs(v, W, a, b, n_steps, streams, backend):
     out = np.empty(v.shape, dt)
     eng.sample_visible(h, W, a, streams.key, streams.next_counter(), out, _no_probs(dt))
     if n_steps > 1:
-        eng.gibbs_chains(out, W, a, b, n_steps - 1, streams.key, streams.next_counter(), h, 0,
-                         _no_probs(dt), _no_probs(dt))
+        eng.gibbs_chains(v=out, W=W, a=a, b=b, k=n_steps - 1, key=streams.key,
+                         ctr=streams.next_counter(), h=h, mean_last=0, mean_v=_no_probs(dt),
+                         mean_h=_no_probs(dt))
     return out
 
 
@@ -151,7 +152,8 @@ def _pseudo_likelihood(v, W, a, b, streams, backend):
     if v.shape[0] == 0:
         return out
     if np.all((v == 0) | (v == 1)):
-        _mcmc(backend).pseudo_likelihood(v, W, a, b, False, key, ctr, out)
+        _mcmc(backend).pseudo_likelihood(v=v, W=W, a=a, b=b, exact=False, key=key, ctr=ctr,
+                                         out=out)
     else:
         out[:] = _pseudo_likelihood_numpy(v, W, a, b, key, epoch)
     return out
@@ -202,15 +204,15 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
     def step(v):
         B = v.shape[0]
         if persistent:
-            mode, V, H, s_neg = 2, V_chains, chains, s_neg_p
+            mode, V, H, s_neg = eng.MODE_PCD_HIDDEN, V_chains, chains, s_neg_p
         else:
-            mode, s_neg = 0, -lr / (r * B)
+            mode, s_neg = eng.MODE_CD, -lr / (r * B)
             V = np.empty((B, m), dt)
             H = np.empty((B, n), dt)
         ctr = streams.next_counter()
         if velocity is None:
-            cd_step(v, W, a, b, k, r, mode, V, H, streams.key, ctr, W, a, b, lr / B, s_neg,
-                    decay)
+            cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
+                    ctr=ctr, gW=W, ga=a, gb=b, scale_pos=lr / B, scale_neg=s_neg, decay=decay)
         else:
             # in-place ufuncs (an augmented assignment would make these names local)
             np.multiply(vW, f, out=vW)
@@ -218,8 +220,8 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
                 np.subtract(vW, wd * W, out=vW)
             np.multiply(va, f, out=va)
             np.multiply(vb, f, out=vb)
-            cd_step(v, W, a, b, k, r, mode, V, H, streams.key, ctr, vW, va, vb, lr / B, s_neg,
-                    1.0)
+            cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
+                    ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=lr / B, scale_neg=s_neg, decay=1.0)
             np.add(W, vW, out=W)
             np.add(a, va, out=a)
             np.add(b, vb, out=b)

@@ -1,19 +1,13 @@
-# RBM Markov-chain kernels (Cython backend): single-site Gibbs chains,
-# annealed importance sampling, pseudo-likelihood.
-#
-# This file is `include`d by rbm.pyx.  Same names, arguments, semantics and
-# random-word consumption as dlkernels/engine/numba/_rbm_mcmc.py (see its
-# docstring for the stream layout); no input validation here.
-from libc.stdint cimport uint64_t, int64_t
+# Annealed importance sampling (part of dlkernels.engine.cython.rbm; included
+# by rbm.pyx).  Twin of dlkernels/engine/numba/_rbm_ais.py (same names,
+# arguments, semantics and random words: see its docstring); no validation here.
+from libc.stdint cimport uint64_t
 from libc.math cimport log as _mc_log
 from cython.parallel cimport prange
 from cython cimport floating
 from dlkernels.engine.cython._blas cimport gemm as _mc_gemm
-from dlkernels.engine.cython._fastmath cimport (dlk_expneg64, dlk_sigmoid64_split,
-                                               dlk_softplus64 as _mc_softplus)
-from dlkernels.engine.cython.rng cimport (dlk_philox4x64_10, dlk_ctr_add, dlk_mulhilo64,
-                                          dlk_stream_ctr,
-                                          stream_fill_f32 as _mc_fill_f32,
+from dlkernels.engine.cython._fastmath cimport dlk_expneg64
+from dlkernels.engine.cython.rng cimport (dlk_stream_ctr, stream_fill_f32 as _mc_fill_f32,
                                           stream_fill_f64 as _mc_fill_f64)
 import numpy as _mc_np
 
@@ -61,22 +55,6 @@ cdef extern from *:
     }
     DLK_MC_AIS_LOOPS(float, f32)
     DLK_MC_AIS_LOOPS(double, f64)
-
-    /* y += x / y -= x over n elements (the incremental field updates of the
-       single-site chain); element-wise, so every vector width gives the same bits. */
-    #define DLK_MC_ROW_OPS(T, SUF)                                                     \
-    DLK_CLONES static void dlk_mc_row_add_##SUF(T *restrict y, const T *restrict x,  \
-                                                   Py_ssize_t n) {                     \
-        Py_ssize_t j;                                                                 \
-        for (j = 0; j < n; j++) y[j] += x[j];                                         \
-    }                                                                                 \
-    DLK_CLONES static void dlk_mc_row_sub_##SUF(T *restrict y, const T *restrict x,  \
-                                                   Py_ssize_t n) {                     \
-        Py_ssize_t j;                                                                 \
-        for (j = 0; j < n; j++) y[j] -= x[j];                                         \
-    }
-    DLK_MC_ROW_OPS(float, f32)
-    DLK_MC_ROW_OPS(double, f64)
     """
     void dlk_mc_ais_hidden_loop_f32(const float* ys, const float* b, const float* us, float* hs,
                                     double* t, double* d, double bk, double bp, Py_ssize_t n,
@@ -84,10 +62,6 @@ cdef extern from *:
     void dlk_mc_ais_hidden_loop_f64(const double* ys, const double* b, const double* us,
                                     double* hs, double* t, double* d, double bk, double bp,
                                     Py_ssize_t n, int sample) noexcept nogil
-    void dlk_mc_row_add_f32(float* y, const float* x, Py_ssize_t n) noexcept nogil
-    void dlk_mc_row_sub_f32(float* y, const float* x, Py_ssize_t n) noexcept nogil
-    void dlk_mc_row_add_f64(double* y, const double* x, Py_ssize_t n) noexcept nogil
-    void dlk_mc_row_sub_f64(double* y, const double* x, Py_ssize_t n) noexcept nogil
     void dlk_mc_ais_visible_loop_f32(const float* xs, const float* a, const float* a_base,
                                      const float* us, float* vs, double beta, Py_ssize_t m,
                                      int first) noexcept nogil
@@ -95,123 +69,9 @@ cdef extern from *:
                                      const double* us, double* vs, double beta, Py_ssize_t m,
                                      int first) noexcept nogil
 
+
 cdef enum:
-    _MC_LOG_RENORM = 256
-    _MC_SS_BATCH_WORDS = 32
-    _MC_PL_TILE = 64
-
-
-# ---- single-site Gibbs ------------------------------------------------------
-
-cdef inline void _mc_row_update(floating* y, const floating* x, Py_ssize_t n,
-                                bint add) noexcept nogil:
-    if floating is float:
-        if add:
-            dlk_mc_row_add_f32(y, x, n)
-        else:
-            dlk_mc_row_sub_f32(y, x, n)
-    else:
-        if add:
-            dlk_mc_row_add_f64(y, x, n)
-        else:
-            dlk_mc_row_sub_f64(y, x, n)
-
-
-cdef void _mc_init_fields(const floating* v, const floating* h, floating* vf, floating* hf,
-                          const floating* W, const floating* WT, const floating* a,
-                          const floating* b, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """vf = a + W h, hf = b + v W, rows added in index order."""
-    cdef Py_ssize_t i, j
-    for i in range(m):
-        vf[i] = a[i]
-    for j in range(n):
-        hf[j] = b[j]
-    for i in range(m):
-        if v[i] != 0:
-            _mc_row_update(hf, W + i * n, n, True)
-    for j in range(n):
-        if h[j] != 0:
-            _mc_row_update(vf, WT + j * m, m, True)
-
-
-cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating* hf,
-                                const floating* W, const floating* WT,
-                                const floating* a, const floating* b,
-                                Py_ssize_t m, Py_ssize_t n, int64_t n_steps, int mode,
-                                const uint64_t* thr, const int64_t* alias, int64_t refresh,
-                                const uint64_t* key, const uint64_t* ctr,
-                                Py_ssize_t s) noexcept nogil:
-    cdef Py_ssize_t i, j, k
-    cdef int64_t t
-    cdef uint64_t c[4]
-    cdef uint64_t wb[_MC_SS_BATCH_WORDS]
-    cdef uint64_t ws, wu, hi, lo
-    cdef uint64_t M = <uint64_t>(m + n)
-    cdef int64_t r
-    cdef Py_ssize_t q
-    cdef double u
-    cdef bint new
-    cdef const floating* row
-    _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)
-    dlk_stream_ctr(ctr, <uint64_t>s, c)
-    dlk_ctr_add(c, 1, 0)
-    for t in range(n_steps):
-        if refresh > 0 and t > 0 and t % refresh == 0:
-            _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)   # bound the rounding drift
-        r = t % (_MC_SS_BATCH_WORDS // 2)
-        if r == 0:   # 8 blocks (16 steps) at once, see the Numba twin
-            for q in range(_MC_SS_BATCH_WORDS // 4):
-                dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], &wb[4 * q])
-                dlk_ctr_add(c, 1, 0)
-        ws = wb[2 * r]
-        wu = wb[2 * r + 1]
-        if mode == 1:
-            k = <Py_ssize_t>(t % (m + n))
-        else:
-            lo = dlk_mulhilo64(ws, M, &hi)
-            k = <Py_ssize_t>hi
-            if mode == 2:
-                if lo >= thr[k]:
-                    k = <Py_ssize_t>alias[k]
-        u = <double>(wu >> 11) * (1.0 / 9007199254740992.0)
-        if k < m:
-            new = u < dlk_sigmoid64_split(<double>vf[k])
-            if new != (v[k] != 0):
-                v[k] = 1 if new else 0
-                _mc_row_update(hf, W + k * n, n, new)
-        else:
-            k = k - m
-            new = u < dlk_sigmoid64_split(<double>hf[k])
-            if new != (h[k] != 0):
-                h[k] = 1 if new else 0
-                _mc_row_update(vf, WT + k * m, m, new)
-
-
-def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, ::1] W,
-                      const floating[:, ::1] WT, const floating[::1] a, const floating[::1] b,
-                      int64_t n_steps, int mode, const uint64_t[::1] thr, const int64_t[::1] alias,
-                      int64_t refresh, const uint64_t[::1] key, const uint64_t[::1] ctr):
-    """n_steps single-site Gibbs updates of every chain (row) of (v, h), in place.
-
-    W (m, n) and WT = W.T (n, m) C-contiguous; mode 0 = uniform random site,
-    1 = systematic scan (site t mod (m+n)), 2 = sites from the alias table
-    (thr uint64, alias int64, both of length m+n).  Local fields are kept up
-    to date incrementally: O(n) per visible flip, O(m) per hidden flip, and
-    recomputed from scratch every ``refresh`` steps (0 = never) so that
-    rounding errors cannot accumulate over very long chains.
-    """
-    cdef Py_ssize_t C = v.shape[0], m = v.shape[1], n = h.shape[1], s
-    if C == 0 or n_steps <= 0:
-        return
-    dt = _mc_np.float32 if floating is float else _mc_np.float64
-    cdef floating[:, ::1] vf = _mc_np.empty((C, m), dt)
-    cdef floating[:, ::1] hf = _mc_np.empty((C, n), dt)
-    cdef const uint64_t* thr_p = &thr[0] if thr.shape[0] > 0 else NULL
-    cdef const int64_t* alias_p = &alias[0] if alias.shape[0] > 0 else NULL
-    for s in prange(C, nogil=True, schedule="dynamic"):
-        _mc_single_site_chain(&v[s, 0], &h[s, 0], &vf[s, 0], &hf[s, 0], &W[0, 0], &WT[0, 0],
-                              &a[0], &b[0], m, n, n_steps, mode, thr_p, alias_p, refresh,
-                              &key[0], &ctr[0], s)
+    _LOG_RENORM = 256  # factors of a softplus product between two logs
 
 
 # ---- annealed importance sampling ---------------------------------------------
@@ -267,7 +127,7 @@ cdef double _mc_ais_hidden(const floating* ys, floating* hs, const floating* us,
     else:
         dlk_mc_ais_hidden_loop_f64(ys, b, us, hs, t, d, bk, bp, n, sample)
     while j < n:
-        hi = j + _MC_LOG_RENORM
+        hi = j + _LOG_RENORM
         if hi > n:
             hi = n
         p0 = 1.0
@@ -292,6 +152,12 @@ cdef double _mc_ais_hidden(const floating* ys, floating* hs, const floating* us,
     return acc + ((s0 + s1) + (s2 + s3))
 
 
+def expneg(double x):
+    """exp(x) for x <= 0, clamped at exp(-40) (the shared dlk_expneg64; a scalar,
+    for tests and twin parity with the Numba module's ``expneg``)."""
+    return dlk_expneg64(x)
+
+
 def expneg_array(const double[::1] x, double[::1] out):
     """out[i] = expneg(x[i]) (for tests)."""
     cdef Py_ssize_t i
@@ -299,8 +165,8 @@ def expneg_array(const double[::1] x, double[::1] out):
         out[i] = dlk_expneg64(x[i])
 
 
-cdef enum:
-    _MC_AIS_MAX_TILE = 64
+cpdef enum:
+    AIS_MAX_TILE = 64  # most runs per work item (as in the Numba backend)
 
 
 def ais_tile_rows(Py_ssize_t R):
@@ -309,7 +175,7 @@ def ais_tile_rows(Py_ssize_t R):
 
 
 cdef inline Py_ssize_t _mc_ais_tile_rows(Py_ssize_t R) noexcept nogil:
-    cdef Py_ssize_t tiles = (R + _MC_AIS_MAX_TILE - 1) // _MC_AIS_MAX_TILE
+    cdef Py_ssize_t tiles = (R + AIS_MAX_TILE - 1) // AIS_MAX_TILE
     if tiles == 0:
         return 1
     return (R + tiles - 1) // tiles
@@ -399,68 +265,3 @@ def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1]
                      &dd[r0, 0])
 
 
-# ---- pseudo-likelihood -------------------------------------------------------
-
-cdef double _mc_flip_delta(const floating* vs, const floating* xs, const floating* W,
-                           const floating* a, const floating* b, Py_ssize_t n,
-                           Py_ssize_t i) noexcept nogil:
-    """F(v with bit i flipped) - F(v), in float64; xs = v W (without b)."""
-    cdef Py_ssize_t j
-    cdef double sgn = -1.0 if vs[i] != 0 else 1.0
-    cdef double acc = -sgn * <double>a[i], x
-    cdef const floating* row = W + i * n
-    for j in range(n):
-        x = <double>xs[j] + <double>b[j]
-        acc -= _mc_softplus(x + sgn * <double>row[j]) - _mc_softplus(x)
-    return acc
-
-
-cdef double _mc_pl_row_stochastic(const floating* vs, const floating* xs, const floating* W,
-                                  const floating* a, const floating* b, Py_ssize_t m,
-                                  Py_ssize_t n, const uint64_t* key, const uint64_t* ctr,
-                                  Py_ssize_t s) noexcept nogil:
-    """m * log sigmoid(F(v~i) - F(v)), i = floor(w * m / 2**64), w = word 0 of stream s."""
-    cdef uint64_t c[4]
-    cdef uint64_t w[4]
-    cdef uint64_t hi, lo
-    dlk_stream_ctr(ctr, <uint64_t>s, c)
-    dlk_ctr_add(c, 1, 0)
-    dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], w)
-    lo = dlk_mulhilo64(w[0], <uint64_t>m, &hi)
-    return -m * _mc_softplus(-_mc_flip_delta(vs, xs, W, a, b, n, <Py_ssize_t>hi))
-
-
-def pseudo_likelihood(const floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
-                      const floating[::1] b, bint exact, const uint64_t[::1] key,
-                      const uint64_t[::1] ctr, floating[::1] out):
-    """out[s] = log pseudo-likelihood of row s of v.
-
-    exact: sum_i log sigmoid(F(v~i) - F(v)) over every bit i (v~i = v with
-    bit i flipped); otherwise scikit-learn's estimate m * log sigmoid(F(v~i) -
-    F(v)) for one bit i per row, drawn from the row's stream.  Parallel over
-    tiles of 64 rows (one GEMM per tile through BLAS, which the caller keeps
-    single-threaded).
-    """
-    cdef Py_ssize_t B = v.shape[0], m = v.shape[1], n = W.shape[1], s, i, ti, r0, r1, ntiles
-    cdef double acc
-    if B == 0:
-        return
-    dt = _mc_np.float32 if floating is float else _mc_np.float64
-    cdef floating[:, ::1] X = _mc_np.zeros((B, n), dt)
-    ntiles = (B + _MC_PL_TILE - 1) // _MC_PL_TILE
-    for ti in prange(ntiles, nogil=True, schedule="dynamic", chunksize=1):
-        r0 = ti * _MC_PL_TILE
-        r1 = r0 + _MC_PL_TILE
-        if r1 > B:
-            r1 = B
-        _mc_gemm_nn(&v[r0, 0], &W[0, 0], &X[r0, 0], <int>(r1 - r0), <int>m, <int>n)
-        for s in range(r0, r1):
-            if exact:
-                acc = 0.0
-                for i in range(m):
-                    acc = acc - _mc_softplus(-_mc_flip_delta(&v[s, 0], &X[s, 0], &W[0, 0], &a[0],
-                                                             &b[0], n, i))
-                out[s] = <floating>acc
-            else:
-                out[s] = <floating>_mc_pl_row_stochastic(&v[s, 0], &X[s, 0], &W[0, 0], &a[0],
-                                                         &b[0], m, n, &key[0], &ctr[0], s)

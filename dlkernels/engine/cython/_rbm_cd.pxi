@@ -1,0 +1,216 @@
+# CD-k / PCD minibatch step (part of dlkernels.engine.cython.rbm; included by
+# rbm.pyx).  Twin of dlkernels/engine/numba/_rbm_cd.py.  No validation here.
+
+cpdef enum:
+    # ``mode`` of cd_step: where the negative chains come from
+    MODE_CD = 0          # CD-k: one chain per data row, started at the data
+    MODE_PCD = 1         # PCD: persistent visible chains
+    MODE_PCD_HIDDEN = 2  # PCD with persistent hidden chains (scikit-learn's scheme)
+
+
+cdef void _hid_probs(const floating* V, Py_ssize_t C, Py_ssize_t m, const floating* W,
+                     Py_ssize_t n, const floating* b, floating* H) noexcept nogil:
+    """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
+    if _prefer_bin(V, C, m):
+        _bin_layer(V, C, m, W, n, b, NULL, NULL, 0, H, <floating*>NULL, OP_SIGMOID)
+    else:
+        _layer(V, C, m, W, n, False, b, NULL, NULL, 0, H, n, <floating*>NULL, OP_SIGMOID)
+
+
+cdef bint _is_binary(const floating* x, Py_ssize_t n) noexcept nogil:
+    """True when every one of the n elements is 0 or 1."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] != 0 and x[i] != 1:
+            return False
+    return True
+
+
+cdef void _transpose_rows(floating* dst, Py_ssize_t ld, const floating* src, Py_ssize_t rows,
+                          Py_ssize_t m, Py_ssize_t c0) noexcept nogil:
+    """dst[i * ld + c0 + c] = src[c * m + i] (src (rows, m))."""
+    cdef Py_ssize_t c, i
+    for c in range(rows):
+        for i in range(m):
+            dst[i * ld + c0 + c] = src[c * m + i]
+
+
+cdef void _gemm_tn(double alpha, const floating* A, Py_ssize_t K, const floating* B,
+                   floating beta, floating* C, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over tiles."""
+    cdef Py_ssize_t ntr = (m + TILE_R - 1) // TILE_R, ntc = (n + TILE_C - 1) // TILE_C
+    cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1
+    cdef int nth = _nthreads(ntr * ntc, m * n * K)
+    for t in prange(ntr * ntc, schedule="static", num_threads=nth):
+        tr = t // ntc
+        tc = t - tr * ntc
+        r0 = tr * TILE_R
+        r1 = min(r0 + TILE_R, m)
+        c0 = tc * TILE_C
+        c1 = min(c0 + TILE_C, n)
+        gemm(True, False, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>alpha, A + r0,
+              <int>m, B + c0, <int>n, beta, C + r0 * n + c0, <int>n)
+
+
+cdef void _bern_layer(floating* p, Py_ssize_t C, Py_ssize_t n, const uint64_t* key,
+                      const uint64_t* ctr, uint64_t first_block) noexcept nogil:
+    cdef Py_ssize_t s
+    cdef int nth = _nthreads(C, C * n * 16)
+    for s in prange(C, schedule="static", num_threads=nth):
+        _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
+
+
+cdef void _axpy_layer(floating* y, double alpha, const floating* x, Py_ssize_t C,
+                      Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t s, j
+    cdef floating al = <floating>alpha
+    for s in range(C):
+        for j in range(n):
+            y[s * n + j] += al * x[s * n + j]
+
+
+cdef void _mul_layer(floating* y, double f, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t s, j
+    cdef floating al = <floating>f
+    for s in range(C):
+        for j in range(n):
+            y[s * n + j] = y[s * n + j] * al
+
+
+cdef void _colsum(const floating* x, Py_ssize_t C, Py_ssize_t n, double* out) noexcept nogil:
+    cdef Py_ssize_t s, j
+    for s in range(C):
+        for j in range(n):
+            out[j] += x[s * n + j]
+
+
+cdef void _stack(floating* S, const floating* top, Py_ssize_t B, const floating* bottom,
+                 Py_ssize_t C, Py_ssize_t m) noexcept nogil:
+    """S (B + C, m) = [top; bottom]."""
+    cdef Py_ssize_t i
+    for i in range(B * m):
+        S[i] = top[i]
+    for i in range(C * m):
+        S[B * m + i] = bottom[i]
+
+
+cdef void _add_scaled_vec(floating* y, Py_ssize_t n, double sa, const double* xa, double sb,
+                          const double* xb) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating t
+    for i in range(n):
+        t = <floating>(sa * xa[i] + sb * xb[i])
+        y[i] = y[i] + t
+
+
+def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floating[::1] a,
+            const floating[::1] b, Py_ssize_t k, Py_ssize_t r, int mode, floating[:, ::1] V,
+            floating[:, ::1] H, const uint64_t[::1] key, const uint64_t[::1] ctr,
+            floating[:, ::1] gW, floating[::1] ga, floating[::1] gb, double scale_pos,
+            double scale_neg, double decay):
+    """One CD-k / PCD minibatch (see the Numba twin for the full contract).
+
+    gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
+    cdef Py_ssize_t B = vdata.shape[0], m = W.shape[0], n = W.shape[1], C = V.shape[0]
+    cdef bint is32 = floating is float
+    cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
+    cdef Py_ssize_t T = k + r - 1, t, s, j
+    cdef bint bin_data
+    # scratch: one malloc'd block (no numpy arrays / memoryviews per call)
+    cdef Py_ssize_t n_acc = m * n if r > 1 else 0, n_vt = m * C if r > 1 else 0
+    cdef Py_ssize_t n_fl = B * n + n_acc + n_vt + (B + C) * m + (B + C) * n
+    cdef double* sv = <double*>calloc(2 * (m + n), sizeof(double))
+    cdef floating* ppos = <floating*>malloc((n_fl + 1) * sizeof(floating))
+    if sv == NULL or ppos == NULL:
+        free(sv)
+        free(ppos)
+        raise MemoryError()
+    cdef double* sp = sv + m
+    cdef double* pv = sp + n
+    cdef double* ph = pv + m
+    cdef floating* acc = ppos + B * n
+    cdef floating* VT = acc + n_acc
+    cdef floating* S = VT + n_vt
+    cdef floating* Q = S + (B + C) * m
+    if n_acc > 0:
+        memset(acc, 0, n_acc * sizeof(floating))
+    # gW/ga/gb may share memory with W/a/b: W is only read through this pointer
+    cdef const floating* pW = &W[0, 0]
+    cdef const uint64_t* kp = &key[0]
+    cdef const uint64_t* cp = &ctr[0]
+    cdef floating fs
+    try:
+        with nogil:
+            # binary states (the chains always, the data when 0/1) take the binary
+            # path for v W and for the gradient's v^T p (see the Numba twin)
+            bin_data = _is_binary(&vdata[0, 0], B * m)
+            if bin_data and _prefer_bin(&vdata[0, 0], B, m):
+                _bin_layer(&vdata[0, 0], B, m, pW, n, &b[0], kp, cp, 0, ppos,
+                           <floating*>NULL, OP_SIGMOID)
+            else:
+                _layer(&vdata[0, 0], B, m, pW, n, False, &b[0], kp, cp, 0, ppos, n,
+                       <floating*>NULL, OP_SIGMOID)
+            if mode == MODE_CD:
+                for s in range(B):
+                    for j in range(m):
+                        V[s, j] = vdata[s, j]
+                    for j in range(n):
+                        H[s, j] = ppos[s * n + j]
+            elif mode == MODE_PCD:
+                _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
+            for t in range(1, T + 1):
+                blk = <uint64_t>(t - 1) * (bh + bv)
+                if mode != MODE_PCD_HIDDEN:
+                    _bern_layer(&H[0, 0], C, n, kp, cp, blk)
+                    _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk + bh, &V[0, 0], m,
+                           <floating*>NULL, OP_SAMPLE)
+                else:
+                    _layer(&H[0, 0], C, n, pW, n, True, &a[0], kp, cp, blk, &V[0, 0], m,
+                           <floating*>NULL, OP_SAMPLE)
+                _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
+                if r > 1 and t >= k:
+                    _transpose_rows(VT, C, &V[0, 0], C, m, 0)
+                    _bin_layer(VT, m, C, &H[0, 0], n, &b[0], kp, cp, 0, acc,
+                               <floating*>NULL, OP_ACCUMULATE)
+                    _colsum(&V[0, 0], C, m, sv)
+                    _colsum(&H[0, 0], C, n, sp)
+                if mode == MODE_PCD_HIDDEN and t < T:
+                    _bern_layer(&H[0, 0], C, n, kp, cp, blk + bv)
+            # ---- accumulate (W, a, b are not read after this point) ----
+            if decay != 1.0:
+                _mul_layer(&gW[0, 0], decay, m, n)
+            if r == 1:
+                # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
+                fs = <floating>scale_pos
+                for s in range(B):
+                    for j in range(n):
+                        Q[s * n + j] = fs * ppos[s * n + j]
+                fs = <floating>scale_neg
+                for s in range(C):
+                    for j in range(n):
+                        Q[(B + s) * n + j] = fs * H[s, j]
+                if bin_data:
+                    # S (B + C, m) reused as the transposed stack ST (m, B + C)
+                    _transpose_rows(S, B + C, &vdata[0, 0], B, m, 0)
+                    _transpose_rows(S, B + C, &V[0, 0], C, m, B)
+                    _bin_layer(S, m, B + C, Q, n, &b[0], kp, cp, 0, &gW[0, 0],
+                               <floating*>NULL, OP_ACCUMULATE)
+                else:
+                    _stack(S, &vdata[0, 0], B, &V[0, 0], C, m)
+                    _gemm_tn(1.0, S, B + C, Q, <floating>1, &gW[0, 0], m, n)
+                _colsum(&V[0, 0], C, m, sv)
+                _colsum(&H[0, 0], C, n, sp)
+            else:
+                _gemm_tn(scale_pos, &vdata[0, 0], B, ppos, <floating>1, &gW[0, 0], m, n)
+                _axpy_layer(&gW[0, 0], scale_neg, acc, m, n)
+            _colsum(&vdata[0, 0], B, m, pv)
+            _colsum(ppos, B, n, ph)
+            _add_scaled_vec(&ga[0], m, scale_pos, pv, scale_neg, sv)
+            _add_scaled_vec(&gb[0], n, scale_pos, ph, scale_neg, sp)
+            if mode == MODE_PCD_HIDDEN:
+                _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
+    finally:
+        free(sv)
+        free(ppos)
+
+

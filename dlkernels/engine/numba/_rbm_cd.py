@@ -1,0 +1,262 @@
+"""CD-k / PCD minibatch step (Numba backend; part of the family module ``rbm``).
+
+``cd_step``: the negative chains, the data and model statistics and the
+in-place gradient accumulation of one minibatch (see
+``dlkernels.engine.numba.rbm`` for the contract).  No validation here.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._blas import gemm_at
+from ._rbm_layers import (OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK, TILE_C, TILE_R,
+                          _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
+                          blocks_per_layer)
+from .rng import stream_ctr
+
+__all__ = ["cd_step", "MODE_CD", "MODE_PCD", "MODE_PCD_HIDDEN"]
+
+# ``mode`` of cd_step: where the negative chains come from.
+MODE_CD = 0          # CD-k: one chain per data row, started at the data
+MODE_PCD = 1         # PCD: persistent visible chains
+MODE_PCD_HIDDEN = 2  # PCD with persistent hidden chains (scikit-learn's scheme)
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tn_tile(t, ntc, alpha, A, B, beta, C):
+    m = C.shape[0]
+    n = C.shape[1]
+    K = A.shape[0]
+    tr = t // ntc
+    tc = t - tr * ntc
+    r0 = tr * TILE_R
+    r1 = min(r0 + TILE_R, m)
+    c0 = tc * TILE_C
+    c1 = min(c0 + TILE_C, n)
+    gemm_at(True, False, r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
+             C, r0 * n + c0, n)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc):
+    for t in prange(ntiles):
+        _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tn(alpha, A, B, beta, C):
+    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over
+    TILE_R x TILE_C tiles of C (single-threaded gemm each)."""
+    m = C.shape[0]
+    n = C.shape[1]
+    ntc = (n + TILE_C - 1) // TILE_C
+    ntiles = ((m + TILE_R - 1) // TILE_R) * ntc
+    if ntiles > 1 and m * n * A.shape[0] >= PAR_MIN_WORK:
+        _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc)
+    else:
+        for t in range(ntiles):
+            _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+
+
+@njit(cache=True, error_model="numpy")
+def _bern_layer_row(p, s, key, ctr, first_block, ubuf):
+    n = p.shape[1]
+    per = 8 if p.itemsize == 4 else 4
+    c0, c1, c2, c3 = stream_ctr(ctr, s)
+    for j0 in range(0, n, TILE_C):
+        j1 = min(j0 + TILE_C, n)
+        _bern_row_ip(p[s, j0:j1], key[0], key[1], c0, c1, c2, c3,
+                     first_block + j0 // per, ubuf)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _bern_layer_par(p, key, ctr, first_block):
+    for s in prange(p.shape[0]):
+        ubuf = np.empty(TILE_C, p.dtype)
+        _bern_layer_row(p, s, key, ctr, first_block, ubuf)
+
+
+@njit(cache=True, error_model="numpy")
+def _bern_layer(p, key, ctr, first_block):
+    """p = Bernoulli(p) in place, row s from stream s (blocks from first_block)."""
+    if p.shape[0] > 1 and p.size * 16 >= PAR_MIN_WORK:
+        _bern_layer_par(p, key, ctr, first_block)
+    else:
+        ubuf = np.empty(TILE_C, p.dtype)
+        for s in range(p.shape[0]):
+            _bern_layer_row(p, s, key, ctr, first_block, ubuf)
+
+
+@njit(cache=True, error_model="numpy")
+def _is_binary(x):
+    """True when every element of the 2-d x is 0 or 1."""
+    for s in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if x[s, i] != 0 and x[s, i] != 1:
+                return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _transpose_rows(dst, src, c0):
+    """dst[:, c0 + c] = src[c, :] (dst (m, >= c0 + rows of src))."""
+    for c in range(src.shape[0]):
+        for i in range(src.shape[1]):
+            dst[i, c0 + c] = src[c, i]
+
+
+@njit(cache=True, error_model="numpy")
+def _colsum(x, out):
+    """out (float64) += column sums of x, rows in order."""
+    for s in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[j] += x[s, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _axpy_layer(y, alpha, x):
+    """y += alpha * x (2-d, same shapes), alpha rounded to the dtype first."""
+    al = np.empty(1, y.dtype)
+    al[0] = alpha
+    for s in prange(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[s, j] += al[0] * x[s, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _mul_layer(y, f):
+    """y *= f (2-d), f rounded to the dtype first."""
+    al = np.empty(1, y.dtype)
+    al[0] = f
+    for s in prange(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[s, j] = y[s, j] * al[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _scaled_copy(dst, src, f):
+    """dst = f * src (2-d), f rounded to the dtype first."""
+    al = np.empty(1, dst.dtype)
+    al[0] = f
+    for s in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[s, j] = al[0] * src[s, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_scaled_vec(y, sa, xa, sb, xb):
+    """y[i] += (dtype)(sa * xa[i] + sb * xb[i])  (xa, xb float64)."""
+    tmp = np.empty(y.shape[0], y.dtype)
+    for i in range(y.shape[0]):
+        tmp[i] = sa * xa[i] + sb * xb[i]
+    for i in range(y.shape[0]):
+        y[i] = y[i] + tmp[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _hid_probs(V, W, b, key, ctr, H, noprobs):
+    """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
+    if _prefer_bin(V):
+        _bin_layer(V, W, b, key, ctr, 0, H, noprobs, OP_SIGMOID)
+    else:
+        _layer(V, W, False, b, key, ctr, 0, H, noprobs, OP_SIGMOID)
+
+
+@njit(cache=True, error_model="numpy")
+def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
+            scale_pos, scale_neg, decay):
+    """One CD-k / PCD minibatch: sample the negative chains, then
+    gW = decay * gW + scale_pos * vdata^T P(vdata) + scale_neg * sum_t V_t^T P(V_t)
+    and ga, gb likewise (no decay on the biases), P(v) = sigmoid(v W + b).
+
+    Every read of W, a, b happens before the first write of gW, ga, gb, so
+    gW, ga, gb may be W, a, b themselves (in-place update).
+
+    mode 0 (CD): V (B, m) is overwritten with vdata and evolved; H (B, n) scratch.
+    mode 1 (PCD, visible chains): V (C, m) chains in/out, H (C, n) scratch.
+    mode 2 (PCD, hidden chains, scikit-learn's scheme): H (C, n) hidden
+        chains in/out, V (C, m) out (last visible states).
+    T = k + r - 1 sweeps; the statistics are taken at the visible states
+    v_k .. v_{k+r-1} (v_t after t sweeps) and their hidden probabilities.
+    Mode 0/1 sweep t (1-based): h ~ P(v_{t-1}) from blocks (t-1)*(bh+bv)..,
+    v_t ~ p(v|h) from blocks (t-1)*(bh+bv)+bh.. of stream s.  Mode 2 sweep t:
+    v_t ~ p(v|h) from blocks (t-1)*(bh+bv).., then h ~ P(v_t) from blocks
+    (t-1)*(bh+bv)+bv.. (the last one after the statistics are taken).
+    At return H holds P(v_T) in modes 0/1 and the new hidden chains in mode 2.
+    """
+    B = vdata.shape[0]
+    m = vdata.shape[1]
+    n = W.shape[1]
+    dt = W.dtype
+    bh = blocks_per_layer(n, W.itemsize)
+    bv = blocks_per_layer(m, W.itemsize)
+    T = k + r - 1
+    C = V.shape[0]
+    noprobs = _noprobs(W)
+    # Binary states (the chains always, the data when they are 0/1) take the
+    # binary path for the products v W and for the gradient's v^T p (a
+    # scatter-add of rows of p into the rows of W of the on-units); h W^T and
+    # grey data stay on the tiled GEMM.
+    bin_data = _is_binary(vdata)
+    ppos = np.empty((B, n), dt)
+    if bin_data and _prefer_bin(vdata):
+        _bin_layer(vdata, W, b, key, ctr, 0, ppos, noprobs, OP_SIGMOID)
+    else:
+        _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, OP_SIGMOID)
+    if r > 1:
+        acc = np.zeros((m, n), dt)
+        VT = np.empty((m, C), dt)
+    else:
+        acc = np.zeros((0, 0), dt)
+        VT = np.empty((0, 0), dt)
+    sv = np.zeros(m, np.float64)
+    sp = np.zeros(n, np.float64)
+    if mode == MODE_CD:
+        V[:, :] = vdata
+        H[:, :] = ppos
+    elif mode == MODE_PCD:
+        _hid_probs(V, W, b, key, ctr, H, noprobs)
+    for t in range(1, T + 1):
+        blk = (t - 1) * (bh + bv)
+        if mode != MODE_PCD_HIDDEN:
+            _bern_layer(H, key, ctr, blk)
+            _layer(H, W, True, a, key, ctr, blk + bh, V, noprobs, OP_SAMPLE)
+        else:
+            _layer(H, W, True, a, key, ctr, blk, V, noprobs, OP_SAMPLE)
+        _hid_probs(V, W, b, key, ctr, H, noprobs)
+        if r > 1 and t >= k:
+            _transpose_rows(VT, V, 0)
+            _bin_layer(VT, H, b, key, ctr, 0, acc, noprobs, OP_ACCUMULATE)
+            _colsum(V, sv)
+            _colsum(H, sp)
+        if mode == MODE_PCD_HIDDEN and t < T:
+            _bern_layer(H, key, ctr, blk + bv)
+    # ---- accumulate (W, a, b are not read after this point) ----
+    if decay != 1.0:
+        _mul_layer(gW, decay)
+    if r == 1:
+        # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
+        Q = np.empty((B + C, n), dt)
+        _scaled_copy(Q[:B], ppos, scale_pos)
+        _scaled_copy(Q[B:], H, scale_neg)
+        if bin_data:
+            ST = np.empty((m, B + C), dt)
+            _transpose_rows(ST, vdata, 0)
+            _transpose_rows(ST, V, B)
+            _bin_layer(ST, Q, b, key, ctr, 0, gW, noprobs, OP_ACCUMULATE)
+        else:
+            S = np.empty((B + C, m), dt)
+            S[:B, :] = vdata
+            S[B:, :] = V
+            _gemm_tn(1.0, S, Q, 1.0, gW)
+        _colsum(V, sv)
+        _colsum(H, sp)
+    else:
+        _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
+        _axpy_layer(gW, scale_neg, acc)
+    pv = np.zeros(m, np.float64)
+    ph = np.zeros(n, np.float64)
+    _colsum(vdata, pv)
+    _colsum(ppos, ph)
+    _add_scaled_vec(ga, scale_pos, pv, scale_neg, sv)
+    _add_scaled_vec(gb, scale_pos, ph, scale_neg, sp)
+    if mode == MODE_PCD_HIDDEN:
+        _bern_layer(H, key, ctr, (T - 1) * (bh + bv) + bv)
