@@ -91,8 +91,15 @@ def _qkv(q, k, v):
     return q, k, v, dt
 
 
+def _all_finite(x):
+    """True when x has no NaN / inf (two fast reductions, no temporary)."""
+    if not x.size:
+        return True
+    return bool(np.isfinite(x.min()) and np.isfinite(x.max()))
+
+
 def _finite(x, name):
-    if x.size and not np.isfinite(x).all():
+    if not _all_finite(x):
         raise ValueError(f"{name}: expected finite values, got NaN or inf")
 
 
@@ -214,8 +221,8 @@ def _clean_kv(k, v, name_k, name_v, B, Tq, L, causal, mk, check):
     out = []
     used = None
     for x, name in ((k, name_k), (v, name_v)):
-        fin = np.isfinite(x)
-        if x.size and not fin.all():
+        if not _all_finite(x):
+            fin = np.isfinite(x)
             if used is None:
                 used = _attended(B, Tq, x.shape[1], L, causal, mk).any(axis=1)
             bad = ~fin.all(axis=2)
@@ -433,7 +440,8 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     return_weights = check_bool(return_weights, "return_weights")
     eng = _eng(backend)
     B, Tq, _ = q.shape
-    k, v = _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, check_finite)
+    if check_finite:  # (unchecked: the kernels never read keys / values not attended)
+        k, v = _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
     kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
