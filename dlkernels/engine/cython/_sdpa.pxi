@@ -38,54 +38,71 @@ def sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize):
     return tq, tk
 
 
+cdef extern from *:
+    """
+    #include "dlk_fastmath.h"   /* dlk_exp32 / dlk_exp64, DLK_CLONES */
+    /* Row passes of the SDPA kernels, multiversioned (DLK_CLONES: AVX-512 /
+       AVX2 / baseline; the same bits in every version, -ffp-contract=off).
+       Each is the same IEEE operations in the same order as its Numba twin
+       in _sdpa.py (_exp_shift, _rowmax, _rowsum, the dS pass). */
+    #define DLK_SDPA_ROWS(T, SUF, EXP)                                                 \
+    DLK_CLONES static void dlk_sdpa_exp_shift_##SUF(T *restrict x, Py_ssize_t n, T m) { \
+        Py_ssize_t c;                                                                 \
+        for (c = 0; c < n; c++) x[c] = EXP(x[c] - m);                                 \
+    }                                                                                 \
+    DLK_CLONES static T dlk_sdpa_rowmax_##SUF(const T *restrict x, Py_ssize_t n, T init) { \
+        T m[8]; Py_ssize_t c = 0; int t;                                              \
+        for (t = 0; t < 8; t++) m[t] = init;                                          \
+        for (; c + 8 <= n; c += 8)                                                    \
+            for (t = 0; t < 8; t++) m[t] = x[c + t] > m[t] ? x[c + t] : m[t];          \
+        m[0] = m[1] > m[0] ? m[1] : m[0]; m[2] = m[3] > m[2] ? m[3] : m[2];           \
+        m[4] = m[5] > m[4] ? m[5] : m[4]; m[6] = m[7] > m[6] ? m[7] : m[6];           \
+        m[0] = m[2] > m[0] ? m[2] : m[0]; m[4] = m[6] > m[4] ? m[6] : m[4];           \
+        m[0] = m[4] > m[0] ? m[4] : m[0];                                             \
+        for (; c < n; c++) m[0] = x[c] > m[0] ? x[c] : m[0];                          \
+        return m[0];                                                                  \
+    }                                                                                 \
+    DLK_CLONES static T dlk_sdpa_rowsum_##SUF(const T *restrict x, Py_ssize_t n) {    \
+        T s[8], r; Py_ssize_t c = 0; int t;                                           \
+        for (t = 0; t < 8; t++) s[t] = 0;                                             \
+        for (; c + 8 <= n; c += 8)                                                    \
+            for (t = 0; t < 8; t++) s[t] = s[t] + x[c + t];                           \
+        r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));        \
+        for (; c < n; c++) r = r + x[c];                                              \
+        return r;                                                                     \
+    }                                                                                 \
+    DLK_CLONES static void dlk_sdpa_ds_##SUF(const T *restrict p, T *restrict dp,     \
+                                             Py_ssize_t n, T d) {                     \
+        Py_ssize_t c;                                                                 \
+        for (c = 0; c < n; c++) dp[c] = p[c] * (dp[c] - d);                           \
+    }
+    DLK_SDPA_ROWS(float, f32, dlk_exp32)
+    DLK_SDPA_ROWS(double, f64, dlk_exp64)
+    """
+    void dlk_sdpa_exp_shift_f32(float* x, Py_ssize_t n, float m) noexcept nogil
+    void dlk_sdpa_exp_shift_f64(double* x, Py_ssize_t n, double m) noexcept nogil
+    float dlk_sdpa_rowmax_f32(const float* x, Py_ssize_t n, float init) noexcept nogil
+    double dlk_sdpa_rowmax_f64(const double* x, Py_ssize_t n, double init) noexcept nogil
+    float dlk_sdpa_rowsum_f32(const float* x, Py_ssize_t n) noexcept nogil
+    double dlk_sdpa_rowsum_f64(const double* x, Py_ssize_t n) noexcept nogil
+    void dlk_sdpa_ds_f32(const float* p, float* dp, Py_ssize_t n, float d) noexcept nogil
+    void dlk_sdpa_ds_f64(const double* p, double* dp, Py_ssize_t n, double d) noexcept nogil
+
+
 cdef inline floating _sdpa_rowmax(const floating* x, Py_ssize_t n, floating init) noexcept nogil:
     """max(init, x[:n]), 8 lanes (exact: the order does not matter)."""
-    cdef floating m0 = init, m1 = init, m2 = init, m3 = init
-    cdef floating m4 = init, m5 = init, m6 = init, m7 = init
-    cdef Py_ssize_t c = 0
-    while c + 8 <= n:
-        m0 = x[c] if x[c] > m0 else m0
-        m1 = x[c + 1] if x[c + 1] > m1 else m1
-        m2 = x[c + 2] if x[c + 2] > m2 else m2
-        m3 = x[c + 3] if x[c + 3] > m3 else m3
-        m4 = x[c + 4] if x[c + 4] > m4 else m4
-        m5 = x[c + 5] if x[c + 5] > m5 else m5
-        m6 = x[c + 6] if x[c + 6] > m6 else m6
-        m7 = x[c + 7] if x[c + 7] > m7 else m7
-        c += 8
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    m0 = m4 if m4 > m0 else m0
-    while c < n:
-        m0 = x[c] if x[c] > m0 else m0
-        c += 1
-    return m0
+    if floating is float:
+        return dlk_sdpa_rowmax_f32(x, n, init)
+    else:
+        return dlk_sdpa_rowmax_f64(x, n, init)
 
 
 cdef inline floating _sdpa_rowsum(const floating* x, Py_ssize_t n) noexcept nogil:
     """sum(x[:n]) in the Numba twin's fixed order (_rowsum)."""
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, t
-    cdef Py_ssize_t c = 0
-    while c + 8 <= n:
-        s0 = s0 + x[c]
-        s1 = s1 + x[c + 1]
-        s2 = s2 + x[c + 2]
-        s3 = s3 + x[c + 3]
-        s4 = s4 + x[c + 4]
-        s5 = s5 + x[c + 5]
-        s6 = s6 + x[c + 6]
-        s7 = s7 + x[c + 7]
-        c += 8
-    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    while c < n:
-        t = t + x[c]
-        c += 1
-    return t
-
+    if floating is float:
+        return dlk_sdpa_rowsum_f32(x, n)
+    else:
+        return dlk_sdpa_rowsum_f64(x, n)
 
 cdef inline bint _sdpa_live(int mode, const uint8_t* mb, const floating* mf, int64_t moff,
                             Py_ssize_t mld, Py_ssize_t i0, Py_ssize_t nq, Py_ssize_t j0,
@@ -139,13 +156,10 @@ cdef inline void _sdpa_mask(floating* Sb, Py_ssize_t nq, Py_ssize_t nk, Py_ssize
 
 
 cdef inline void _sdpa_exp_shift(floating* x, Py_ssize_t n, floating m) noexcept nogil:
-    cdef Py_ssize_t c
     if floating is float:
-        for c in range(n):
-            x[c] = dlk_exp32(x[c] - m)
+        dlk_sdpa_exp_shift_f32(x, n, m)
     else:
-        for c in range(n):
-            x[c] = dlk_exp64(x[c] - m)
+        dlk_sdpa_exp_shift_f64(x, n, m)
 
 
 cdef inline void _sdpa_uniforms(floating* ub, Py_ssize_t n, const uint64_t* key,
@@ -309,9 +323,10 @@ cdef bint _sdpa_bwd_tile(const floating* q, const floating* k, const floating* v
             Pd[t] = Pb[t]
     for r in range(nq):
         d = Dm[bh * L + i0 + r]
-        base = r * nk
-        for c in range(nk):
-            dP[base + c] = Pb[base + c] * (dP[base + c] - d)
+        if floating is float:
+            dlk_sdpa_ds_f32(Pb + r * nk, dP + r * nk, nk, d)
+        else:
+            dlk_sdpa_ds_f64(Pb + r * nk, dP + r * nk, nk, d)
     return True
 
 
