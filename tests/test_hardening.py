@@ -145,3 +145,38 @@ def test_failed_cd_update_leaves_velocity_alone(backend):
 def test_absurd_sizes_are_value_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- the estimator: a failed fit / partial_fit changes nothing --------------------------
+
+@pytest.mark.parametrize("params, exc, match", [
+    (dict(k=2**63), ValueError, "'k' parameter"),
+    (dict(batch_size=10**12), ValueError, "^batch_size: expected a size whose arrays fit"),
+    (dict(n_components=10**12), ValueError, "^n_components: expected a size"),
+    (dict(weight_decay=1e300), ValueError, "^weight_decay: expected learning_rate \\* weight_decay < 1"),
+    (dict(k=2**62, r=5), ValueError, "^k, r: expected k \\+ r - 1"),
+])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_failed_fit_keeps_the_old_model(params, exc, match, method):
+    pytest.importorskip("sklearn")
+    X = (np.random.default_rng(0).random((40, 6)) < 0.5) * 1.0
+    est = rbm.BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit(X)
+    W, hb, vb = est.components_.copy(), est.intercept_hidden_.copy(), est.intercept_visible_.copy()
+    state = est.random_state_.get_state()
+    est.set_params(**params)
+    with pytest.raises(exc, match=match):
+        getattr(est, method)(X)
+    np.testing.assert_array_equal(est.components_, W)
+    np.testing.assert_array_equal(est.intercept_hidden_, hb)
+    np.testing.assert_array_equal(est.intercept_visible_, vb)
+    assert est.random_state_.get_state() == state
+
+
+def test_diverging_fit_raises_instead_of_returning_nan_weights():
+    pytest.importorskip("sklearn")
+    X = (np.random.default_rng(0).random((40, 6)) < 0.5).astype(np.float32)
+    # float32 model, learning rate beyond float32's range: W overflows in the first epoch
+    est = rbm.BernoulliRBM(n_components=3, n_iter=3, learning_rate=1e300, batch_size=1,
+                           random_state=0)
+    with pytest.raises(ValueError, match="^learning_rate: .*NaN or inf in epoch"):
+        est.fit(X)

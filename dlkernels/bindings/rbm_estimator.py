@@ -46,6 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import rbm_persist as _rbm_persist
+from ._checks import COUNT_MAX as _COUNT_MAX, check_alloc as _check_alloc
 from . import rng as _rng
 from ._progress import DeferInterrupt as _DeferInterrupt
 from ._progress import Progress as _Progress
@@ -266,14 +267,14 @@ if _SKLEARN_ERROR is not None:
 else:
 
     _CONSTRAINTS = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, _COUNT_MAX, closed="both")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, _COUNT_MAX, closed="both")],
+        "n_iter": [Interval(Integral, 0, _COUNT_MAX, closed="both")],
         "verbose": ["verbose"],
         "random_state": ["random_state", np.random.Generator, _rng.Streams],
-        "k": [Interval(Integral, 1, None, closed="left")],
-        "r": [Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Integral, 1, _COUNT_MAX, closed="both")],
+        "r": [Interval(Integral, 1, _COUNT_MAX, closed="both")],
         "persistent": ["boolean"],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -490,6 +491,24 @@ else:
                               weight_decay=float(self.weight_decay), streams=self.random_state_,
                               eng=_core(self.backend))
 
+        def _check_run(self, X):
+            """Everything a fit or partial_fit could fail on later, checked before
+            the estimator changes: sizes whose arrays cannot fit in memory, k + r - 1
+            sweeps, a weight decay that makes the update diverge."""
+            n = int(self.n_components)
+            item = 8 if self.dtype in (None, "float64", np.float64) else 4
+            shape = getattr(X, "shape", None)
+            if shape is not None and len(shape) == 2:
+                _check_alloc(n * int(shape[1]), item, "n_components")
+            _check_alloc(int(self.batch_size) * n, item, "batch_size")
+            if int(self.k) + int(self.r) - 1 > _COUNT_MAX:
+                raise ValueError(f"k, r: expected k + r - 1 <= {_COUNT_MAX} sweeps, got "
+                                 f"{int(self.k) + int(self.r) - 1}")
+            if float(self.learning_rate) * float(self.weight_decay) >= 1.0:
+                raise ValueError("weight_decay: expected learning_rate * weight_decay < 1 (the "
+                                 "decay factor 1 - learning_rate * weight_decay must stay in (0, 1]),"
+                                 f" got {float(self.learning_rate) * float(self.weight_decay):g}")
+
         def _check_finite_params(self):
             for name in ("components_", "intercept_hidden_", "intercept_visible_"):
                 if not np.isfinite(getattr(self, name)).all():
@@ -518,6 +537,7 @@ else:
             Returns self.
             """
             resuming = bool(resume) and hasattr(self, "components_") and hasattr(self, "_fit_pos")
+            self._check_run(X)
             if resuming:
                 X = self._validate(X, reset=False, dtype=self._model_dtype())
                 if X.shape[0] != self._fit_pos[2]:
@@ -560,6 +580,11 @@ else:
                                 f"{type(self).__name__}.fit interrupted after epoch {epoch} "
                                 f"minibatch {i + 1}: save() keeps the state, fit(X, resume=True) "
                                 "continues it")
+                    if not np.isfinite(self.components_).all():
+                        raise ValueError(
+                            "learning_rate: expected a rate at which the model converges, got "
+                            f"{float(self.learning_rate)!r}: the weights became NaN or inf in "
+                            f"epoch {epoch} (lower learning_rate, momentum or weight_decay)")
                     epoch += 1
                     batch0 = 0
                     self._fit_pos = [epoch, 0, n_samples]
@@ -584,6 +609,7 @@ else:
                 # scikit-learn's _fit_context validates the parameters only at
                 # the first partial_fit; set_params may have changed them since
                 self._validate_params()
+            self._check_run(X)
             if first:
                 X = self._validate(X, reset=True)
                 self._init_state(X, _rng.as_streams(self.random_state))
