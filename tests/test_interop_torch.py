@@ -188,3 +188,21 @@ def test_attend_gradcheck(score, backend, restore_threads):
 
     assert torch.autograd.gradcheck(fn, (q, k, v) + tuple(params[n] for n in names),
                                     eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_numpy_scalar_dropout_replays(backend):
+    """dropout_p given as a NumPy float32 still replays the forward's draws in the
+    backward (the gradient of sum(out) w.r.t. v is the column sum of the dropped weights)."""
+    from dlkernels.attention import scaled_dot_product_attention_backward as bwd
+    q, k, v, _, _ = _make("plain", torch.float64, seed=8)
+    vv = v.clone().requires_grad_(True)
+    out = dt.scaled_dot_product_attention(q, k, vv, dropout_p=np.float32(0.4), random_state=3,
+                                          backend=backend)
+    out.sum().backward()
+    from dlkernels.attention import scaled_dot_product_attention as sdpa
+    o, lse = sdpa(q.numpy(), k.numpy(), v.numpy(), dropout_p=float(np.float32(0.4)),
+                  return_lse=True, random_state=3)
+    np.testing.assert_array_equal(o, out.detach().numpy())
+    _, _, dv = bwd(np.ones_like(o), q.numpy(), k.numpy(), v.numpy(), o, lse,
+                   dropout_p=float(np.float32(0.4)), random_state=3)
+    np.testing.assert_array_equal(vv.grad.numpy(), dv)

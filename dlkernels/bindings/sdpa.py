@@ -51,7 +51,7 @@ class _Plan:
     """Validated, engine-ready arguments of one call."""
 
 
-def _batch(shape, name):
+def _batch(shape):
     return "(" + ", ".join(str(s) for s in shape) + ")" if shape else "()"
 
 
@@ -100,24 +100,24 @@ def _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_g
             kvlead = np.broadcast_shapes(kb[:-1], vb[:-1])
         except ValueError:
             raise ValueError(f"value: expected batch dimensions broadcastable with key's "
-                             f"{_batch(kb[:-1], 'key')}, got shape {v.shape}") from None
+                             f"{_batch(kb[:-1])}, got shape {v.shape}") from None
         kvb = kvlead + (Hk,)
         try:
             bshape = np.broadcast_shapes(qb[:-1], kvlead) + (Hq,)
         except ValueError:
             raise ValueError(f"key: expected batch dimensions broadcastable with query's "
-                             f"{_batch(qb[:-1], 'query')}, got shape {k.shape}") from None
+                             f"{_batch(qb[:-1])}, got shape {k.shape}") from None
     else:
         try:
             kvb = np.broadcast_shapes(kb, vb)
         except ValueError:
             raise ValueError(f"value: expected batch dimensions broadcastable with key's "
-                             f"{_batch(kb, 'key')}, got shape {v.shape}") from None
+                             f"{_batch(kb)}, got shape {v.shape}") from None
         try:
             bshape = np.broadcast_shapes(qb, kvb)
         except ValueError:
             raise ValueError(f"key: expected batch dimensions broadcastable with query's "
-                             f"{_batch(qb, 'query')}, got shape {k.shape}") from None
+                             f"{_batch(qb)}, got shape {k.shape}") from None
     p = _Plan()
     p.orig_shapes = (q.shape, k.shape, v.shape)
     if kb != kvb:

@@ -114,7 +114,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         A tensor not on the CPU, or any error of the NumPy function.
     """
     rng_state = None
-    if isinstance(dropout_p, (int, float)) and not isinstance(dropout_p, bool) and dropout_p > 0:
+    try:
+        p = float(dropout_p)
+    except (TypeError, ValueError):
+        p = 0.0  # the NumPy function reports the bad value
+    if p > 0 and not isinstance(dropout_p, bool):
         rng_state = as_streams(random_state).get_state()
         if isinstance(random_state, Streams):
             random_state.next_counter()  # the call consumes one epoch, as the NumPy API
