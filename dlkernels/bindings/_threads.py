@@ -237,7 +237,9 @@ def thread_info():
         ``blas``: one dict per BLAS library loaded in the process
         (``internal_api``, ``version``, ``num_threads``, ``filepath`` and
         ``used_by_kernels``: whether it is the BLAS behind
-        ``scipy.linalg.cython_blas``), empty when threadpoolctl is missing.
+        ``scipy.linalg.cython_blas``), empty when threadpoolctl is missing;
+        ``forked_child``: whether this process was forked after dlkernels
+        was imported (its kernels then run on one thread).
     """
     import numba
 
@@ -245,7 +247,8 @@ def thread_info():
         child_thread_setup()
     omp = _omp()
     out = dict(numba=numba.get_num_threads(), numba_max=numba.config.NUMBA_NUM_THREADS,
-               openmp=omp.get_num_threads() if omp is not None else None, blas=[])
+               openmp=omp.get_num_threads() if omp is not None else None, blas=[],
+               forked_child=FORK_GENERATION > 0)
     mine = {os.path.realpath(c.filepath) for c in _blas_controllers()}
     try:
         from threadpoolctl import threadpool_info
