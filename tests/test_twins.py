@@ -88,26 +88,31 @@ def test_cython_signature_parsing_from_docstrings():
 
 
 # Mismatches known and being fixed by whoever owns the files (reported, not
-# hidden: the test xfails with the message while they last, passes after).
+# hidden: the test xfails with the message while the condition holds, and
+# checks strictly once it does not).
 PENDING = {
-    "rbm": "engine split in progress: the Cython module gets its __all__ with the split",
-    "gan": "the Numba module exports gemm_tiled, which has no Cython twin at Python level",
+    "rbm": ("the built Cython extension predates rbm.pyx's __all__ (rebuild: "
+            "DLKERNELS_BUILD_ONLY=rbm python setup.py build_ext --inplace)",
+            lambda nb, cy: not hasattr(cy, "__all__")),
+    "gan": ("the Numba module exports gemm_tiled, which has no Cython twin at Python level",
+            lambda nb, cy: "gemm_tiled" in getattr(nb, "__all__", ())
+            and "gemm_tiled" not in getattr(cy, "__all__", ())),
 }
 
 
-def _pending(family, check):
+def _pending(family, nb, cy, check):
     try:
         check()
     except AssertionError as exc:
-        if family in PENDING:
-            pytest.xfail(f"{PENDING[family]}: {exc}")
+        if family in PENDING and PENDING[family][1](nb, cy):
+            pytest.xfail(f"{PENDING[family][0]}: {exc}")
         raise
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_same_kernel_names(family):
     nb, cy = _modules(family)
-    _pending(family, lambda: _same_kernel_names(family, nb, cy))
+    _pending(family, nb, cy, lambda: _same_kernel_names(family, nb, cy))
 
 
 def _same_kernel_names(family, nb, cy):
@@ -126,7 +131,7 @@ def _same_kernel_names(family, nb, cy):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_same_parameters(family):
     nb, cy = _modules(family)
-    _pending(family, lambda: _same_parameters(family, nb, cy))
+    _pending(family, nb, cy, lambda: _same_parameters(family, nb, cy))
 
 
 def _same_parameters(family, nb, cy):
@@ -150,7 +155,7 @@ def _same_parameters(family, nb, cy):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_same_shared_constants(family):
     nb, cy = _modules(family)
-    _pending(family, lambda: _same_shared_constants(family, nb, cy))
+    _pending(family, nb, cy, lambda: _same_shared_constants(family, nb, cy))
 
 
 def _same_shared_constants(family, nb, cy):
