@@ -405,3 +405,25 @@ def test_readonly_and_noncontiguous_inputs(backend):
     kr.setflags(write=False)
     np.testing.assert_array_equal(SDPA(qs, kr, v, backend=backend), want)
     np.testing.assert_array_equal(SDPA(q.tolist(), k, v, backend=backend), want)
+
+
+def test_no_l_by_s_allocation_in_bindings(backend):
+    """A key-padding mask (B, 1, 1, S) and is_causal are never expanded to (L, S):
+    the traced peak (tracemalloc: NumPy arrays, and Numba's scratch, which it
+    allocates through Python's allocator) of forward and backward stays below a
+    quarter of one L x S float32 matrix (inputs / outputs are L x 32 each; the
+    scratch is 3 x TQ x TK per running work item)."""
+    import tracemalloc
+
+    L = S = 2048
+    rng = np.random.default_rng(30)
+    q, k, v = _qkv(rng, (1, 1, L, 32), (1, 1, S, 32), (1, 1, S, 32), np.float32)
+    m = rng.random((1, 1, 1, S)) < 0.9
+    out, lse = SDPA(q, k, v, m, is_causal=True, return_lse=True, backend=backend)
+    SDPA_BWD(out, q, k, v, out, lse, m, is_causal=True, backend=backend)
+    tracemalloc.start()
+    out, lse = SDPA(q, k, v, m, is_causal=True, return_lse=True, backend=backend)
+    SDPA_BWD(out, q, k, v, out, lse, m, is_causal=True, backend=backend)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < L * S * 4 / 4, peak

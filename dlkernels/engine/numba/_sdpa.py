@@ -33,6 +33,13 @@ accumulator (TQ (E + TK + Ev) elements).  The rule uses sizes only, never a
 measurement, so the results are the same on every machine.  Nothing of size
 L x S is allocated: per item scratch is TQ x TK.
 
+Reductions.  A row's maximum and its sum of exponentials run over 8 lanes
+(lane t takes the entries c = t mod 8 of the full blocks of 8, the lanes are
+combined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), the tail is
+added in order): vectorizable, and the same order in both backends (the
+Cython twin runs these passes as multiversioned C loops).  Other sums (D =
+rowsum(dO * O)) run in index order.
+
 Skipping.  With ``causal`` the keys j >= i1 (i1 = the tile's last query + 1)
 are never visited (the last key tile is cut at i1); a key tile whose mask
 entries are all masked out (bool False / float -inf) for the tile's rows is
