@@ -70,8 +70,10 @@ def workload(i, backend):
     return out.hexdigest()
 
 
-def _threaded(backend, tasks=range(N_TASKS)):
-    """workload(i) for each i, each in its own Python thread, all at once."""
+def _threaded(backend, tasks=range(N_TASKS), kernel_threads=None):
+    """workload(i) for each i, each in its own Python thread, all at once
+    (each thread first sets its kernels' thread count when one is given:
+    ``set_num_threads`` acts on the calling thread)."""
     tasks = list(tasks)
     res = [None] * len(tasks)
     errors = []
@@ -79,6 +81,8 @@ def _threaded(backend, tasks=range(N_TASKS)):
 
     def run(j, i):
         try:
+            if kernel_threads is not None:
+                dlkernels.set_num_threads(kernel_threads)
             start.wait()
             res[j] = workload(i, backend)
         except BaseException as exc:  # reported by the caller
@@ -207,14 +211,14 @@ def test_python_threads_give_sequential_results(backend, restore_threads):
     dlkernels.set_num_threads(_two_threads())
     expected = [workload(i, backend) for i in range(N_TASKS)]
     for _ in range(2):
-        assert _threaded(backend) == expected
+        assert _threaded(backend, kernel_threads=_two_threads()) == expected
 
 
 def test_python_threads_single_kernel_threads(backend, restore_threads):
     """The same with one kernel thread (serial paths inside each Python thread)."""
     dlkernels.set_num_threads(1)
     expected = [workload(i, backend) for i in range(N_TASKS)]
-    assert _threaded(backend) == expected
+    assert _threaded(backend, kernel_threads=1) == expected
 
 
 def test_blas_single_threaded_counts_across_threads():
