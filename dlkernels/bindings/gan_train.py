@@ -251,11 +251,18 @@ class GANTrainer:
         return self._run(X, callback)
 
     def _noise(self, out, stream):
-        g = np.random.Generator(np.random.Philox(key=self.key, counter=_rng.counter(stream, 0)))
+        """Noise of ``stream`` into ``out``: the draws of
+        ``Generator(Philox(key, counter=counter(stream)))`` (serial NumPy: a
+        parallel fill costs more than it saves on a minibatch of noise)."""
+        ctr = self._ctr
+        ctr[2] = stream & 0xFFFFFFFFFFFFFFFF
+        ctr[3] = stream >> 64
+        g = np.random.Generator(np.random.Philox(key=self.key, counter=ctr))
         if self.noise == "uniform":
+            dt = out.dtype.type
             g.random(out=out, dtype=out.dtype)
-            out *= out.dtype.type(2.0 * _SQRT3)
-            out -= out.dtype.type(_SQRT3)
+            out *= dt(2.0 * _SQRT3)
+            out -= dt(_SQRT3)
         else:
             g.standard_normal(out=out, dtype=out.dtype)
         return out
@@ -319,6 +326,7 @@ class GANTrainer:
                                  np.empty(G.n_params, dt))
         z, zg, xb, gD, gG, snapD, snapG = bufs
         self._perm_cache = (-1, None)
+        self._ctr = np.zeros(4, np.uint64)
         mode = 2 if self.g_loss == "non_saturating" else 1
         start = self.step
         bar = Progress(total - start, self.progress is not False, "train_gan",
