@@ -167,18 +167,18 @@ def test_checkpoint_corruption_is_detected(tmp_path):
 
 def test_nan_stops_with_last_good_parameters(backend):
     X, G, D = _setup()
-    good = {}
+    good = {"G": G.params.copy(), "D": D.params.copy(), "step": 0}
 
     def keep(tr, info):
         good["G"], good["D"], good["step"] = G.params.copy(), D.params.copy(), info["step"]
 
-    with pytest.raises(GANTrainingError, match=r"non-finite .* at step \d+"):
+    with pytest.raises(GANTrainingError, match=r"non-finite .* at step \d+") as err:
         train_gan(X, G, D, n_epochs=50, batch_size=16, learning_rate=1e30, momentum=0.9,
                   callback=keep, random_state=0, backend=backend)
+    assert f"at step {good['step']}" in str(err.value)
     assert np.isfinite(G.params).all() and np.isfinite(D.params).all()
-    if good:
-        np.testing.assert_array_equal(G.params, good["G"])
-        np.testing.assert_array_equal(D.params, good["D"])
+    np.testing.assert_array_equal(G.params, good["G"])
+    np.testing.assert_array_equal(D.params, good["D"])
 
 
 def test_training_errors_change_nothing():
