@@ -106,6 +106,60 @@ def test_training_matches_replay_of_algorithm_1(dtype):
     np.testing.assert_allclose(D.params, D2.params, **tol)
 
 
+def _replay_general(X, G, D, *, steps, m, seed, opt, lr, decay, mom0, mom1, sat, b1, b2, eps):
+    """SGD with the momentum ramp and lr decay, or Adam, written out in NumPy (float64
+    scalars, the networks' dtype for arrays) with the public gradient functions."""
+    key = make_key(seed)
+    bpe = len(X) // m
+    dt = G.dtype.type
+    st = {n: [np.zeros_like(net.params), np.zeros_like(net.params), 0] for n, net in
+          (("D", D), ("G", G))}
+
+    def noise(stream):
+        u = np.random.Generator(np.random.Philox(key=key, counter=counter(stream))).random(
+            size=(m, G.sizes[0]), dtype=G.dtype)
+        return u * dt(2 * np.sqrt(3)) - dt(np.sqrt(3))
+
+    def update(name, net, g, s):
+        a, v, t = st[name]
+        rate = max(lr / decay ** s, 0.0)
+        if opt == "sgd":
+            mu = mom0 + min((s // bpe) / sat, 1.0) * (mom1 - mom0)
+            a[...] = dt(mu) * a - dt(rate) * g
+            net.params += a
+        else:
+            t += 1
+            st[name][2] = t
+            a[...] = dt(b1) * a + dt(1 - b1) * g
+            v[...] = dt(b2) * v + dt(1 - b2) * (g * g)
+            mhat = a / (1 - b1 ** t)
+            vhat = v / (1 - b2 ** t)
+            net.params -= (rate * mhat / (np.sqrt(vhat) + eps)).astype(G.dtype)
+
+    for s in range(steps):
+        perm = np.random.Generator(np.random.Philox(key=key, counter=counter(0, 1 + s // bpe))
+                                   ).permutation(len(X))
+        xb = X[perm[(s % bpe) * m:(s % bpe + 1) * m]]
+        _, g = gan.discriminator_gradients(G, D, xb, noise(1 + 2 * s))
+        update("D", D, g, s)
+        _, g = gan.generator_gradients(G, D, noise(2 + 2 * s), loss="non_saturating")
+        update("G", G, g, s)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_momentum_ramp_lr_decay_and_adam_match_replay(opt):
+    X, G, D = _setup(np.float64)
+    G2, D2 = G.copy(), D.copy()
+    kw = dict(opt=opt, lr=0.05 if opt == "sgd" else 0.01, decay=1.05, mom0=0.5, mom1=0.9,
+              sat=2, b1=0.5, b2=0.999, eps=1e-8)
+    train_gan(X, G, D, n_epochs=3, batch_size=32, optimizer=opt, learning_rate=kw["lr"],
+              lr_decay=kw["decay"], momentum=0.5, final_momentum=0.9, momentum_saturate=2,
+              random_state=2)
+    _replay_general(X, G2, D2, steps=9, m=32, seed=2, **kw)
+    np.testing.assert_allclose(G.params, G2.params, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(D.params, D2.params, rtol=1e-9, atol=1e-10)
+
+
 def test_history_and_callback():
     X, G, D = _setup()
     seen = []
