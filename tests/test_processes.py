@@ -28,6 +28,8 @@ import pytest
 import dlkernels
 from dlkernels import rbm, rng
 
+from conftest import require_backend
+
 FAMILY = "rbm"
 
 # Seconds one fork scenario may take before it counts as a hang (inside the
@@ -165,10 +167,30 @@ def scenario(backend):
 
 
 @functools.lru_cache(maxsize=None)
-def _run_scenario(backend):
-    """scenario(backend) in a fresh interpreter (one run per backend, shared by the tests)."""
+def _uniform_digest(i, backend):
+    u = rng.uniform(rng.make_key(2000 + i), 1 << 19, dtype=np.float32, backend=backend)
+    return hashlib.sha256(u.tobytes()).hexdigest()
+
+
+def cross_scenario(parent_backend, child_backend):
+    """The parent uses one backend only; the fork pool's workers use the other
+    (e.g. Numba's threading layer first started in the child, over the GNU
+    OpenMP pool inherited from the parent's Cython call)."""
+    import multiprocessing as mp
+
+    dlkernels.set_num_threads(_two_threads())
+    parent = _uniform_digest(0, parent_backend)
+    with mp.get_context("fork").Pool(2) as pool:
+        child = pool.starmap_async(_uniform_digest, [(i, child_backend) for i in range(2)])
+        child = child.get(TASK_TIMEOUT)
+    return dict(parent=parent, child=child)
+
+
+def _run_scenario(*args):
+    """scenario(backend) (or cross_scenario(a, b)) in a fresh interpreter
+    (one run per argument tuple, shared by the tests)."""
     here = os.path.abspath(__file__)
-    proc = subprocess.run([sys.executable, here, backend], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, here, *args], capture_output=True, text=True,
                           timeout=SCRIPT_TIMEOUT, cwd=os.path.dirname(here))
     assert proc.returncode == 0, f"fork scenario failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -260,5 +282,20 @@ def test_blas_single_threaded_counts_across_threads():
     assert [c.get_num_threads() for c in ctl] == before
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("parent_backend, child_backend", [("cython", "numba"), ("numba", "cython")])
+def test_fork_child_uses_the_other_backend(parent_backend, child_backend):
+    """Parent on one backend, fork-pool workers on the other: no hang, same numbers."""
+    require_backend(parent_backend, FAMILY)
+    require_backend(child_backend, FAMILY)
+    expected = [_uniform_digest(i, child_backend) for i in range(2)]
+    got = _run_scenario(parent_backend, child_backend)
+    assert got["parent"] == _uniform_digest(0, parent_backend) == expected[0]
+    assert got["child"] == expected
+
+
 if __name__ == "__main__":
-    print(json.dumps(scenario(sys.argv[1])))
+    if len(sys.argv) == 3:
+        print(json.dumps(cross_scenario(sys.argv[1], sys.argv[2])))
+    else:
+        print(json.dumps(scenario(sys.argv[1])))
