@@ -228,7 +228,12 @@ class GANTrainer:
             Bad data or arguments (nothing changed).
         GANTrainingError
             A non-finite loss or parameter at some step (named in the message);
-            G and D keep the parameters from before that step.
+            G and D keep the parameters from before that step (``step`` is
+            the number of completed steps; the optimizer state is not rolled
+            back, so reload a checkpoint rather than resume after this).
+        KeyboardInterrupt
+            On Ctrl-C, raised after the step in progress completes (the
+            trainer is consistent: ``save`` it and ``resume`` later).
         """
         X = self._check_X(X)
         n_epochs = check_int(n_epochs, "n_epochs", min=1)
