@@ -31,14 +31,14 @@ def _gemm_tn_tile(t, ntc, alpha, A, B, beta, C):
     r1 = min(r0 + TILE_R, m)
     c0 = tc * TILE_C
     c1 = min(c0 + TILE_C, n)
-    gemm_at(True, False, r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
+    gemm_at(np.bool_(True), np.bool_(False), r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
              C, r0 * n + c0, n)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc):
     for t in prange(ntiles):
-        _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+        _gemm_tn_tile(np.int64(t), ntc, alpha, A, B, beta, C)
 
 
 @njit(cache=True, error_model="numpy")
@@ -71,7 +71,7 @@ def _bern_layer_row(p, s, key, ctr, first_block, ubuf):
 def _bern_layer_par(p, key, ctr, first_block):
     for s in prange(p.shape[0]):
         ubuf = np.empty(TILE_C, p.dtype)
-        _bern_layer_row(p, s, key, ctr, first_block, ubuf)
+        _bern_layer_row(p, np.int64(s), key, ctr, first_block, ubuf)
 
 
 @njit(cache=True, error_model="numpy")
@@ -82,7 +82,7 @@ def _bern_layer(p, key, ctr, first_block):
     else:
         ubuf = np.empty(TILE_C, p.dtype)
         for s in range(p.shape[0]):
-            _bern_layer_row(p, s, key, ctr, first_block, ubuf)
+            _bern_layer_row(p, np.int64(s), key, ctr, first_block, ubuf)
 
 
 @njit(cache=True, error_model="numpy")
@@ -155,9 +155,9 @@ def _add_scaled_vec(y, sa, xa, sb, xb):
 def _hid_probs(V, W, b, key, ctr, H, noprobs):
     """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
     if _prefer_bin(V):
-        _bin_layer(V, W, b, key, ctr, 0, H, noprobs, OP_SIGMOID)
+        _bin_layer(V, W, b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
     else:
-        _layer(V, W, False, b, key, ctr, 0, H, noprobs, OP_SIGMOID)
+        _layer(V, W, np.bool_(False), b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
 
 
 @njit(cache=True, error_model="numpy")
@@ -198,9 +198,9 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     bin_data = _is_binary(vdata)
     ppos = np.empty((B, n), dt)
     if bin_data and _prefer_bin(vdata):
-        _bin_layer(vdata, W, b, key, ctr, 0, ppos, noprobs, OP_SIGMOID)
+        _bin_layer(vdata, W, b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
     else:
-        _layer(vdata, W, False, b, key, ctr, 0, ppos, noprobs, OP_SIGMOID)
+        _layer(vdata, W, np.bool_(False), b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
     if r > 1:
         acc = np.zeros((m, n), dt)
         VT = np.empty((m, C), dt)
@@ -218,13 +218,13 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
         blk = (t - 1) * (bh + bv)
         if mode != MODE_PCD_HIDDEN:
             _bern_layer(H, key, ctr, blk)
-            _layer(H, W, True, a, key, ctr, blk + bh, V, noprobs, OP_SAMPLE)
+            _layer(H, W, np.bool_(True), a, key, ctr, blk + bh, V, noprobs, np.int64(OP_SAMPLE))
         else:
-            _layer(H, W, True, a, key, ctr, blk, V, noprobs, OP_SAMPLE)
+            _layer(H, W, np.bool_(True), a, key, ctr, blk, V, noprobs, np.int64(OP_SAMPLE))
         _hid_probs(V, W, b, key, ctr, H, noprobs)
         if r > 1 and t >= k:
             _transpose_rows(VT, V, 0)
-            _bin_layer(VT, H, b, key, ctr, 0, acc, noprobs, OP_ACCUMULATE)
+            _bin_layer(VT, H, b, key, ctr, np.int64(0), acc, noprobs, np.int64(OP_ACCUMULATE))
             _colsum(V, sv)
             _colsum(H, sp)
         if mode == MODE_PCD_HIDDEN and t < T:
@@ -241,7 +241,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             ST = np.empty((m, B + C), dt)
             _transpose_rows(ST, vdata, 0)
             _transpose_rows(ST, V, B)
-            _bin_layer(ST, Q, b, key, ctr, 0, gW, noprobs, OP_ACCUMULATE)
+            _bin_layer(ST, Q, b, key, ctr, np.int64(0), gW, noprobs, np.int64(OP_ACCUMULATE))
         else:
             S = np.empty((B + C, m), dt)
             S[:B, :] = vdata

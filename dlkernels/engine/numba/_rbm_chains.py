@@ -67,13 +67,13 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     for t in range(k):
         blk = t * (bh + bv)
         if _prefer_bin(v):
-            _bin_layer(v, W, b, key, ctr, blk, h, noprobs, OP_SAMPLE)
+            _bin_layer(v, W, b, key, ctr, blk, h, noprobs, np.int64(OP_SAMPLE))
         else:
-            _layer(v, W, False, b, key, ctr, blk, h, noprobs, OP_SAMPLE)
+            _layer(v, W, np.bool_(False), b, key, ctr, blk, h, noprobs, np.int64(OP_SAMPLE))
         if _prefer_bin(h):
-            _bin_layer(h, WT, a, key, ctr, blk + bh, v, noprobs, OP_SAMPLE)
+            _bin_layer(h, WT, a, key, ctr, blk + bh, v, noprobs, np.int64(OP_SAMPLE))
         else:
-            _layer(h, W, True, a, key, ctr, blk + bh, v, noprobs, OP_SAMPLE)
+            _layer(h, W, np.bool_(True), a, key, ctr, blk + bh, v, noprobs, np.int64(OP_SAMPLE))
         if mean_last > 0 and t >= k - mean_last:
             _add_layer(mean_v, v)
             _add_layer(mean_h, h)

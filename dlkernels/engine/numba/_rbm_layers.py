@@ -7,7 +7,8 @@ kernels (energies, conditionals, samplers, ``binary_layer``).  The contract
 docstring of ``dlkernels.engine.numba.rbm``.  No validation here.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64
@@ -42,14 +43,19 @@ def blocks_per_layer(n, itemsize):
 
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
-@njit(cache=True, error_model="numpy")
 def _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
     """ubuf[:n] = uniforms 0..n-1 of the stream (key, c) counted from block
     ``first_block`` (float32: two per 64-bit word, low half first)."""
-    if ubuf.itemsize == 4:
-        fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
-    else:
-        fill_f64_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+
+
+@overload(_uniforms, jit_options={"error_model": "numpy"})
+def _uniforms_impl(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
+    # chosen at typing time: only the fill of ubuf's dtype is compiled
+    fill = fill_f32_from if ubuf.dtype == types.float32 else fill_f64_from
+
+    def impl(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
+        fill(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+    return impl
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,7 +137,7 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
     c0 = tc * tw
     c1 = min(c0 + tw, N)
     offb = c0 * nw if transw else c0
-    gemm_at(False, transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
+    gemm_at(np.bool_(False), transw, r1 - r0, c1 - c0, K, 1.0, X, r0 * K, K, W, offb, nw, 0.0,
              out, r0 * N + c0, N)
     if op == OP_SIGMOID:
         for s in range(r0, r1):
@@ -156,8 +162,8 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
 def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc, tw):
     for t in prange(ntiles):
         ubuf = np.empty(TILE_C, out.dtype)
-        _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs, op,
-                    ubuf)
+        _layer_tile(np.int64(t), ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs,
+                    op, ubuf)
 
 
 @njit(cache=True, error_model="numpy")
@@ -260,7 +266,7 @@ def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ub
     """Columns c0..c1 (c0 a multiple of TILE_C) of row s of _bin_layer (idx: K
     ints, acc: N floats, ubuf: TILE_C floats)."""
     K = X.shape[1]
-    cnt = 0
+    cnt = np.int64(0)   # not a literal 0: a literal would compile _bin_acc twice
     for i in range(K):
         idx[cnt] = i
         cnt += 1 if X[s, i] != 0 else 0
@@ -325,7 +331,7 @@ def _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op):
 @njit(cache=True, error_model="numpy", parallel=True)
 def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, ncp, pw):
     for t in prange(nitems):
-        _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
+        _bin_chunk(np.int64(t), ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
 @njit(cache=True, error_model="numpy")
@@ -382,7 +388,7 @@ def _energy_rows(v, h, vw, a, b, out):
 def energy(v, h, W, a, b, out):
     """out[s] = -a.v_s - b.h_s - v_s W h_s  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
-    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, vw, _noprobs(W), OP_LINEAR)
+    _layer(v, W, np.bool_(False), b, _NOKEY, _NOKEY, np.int64(0), vw, _noprobs(W), np.int64(OP_LINEAR))
     _energy_rows(v, h, vw, a, b, out)
 
 
@@ -405,7 +411,7 @@ def _free_energy_rows(v, vw, a, b, out):
 def free_energy(v, W, a, b, out):
     """out[s] = -a.v_s - sum_j softplus(b_j + (v_s W)_j)  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
-    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, vw, _noprobs(W), OP_LINEAR)
+    _layer(v, W, np.bool_(False), b, _NOKEY, _NOKEY, np.int64(0), vw, _noprobs(W), np.int64(OP_LINEAR))
     _free_energy_rows(v, vw, a, b, out)
 
 
@@ -420,26 +426,26 @@ _NOKEY = np.zeros(4, np.uint64)
 @njit(cache=True, error_model="numpy")
 def hidden_probs(v, W, b, out):
     """out = sigmoid(v W + b)."""
-    _layer(v, W, False, b, _NOKEY, _NOKEY, 0, out, _noprobs(W), OP_SIGMOID)
+    _layer(v, W, np.bool_(False), b, _NOKEY, _NOKEY, np.int64(0), out, _noprobs(W), np.int64(OP_SIGMOID))
 
 
 @njit(cache=True, error_model="numpy")
 def visible_probs(h, W, a, out):
     """out = sigmoid(h W^T + a)."""
-    _layer(h, W, True, a, _NOKEY, _NOKEY, 0, out, _noprobs(W), OP_SIGMOID)
+    _layer(h, W, np.bool_(True), a, _NOKEY, _NOKEY, np.int64(0), out, _noprobs(W), np.int64(OP_SIGMOID))
 
 
 @njit(cache=True, error_model="numpy")
 def sample_hidden(v, W, b, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(v W + b)); row s from stream s, block 0.
     probs: (rows, n) to receive the probabilities, or a (0, 0) array."""
-    _layer(v, W, False, b, key, ctr, 0, out, probs, OP_SAMPLE)
+    _layer(v, W, np.bool_(False), b, key, ctr, np.int64(0), out, probs, np.int64(OP_SAMPLE))
 
 
 @njit(cache=True, error_model="numpy")
 def sample_visible(h, W, a, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(h W^T + a)); row s from stream s, block 0."""
-    _layer(h, W, True, a, key, ctr, 0, out, probs, OP_SAMPLE)
+    _layer(h, W, np.bool_(True), a, key, ctr, np.int64(0), out, probs, np.int64(OP_SAMPLE))
 
 
 @njit(cache=True, error_model="numpy")

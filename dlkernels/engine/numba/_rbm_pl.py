@@ -48,7 +48,7 @@ def pseudo_likelihood(v, W, a, b, exact, key, ctr, out):
         return
     ntiles = (B + PL_TILE - 1) // PL_TILE
     for ti in prange(ntiles):
-        r0 = ti * PL_TILE
+        r0 = np.int64(ti) * PL_TILE
         r1 = min(B, r0 + PL_TILE)
         _pl_tile(v, W, a, b, exact, key, ctr, r0, r1, out)
 

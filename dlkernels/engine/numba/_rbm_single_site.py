@@ -126,4 +126,4 @@ def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, refresh, key
     hf = np.empty(h.shape, h.dtype)
     for s in prange(C):
         _single_site_chain(v[s], h[s], vf[s], hf[s], W, WT, a, b, n_steps, mode, thr,
-                           alias, refresh, key, ctr, s)
+                           alias, refresh, key, ctr, np.int64(s))

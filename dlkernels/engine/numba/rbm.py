@@ -18,6 +18,15 @@ live in private files along their seams and are re-exported here:
 
 Their Cython twins are the ``_rbm_*.pxi`` files included by ``rbm.pyx``.
 
+Start-up (compile time).  Numba compiles a separate specialization of a
+callee -- and of everything it calls -- for each literal argument value
+(a Python ``int``/``bool`` constant such as ``OP_SAMPLE`` or ``False`` is typed
+as a literal) and, inside a ``prange`` body, once for the uint64 loop index
+and once for int64.  Calls between kernels therefore pass ``np.int64(...)`` /
+``np.bool_(...)`` values and ``np.int64(t)`` loop indices, and the uniform
+fill of a row is chosen by dtype at typing time (an ``overload``), so a call
+compiles each helper once for its dtype only.
+
 Conventions: v (rows, m), h (rows, n), W (m, n), a (m,), b (n,).
 
 GEMM.  Every matrix product calls the ``?gemm`` of ``scipy.linalg.cython_blas``
