@@ -18,7 +18,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshots", type=int, default=4)
     ap.add_argument("--out", default="gan_ring.png")
@@ -40,8 +40,8 @@ def main(argv=None):
         if info["step"] in marks:
             snaps.append((info["step"], G.forward(z)))
 
-    trainer = gan.GANTrainer(G, D, batch_size=bs, optimizer="adam", learning_rate=2e-3,
-                             lr_decay=1.0012, noise="normal", random_state=args.seed)
+    trainer = gan.GANTrainer(G, D, batch_size=bs, optimizer="adam", learning_rate=1e-3,
+                             lr_decay=1.0008, noise="normal", random_state=args.seed)
     trainer.fit(X, max(1, -(-args.steps // bpe)), callback=snapshot)
     m = gan.mode_metrics(G.forward(z), gan.ring_modes(), 0.02)
     print(f"after {trainer.step} steps: modes captured {m['modes_captured']}/8, "
