@@ -427,3 +427,17 @@ def test_no_l_by_s_allocation_in_bindings(backend):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < L * S * 4 / 4, peak
+
+
+def test_engine_names_and_c_exports():
+    """Both backends export the same kernel names; the Cython module exports the
+    non-fused float32 / float64 C entry points through __pyx_capi__."""
+    from conftest import require_backend
+    require_backend("cython", FAMILY)
+    from dlkernels.engine.cython import attention as cat
+    from dlkernels.engine.numba import attention as nat
+
+    for name in ("sdpa_tiles", "sdpa_forward", "sdpa_backward"):
+        assert name in nat.__all__ and name in cat.__all__
+    for name in ("sdpa_forward_f32", "sdpa_forward_f64", "sdpa_backward_f32", "sdpa_backward_f64"):
+        assert name in cat.__pyx_capi__
