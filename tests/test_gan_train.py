@@ -279,28 +279,28 @@ def test_training_errors_change_nothing():
 
 
 @pytest.mark.slow
-def test_ring_gan_captures_the_modes():
-    """Mode capture on the 8-Gaussian ring (radius 2, std 0.02) with fixed seeds.
+def test_ring_gan_captures_the_modes(restore_threads):
+    """The issue's acceptance test: a GAN on the 8-Gaussian ring (radius 2, std
+    0.02) with fixed seeds captures >= 7 of 8 modes with >= 80% high-quality
+    samples for at least 2 of 3 seeds (stops once two seeds pass).
 
-    The issue asks for >= 7 of 8 modes with >= 80% high-quality samples for 2
-    of 3 seeds.  This configuration (4000 Adam steps of batch 512, lr decaying
-    from 2e-3 to 2e-5) captures all 8 modes for every seed, but reaches 82%,
-    76% and 64% high-quality samples for seeds 0, 1, 2 (measured when this
-    test was written): the 80% bar is met by one seed only, so the test
-    asserts >= 7 modes for 2 of 3 seeds and >= 60% high quality for them.
-    About 10 s a seed on one quiet core.
+    G 2-128-128-2 (ReLU), D 2-128-128-1 (leaky ReLU), 4000 Adam steps of batch
+    512 with the rate decaying from 1e-3 to 4e-5; when written, seeds 1 and 2
+    reached 8 modes and 87% / 84% high-quality samples.  One thread (the
+    result does not depend on it): about 30 s a seed on one quiet core.
     """
+    dlkernels.set_num_threads(1)
     z = np.random.default_rng(12345).standard_normal((2000, 2)).astype(np.float32)
     results = []
     for seed in range(3):
         X = gan.sample_ring(8192, random_state=seed)
-        G = gan.MLP([2, 64, 64, 2], ["relu", "relu", "identity"], random_state=seed + 10)
-        D = gan.MLP([2, 64, 64, 1], ["leaky_relu", "leaky_relu", "identity"],
+        G = gan.MLP([2, 128, 128, 2], ["relu", "relu", "identity"], random_state=seed + 10)
+        D = gan.MLP([2, 128, 128, 1], ["leaky_relu", "leaky_relu", "identity"],
                     random_state=seed + 20)
-        train_gan(X, G, D, n_epochs=250, batch_size=512, optimizer="adam", learning_rate=2e-3,
-                  lr_decay=1.0012, noise="normal", random_state=seed, progress=False)
+        train_gan(X, G, D, n_epochs=250, batch_size=512, optimizer="adam", learning_rate=1e-3,
+                  lr_decay=1.0008, noise="normal", random_state=seed, progress=False)
         m = gan.mode_metrics(G.forward(z), gan.ring_modes(), 0.02)
         results.append((m["modes_captured"], m["high_quality"]))
-        if sum(c >= 7 and hq >= 0.6 for c, hq in results) >= 2:
+        if sum(c >= 7 and hq >= 0.8 for c, hq in results) >= 2:
             break
-    assert sum(c >= 7 and hq >= 0.6 for c, hq in results) >= 2, results
+    assert sum(c >= 7 and hq >= 0.8 for c, hq in results) >= 2, results
