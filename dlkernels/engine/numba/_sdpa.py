@@ -82,6 +82,10 @@ __all__ = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
 
 TQ = 64
 KV_TILE_BYTES = 128 * 1024
+# Parallel loops deal their work items round-robin to at most GROUPS groups
+# (scratch allocated once per group; a fixed number, not the thread count:
+# Numba cannot cache a function that asks for it).  No effect on the results.
+GROUPS = 256
 
 
 @njit(cache=True)
@@ -258,11 +262,11 @@ def _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero):
 
 @njit(cache=True, error_model="numpy")
 def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f, moff, mld,
-              causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp):
+              causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp, consts):
     L = q.shape[1]
-    ninf = _cast(Sb, -np.inf)
-    zero = _cast(Sb, 0.0)
-    one = _cast(Sb, 1.0)
+    ninf = consts[0]
+    zero = consts[1]
+    one = consts[2]
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
@@ -326,19 +330,30 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
     dp = _cast(q, dropout_p)
     dscale = _cast(q, 1.0) / (_cast(q, 1.0) - dp)
     tkb = min(TK, S)
-    for it in prange(BH * nqt):
-        bh = it // nqt
-        i0 = (it % nqt) * tq
-        nq = min(tq, L - i0)
+    # Work items (bh, query tile) are dealt round-robin to nch groups, each with
+    # its scratch allocated once (a mix of light and heavy causal items per
+    # group); the grouping changes no result.
+    n_items = BH * nqt
+    nch = min(n_items, GROUPS)
+    consts = np.empty(4, q.dtype)
+    consts[0] = -np.inf
+    consts[1] = 0.0
+    consts[2] = 1.0
+    for ch in prange(nch):
         Sb = np.empty(tq * tkb, q.dtype)
         ub = np.empty(tkb, q.dtype)
         acc = np.empty(tq * Ev, q.dtype)
         m = np.empty(tq, q.dtype)
         l = np.empty(tq, q.dtype)
         tmp = np.empty(1, q.dtype)
-        moff = mask_off[bh] if mask_mode != 0 else 0
-        _fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f, moff,
-                  mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp)
+        for it in range(ch, n_items, nch):
+            bh = it // nqt
+            i0 = (it % nqt) * tq
+            nq = min(tq, L - i0)
+            moff = mask_off[bh] if mask_mode != 0 else 0
+            _fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
+                      moff, mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m,
+                      l, tmp, consts)
 
 
 # ---- backward ---------------------------------------------------------------------------
@@ -437,52 +452,59 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
     dkf = dk.reshape(dk.size)
     dvf = dv.reshape(dv.size)
     dqf = dq.reshape(dq.size)
-    # (a) dK, dV: one item per (kv head, key tile)
-    for it in prange(NKV * nkt):
-        kvh = it // nkt
-        j0 = (it % nkt) * tk
-        nk = min(tk, S - j0)
+    # (a) dK, dV: one item per (kv head, key tile); items dealt round-robin to
+    # groups with their scratch allocated once (no effect on the results)
+    na = NKV * nkt
+    ncha = min(na, GROUPS)
+    for ch in prange(ncha):
         Pb = np.empty(tq * tk, q.dtype)
         Pd = np.empty(tq * tk, q.dtype)
         dP = np.empty(tq * tk, q.dtype)
         ub = np.empty(tk, q.dtype)
-        dkf[(kvh * S + j0) * E:(kvh * S + j0 + nk) * E] = zero
-        dvf[(kvh * S + j0) * Ev:(kvh * S + j0 + nk) * Ev] = zero
-        qt0 = j0 // tq if causal else 0
-        for p in range(kv_ptr[kvh], kv_ptr[kvh + 1]):
-            bh = kv_list[p]
+        for it in range(ch, na, ncha):
+            kvh = it // nkt
+            j0 = (it % nkt) * tk
+            nk = min(tk, S - j0)
+            dkf[(kvh * S + j0) * E:(kvh * S + j0 + nk) * E] = zero
+            dvf[(kvh * S + j0) * Ev:(kvh * S + j0 + nk) * Ev] = zero
+            qt0 = j0 // tq if causal else 0
+            for p in range(kv_ptr[kvh], kv_ptr[kvh + 1]):
+                bh = kv_list[p]
+                moff = mask_off[bh] if mask_mode != 0 else 0
+                for qt in range(qt0, nqt):
+                    i0 = qt * tq
+                    nq = min(tq, L - i0)
+                    if not _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode,
+                                     mask_b, mask_f, moff, mask_ld, causal, sc, dp, dscale, key,
+                                     ctr, Pb, Pd, dP, ub):
+                        continue
+                    gemm_at(True, False, nk, Ev, nq, one, Pd, 0, nk, go, (bh * L + i0) * Ev, Ev,
+                            one, dv, (kvh * S + j0) * Ev, Ev)
+                    gemm_at(True, False, nk, E, nq, sc, dP, 0, nk, q, (bh * L + i0) * E, E, one,
+                            dk, (kvh * S + j0) * E, E)
+    # (b) dQ: one item per (batch-head, query tile), grouped as in (a)
+    nb = BH * nqt
+    nchb = min(nb, GROUPS)
+    for ch in prange(nchb):
+        Pb = np.empty(tq * tk, q.dtype)
+        Pd = np.empty(tq * tk, q.dtype)
+        dP = np.empty(tq * tk, q.dtype)
+        ub = np.empty(tk, q.dtype)
+        for it in range(ch, nb, nchb):
+            bh = it // nqt
+            i0 = (it % nqt) * tq
+            nq = min(tq, L - i0)
+            kvh = kv_idx[bh]
             moff = mask_off[bh] if mask_mode != 0 else 0
-            for qt in range(qt0, nqt):
-                i0 = qt * tq
-                nq = min(tq, L - i0)
+            dqf[(bh * L + i0) * E:(bh * L + i0 + nq) * E] = zero
+            jend = S
+            if causal and i0 + nq < S:
+                jend = i0 + nq
+            for j0 in range(0, jend, tk):
+                nk = min(tk, jend - j0)
                 if not _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode,
                                  mask_b, mask_f, moff, mask_ld, causal, sc, dp, dscale, key, ctr,
                                  Pb, Pd, dP, ub):
                     continue
-                gemm_at(True, False, nk, Ev, nq, one, Pd, 0, nk, go, (bh * L + i0) * Ev, Ev, one,
-                        dv, (kvh * S + j0) * Ev, Ev)
-                gemm_at(True, False, nk, E, nq, sc, dP, 0, nk, q, (bh * L + i0) * E, E, one,
-                        dk, (kvh * S + j0) * E, E)
-    # (b) dQ: one item per (batch-head, query tile)
-    for it in prange(BH * nqt):
-        bh = it // nqt
-        i0 = (it % nqt) * tq
-        nq = min(tq, L - i0)
-        kvh = kv_idx[bh]
-        moff = mask_off[bh] if mask_mode != 0 else 0
-        Pb = np.empty(tq * tk, q.dtype)
-        Pd = np.empty(tq * tk, q.dtype)
-        dP = np.empty(tq * tk, q.dtype)
-        ub = np.empty(tk, q.dtype)
-        dqf[(bh * L + i0) * E:(bh * L + i0 + nq) * E] = zero
-        jend = S
-        if causal and i0 + nq < S:
-            jend = i0 + nq
-        for j0 in range(0, jend, tk):
-            nk = min(tk, jend - j0)
-            if not _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b,
-                             mask_f, moff, mask_ld, causal, sc, dp, dscale, key, ctr, Pb, Pd, dP,
-                             ub):
-                continue
-            gemm_at(False, False, nq, E, nk, sc, dP, 0, nk, k, (kvh * S + j0) * E, E, one,
-                    dq, (bh * L + i0) * E, E)
+                gemm_at(False, False, nq, E, nk, sc, dP, 0, nk, k, (kvh * S + j0) * E, E, one,
+                        dq, (bh * L + i0) * E, E)
