@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import dlkernels
-from dlkernels import rbm, rng
+from dlkernels import attention, gan, rbm, rng
 
 FAMILY = "rbm"
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning",
@@ -183,6 +183,156 @@ NOT_CALLABLE = {
 FAMILIES = {"rng": rng, "rbm": rbm}
 
 
+def _qkv(c, heads=False):
+    B, Tq, Tk, D = c.rows, int(c.g.integers(1, 5)), c.m, c.n + 1
+    shape = (B, 2) if heads else (B,)
+    return (c.floats(*shape, Tq, D), c.floats(*shape, Tk, D), c.floats(*shape, Tk, D), Tq)
+
+
+def _attn_common(c, grad=False):
+    q, k, v, Tq = _qkv(c)
+    out = [("q", "array", q), ("k", "array", k), ("v", "array", v)]
+    if grad:
+        out.insert(0, ("grad_context", "array", c.floats(q.shape[0], Tq, v.shape[-1])))
+    B, Tk, D = k.shape
+    H = 3
+    if c.g.random() < 0.5:
+        out += [("score", "choice", "scaled_dot")]
+    else:
+        out += [("score", "choice", "additive"),
+                ("params", "params", {"Wq": c.floats(D, H), "Wk": c.floats(D, H), "v": c.floats(H)})]
+    out += [("lengths", "ints", c.g.integers(0, Tk + 1, B)), ("causal", "bool", False)]
+    return out
+
+
+def _pool(c, grad=False, padded=False):
+    H, A = c.n + 1, 3
+    if padded:
+        st_ = [("states", "array", c.floats(c.rows, c.m, H)),
+               ("lengths", "ints", c.g.integers(0, c.m + 1, c.rows))]
+    else:
+        N = int(c.g.integers(0, 8))
+        cuts = np.sort(c.g.integers(0, N + 1, c.rows - 1)) if c.rows > 1 else np.zeros(0, int)
+        st_ = [("states", "array", c.floats(N, H)),
+               ("offsets", "ints", np.concatenate([[0], cuts, [N]]).astype(np.int64))]
+    out = st_ + [("W", "array", c.floats(H, A)), ("b", "array", c.floats(A)),
+                 ("u", "array", c.floats(A))]
+    if grad:
+        out.insert(0, ("grad_pooled", "array", c.floats(c.rows, H)))
+    return out
+
+
+def _han(c, grad=False):
+    H, A = c.n + 1, 3
+    N = int(c.g.integers(1, 9))
+    S = int(c.g.integers(1, 4))
+    so = np.concatenate([[0], np.sort(c.g.integers(0, N + 1, S - 1)), [N]]).astype(np.int64)
+    D = int(c.g.integers(1, S + 1))
+    do = np.concatenate([[0], np.sort(c.g.integers(0, S + 1, D - 1)), [S]]).astype(np.int64)
+    params = {"Ww": c.floats(H, A), "bw": c.floats(A), "uw": c.floats(A),
+              "Ws": c.floats(H, A), "bs": c.floats(A), "us": c.floats(A)}
+    out = [("word_states", "array", c.floats(N, H)), ("sentence_offsets", "ints", so),
+           ("document_offsets", "ints", do), ("params", "params", params)]
+    if grad:
+        out.insert(0, ("grad_documents", "array", c.floats(D, H)))
+    return out
+
+
+def _sdpa(c, grad=False):
+    q, k, v, Tq = _qkv(c, heads=True)
+    out = [("query", "array", q), ("key", "array", k), ("value", "array", v),
+           ("is_causal", "bool", bool(c.g.random() < 0.3)), ("dropout_p", "float", 0.0),
+           ("scale", "float", 0.7)]
+    if grad:
+        o, lse = attention.scaled_dot_product_attention(q, k, v, scale=0.7, return_lse=True,
+                                                        is_causal=out[3][2])
+        out = [("grad_out", "array", c.floats(*o.shape))] + out[:3] + [
+            ("out", "array", o), ("lse", "array", lse)] + out[3:]
+    return out
+
+
+def _mlps(c):
+    G = gan.MLP([2, 4, 3], ["relu", "identity"], dtype=c.dt, random_state=1)
+    D = gan.MLP([3, 5, 1], ["leaky_relu", "identity"], dtype=c.dt, random_state=2)
+    return G, D
+
+
+def _dense(c, backward=False):
+    K, n = c.m, c.n
+    x, W, b = c.floats(c.rows, K), c.floats(K, n), c.floats(n)
+    out = [("x", "array", x), ("W", "array", W)]
+    if backward:
+        _, cache = gan.dense_forward(x, W, b, "tanh")
+        return out + [("gy", "array", c.floats(c.rows, n)), ("cache", "array", cache),
+                      ("activation", "choice", "tanh")]
+    return out + [("b", "array", b), ("activation", "choice", "tanh")]
+
+
+TABLE.update({
+    "attention.scores": (attention.scores, lambda c: [
+        p for p in _attn_common(c) if p[0] in ("q", "k", "score", "params")], True, ()),
+    "attention.masked_softmax": (attention.masked_softmax, lambda c: [
+        ("scores", "array", c.floats(c.rows, 3, c.m)), ("lengths", "ints", c.g.integers(0, c.m + 1, c.rows)),
+        ("causal", "bool", bool(c.g.random() < 0.5))], True, ()),
+    "attention.attend": (attention.attend, lambda c: _attn_common(c) + [("return_weights", "bool", True)],
+                         True, ()),
+    "attention.attend_backward": (attention.attend_backward, lambda c: _attn_common(c, grad=True), True, ()),
+    "attention.local_attend": (attention.local_attend, lambda c: [
+        p for p in _attn_common(c) if p[0] in ("q", "k", "v", "lengths")] + [
+        ("window", "int", 1), ("position", "choice", "monotonic"), ("score", "choice", "dot")], True, ()),
+    "attention.local_attend_backward": (attention.local_attend_backward, lambda c: [
+        p for p in _attn_common(c, grad=True) if p[0] in ("grad_context", "q", "k", "v", "lengths")] + [
+        ("window", "int", 1), ("position", "choice", "monotonic"), ("score", "choice", "dot")], True, ()),
+    "attention.attention_pool": (attention.attention_pool, _pool, True, ()),
+    "attention.attention_pool_backward": (attention.attention_pool_backward,
+                                          lambda c: _pool(c, grad=True), True, ()),
+    "attention.attention_pool_padded": (attention.attention_pool_padded,
+                                        lambda c: _pool(c, padded=True), True, ()),
+    "attention.attention_pool_padded_backward": (attention.attention_pool_padded_backward,
+                                                 lambda c: _pool(c, grad=True, padded=True), True, ()),
+    "attention.han_pool": (attention.han_pool, _han, True, ()),
+    "attention.han_pool_backward": (attention.han_pool_backward, lambda c: _han(c, grad=True), True, ()),
+    "attention.scaled_dot_product_attention": (attention.scaled_dot_product_attention, _sdpa, True, ()),
+    "attention.scaled_dot_product_attention_backward": (
+        attention.scaled_dot_product_attention_backward, lambda c: _sdpa(c, grad=True), True, ()),
+    "gan.MLP": (gan.MLP, lambda c: [("sizes", "ints", np.array([3, 4, 1])),
+                                    ("activations", "choice", ["tanh", "identity"]),
+                                    ("random_state", "seed", 3)], False, ()),
+    "gan.discriminator_gradients": (gan.discriminator_gradients, lambda c: (lambda G, D: [
+        ("G", "object", G), ("D", "object", D), ("x_real", "array", c.floats(c.rows, 3)),
+        ("z", "array", c.floats(c.rows, 2))])(*_mlps(c)), True, ()),
+    "gan.generator_gradients": (gan.generator_gradients, lambda c: (lambda G, D: [
+        ("G", "object", G), ("D", "object", D), ("z", "array", c.floats(c.rows, 2)),
+        ("loss", "choice", "minimax")])(*_mlps(c)), True, ()),
+    "gan.dense_forward": (gan.dense_forward, _dense, True, ()),
+    "gan.dense_backward": (gan.dense_backward, lambda c: _dense(c, backward=True), True, ()),
+    "gan.train_gan": (gan.train_gan, lambda c: (lambda G, D: [
+        ("X", "array", c.floats(8, 3)), ("G", "object", G), ("D", "object", D),
+        ("n_epochs", "int", 1), ("batch_size", "int", 4), ("k", "int", 1),
+        ("learning_rate", "float", 0.01), ("random_state", "seed", 5),
+        ("progress", "bool", False)])(*_mlps(c)), True, ()),
+    "gan.ring_modes": (gan.ring_modes, lambda c: [("n_modes", "int", 8), ("radius", "float", 2.0)],
+                       False, ()),
+    "gan.grid_modes": (gan.grid_modes, lambda c: [("n_side", "int", 3), ("spacing", "float", 1.0)],
+                       False, ()),
+    "gan.sample_ring": (gan.sample_ring, lambda c: [("n", "int", 10), ("std", "float", 0.02),
+                                                    ("random_state", "seed", 1)], False, ()),
+    "gan.sample_grid": (gan.sample_grid, lambda c: [("n", "int", 10), ("std", "float", 0.05),
+                                                    ("random_state", "seed", 1)], False, ()),
+    "gan.mode_metrics": (gan.mode_metrics, lambda c: [
+        ("samples", "array", c.floats(20, 2, scale=2.0)), ("modes", "array", gan.ring_modes().astype(c.dt)),
+        ("std", "float", 0.02)], False, ()),
+    "gan.parzen_log_likelihood": (gan.parzen_log_likelihood, lambda c: [
+        ("samples", "array", c.floats(30, 2)), ("test", "array", c.floats(10, 2)),
+        ("sigma", "float", 0.3)], False, ()),
+})
+NOT_CALLABLE.update({
+    "attention": {"SCORES", "LocalAttention", "HANResult"},
+    "gan": {"ACTIVATIONS", "GANTrainer", "GANTrainingError"},  # GANTrainer: through train_gan
+})
+FAMILIES.update({"attention": attention, "gan": gan})
+
+
 def test_table_covers_every_public_name():
     for fam, mod in FAMILIES.items():
         names = set(mod.__all__) - NOT_CALLABLE[fam]
@@ -196,6 +346,20 @@ def _extra_mutations(kind, value, dt):
     if kind == "array_key":
         return [None, "key", -1, np.array([1, 2, 3], np.uint64), np.array([1.5, 2.0]),
                 np.array([-1, 2]), [2**64, 0], np.zeros((2, 2), np.uint64)]
+    if kind == "params":
+        bad = {k: v.astype(np.float16) for k, v in value.items()}
+        first = next(iter(value))
+        return [None, [], "W", {}, dict(value, extra=np.zeros(2)), bad,
+                {k: (v[..., :-1] if v.shape[-1] > 1 else np.zeros(v.shape[:-1] + (3,), v.dtype))
+                 for k, v in value.items()},
+                {k: (np.full_like(v, np.nan) if k == first else v) for k, v in value.items()},
+                {k: None for k in value}]
+    if kind == "object":
+        return [None, "G", 3, np.zeros((2, 2))]
+    if kind == "ints":
+        v = np.asarray(value)
+        return [None, v.astype(np.float64) + 0.5, v[::-1].copy(), v - 10, v + 1000, v[:0], [1.5],
+                v.astype(np.uint64) if v.min() >= 0 else v, np.ma.masked_array(v), "x", v[None]]
     if kind == "dtype":
         return [np.int32, "float16", None, np.complex64, object]
     if kind == "velocity":
@@ -290,7 +454,7 @@ def test_fuzz(name, data):
         return
     if takes_backend:
         # the other backend, on fresh copies of the same inputs, gives the same bits
-        require = dlkernels.available_backends("rbm" if name.startswith("rbm") else "rng")
+        require = dlkernels.available_backends(name.split(".")[0])
         if "cython" in require:
             again = call(_fresh([b if isinstance(b, np.ndarray) else v
                                  for v, b in zip(values, before)]) if inplace else values, "cython")

@@ -241,7 +241,7 @@ def test_extreme_logits_finite(backend, dtype, logit):
     (dict(sizes=[3, 4], activations="relu", init_range=-1.0), ValueError, "init_range"),
     (dict(sizes=[3, 4], activations="relu", init_range=[1, 2]), ValueError, "init_range"),
     (dict(sizes=[3, 4], activations="relu", dtype=np.int32), TypeError, "dtype"),
-    (dict(sizes=[3, 4], activations="relu", random_state=-1), ValueError, "seed"),
+    (dict(sizes=[3, 4], activations="relu", random_state=-1), ValueError, "^random_state: "),
 ])
 def test_mlp_errors(kwargs, exc, words):
     with pytest.raises(exc, match=words.replace("[", r"\[").replace("]", r"\]")):

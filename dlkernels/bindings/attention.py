@@ -39,7 +39,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._backend import resolve
-from ._checks import _describe, check_array, check_bool, check_choice, check_int
+from ._checks import _describe, check_alloc, check_array, check_bool, check_choice, check_int
 
 __all__ = ["SCORES", "scores", "masked_softmax", "attend", "attend_backward", "local_attend",
            "local_attend_backward", "LocalAttention", "attention_pool", "attention_pool_backward",
@@ -77,13 +77,18 @@ def _arr3(x, name, dt=None):
     return check_array(x, name, ndim=3, dtype=dt)
 
 
+_NO_V = object()  # scores() takes no values
+
+
 def _qkv(q, k, v):
     q = _arr3(q, "q")
     dt = q.dtype
     k = _arr3(k, "k", dt)
     if k.shape[0] != q.shape[0]:
         raise ValueError(f"k: expected batch size {q.shape[0]} (that of q), got shape {k.shape}")
-    if v is not None:
+    if v is _NO_V:
+        v = None
+    else:
         v = _arr3(v, "v", dt)
         if v.shape[:2] != k.shape[:2]:
             raise ValueError(f"v: expected shape ({k.shape[0]}, {k.shape[1]}, any) (batch and "
@@ -340,7 +345,7 @@ def scores(q, k, *, score, params=None, backend=None):
         Wrong dimensions, mismatched batch or feature sizes, params with
         missing or unknown keys or wrong shapes, NaN or inf in q, k or params.
     """
-    q, k, _, dt = _qkv(q, k, None)
+    q, k, _, dt = _qkv(q, k, _NO_V)
     P = _params(score, params, q.shape[2], k.shape[2], dt, True)
     _finite(q, "q")
     _finite(k, "k")
@@ -513,6 +518,8 @@ def _local_setup(q, k, v, window, position, position_params, score, params, leng
                  check_finite):
     q, k, v, dt, P, L, _, _ = _setup(q, k, v, score, params, lengths, None, False, check_finite)
     D = check_int(window, "window", min=0)
+    # the window weights are (B, Tq, 2 window + 1)
+    check_alloc(q.shape[0] * q.shape[1] * (2 * min(D, 2**40) + 1), q.dtype.itemsize, "window")
     position = check_choice(position, "position", ("monotonic", "predictive"))
     PP = None
     Dq = q.shape[2]

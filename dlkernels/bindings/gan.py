@@ -24,8 +24,8 @@ import numpy as np
 
 from ._backend import resolve
 from ._threads import blas_single_threaded
-from ._checks import (_describe, check_array, check_choice, check_dtype, check_float, check_int,
-                      check_out)
+from ._checks import (_describe, check_alloc, check_array, check_choice, check_dtype, check_float,
+                      check_int, check_out)
 from . import rng as _rng
 
 __all__ = ["MLP", "ACTIVATIONS", "discriminator_gradients", "generator_gradients",
@@ -148,7 +148,7 @@ class MLP:
         else:
             ranges = [check_float(init_range, "init_range", min=0.0)] * nl
         dt = check_dtype(dtype)
-        key = _rng.make_key(random_state)
+        key = _rng._make_key(random_state, "random_state")
 
         self.sizes = sizes
         self.activations = acts
@@ -569,6 +569,7 @@ def ring_modes(n_modes=8, radius=2.0):
         For a bad count or radius.
     """
     n_modes = check_int(n_modes, "n_modes", min=1)
+    check_alloc(3 * n_modes, 8, "n_modes")
     radius = check_float(radius, "radius", min=0.0, min_inclusive=False)
     t = 2.0 * np.pi * np.arange(n_modes) / n_modes
     return np.stack([radius * np.cos(t), radius * np.sin(t)], axis=1)
@@ -593,6 +594,7 @@ def grid_modes(n_side=5, spacing=2.0):
         For a bad count or spacing.
     """
     n_side = check_int(n_side, "n_side", min=1)
+    check_alloc(3 * n_side * n_side, 8, "n_side")
     spacing = check_float(spacing, "spacing", min=0.0, min_inclusive=False)
     c = spacing * (np.arange(n_side) - (n_side - 1) / 2.0)
     gx, gy = np.meshgrid(c, c, indexing="ij")
@@ -601,9 +603,10 @@ def grid_modes(n_side=5, spacing=2.0):
 
 def _sample_mixture(modes, n, std, random_state, dtype):
     n = check_int(n, "n", min=0)
+    check_alloc(3 * n, 8, "n")
     std = check_float(std, "std", min=0.0)
     dt = check_dtype(dtype)
-    g = _rng.numpy_generator(_rng.make_key(random_state))
+    g = _rng.numpy_generator(_rng._make_key(random_state, "random_state"))
     k = g.integers(0, len(modes), size=n)
     return (modes[k] + std * g.standard_normal((n, 2))).astype(dt)
 

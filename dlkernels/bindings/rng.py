@@ -57,6 +57,11 @@ def make_key(seed=None):
     ValueError
         If an integer is negative.
     """
+    return _make_key(seed, "seed")
+
+
+def _make_key(seed, name):
+    """``make_key`` whose errors name the caller's argument ``name``."""
     if isinstance(seed, np.random.SeedSequence):
         ss = seed
     else:
@@ -64,10 +69,10 @@ def make_key(seed=None):
             vals = seed if isinstance(seed, (list, tuple, np.ndarray)) else [seed]
             for v in np.asarray(vals, dtype=object).ravel():
                 if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                    raise TypeError(f"seed: expected a non-negative integer, a sequence of them, "
+                    raise TypeError(f"{name}: expected a non-negative integer, a sequence of them, "
                                     f"a SeedSequence or None, got {_describe(seed)}")
                 if v < 0:
-                    raise ValueError(f"seed: expected non-negative integers, got {int(v)}")
+                    raise ValueError(f"{name}: expected non-negative integers, got {int(v)}")
         ss = np.random.SeedSequence(seed)
     return ss.generate_state(2, np.uint64)
 
