@@ -34,7 +34,9 @@ else:
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
     # -ffp-contract=off: no a*b+c -> fma fusion in any ISA clone, so the Cython
     # kernels round exactly as the Numba ones (LLVM does not contract either).
-    compile_args += ["-fopenmp", "-fno-math-errno", "-ffp-contract=off"]
+    # -fno-trapping-math: lets GCC turn the kernels' FP selects into vector
+    # blends (no value changes; the kernels never rely on FP traps).
+    compile_args += ["-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     link_args = ["-fopenmp"]
 
 # DLKERNELS_BUILD_ONLY=rbm,gan builds only those modules (for quick rebuilds

@@ -89,15 +89,8 @@ def test_cython_signature_parsing_from_docstrings():
 
 # Mismatches known and being fixed by whoever owns the files (reported, not
 # hidden: the test xfails with the message while the condition holds, and
-# checks strictly once it does not).
-PENDING = {
-    "rbm": ("the built Cython extension predates rbm.pyx's __all__ (rebuild: "
-            "DLKERNELS_BUILD_ONLY=rbm python setup.py build_ext --inplace)",
-            lambda nb, cy: not hasattr(cy, "__all__")),
-    "gan": ("the Numba module exports gemm_tiled, which has no Cython twin at Python level",
-            lambda nb, cy: "gemm_tiled" in getattr(nb, "__all__", ())
-            and "gemm_tiled" not in getattr(cy, "__all__", ())),
-}
+# checks strictly once it does not).  None at present.
+PENDING = {}
 
 
 def _pending(family, nb, cy, check):

@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: extra_compile_args = -fno-trapping-math
 """Array maps of the shared scalar math (Cython twin of ``map_unary`` /
 ``pmap_unary`` in ``dlkernels.engine.numba._fastmath``): used by the tests
 (accuracy, backend parity) and the benchmark runner; no validation."""

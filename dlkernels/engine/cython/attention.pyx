@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: extra_compile_args = -fno-trapping-math
 """Attention kernels (Cython backend): the family module.
 
 Same names, arguments and semantics as ``dlkernels.engine.numba.attention``

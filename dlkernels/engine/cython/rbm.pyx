@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: extra_compile_args = -fno-trapping-math
 """Bernoulli RBM kernels (Cython backend).
 
 Same names, arguments and semantics as ``dlkernels.engine.numba.rbm`` (read

@@ -47,7 +47,7 @@ from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "gemm_tiled", "layer_forward", "layer_backward", "logit_loss"]
+           "PAR_MIN_WORK", "layer_forward", "layer_backward", "logit_loss"]
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
