@@ -245,8 +245,21 @@ def test_conftest_backend_fixture_reads_the_module_family():
     assert conftest.module_family(types.SimpleNamespace(module=sys.modules[__name__])) == FAMILY
 
 
-def test_require_backend_skips_with_the_import_error(loader_cache):
+def test_require_backend_skips_with_the_import_error(loader_cache, monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "REQUIRED", set())  # as without DLKERNELS_REQUIRE_BACKENDS
     _make_unavailable(loader_cache, "cython", "rbm")
     with pytest.raises(pytest.skip.Exception, match="unavailable for 'rbm': ImportError: simulated"):
         require_backend("cython", "rbm")
     assert require_backend("numba", "rbm") == "numba"
+
+
+def test_required_backend_fails_instead_of_skipping(loader_cache, monkeypatch):
+    # DLKERNELS_REQUIRE_BACKENDS (set by .ci/run): no silent skip of a required backend
+    import conftest
+
+    monkeypatch.setattr(conftest, "REQUIRED", {"cython"})
+    _make_unavailable(loader_cache, "cython", "rbm")
+    with pytest.raises(pytest.fail.Exception, match="DLKERNELS_REQUIRE_BACKENDS"):
+        require_backend("cython", "rbm")
