@@ -292,9 +292,20 @@ def layer_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     """Y = act(X W + b), D = act'(X W + b) / idx = maxout arg-max when need_d."""
     cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>Y.shape[1]
     cdef int p = <int>W.shape[1] // n
+    # PRE (maxout only), D and idx (need_d; D for the others, idx for maxout) may be
+    # empty placeholders: pass NULL for those, never the address of an absent element.
+    cdef floating* pre = NULL
+    cdef floating* d = NULL
+    cdef int* ix = NULL
+    if PRE.shape[0] > 0 and PRE.shape[1] > 0:
+        pre = &PRE[0, 0]
+    if D.shape[0] > 0 and D.shape[1] > 0:
+        d = &D[0, 0]
+    if idx.shape[0] > 0 and idx.shape[1] > 0:
+        ix = &idx[0, 0]
     with nogil:
-        _forward(&X[0, 0], &W[0, 0], &b[0], B, K, n, p, act, <floating>slope, &PRE[0, 0],
-                 &Y[0, 0], &D[0, 0], &idx[0, 0], need_d)
+        _forward(&X[0, 0], &W[0, 0], &b[0], B, K, n, p, act, <floating>slope, pre,
+                 &Y[0, 0], d, ix, need_d)
 
 
 def layer_backward(const floating[:, ::1] X, const floating[:, ::1] W, floating[:, ::1] GY,
@@ -304,9 +315,28 @@ def layer_backward(const floating[:, ::1] X, const floating[:, ::1] W, floating[
     """Layer gradients from GY: GPRE, gb and GW (need_gw), GX (need_gx)."""
     cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>GY.shape[1]
     cdef int p = <int>W.shape[1] // n
+    # D/idx, GPRE, GX (need_gx), GW and gb (need_gw) may be empty placeholders: NULL for those.
+    cdef const floating* d = NULL
+    cdef const int* ix = NULL
+    cdef floating* gpre = NULL
+    cdef floating* gx = NULL
+    cdef floating* gw = NULL
+    cdef floating* gbp = NULL
+    if D.shape[0] > 0 and D.shape[1] > 0:
+        d = &D[0, 0]
+    if idx.shape[0] > 0 and idx.shape[1] > 0:
+        ix = &idx[0, 0]
+    if GPRE.shape[0] > 0 and GPRE.shape[1] > 0:
+        gpre = &GPRE[0, 0]
+    if GX.shape[0] > 0 and GX.shape[1] > 0:
+        gx = &GX[0, 0]
+    if GW.shape[0] > 0 and GW.shape[1] > 0:
+        gw = &GW[0, 0]
+    if gb.shape[0] > 0:
+        gbp = &gb[0]
     with nogil:
-        _backward(&X[0, 0], &W[0, 0], &GY[0, 0], &D[0, 0], &idx[0, 0], B, K, n, p, act,
-                  &GPRE[0, 0], &GX[0, 0], &GW[0, 0], &gb[0], need_gx, need_gw)
+        _backward(&X[0, 0], &W[0, 0], &GY[0, 0], d, ix, B, K, n, p, act,
+                  gpre, gx, gw, gbp, need_gx, need_gw)
 
 
 def logit_loss(const floating[:, ::1] L, int n_real, int mode, floating[:, ::1] G):
