@@ -59,3 +59,107 @@ def test_cached_parallel_kernels_other_thread_count(tmp_path):
     for r in runs:
         for case in ("gibbs_gemm", "gibbs_bin", "single_site", "ais", "pl"):
             assert r[case] == td.DIGESTS[f"{case}-float32"], (r["threads"], case)
+
+
+# ---- callers of parallel kernels (numba/numba#8578) -----------------------------------------
+
+_SEQUENCE_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from dlkernels import gan, rbm
+    g = np.random.default_rng(0)
+    W = g.normal(0, 0.1, (64, 48)); a = np.zeros(64); b = np.zeros(48)
+    v = (g.random((64, 64)) < 0.5) * 1.0
+    calls = {
+        "free_energy": lambda: rbm.free_energy(v, W, a, b, backend="numba").sum(),
+        "hidden_probs": lambda: rbm.hidden_probs(v, W, b, backend="numba").sum(),
+        "cd_gradient": lambda: rbm.cd_gradient(v, W, a, b, k=2, random_state=3,
+                                               backend="numba").dW.sum(),
+        "gibbs_chains": lambda: rbm.gibbs_chains(v, W, a, b, 5, random_state=3,
+                                                 backend="numba").sum(),
+        "dense_forward": lambda: gan.dense_forward(v, W, b, "tanh", backend="numba")[0].sum(),
+        "dense_backward": lambda: gan.dense_backward(
+            v, W, np.ones((64, 48)), gan.dense_forward(v, W, b, "relu", backend="numba")[1],
+            "relu", backend="numba")[0].sum(),
+    }
+    print(repr(float(calls[sys.argv[1]]())))
+""")
+
+
+def _run_call(cache_dir, name):
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    res = subprocess.run([sys.executable, "-c", _SEQUENCE_CHILD, name], cwd=str(ROOT), env=env,
+                         capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, f"{name}: exit {res.returncode}\n{res.stderr[-3000:]}"
+    return res.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, then", [("free_energy", "hidden_probs"),
+                                         ("cd_gradient", "gibbs_chains"),
+                                         ("dense_backward", "dense_forward")])
+def test_caller_compiled_after_its_parallel_callee_was_cached(tmp_path, first, then):
+    """Process 1 caches the parallel layer kernels; process 2 loads them and
+    compiles ``then`` (a serial function calling them) into the cache;
+    process 3 loads ``then`` from the cache.  With a plain ``@njit`` caller
+    process 3 died of SIGSEGV (numba/numba#8578); see engine/numba/_flags.py."""
+    pytest.importorskip("numba")
+    _run_call(tmp_path, first)
+    compiled = _run_call(tmp_path, then)
+    loaded = _run_call(tmp_path, then)
+    assert loaded == compiled
+
+
+def _dispatchers():
+    """Every cached Numba dispatcher defined in dlkernels.engine.numba, by
+    qualified name, with the names its Python source calls resolved to
+    dispatchers."""
+    import ast
+    import importlib
+    import inspect
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import dlkernels.engine.numba as pkg
+
+    found = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+                found[f"{mod.__name__}.{name}"] = obj
+    graph = {}
+    for qual, disp in found.items():
+        tree = ast.parse(textwrap.dedent(inspect.getsource(disp.py_func)))
+        names = {n.func.id for n in ast.walk(tree)
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        glb = disp.py_func.__globals__
+        graph[qual] = {f"{glb[n].py_func.__module__}.{n}" for n in names
+                       if isinstance(glb.get(n), CPUDispatcher)} - {qual}
+    return found, graph
+
+
+def test_every_cached_caller_of_a_parallel_kernel_uses_the_parallel_pipeline():
+    """The static side of the test above: a cached function that reaches a
+    ``parallel=True`` function through its calls must itself be compiled with
+    a ``parallel`` option (``CALLS_PARALLEL`` or True)."""
+    pytest.importorskip("numba")
+    found, graph = _dispatchers()
+    par = {q for q, d in found.items() if d.targetoptions.get("parallel")}
+    assert par, "no parallel kernels found"
+
+    def reaches(q, seen):
+        return any(c in par or (c not in seen and reaches(c, seen | {c}))
+                   for c in graph.get(q, ()))
+
+    cached = {q for q, d in found.items() if type(d._cache).__name__ != "NullCache"}
+    assert len(cached) > len(found) // 2, "cache detection failed"
+    bad = sorted(q for q in cached if q not in par and reaches(q, {q}))
+    assert not bad, f"cached serial callers of parallel kernels (use CALLS_PARALLEL): {bad}"
+    # and the option really is the one that keeps the caller's own code serial
+    from dlkernels.engine.numba._flags import CALLS_PARALLEL
+    assert CALLS_PARALLEL["prange"] and not any(v for k, v in CALLS_PARALLEL.items()
+                                                if k != "prange")

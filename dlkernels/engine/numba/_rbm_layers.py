@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64
 from .rng import fill_f32_from, fill_f64_from, stream_ctr
@@ -166,7 +167,7 @@ def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles
                     op, ubuf)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
     """out (R, N) = X (R, K) @ (W^T if transw else W), then per element
     op 0: nothing; op 1: out = sigmoid(out + bias); op 2: out =
@@ -334,7 +335,7 @@ def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, n
         _bin_chunk(np.int64(t), ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K)
     (any nonzero counts as 1): out = X Wr, row s the sum of the rows of Wr of
@@ -384,7 +385,7 @@ def _energy_rows(v, h, vw, a, b, out):
         out[s] = -e
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def energy(v, h, W, a, b, out):
     """out[s] = -a.v_s - b.h_s - v_s W h_s  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
@@ -407,7 +408,7 @@ def _free_energy_rows(v, vw, a, b, out):
         out[s] = -e
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def free_energy(v, W, a, b, out):
     """out[s] = -a.v_s - sum_j softplus(b_j + (v_s W)_j)  (sums in float64)."""
     vw = np.empty((v.shape[0], W.shape[1]), W.dtype)
@@ -423,32 +424,32 @@ def _noprobs(W):
 _NOKEY = np.zeros(4, np.uint64)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def hidden_probs(v, W, b, out):
     """out = sigmoid(v W + b)."""
     _layer(v, W, np.bool_(False), b, _NOKEY, _NOKEY, np.int64(0), out, _noprobs(W), np.int64(OP_SIGMOID))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def visible_probs(h, W, a, out):
     """out = sigmoid(h W^T + a)."""
     _layer(h, W, np.bool_(True), a, _NOKEY, _NOKEY, np.int64(0), out, _noprobs(W), np.int64(OP_SIGMOID))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def sample_hidden(v, W, b, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(v W + b)); row s from stream s, block 0.
     probs: (rows, n) to receive the probabilities, or a (0, 0) array."""
     _layer(v, W, np.bool_(False), b, key, ctr, np.int64(0), out, probs, np.int64(OP_SAMPLE))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def sample_visible(h, W, a, key, ctr, out, probs):
     """out = Bernoulli(sigmoid(h W^T + a)); row s from stream s, block 0."""
     _layer(h, W, np.bool_(True), a, key, ctr, np.int64(0), out, probs, np.int64(OP_SAMPLE))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def binary_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     """The binary-state layer kernel (for tests and direct callers): X (R, K)
     0/1 (nonzero = 1), Wr (K, N); out (R, N) = X Wr with row s summed over the

@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
 
@@ -138,7 +139,7 @@ def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
         _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
     """Row-major C (M, N) = op(A) op(B) (row strides lda, ldb, ldc), in
     parallel tiles when the product is large enough (see above)."""
@@ -229,7 +230,7 @@ def _maxout_pass(PRE, b, Y, idx, need_d):
                 idx[r, j] = bi
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d):
     """Y = act(X W + b), D = act'(X W + b) / idx = maxout arg-max when need_d
     (see the module docstring)."""
@@ -281,7 +282,7 @@ def _maxout_grad_pass(GY, idx, GPRE, gb, need_gw):
                 gb[c] += g[c]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx, need_gw):
     """Gradients of a layer from the gradient GY of its output (see the module
     docstring): GPRE, gb (need_gw), GW = X^T GPRE (need_gw), GX = GPRE W^T

@@ -1,0 +1,25 @@
+"""Compiler options shared by the Numba kernels of every family.
+
+``CALLS_PARALLEL``: the ``parallel=`` option of a cached function that calls
+(directly or through others) a ``parallel=True`` function but has no loop of
+its own to parallelise.  Numba caches such a caller incorrectly when it is
+compiled as a plain (serial) function in a process that loaded the parallel
+callee from the cache: the next process that loads the caller from the cache
+crashes (SIGSEGV; numba/numba#8578, #4807, #10184, open as of Numba 0.68).
+For example, with an empty cache: process 1 ``rbm.free_energy``, process 2
+``rbm.hidden_probs`` (fine), process 3 ``rbm.hidden_probs`` (segfault).
+Compiling the caller through the parallel pipeline avoids it
+(``tests/test_numba_cache.py`` replays such sequences).  Every automatic
+transformation is off, so the caller's own code is compiled exactly as
+before: no array expression, fill or reduction becomes a parallel loop (which
+would also cost a parallel launch per call and, for reductions, change the
+order of the sums); only an explicit ``prange`` would, and these callers have
+none.  ``tests/test_numba_cache.py`` also checks that every cached function
+that reaches a parallel one is compiled this way.
+"""
+
+__all__ = ["CALLS_PARALLEL"]
+
+CALLS_PARALLEL = {"comprehension": False, "reduction": False, "inplace_binop": False,
+                  "setitem": False, "numpy": False, "stencil": False, "fusion": False,
+                  "prange": True}
