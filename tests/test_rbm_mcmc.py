@@ -19,6 +19,8 @@ from dlkernels.rng import Streams, counter
 import naive_rbm as ref
 
 
+_NO_STOP = np.zeros(1, np.int64)   # the kernels' stop flag, never set here
+
 FAMILY = "rbm"
 _BACKENDS = dlkernels.available_backends(FAMILY)
 
@@ -240,7 +242,7 @@ def test_ais_kernel_matches_reference(backend, dtype):
     key, ctr = Streams(21).key, counter(0, 4)
     eng = mc._engine(backend)
     logw = np.empty(R)
-    eng.ais(W, np.ascontiguousarray(W.T), a, b, a_base, betas, key, ctr, logw)
+    eng.ais(W, np.ascontiguousarray(W.T), a, b, a_base, betas, key, ctr, logw, _NO_STOP)
     expected = ref.ais_ref(W, a, b, a_base, betas, R, key=key, ctr=ctr)
     tol = 1e-11 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(logw, expected, rtol=tol, atol=tol)
@@ -284,7 +286,7 @@ def test_ais_backend_parity_and_threads(dtype, restore_threads):
             dlkernels.set_num_threads(threads)
             logw = np.empty(150)
             mc._engine(be).ais(W, np.ascontiguousarray(W.T), a, b, np.zeros(9, dtype), betas, key,
-                               ctr, logw)
+                               ctr, logw, _NO_STOP)
             logws.append(logw)
     assert mc._engine(_BACKENDS[0]).ais_tile_rows(150) == 50
     for lw in logws[1:]:
@@ -551,7 +553,7 @@ def test_single_site_field_refresh(backend, dtype):
     for refresh in (0, 7):
         v, h = v0.copy(), h0.copy()
         eng.single_site_gibbs(v, h, W, np.ascontiguousarray(W.T), a, b, steps, 0, e, al, refresh,
-                              key, ctr)
+                              key, ctr, _NO_STOP)
         rv, rh = ref.single_site_gibbs_ref(v0, h0, W, a, b, steps, key, ctr, refresh=refresh)
         np.testing.assert_array_equal(v, rv)
         np.testing.assert_array_equal(h, rh)
@@ -560,6 +562,6 @@ def test_single_site_field_refresh(backend, dtype):
     W2, a2, b2 = _model(m, n, dtype, seed=53)
     v, h = v0.copy(), h0.copy()
     eng.single_site_gibbs(v, h, W2, np.ascontiguousarray(W2.T), a2, b2, steps, 0, e, al, 13,
-                          key, ctr)
+                          key, ctr, _NO_STOP)
     rv, rh = ref.single_site_gibbs_ref(v0, h0, W2, a2, b2, steps, key, ctr, refresh=13)
     np.testing.assert_array_equal(v, rv)

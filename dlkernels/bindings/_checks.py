@@ -94,6 +94,10 @@ def check_array(x, name, *, ndim=None, dtype=None, shape=None, finite=False,
         # its mask would be silently dropped by the kernels
         raise TypeError(f"{name}: expected an array of numbers, got a masked array "
                         "(fill the masked entries first, e.g. x.filled(0))")
+    if type(x).__module__.startswith("scipy.sparse"):
+        # np.asarray would make a 0-d object array of it ("dtype object")
+        raise TypeError(f"{name}: expected a dense array of numbers, got a scipy.sparse "
+                        f"{type(x).__name__} (convert it with .toarray())")
     if type(x) is np.ndarray:
         arr = x
     elif isinstance(x, np.ndarray):
@@ -194,6 +198,28 @@ def check_alloc(count, itemsize, name):
     if nbytes > limit:
         raise ValueError(f"{name}: expected a size whose arrays fit in memory ({limit / 2**30:.1f} GiB "
                          f"here), got {count} items ({nbytes / 2**30:.3g} GiB)")
+
+
+#: default ``max_work`` of the long kernels (chains, AIS, parallel tempering):
+#: about 7e13 multiply-adds, an hour or more on a many-core machine
+WORK_MAX = 2**46
+
+
+def check_max_work(max_work):
+    """The ``max_work`` keyword: a positive int, or None (no limit)."""
+    if max_work is None:
+        return None
+    return check_int(max_work, "max_work", min=1)
+
+
+def check_work(work, max_work, name, unit):
+    """ValueError naming ``name`` when a call's estimated ``work`` (multiply-adds)
+    exceeds ``max_work`` (None: no limit); ``unit`` says what ``name`` counts."""
+    if max_work is not None and work > max_work:
+        raise ValueError(f"{name}: expected at most {max_work:.3g} multiply-adds of work "
+                         f"(max_work), got {int(work):.3g} for this many {unit}; run it as "
+                         f"several shorter calls or pass a larger max_work (None: no limit; "
+                         f"Ctrl-C still interrupts it)")
 
 
 def check_no_overlap(x, name, others):

@@ -32,13 +32,22 @@ Example::
                     progress.clear()
                     raise KeyboardInterrupt("interrupted after a whole minibatch")
     progress.clear()
+
+``interruptible(fn, work, **kwargs)``
+    Calls a long compiled kernel so that Ctrl-C stops it within a fraction
+    of a second: the kernel runs on a worker thread with a ``stop`` flag
+    (see ``dlkernels.engine.numba._interrupt``) while the calling thread
+    waits where Python can run its signal handlers; on ``KeyboardInterrupt``
+    (or any exception) in the caller the flag is set, the kernel returns at
+    its next check (a sweep, a temperature, 4096 single-site steps), and the
+    exception propagates.  Results are those of a direct call, bit for bit.
 """
 import signal
 import sys
 import threading
 import time
 
-__all__ = ["Progress", "DeferInterrupt"]
+__all__ = ["Progress", "DeferInterrupt", "interruptible"]
 
 #: defaults: the bar shows only once a run has lasted this long, then
 #: refreshes at most this often (seconds)
@@ -160,3 +169,82 @@ class DeferInterrupt:
             signal.signal(signal.SIGINT, self.old)
             self.old = None
         return False
+
+
+#: kernels estimated below this many multiply-adds (a few tens of milliseconds)
+#: run on the calling thread: a worker thread costs about 0.1 ms to start
+INTERRUPTIBLE_MIN_WORK = 1 << 26
+
+
+def _thread_setup(engine_name):
+    """A function that gives a new thread the calling thread's kernel thread
+    count (Numba's and OpenMP's counts are per thread)."""
+    from . import _threads
+    if _threads.FORK_GENERATION:
+        return _threads.child_thread_setup
+    if ".numba." in engine_name:
+        import numba
+        n = numba.get_num_threads()
+        return lambda: numba.set_num_threads(n)
+    omp = _threads._omp()
+    if omp is None:
+        return lambda: None
+    n = omp.get_num_threads()
+    return lambda: omp.set_num_threads(n)
+
+
+def interruptible(fn, work, **kwargs):
+    """``fn(stop=flag, **kwargs)``, interruptible by Ctrl-C.
+
+    Parameters
+    ----------
+    fn : callable
+        An engine kernel taking a ``stop`` keyword (1-element int64 array).
+    work : int
+        Estimated multiply-adds; below ``INTERRUPTIBLE_MIN_WORK``, or when not
+        called from the main thread (signals arrive only there), ``fn`` runs
+        on the calling thread (with a flag that is never set).
+    **kwargs
+        The kernel's other arguments.
+
+    Returns
+    -------
+    The kernel's result.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Ctrl-C while the kernel ran; it stopped at its next check, so its
+        in-place arguments may hold partial results (the callers say which).
+    """
+    import numpy as np
+
+    stop = np.zeros(1, np.int64)
+    if work < INTERRUPTIBLE_MIN_WORK or threading.current_thread() is not threading.main_thread():
+        return fn(stop=stop, **kwargs)
+    setup = _thread_setup(getattr(fn, "__module__", None) or "")
+    box = {}
+
+    def target():
+        try:
+            setup()
+            box["result"] = fn(stop=stop, **kwargs)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="dlkernels-kernel", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)   # a timed wait: signal handlers run in between
+    except BaseException:
+        stop[0] = 1
+        while worker.is_alive():
+            try:
+                worker.join(0.05)
+            except KeyboardInterrupt:   # a second Ctrl-C: the kernel is already stopping
+                pass
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

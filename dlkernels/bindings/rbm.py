@@ -25,8 +25,9 @@ import numpy as np
 from ._backend import resolve
 from ._threads import _blas_controllers, blas_single_threaded  # noqa: F401  (public here too)
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_float,
-                      check_in_range, check_int, check_no_overlap, check_out, _describe,
-                      COUNT_MAX)
+                      check_in_range, check_int, check_max_work, check_no_overlap, check_out,
+                      check_work, _describe, COUNT_MAX, WORK_MAX)
+from ._progress import INTERRUPTIBLE_MIN_WORK, interruptible
 from .rng import as_streams
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
@@ -93,6 +94,24 @@ def _run(fn, *args, work=None, **kwargs):
         return fn(*args, **kwargs)
     with blas_single_threaded():
         return fn(*args, **kwargs)
+
+
+def _long(fn, total, layer, restore=(), **kwargs):
+    """Call a long kernel (it takes ``stop``) so that Ctrl-C interrupts it
+    (``_progress.interruptible``), BLAS single-threaded unless ``layer`` (the
+    largest GEMM's multiply-adds) is below the kernels' parallel threshold.
+    ``total``: the call's estimated multiply-adds.  On an exception (Ctrl-C)
+    the arrays in ``restore`` (in-place arguments) get their contents back."""
+    saved = [x.copy() for x in restore] if total >= INTERRUPTIBLE_MIN_WORK else None
+    try:
+        if layer < _PAR_MIN_WORK:
+            return interruptible(fn, total, **kwargs)
+        with blas_single_threaded():
+            return interruptible(fn, total, **kwargs)
+    except BaseException:
+        for x, old in zip(restore, saved or ()):
+            x[...] = old
+        raise
 
 
 _UNUSED = object()  # a bias the function does not take (a user's None is an error)
@@ -433,7 +452,7 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
 # ---- block Gibbs chains ----------------------------------------------------------------
 
 def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean_last=0,
-                 backend=None):
+                 max_work=WORK_MAX, backend=None):
     """Run k block-Gibbs sweeps v -> h -> v on every chain (row of v0) in one call.
 
     v0: (n_chains, m) binary start states (not modified).  Returns v_k, the
@@ -462,6 +481,10 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
         Also return h_k.
     mean_last : int, default 0
         r > 0: also return the means over the last r sweeps (0 <= r <= k).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming k) a call estimated above this many
+        multiply-adds, k * n_chains * (2 m n + m + n) (an hour or more);
+        None: no limit.
     backend : {None, "auto", "numba", "cython"}, default None
         None uses the process default (``dlkernels.get_backend()``).
 
@@ -480,6 +503,8 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong (the message names the argument).
+    KeyboardInterrupt
+        Ctrl-C: the chains stop within a sweep; the inputs are unchanged.
     ImportError
         If the requested backend cannot be imported.
     """
@@ -489,8 +514,11 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     k = check_int(k, "k", min=1, max=COUNT_MAX)
     return_hidden = check_bool(return_hidden, "return_hidden")
     mean_last = check_int(mean_last, "mean_last", min=0, max=k)
+    max_work = check_max_work(max_work)
+    C, (m, n) = v.shape[0], W.shape
+    total = k * C * (2 * m * n + m + n)
+    check_work(total, max_work, "k", "sweeps")
     v = np.array(v, order="C", copy=True)
-    C, n = v.shape[0], W.shape[1]
     h = np.empty((C, n), W.dtype)
     if mean_last:
         mv = np.empty_like(v)
@@ -498,8 +526,8 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _run(_kernels(backend).gibbs_chains, v=v, W=W, a=a, b=b, k=k, key=key, ctr=ctr, h=h,
-         mean_last=mean_last, mean_v=mv, mean_h=mh, work=C * W.size)
+    _long(_kernels(backend).gibbs_chains, total, C * W.size, v=v, W=W, a=a, b=b, k=k, key=key,
+          ctr=ctr, h=h, mean_last=mean_last, mean_v=mv, mean_h=mh)
     if mean_last:
         return v, h, mv, mh
     if return_hidden:
@@ -553,7 +581,7 @@ def _cd_buffers(mode, chains, v_data, W):
 
 
 def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden=None,
-                random_state=None, backend=None):
+                random_state=None, max_work=WORK_MAX, backend=None):
     """CD-k / PCD estimate of the log-likelihood gradient on a minibatch.
 
     Returns ``CDResult(dW, da, db, chains)`` with
@@ -597,6 +625,10 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
         Hidden chains (n_chains, n), binary (scikit-learn's PCD).
     random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
         The random numbers (see the module docstring).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming k) a call estimated above this many
+        multiply-adds, (k + r - 1) * n_chains * 3 m n (an hour or more);
+        None: no limit.
     backend : {None, "auto", "numba", "cython"}, default None
         None uses the process default (``dlkernels.get_backend()``).
 
@@ -611,28 +643,34 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong (the message names the argument).
+    KeyboardInterrupt
+        Ctrl-C: the chains stop within a sweep; the inputs are unchanged.
     ImportError
         If the requested backend cannot be imported.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
+    max_work = check_max_work(max_work)
     v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, False)
     V, H = _cd_buffers(mode, chains, v_data, W)
     C = V.shape[0]
+    total = (k + r - 1) * max(C, v_data.shape[0]) * 3 * W.size
+    check_work(total, max_work, "k", "sweeps")
     dW = np.zeros_like(W)
     da = np.zeros_like(a)
     db = np.zeros_like(b)
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
-    _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V, H=H,
-         key=key, ctr=ctr, gW=dW, ga=da, gb=db, scale_pos=1.0 / v_data.shape[0],
-         scale_neg=-1.0 / (r * C), decay=1.0, work=max(v_data.shape[0], C) * W.size)
+    _long(eng.cd_step, total, max(v_data.shape[0], C) * W.size, vdata=v_data, W=W, a=a, b=b,
+          k=k, r=r, mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=dW, ga=da, gb=db,
+          scale_pos=1.0 / v_data.shape[0], scale_neg=-1.0 / (r * C), decay=1.0)
     return CDResult(dW, da, db, H if mode == "MODE_PCD_HIDDEN" else V)
 
 
 def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
               persistent_hidden=None, momentum=0.0, velocity=None, weight_decay=0.0,
-              negative_scale="chains", random_state=None, check_finite=True, backend=None):
+              negative_scale="chains", random_state=None, check_finite=True, max_work=WORK_MAX,
+              backend=None):
     """One CD-k / PCD training step on a minibatch, in place, in one fused call.
 
     With g = (dW, da, db) the ``cd_gradient`` estimate (same k, r, chains):
@@ -695,6 +733,10 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
         The random numbers (see the module docstring).
     check_finite : bool, default True
         False skips the NaN/inf scan of the model and chains.
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming k) a call estimated above this many
+        multiply-adds, (k + r - 1) * n_chains * 3 m n (an hour or more);
+        None: no limit.
     backend : {None, "auto", "numba", "cython"}, default None
         None uses the process default (``dlkernels.get_backend()``).
 
@@ -709,6 +751,9 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong, or in-place arguments overlap; nothing is modified.
+    KeyboardInterrupt
+        Ctrl-C: the chains stop within a sweep; W, a, b, the velocity and the
+        persistent chains are left as they were.
     ImportError
         If the requested backend cannot be imported.
     """
@@ -729,6 +774,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
         _finite(velocity, ("velocity[0]", "velocity[1]", "velocity[2]"))
     elif momentum > 0:
         raise ValueError("velocity: expected a tuple (vW, va, vb) of arrays when momentum > 0, got None")
+    max_work = check_max_work(max_work)
     v_data, k, r, mode, chains = _cd_setup(v_data, W, k, r, persistent, persistent_hidden, True,
                                            check_finite)
     # arrays written in place must not alias each other or the data
@@ -743,24 +789,33 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     V, H = _cd_buffers(mode, chains, v_data, W)
     B, C = v_data.shape[0], V.shape[0]
     work = max(B, C) * W.shape[0] * W.shape[1]
+    total = (k + r - 1) * work * 3
+    check_work(total, max_work, "k", "sweeps")
+    kept = () if chains is None else (chains,)
     sp = lr / B
     sn = -lr / (r * (C if negative_scale == "chains" else B))
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
     if velocity is None:
-        _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V,
-             H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b, scale_pos=sp, scale_neg=sn,
-             decay=1.0 - lr * weight_decay, work=work)
+        _long(eng.cd_step, total, work, kept, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
+              mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b,
+              scale_pos=sp, scale_neg=sn, decay=1.0 - lr * weight_decay)
     else:
         vW, va, vb = velocity
+        saved = (vW.copy(), va.copy(), vb.copy()) if total >= INTERRUPTIBLE_MIN_WORK else None
         vW *= W.dtype.type(momentum)
         if weight_decay:
             vW -= W.dtype.type(lr * weight_decay) * W
         va *= W.dtype.type(momentum)
         vb *= W.dtype.type(momentum)
-        _run(eng.cd_step, vdata=v_data, W=W, a=a, b=b, k=k, r=r, mode=getattr(eng, mode), V=V,
-             H=H, key=key, ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=sp, scale_neg=sn, decay=1.0,
-             work=work)
+        try:
+            _long(eng.cd_step, total, work, kept, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
+                  mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=vW, ga=va, gb=vb,
+                  scale_pos=sp, scale_neg=sn, decay=1.0)
+        except BaseException:
+            for x, old in zip(velocity, saved or ()):
+                x[...] = old
+            raise
         W += vW
         a += va
         b += vb

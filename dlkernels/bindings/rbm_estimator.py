@@ -47,6 +47,9 @@ import scipy.sparse as sp
 
 from . import rbm_persist as _rbm_persist
 from ._checks import COUNT_MAX as _COUNT_MAX, check_alloc as _check_alloc
+from ._checks import WORK_MAX as _WORK_MAX, check_max_work as _check_max_work
+from ._checks import check_work as _check_work
+from ._progress import interruptible as _interruptible
 from . import rng as _rng
 from ._progress import DeferInterrupt as _DeferInterrupt
 from ._progress import Progress as _Progress
@@ -130,9 +133,9 @@ def _gibbs(v, W, a, b, n_steps, streams, backend):
     out = np.empty(v.shape, dt)
     eng.sample_visible(h, W, a, streams.key, streams.next_counter(), out, _no_probs(dt))
     if n_steps > 1:
-        eng.gibbs_chains(v=out, W=W, a=a, b=b, k=n_steps - 1, key=streams.key,
-                         ctr=streams.next_counter(), h=h, mean_last=0, mean_v=_no_probs(dt),
-                         mean_h=_no_probs(dt))
+        _interruptible(eng.gibbs_chains, (n_steps - 1) * v.shape[0] * 2 * W.size, v=out, W=W,
+                       a=a, b=b, k=n_steps - 1, key=streams.key, ctr=streams.next_counter(),
+                       h=h, mean_last=0, mean_v=_no_probs(dt), mean_h=_no_probs(dt))
     return out
 
 
@@ -213,7 +216,8 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
         ctr = streams.next_counter()
         if velocity is None:
             cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
-                    ctr=ctr, gW=W, ga=a, gb=b, scale_pos=lr / B, scale_neg=s_neg, decay=decay)
+                    ctr=ctr, gW=W, ga=a, gb=b, scale_pos=lr / B, scale_neg=s_neg, decay=decay,
+                    stop=_NEVER_STOP)
         else:
             # in-place ufuncs (an augmented assignment would make these names local)
             np.multiply(vW, f, out=vW)
@@ -222,7 +226,8 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
             np.multiply(va, f, out=va)
             np.multiply(vb, f, out=vb)
             cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
-                    ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=lr / B, scale_neg=s_neg, decay=1.0)
+                    ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=lr / B, scale_neg=s_neg, decay=1.0,
+                    stop=_NEVER_STOP)
             np.add(W, vW, out=W)
             np.add(a, va, out=a)
             np.add(b, vb, out=b)
@@ -232,6 +237,11 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+#: the stop flag of the kernels fit calls directly: never set (Ctrl-C during
+#: fit is deferred to the next minibatch boundary, see ``_run_epochs``)
+_NEVER_STOP = np.zeros(1, np.int64)
+
 
 def _after_batch(est):
     """A hook called after every minibatch of ``fit`` (tests patch it)."""
@@ -504,6 +514,11 @@ else:
             if int(self.k) + int(self.r) - 1 > _COUNT_MAX:
                 raise ValueError(f"k, r: expected k + r - 1 <= {_COUNT_MAX} sweeps, got "
                                  f"{int(self.k) + int(self.r) - 1}")
+            if shape is not None and len(shape) == 2:
+                # one minibatch is one kernel call (Ctrl-C waits for its end): bound its work
+                rows = max(1, min(int(self.batch_size), int(shape[0])))
+                _check_work((int(self.k) + int(self.r) - 1) * rows * 3 * n * int(shape[1]),
+                            _WORK_MAX, "k", "sweeps per minibatch")
             if float(self.learning_rate) * float(self.weight_decay) >= 1.0:
                 raise ValueError("weight_decay: expected learning_rate * weight_decay < 1 (the "
                                  "decay factor 1 - learning_rate * weight_decay must stay in (0, 1]),"
@@ -656,26 +671,41 @@ else:
                     raise ValueError(f"{name}: expected finite values, got NaN or inf")
             return W, a, b
 
-        def gibbs(self, v, n_steps=1):
+        def gibbs(self, v, n_steps=1, *, max_work=_WORK_MAX):
             """``n_steps`` block Gibbs steps v -> h -> v (one by default, as
             scikit-learn) from the rows of v; returns the visible states as a
             boolean array of v's shape (as scikit-learn). Draws from
-            ``random_state_``, so that successive calls differ."""
+            ``random_state_``, so that successive calls differ.
+
+            ``n_steps`` (1 <= n_steps <= 2**62) is a dlkernels extension, as
+            is ``max_work`` (default 2**46; None: no limit): a call estimated
+            above that many multiply-adds, n_steps * rows * 2 m n, is refused
+            with a ValueError naming n_steps.  Ctrl-C stops a long call within
+            a sweep and raises KeyboardInterrupt; ``random_state_`` is then
+            as it was before the call."""
             check_is_fitted(self)
             if (isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, Integral)
-                    or n_steps < 1):
-                raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
+                    or not 1 <= n_steps <= _COUNT_MAX):
+                raise ValueError(f"n_steps: expected an integer in [1, {_COUNT_MAX}], got "
+                                 f"{n_steps!r}")
+            max_work = _check_max_work(max_work)
             X = self._validate(v, reset=False, dtype=self._data_dtype_for_predict())
+            W, a, b = self._model_arrays()
+            _check_work(int(n_steps) * X.shape[0] * 2 * W.size, max_work, "n_steps", "steps")
             if not hasattr(self, "random_state_"):
                 self.random_state_ = _rng.as_streams(self.random_state)
-            W, a, b = self._model_arrays()
+            state = self.random_state_.get_state()
             out = np.empty(X.shape, dtype=bool)
-            with _blas_single_threaded():
-                for s in range(0, X.shape[0], _CHUNK_ROWS):
-                    e = min(s + _CHUNK_ROWS, X.shape[0])
-                    res = _gibbs(_dense_rows(X, s, e), W, a, b, int(n_steps), self.random_state_,
-                                 self.backend)
-                    out[s:e] = res != 0
+            try:
+                with _blas_single_threaded():
+                    for s in range(0, X.shape[0], _CHUNK_ROWS):
+                        e = min(s + _CHUNK_ROWS, X.shape[0])
+                        res = _gibbs(_dense_rows(X, s, e), W, a, b, int(n_steps),
+                                     self.random_state_, self.backend)
+                        out[s:e] = res != 0
+            except BaseException:
+                self.random_state_.set_state(state)
+                raise
             return out
 
         def score_samples(self, X):

@@ -36,7 +36,9 @@ import numpy as np
 
 from . import _backend
 from ._checks import (check_array, check_binary, check_bool, check_choice, check_in_range,
-                      check_alloc, check_int, _describe, COUNT_MAX)
+                      check_alloc, check_int, check_max_work, check_work, _describe, COUNT_MAX,
+                      WORK_MAX)
+from ._progress import interruptible
 from ._threads import blas_single_threaded
 from .rng import as_streams
 
@@ -56,6 +58,7 @@ MAX_DENSE_UNITS = 12          # m + n for a dense transition matrix (2**24 entri
 MAX_BOLTZMANN_UNITS = 20      # m + n for boltzmann_distribution
 MAX_EXACT_UNITS = 30          # units of the smaller layer for exact_log_partition
 _CHUNK_BITS = 12              # configurations per chunk of the enumeration: 2**12
+MAX_BASE_BIAS = 1e4           # |base_visible_bias| for ais_log_partition (see _base_bias)
 FIELD_REFRESH = 1 << 16       # single-site steps between full recomputes of the local fields
 
 
@@ -135,7 +138,7 @@ def _alias_table(q):
 # ---- single-site Gibbs ----------------------------------------------------------
 
 def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random_state=None,
-                      backend=None):
+                      max_work=WORK_MAX, backend=None):
     """Run ``n_steps`` single-site Gibbs updates on each chain (row) of (v0, h0).
 
     Each step picks one site k of x = (v, h) (k < m: visible unit k, else
@@ -175,6 +178,10 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
         Site probabilities (m + n,), random scan only.
     random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
         The random numbers (see the module docstring).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming n_steps) a call estimated above this many
+        multiply-adds, n_steps * chains * max(m, n) (an hour or more); None:
+        no limit.
     backend : {None, "auto", "numba", "cython"}, default None
         None uses the process default (``dlkernels.get_backend()``).
 
@@ -189,6 +196,8 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong (the message names the argument).
+    KeyboardInterrupt
+        Ctrl-C: the chains stop within 4096 steps; the inputs are unchanged.
     ImportError
         If the requested backend cannot be imported.
     """
@@ -204,6 +213,9 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
     v = np.array(v, order="C", copy=True)
     h = np.array(h, order="C", copy=True)
     n_steps = check_int(n_steps, "n_steps", min=0, max=COUNT_MAX)
+    max_work = check_max_work(max_work)
+    total = n_steps * v.shape[0] * max(m, n)
+    check_work(total, max_work, "n_steps", "steps")
     scan = check_choice(scan, "scan", ("random", "systematic"))
     thr = np.zeros(0, np.uint64)
     alias = np.zeros(0, np.int64)
@@ -222,9 +234,9 @@ def single_site_gibbs(v0, h0, W, a, b, n_steps, *, scan="random", q=None, random
     ctr = streams.next_counter()
     if v.shape[0] and n_steps:
         WT = np.ascontiguousarray(W.T)
-        eng.single_site_gibbs(v=v, h=h, W=W, WT=WT, a=a, b=b, n_steps=n_steps,
-                              mode=getattr(eng, mode), thr=thr, alias=alias,
-                              refresh=FIELD_REFRESH, key=streams.key, ctr=ctr)
+        interruptible(eng.single_site_gibbs, total, v=v, h=h, W=W, WT=WT, a=a, b=b,
+                      n_steps=n_steps, mode=getattr(eng, mode), thr=thr, alias=alias,
+                      refresh=FIELD_REFRESH, key=streams.key, ctr=ctr)
     if one_v and one_h:
         return v[0], h[0]
     return v, h
@@ -413,13 +425,14 @@ def _logsumexp_update(acc_max, acc_sum, vals):
     return acc_max, acc_sum + float(np.exp(vals - acc_max).sum())
 
 
-def exact_log_partition(W, a, b):
+def exact_log_partition(W, a, b, *, max_work=WORK_MAX):
     """log Z = log sum_{v,h} exp(-E(v, h)), exactly (float64), by enumerating
     the smaller layer and summing the other analytically:
     log Z = logsumexp_h [b.h + sum_i softplus(a_i + (W h)_i)] (or the same
     over v).  Cost 2**min(m, n) * m * n; practical up to ~25 units on the
     smaller layer, refused (ValueError) beyond 30.  Memory is bounded: the
-    configurations are enumerated in chunks of 4096.
+    configurations are enumerated in chunks of 4096, and Ctrl-C stops the
+    enumeration between two chunks (KeyboardInterrupt).
 
     Parameters
     ----------
@@ -430,6 +443,9 @@ def exact_log_partition(W, a, b):
         Visible biases (m,).
     b : array_like
         Hidden biases (n,).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming W) a call estimated above this many
+        multiply-adds, 2**min(m, n) * m * n; None: no limit.
 
     Returns
     -------
@@ -442,6 +458,8 @@ def exact_log_partition(W, a, b):
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong (the message names the argument).
+    KeyboardInterrupt
+        Ctrl-C, between two chunks of configurations.
     """
     W, a, b = _weights(W, a, b)
     m, n = W.shape
@@ -450,6 +468,7 @@ def exact_log_partition(W, a, b):
         raise ValueError(f"W: expected at most {MAX_EXACT_UNITS} units on the smaller layer for "
                          f"exact_log_partition (2**L terms), got min(m, n) = {L}; "
                          f"use ais_log_partition")
+    check_work(2 ** L * m * n, check_max_work(max_work), "W", "units (2**min(m, n) terms)")
     W = W.astype(np.float64)
     a = a.astype(np.float64)
     b = b.astype(np.float64)
@@ -531,12 +550,22 @@ def _base_bias(base_visible_bias, data, m, dt):
                          f"base_visible_bias={_describe(base_visible_bias)}")
     if base_visible_bias is None:
         return np.zeros(m)
-    return check_array(base_visible_bias, "base_visible_bias", shape=(m,), finite=True
-                       ).astype(np.float64)
+    x = check_array(base_visible_bias, "base_visible_bias", shape=(m,), finite=True
+                    ).astype(np.float64)
+    big = float(np.abs(x).max()) if m else 0.0
+    if big > MAX_BASE_BIAS:
+        # log Z_A ~ sum softplus(a_A) and the log weights ~ -(a_A - a).v cancel: beyond this the
+        # estimate keeps fewer than ~8 digits (m * 1e4 * 2**-52 < 1e-8 for m < 4.5e4), and at
+        # 1e30 every weight rounds to the same value (stderr 0.0 for a wrong log Z)
+        raise ValueError(f"base_visible_bias: expected values in [-{MAX_BASE_BIAS:g}, "
+                         f"{MAX_BASE_BIAS:g}] (a base model that far from uniform loses the "
+                         f"estimate to rounding), got a largest magnitude of {big:.3g}")
+    return x
 
 
 def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
-                      base_visible_bias=None, data=None, random_state=None, backend=None):
+                      base_visible_bias=None, data=None, random_state=None, max_work=WORK_MAX,
+                      backend=None):
     """Estimate log Z of the RBM (W, a, b) by annealed importance sampling.
 
     Salakhutdinov & Murray (2008): the base-rate model A has W = 0, visible
@@ -550,7 +579,9 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     betas: a schedule (0 = betas[0] <= ... <= betas[-1] = 1; overrides
     n_betas), else ``ais_betas(n_betas)``.  base_visible_bias: None (zeros),
     "data" (logit of the Laplace-smoothed mean of ``data``, as in the paper),
-    or an array (m,).
+    or an array (m,) of values in [-1e4, 1e4] (``MAX_BASE_BIAS``; a data
+    mean's logit is within +-log(N + 1); farther out log Z_A and the log
+    weights cancel to fewer digits than the estimate needs).
 
     Returns ``AISResult(log_z, stderr)``: log Z_A + log mean(w) and the
     delta-method standard error std(w) / (sqrt(n_runs) mean(w)) (it
@@ -578,6 +609,10 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
         Binary data (rows, m), required for ``base_visible_bias="data"``.
     random_state : None, int, dlkernels.rng.Streams or numpy.random.Generator, default None
         The random numbers (see the module docstring).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming n_betas) a call estimated above this many
+        multiply-adds, n_betas * n_runs * 2 m n (an hour or more); None: no
+        limit.
     backend : {None, "auto", "numba", "cython"}, default None
         None uses the process default (``dlkernels.get_backend()``).
 
@@ -592,6 +627,8 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
         If an argument has the wrong type or dtype (the message names it).
     ValueError
         If a shape, value or range is wrong (the message names the argument).
+    KeyboardInterrupt
+        Ctrl-C: the runs stop within a temperature; the inputs are unchanged.
     ImportError
         If the requested backend cannot be imported.
     """
@@ -600,10 +637,16 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     m, n = W.shape
     n_runs = check_int(n_runs, "n_runs", min=2, max=COUNT_MAX)
     check_alloc(n_runs * max(m, n), dt.itemsize, "n_runs")  # the runs' states and fields
+    max_work = check_max_work(max_work)
     if betas is None:
+        n_betas = check_int(n_betas, "n_betas", min=2, max=COUNT_MAX)
+        check_alloc(n_betas, 8, "n_betas")   # the schedule (as ais_betas would)
+        check_work(n_betas * n_runs * 2 * m * n, max_work, "n_betas", "temperatures")
         betas = ais_betas(n_betas)
     else:
         betas = _check_betas(betas)
+    total = (betas.shape[0] - 1) * n_runs * 2 * m * n
+    check_work(total, max_work, "betas", "temperatures")
     a_base64 = _base_bias(base_visible_bias, data, m, dt)
     a_base = a_base64.astype(dt)
     eng = _engine(backend)
@@ -612,8 +655,8 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
     logw = np.empty(n_runs, np.float64)
     WT = np.ascontiguousarray(W.T)
     with blas_single_threaded():   # the kernel parallelises over tiles of runs itself
-        eng.ais(W=W, WT=WT, a=a, b=b, a_base=a_base, betas=betas, key=streams.key, ctr=ctr,
-                logw=logw)
+        interruptible(eng.ais, total, W=W, WT=WT, a=a, b=b, a_base=a_base, betas=betas,
+                      key=streams.key, ctr=ctr, logw=logw)
     log_za = float(np.logaddexp(0.0, a_base.astype(np.float64)).sum() + n * math.log(2.0))
     return _ais_result(logw, log_za)
 

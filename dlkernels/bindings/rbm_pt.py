@@ -12,7 +12,8 @@ from collections import namedtuple
 import numpy as np
 
 from ._backend import resolve
-from ._checks import check_array, check_bool, check_int
+from ._checks import check_array, check_bool, check_int, check_max_work, check_work, WORK_MAX
+from ._progress import interruptible
 from .rbm import _check_values, _finite, _rng, _weights
 
 __all__ = ["parallel_tempering", "PTResult"]
@@ -45,7 +46,7 @@ def _check_betas(betas, dt):
 
 
 def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all=False,
-                       random_state=None, backend=None):
+                       random_state=None, max_work=WORK_MAX, backend=None):
     """Parallel tempering (replica exchange) with block Gibbs sweeps, in one call.
 
     Each of the C chains keeps K replicas at the inverse temperatures
@@ -82,6 +83,10 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
         ``dlkernels.engine.numba._rbm_pt``); the result is the same for any
         thread count and either backend.  Float32 and float64 models use the
         same uniforms (one 32-bit half-word per draw).
+    max_work : int or None, default 2**46
+        Refuse (ValueError naming n_sweeps) a call estimated above this many
+        multiply-adds, n_sweeps * chains * K * 2 m n (an hour or more); None:
+        no limit.
     backend : {"auto", "numba", "cython"} or None
 
     Returns
@@ -98,7 +103,9 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
     ValueError
         Shapes that do not match W, states that are not 0/1, non-finite
         weights, ``betas`` not strictly increasing from >= 0 to 1,
-        ``n_sweeps < 1``, ``swap_every < 1``.
+        ``n_sweeps < 1``, ``swap_every < 1``, more work than ``max_work``.
+    KeyboardInterrupt
+        Ctrl-C: the chains stop within a sweep; the inputs are unchanged.
     """
     W, a, b = _weights(W, a, b)
     _finite((W, a, b), ("W", "a", "b"))
@@ -119,12 +126,16 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
     n_sweeps = check_int(n_sweeps, "n_sweeps", min=1, max=2**62)
     swap_every = check_int(swap_every, "swap_every", min=1, max=2**62)
     return_all = check_bool(return_all, "return_all")
+    max_work = check_max_work(max_work)
     C = V.shape[0]
+    total = n_sweeps * C * K * 2 * m * n
+    check_work(total, max_work, "n_sweeps", "sweeps")
     H = np.zeros((C, K, n), dt)
     accepted = np.zeros((C, max(K - 1, 1)), np.int64)
     key, ctr = _rng(random_state)
-    resolve(backend, "rbm", _PREFER).parallel_tempering(
-        V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted)
+    interruptible(resolve(backend, "rbm", _PREFER).parallel_tempering, total, V=V, H=H, W=W, a=a,
+                  b=b, betas=betas, n_sweeps=n_sweeps, swap_every=swap_every, key=key, ctr=ctr,
+                  accepted=accepted)
     rounds = n_sweeps // swap_every
     with np.errstate(invalid="ignore", divide="ignore"):
         acceptance = accepted[:, :K - 1].sum(axis=0) / float(C * rounds) if rounds else \

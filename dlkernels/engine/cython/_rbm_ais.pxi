@@ -187,7 +187,7 @@ cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
                        const uint64_t* cs, double* logw, Py_ssize_t R, Py_ssize_t m,
                        Py_ssize_t n, floating* V, floating* H, floating* Y, floating* X,
                        floating* uv, floating* uh, double* adv, double* tt,
-                       double* dd) noexcept nogil:
+                       double* dd, const _i64* stop) noexcept nogil:
     """All temperatures of the R runs of one tile; V..dd are the tile's buffers."""
     cdef Py_ssize_t U = 8 if floating is float else 4
     cdef Py_ssize_t nbv = (m + U - 1) // U, nbh = (n + U - 1) // U, s, k
@@ -199,6 +199,8 @@ cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
         _mc_fill(key, cs + 4 * s, 0, uv, m)
         adv[s] = _mc_ais_visible(V + s * m, X + s * m, uv, a, a_base, 0.0, da, m, True)
     for k in range(1, K + 1):
+        if dlk_stopped(stop):
+            return
         bk = betas[k]
         bp = betas[k - 1]
         last = k == K
@@ -218,7 +220,8 @@ cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
 
 def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1] a,
         const floating[::1] b, const floating[::1] a_base, const double[::1] betas,
-        const uint64_t[::1] key, const uint64_t[::1] ctr, double[::1] logw):
+        const uint64_t[::1] key, const uint64_t[::1] ctr, double[::1] logw,
+        const _i64[::1] stop):
     """Annealed importance sampling from the base-rate model (visible biases
     a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 <= ... <= betas[K] = 1.
 
@@ -234,6 +237,7 @@ def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1]
     """
     cdef Py_ssize_t R = logw.shape[0], m = W.shape[0], n = W.shape[1], K = betas.shape[0] - 1
     cdef Py_ssize_t s, i, ti, r0, r1, T, ntiles
+    cdef const _i64* stp = NULL if stop is None else &stop[0]
     if R == 0:
         return
     dt = _mc_np.float32 if floating is float else _mc_np.float64
@@ -262,6 +266,6 @@ def ais(const floating[:, ::1] W, const floating[:, ::1] WT, const floating[::1]
         _mc_ais_tile(&W[0, 0], &WT[0, 0], &a[0], &b[0], &a_base[0], &da[0], &betas[0], K,
                      &key[0], &cs[r0, 0], &logw[r0], r1 - r0, m, n, &V[r0, 0], &H[r0, 0],
                      &Y[r0, 0], &X[r0, 0], &uv[r0, 0], &uh[r0, 0], &adv[r0], &tt[r0, 0],
-                     &dd[r0, 0])
+                     &dd[r0, 0], stp)
 
 

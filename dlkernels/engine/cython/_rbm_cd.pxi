@@ -107,7 +107,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             const floating[::1] b, Py_ssize_t k, Py_ssize_t r, int mode, floating[:, ::1] V,
             floating[:, ::1] H, const uint64_t[::1] key, const uint64_t[::1] ctr,
             floating[:, ::1] gW, floating[::1] ga, floating[::1] gb, double scale_pos,
-            double scale_neg, double decay):
+            double scale_neg, double decay, const _i64[::1] stop):
     """One CD-k / PCD minibatch (see the Numba twin for the full contract).
 
     gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
@@ -139,6 +139,8 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     cdef const uint64_t* kp = &key[0]
     cdef const uint64_t* cp = &ctr[0]
     cdef floating fs
+    cdef const _i64* stp = NULL if stop is None else &stop[0]
+    cdef bint halted = False
     try:
         with nogil:
             # binary states (the chains always, the data when 0/1) take the binary
@@ -159,6 +161,9 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             elif mode == MODE_PCD:
                 _hid_probs(&V[0, 0], C, m, pW, n, &b[0], &H[0, 0])
             for t in range(1, T + 1):
+                if dlk_stopped(stp):
+                    halted = True   # skip the update: gW, ga, gb are left as they were
+                    break
                 blk = <uint64_t>(t - 1) * (bh + bv)
                 if mode != MODE_PCD_HIDDEN:
                     _bern_layer(&H[0, 0], C, n, kp, cp, blk)
@@ -176,39 +181,40 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
                     _colsum(&H[0, 0], C, n, sp)
                 if mode == MODE_PCD_HIDDEN and t < T:
                     _bern_layer(&H[0, 0], C, n, kp, cp, blk + bv)
-            # ---- accumulate (W, a, b are not read after this point) ----
-            if decay != 1.0:
-                _mul_layer(&gW[0, 0], decay, m, n)
-            if r == 1:
-                # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
-                fs = <floating>scale_pos
-                for s in range(B):
-                    for j in range(n):
-                        Q[s * n + j] = fs * ppos[s * n + j]
-                fs = <floating>scale_neg
-                for s in range(C):
-                    for j in range(n):
-                        Q[(B + s) * n + j] = fs * H[s, j]
-                if bin_data:
-                    # S (B + C, m) reused as the transposed stack ST (m, B + C)
-                    _transpose_rows(S, B + C, &vdata[0, 0], B, m, 0)
-                    _transpose_rows(S, B + C, &V[0, 0], C, m, B)
-                    _bin_layer(S, m, B + C, Q, n, &b[0], kp, cp, 0, &gW[0, 0],
-                               <floating*>NULL, OP_ACCUMULATE)
+            if not halted:
+                # ---- accumulate (W, a, b are not read after this point) ----
+                if decay != 1.0:
+                    _mul_layer(&gW[0, 0], decay, m, n)
+                if r == 1:
+                    # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
+                    fs = <floating>scale_pos
+                    for s in range(B):
+                        for j in range(n):
+                            Q[s * n + j] = fs * ppos[s * n + j]
+                    fs = <floating>scale_neg
+                    for s in range(C):
+                        for j in range(n):
+                            Q[(B + s) * n + j] = fs * H[s, j]
+                    if bin_data:
+                        # S (B + C, m) reused as the transposed stack ST (m, B + C)
+                        _transpose_rows(S, B + C, &vdata[0, 0], B, m, 0)
+                        _transpose_rows(S, B + C, &V[0, 0], C, m, B)
+                        _bin_layer(S, m, B + C, Q, n, &b[0], kp, cp, 0, &gW[0, 0],
+                                   <floating*>NULL, OP_ACCUMULATE)
+                    else:
+                        _stack(S, &vdata[0, 0], B, &V[0, 0], C, m)
+                        _gemm_tn(1.0, S, B + C, Q, <floating>1, &gW[0, 0], m, n)
+                    _colsum(&V[0, 0], C, m, sv)
+                    _colsum(&H[0, 0], C, n, sp)
                 else:
-                    _stack(S, &vdata[0, 0], B, &V[0, 0], C, m)
-                    _gemm_tn(1.0, S, B + C, Q, <floating>1, &gW[0, 0], m, n)
-                _colsum(&V[0, 0], C, m, sv)
-                _colsum(&H[0, 0], C, n, sp)
-            else:
-                _gemm_tn(scale_pos, &vdata[0, 0], B, ppos, <floating>1, &gW[0, 0], m, n)
-                _axpy_layer(&gW[0, 0], scale_neg, acc, m, n)
-            _colsum(&vdata[0, 0], B, m, pv)
-            _colsum(ppos, B, n, ph)
-            _add_scaled_vec(&ga[0], m, scale_pos, pv, scale_neg, sv)
-            _add_scaled_vec(&gb[0], n, scale_pos, ph, scale_neg, sp)
-            if mode == MODE_PCD_HIDDEN:
-                _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
+                    _gemm_tn(scale_pos, &vdata[0, 0], B, ppos, <floating>1, &gW[0, 0], m, n)
+                    _axpy_layer(&gW[0, 0], scale_neg, acc, m, n)
+                _colsum(&vdata[0, 0], B, m, pv)
+                _colsum(ppos, B, n, ph)
+                _add_scaled_vec(&ga[0], m, scale_pos, pv, scale_neg, sv)
+                _add_scaled_vec(&gb[0], n, scale_pos, ph, scale_neg, sp)
+                if mode == MODE_PCD_HIDDEN:
+                    _bern_layer(&H[0, 0], C, n, kp, cp, <uint64_t>(T - 1) * (bh + bv) + bv)
     finally:
         free(sv)
         free(ppos)

@@ -28,8 +28,9 @@ cdef void _scale_layer(floating* x, Py_ssize_t C, Py_ssize_t n, Py_ssize_t r) no
 def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
                  const floating[::1] b, Py_ssize_t k, const uint64_t[::1] key,
                  const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
-                 floating[:, ::1] mean_v, floating[:, ::1] mean_h):
+                 floating[:, ::1] mean_v, floating[:, ::1] mean_h, const _i64[::1] stop):
     """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
+    cdef const _i64* stp = NULL if stop is None else &stop[0]
     cdef Py_ssize_t C = v.shape[0], m = W.shape[0], n = W.shape[1]
     cdef bint is32 = floating is float
     cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
@@ -45,6 +46,8 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
                 for j in range(n):
                     mean_h[s, j] = 0
         for t in range(k):
+            if dlk_stopped(stp):
+                break   # the caller discards the results of a stopped call
             blk = <uint64_t>t * (bh + bv)
             if _prefer_bin(&v[0, 0], C, m):
                 _bin_layer(&v[0, 0], C, m, &W[0, 0], n, &b[0], &key[0], &ctr[0], blk,

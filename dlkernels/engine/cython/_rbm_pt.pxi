@@ -68,12 +68,15 @@ cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floatin
                     const floating* b, const double* betas, const floating* bdt, Py_ssize_t K,
                     Py_ssize_t m, Py_ssize_t n, _pt_i64 n_sweeps, _pt_i64 swap_every,
                     const _pt_u64* key, const _pt_u64* c, _pt_u64 bps, _pt_i64* acc,
-                    float* u, floating* f, floating* g, double* E) noexcept nogil:
+                    float* u, floating* f, floating* g, double* E,
+                    const _pt_i64* stop) noexcept nogil:
     cdef Py_ssize_t U = K * (n + m) + K - 1, off, k, i, j
     cdef _pt_i64 t
     cdef double bh, vg, d, e
     cdef floating x
     for t in range(n_sweeps):
+        if dlk_stopped(stop):
+            return
         _pt_fill_f32(key, c, <_pt_u64>t * bps, u, U)
         off = 0
         for k in range(K):
@@ -105,7 +108,8 @@ cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floatin
 cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:, ::1] W,
                   const floating[::1] a, const floating[::1] b, const double[::1] betas,
                   _pt_i64 n_sweeps, _pt_i64 swap_every, const _pt_u64[::1] key,
-                  const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted) noexcept nogil:
+                  const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted,
+                  const _pt_i64* stop) noexcept nogil:
     """0, or -1 when scratch memory could not be allocated."""
     cdef Py_ssize_t C = V.shape[0], K = V.shape[1], m = V.shape[2], n = W.shape[1]
     cdef Py_ssize_t U = K * (n + m) + K - 1, s, k
@@ -147,7 +151,8 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
                 c[3] = ctr[3]
                 _pt_ctr_add(c, <_pt_u64>s, 2)
                 _pt_chain(&V[s, 0, 0], &H[s, 0, 0], &W[0, 0], WT, &a[0], &b[0], &betas[0], bdt, K,
-                          m, n, n_sweeps, swap_every, &key[0], c, bps, &accepted[s, 0], u, f, g, E)
+                          m, n, n_sweeps, swap_every, &key[0], c, bps, &accepted[s, 0], u, f, g, E,
+                          stop)
         _pt_free(u)
         _pt_free(f)
         _pt_free(g)
@@ -161,10 +166,12 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
 def parallel_tempering(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:, ::1] W,
                        const floating[::1] a, const floating[::1] b, const double[::1] betas,
                        _pt_i64 n_sweeps, _pt_i64 swap_every, const _pt_u64[::1] key,
-                       const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted):
+                       const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted,
+                       const _pt_i64[::1] stop):
     """See dlkernels.engine.numba._rbm_pt (module docstring)."""
     cdef int rc
+    cdef const _pt_i64* stp = NULL if stop is None else &stop[0]
     with nogil:
-        rc = _pt_run(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted)
+        rc = _pt_run(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, stp)
     if rc != 0:
         raise MemoryError("parallel_tempering: could not allocate per-thread scratch")

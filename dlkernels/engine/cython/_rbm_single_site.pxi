@@ -83,7 +83,7 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
                                 Py_ssize_t m, Py_ssize_t n, int64_t n_steps, int mode,
                                 const uint64_t* thr, const int64_t* alias, int64_t refresh,
                                 const uint64_t* key, const uint64_t* ctr,
-                                Py_ssize_t s) noexcept nogil:
+                                Py_ssize_t s, const int64_t* stop) noexcept nogil:
     cdef Py_ssize_t i, j, k
     cdef int64_t t
     cdef uint64_t c[4]
@@ -99,6 +99,8 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
     dlk_stream_ctr(ctr, <uint64_t>s, c)
     dlk_ctr_add(c, 1, 0)
     for t in range(n_steps):
+        if (t & 4095) == 0 and dlk_stopped(stop):
+            return
         if refresh > 0 and t > 0 and t % refresh == 0:
             _mc_init_fields(v, h, vf, hf, W, WT, a, b, m, n)   # bound the rounding drift
         r = t % (_SS_BATCH_WORDS // 2)
@@ -133,7 +135,8 @@ cdef void _mc_single_site_chain(floating* v, floating* h, floating* vf, floating
 def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, ::1] W,
                       const floating[:, ::1] WT, const floating[::1] a, const floating[::1] b,
                       int64_t n_steps, int mode, const uint64_t[::1] thr, const int64_t[::1] alias,
-                      int64_t refresh, const uint64_t[::1] key, const uint64_t[::1] ctr):
+                      int64_t refresh, const uint64_t[::1] key, const uint64_t[::1] ctr,
+                      const int64_t[::1] stop):
     """n_steps single-site Gibbs updates of every chain (row) of (v, h), in place.
 
     W (m, n) and WT = W.T (n, m) C-contiguous; mode SCAN_RANDOM = uniform random
@@ -151,9 +154,10 @@ def single_site_gibbs(floating[:, ::1] v, floating[:, ::1] h, const floating[:, 
     cdef floating[:, ::1] hf = _mc_np.empty((C, n), dt)
     cdef const uint64_t* thr_p = &thr[0] if thr.shape[0] > 0 else NULL
     cdef const int64_t* alias_p = &alias[0] if alias.shape[0] > 0 else NULL
+    cdef const int64_t* stp = NULL if stop is None else &stop[0]
     for s in prange(C, nogil=True, schedule="dynamic"):
         _mc_single_site_chain(&v[s, 0], &h[s, 0], &vf[s, 0], &hf[s, 0], &W[0, 0], &WT[0, 0],
                               &a[0], &b[0], m, n, n_steps, mode, thr_p, alias_p, refresh,
-                              &key[0], &ctr[0], s)
+                              &key[0], &ctr[0], s, stp)
 
 

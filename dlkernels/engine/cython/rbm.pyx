@@ -23,6 +23,8 @@ from libc.string cimport memset
 cimport openmp
 from cython cimport floating
 from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._interrupt cimport dlk_stopped
+from libc.stdint cimport int64_t as _i64
 from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                                dlk_softplus64)
 from dlkernels.engine.cython.rng cimport dlk_stream_ctr, stream_fill_f32, stream_fill_f64

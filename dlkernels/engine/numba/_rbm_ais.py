@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from ._blas import gemm_at
 from ._fastmath import expneg64
+from ._interrupt import stopped
 from .rng import stream_counter, stream_fill_f32, stream_fill_f64
 
 __all__ = ["ais", "ais_tile_rows", "expneg", "expneg_array", "AIS_MAX_TILE"]
@@ -151,7 +152,7 @@ def ais_tile_rows(R):
 
 
 @njit(cache=True)
-def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
+def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw, stop):
     """All temperatures of the runs of one tile (rows of cs / logw)."""
     R = logw.shape[0]
     m = W.shape[0]
@@ -175,6 +176,8 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
         _fill_uniforms(key, cs[s], 0, uv)
         adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, 0.0, da, True)
     for k in range(1, K + 1):
+        if stopped(stop):
+            return
         bk = betas[k]
         bp = betas[k - 1]
         last = k == K
@@ -193,7 +196,7 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw):
 
 
 @njit(cache=True, parallel=True)
-def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
+def ais(W, WT, a, b, a_base, betas, key, ctr, logw, stop):
     """Annealed importance sampling from the base-rate model (visible biases
     a_base, W = 0) to the RBM (W, a, b) along betas[0] = 0 <= ... <= betas[K] = 1.
 
@@ -205,7 +208,8 @@ def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
     Parallel over tiles of ``ais_tile_rows(R)`` runs; each work item runs all
     temperatures of its tile (two GEMMs per temperature, through BLAS, which
     the caller keeps single-threaded), with no synchronisation between
-    temperatures.
+    temperatures.  stop: a 1-element int64 flag, checked before every
+    temperature; when set the kernel returns early (logw is then partial).
     """
     R = logw.shape[0]
     if R == 0:
@@ -222,4 +226,4 @@ def ais(W, WT, a, b, a_base, betas, key, ctr, logw):
     for ti in prange(ntiles):
         r0 = ti * T
         r1 = min(R, r0 + T)
-        _ais_tile(W, WT, a, b, a_base, da, betas, key, cs[r0:r1], logw[r0:r1])
+        _ais_tile(W, WT, a, b, a_base, da, betas, key, cs[r0:r1], logw[r0:r1], stop)

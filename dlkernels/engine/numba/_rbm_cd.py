@@ -7,7 +7,9 @@ in-place gradient accumulation of one minibatch (see
 import numpy as np
 from numba import njit, prange
 
+from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
+from ._interrupt import stopped
 from ._rbm_layers import (OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK, TILE_C, TILE_R,
                           _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
                           blocks_per_layer)
@@ -41,7 +43,7 @@ def _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc):
         _gemm_tn_tile(np.int64(t), ntc, alpha, A, B, beta, C)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _gemm_tn(alpha, A, B, beta, C):
     """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over
     TILE_R x TILE_C tiles of C (single-threaded gemm each)."""
@@ -74,7 +76,7 @@ def _bern_layer_par(p, key, ctr, first_block):
         _bern_layer_row(p, np.int64(s), key, ctr, first_block, ubuf)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _bern_layer(p, key, ctr, first_block):
     """p = Bernoulli(p) in place, row s from stream s (blocks from first_block)."""
     if p.shape[0] > 1 and p.size * 16 >= PAR_MIN_WORK:
@@ -151,7 +153,7 @@ def _add_scaled_vec(y, sa, xa, sb, xb):
         y[i] = y[i] + tmp[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _hid_probs(V, W, b, key, ctr, H, noprobs):
     """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
     if _prefer_bin(V):
@@ -160,9 +162,9 @@ def _hid_probs(V, W, b, key, ctr, H, noprobs):
         _layer(V, W, np.bool_(False), b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
 def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
-            scale_pos, scale_neg, decay):
+            scale_pos, scale_neg, decay, stop):
     """One CD-k / PCD minibatch: sample the negative chains, then
     gW = decay * gW + scale_pos * vdata^T P(vdata) + scale_neg * sum_t V_t^T P(V_t)
     and ga, gb likewise (no decay on the biases), P(v) = sigmoid(v W + b).
@@ -181,6 +183,8 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     v_t ~ p(v|h) from blocks (t-1)*(bh+bv).., then h ~ P(v_t) from blocks
     (t-1)*(bh+bv)+bv.. (the last one after the statistics are taken).
     At return H holds P(v_T) in modes 0/1 and the new hidden chains in mode 2.
+    stop: a 1-element int64 flag, checked before every sweep; when set
+    the kernel returns before writing gW, ga, gb (V, H may have advanced).
     """
     B = vdata.shape[0]
     m = vdata.shape[1]
@@ -215,6 +219,8 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     elif mode == MODE_PCD:
         _hid_probs(V, W, b, key, ctr, H, noprobs)
     for t in range(1, T + 1):
+        if stopped(stop):
+            return
         blk = (t - 1) * (bh + bv)
         if mode != MODE_PCD_HIDDEN:
             _bern_layer(H, key, ctr, blk)

@@ -6,6 +6,8 @@ tiled-GEMM layer path (see ``dlkernels.engine.numba.rbm``).  No validation here.
 import numpy as np
 from numba import njit, prange
 
+from ._flags import CALLS_PARALLEL
+from ._interrupt import stopped
 from ._rbm_layers import (OP_SAMPLE, _bin_layer, _layer, _noprobs, _prefer_bin,
                           blocks_per_layer)
 
@@ -44,8 +46,8 @@ def _scale_layer(x, r):
             x[s, j] = np.float64(x[s, j]) / np.float64(r)
 
 
-@njit(cache=True, error_model="numpy")
-def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
+def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, stop):
     """k block-Gibbs sweeps v -> h -> v of every chain (row of v), in place.
 
     v (C, m): start states in, final states out; h (C, n): out, the hidden
@@ -54,6 +56,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
     t*(bh+bv)+bh .. of stream s (bh, bv = blocks_per_layer of n, m).
     mean_last > 0: mean_v / mean_h (C, m) / (C, n) receive the mean of the
     visible / hidden states of the last mean_last sweeps (else 0-row arrays).
+    stop: a 1-element int64 flag, checked before every sweep; when
+    set the kernel returns early (v, h, means then hold partial results).
     """
     m = v.shape[1]
     n = h.shape[1]
@@ -65,6 +69,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h):
         mean_h[:, :] = 0.0
     WT = _transpose(W)
     for t in range(k):
+        if stopped(stop):
+            return
         blk = t * (bh + bv)
         if _prefer_bin(v):
             _bin_layer(v, W, b, key, ctr, blk, h, noprobs, np.int64(OP_SAMPLE))

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._fastmath import exp64, sigmoid32, sigmoid64
+from ._interrupt import stopped
 from .rng import fill_f32_from, stream_counter
 
 __all__ = ["parallel_tempering", "pt_blocks_per_sweep"]
@@ -95,11 +96,14 @@ def _visible(v, h, WT, a, bt, u, g):
 
 
 @njit(cache=True, error_model="numpy")
-def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, acc, u, f, g, E):
+def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, acc, u, f, g, E,
+              stop):
     K = Vc.shape[0]
     m, n = W.shape
     U = K * (n + m) + K - 1
     for t in range(n_sweeps):
+        if stopped(stop):
+            return
         fill_f32_from(u, U, key[0], key[1], c[0], c[1], c[2], c[3], t * bps)
         off = 0
         for k in range(K):
@@ -129,8 +133,9 @@ def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted):
-    """See the module docstring."""
+def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, stop):
+    """See the module docstring; stop: a 1-element int64 flag, checked
+    before every sweep (the chains return early when it is set)."""
     C, K, m = V.shape
     n = W.shape[1]
     bps = pt_blocks_per_sweep(K, m, n)
@@ -149,4 +154,4 @@ def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, acc
         g = np.empty(m, W.dtype)
         E = np.empty(K, np.float64)
         _pt_chain(V[s], H[s], W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps, accepted[s],
-                  u, f, g, E)
+                  u, f, g, E, stop)

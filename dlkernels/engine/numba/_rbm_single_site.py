@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._fastmath import sigmoid64_split
+from ._interrupt import stopped
 from .rng import _F64_SCALE, _S11, ctr_add, mulhilo64, philox4x64_10_x2, stream_ctr
 
 __all__ = ["single_site_gibbs", "SCAN_RANDOM", "SCAN_SYSTEMATIC", "SCAN_ALIAS"]
@@ -52,7 +53,7 @@ def _init_fields(v, h, W, WT, a, b, vf, hf):
 
 @njit(cache=True)
 def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr,
-                       s):
+                       s, stop):
     m = v.shape[0]
     n = h.shape[0]
     M = np.uint64(m + n)
@@ -63,6 +64,8 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
     # so the multiply chains overlap instead of stalling each step
     wb = np.empty(_SS_BATCH_WORDS, np.uint64)
     for t in range(n_steps):
+        if (t & 4095) == 0 and stopped(stop):
+            return
         if refresh > 0 and t > 0 and t % refresh == 0:
             _init_fields(v, h, W, WT, a, b, vf, hf)   # bound the rounding drift
         r = t % (_SS_BATCH_WORDS // 2)
@@ -111,7 +114,7 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
 
 
 @njit(cache=True, parallel=True)
-def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr):
+def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr, stop):
     """n_steps single-site Gibbs updates of every chain (row) of (v, h), in place.
 
     W (m, n) and WT = W.T (n, m) C-contiguous; mode SCAN_RANDOM = uniform random
@@ -120,10 +123,12 @@ def single_site_gibbs(v, h, W, WT, a, b, n_steps, mode, thr, alias, refresh, key
     to date incrementally: O(n) per visible flip, O(m) per hidden flip, and
     recomputed from scratch every ``refresh`` steps (0 = never) so that
     rounding errors cannot accumulate over very long chains.
+    stop: a 1-element int64 flag, checked every 4096 steps; when set
+    every chain returns early (its state is then partial).
     """
     C = v.shape[0]
     vf = np.empty(v.shape, v.dtype)
     hf = np.empty(h.shape, h.dtype)
     for s in prange(C):
         _single_site_chain(v[s], h[s], vf[s], hf[s], W, WT, a, b, n_steps, mode, thr,
-                           alias, refresh, key, ctr, np.int64(s))
+                           alias, refresh, key, ctr, np.int64(s), stop)
