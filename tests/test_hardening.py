@@ -180,3 +180,103 @@ def test_diverging_fit_raises_instead_of_returning_nan_weights():
                            random_state=0)
     with pytest.raises(ValueError, match="^learning_rate: .*NaN or inf in epoch"):
         est.fit(X)
+
+
+# ---- AIS from a base model too far from uniform ---------------------------------------------
+
+def test_ais_refuses_a_base_bias_that_rounding_would_swallow(backend):
+    # was: base_visible_bias=1e30 gave log Z = 3.4e17 with stderr 0.0
+    W, a, b, _ = _model()
+    for big in (1e30, -2e4):
+        with pytest.raises(ValueError, match=r"^base_visible_bias: expected values in \[-10000, "
+                                             r"10000\].*largest magnitude of"):
+            rbm.ais_log_partition(W, a, b, base_visible_bias=np.full(6, big), n_runs=4,
+                                  n_betas=10, backend=backend)
+    # at the limit the estimate is still right (exact log Z within 4 stderr + 0.05)
+    g = np.random.default_rng(1)
+    W = g.normal(0, 0.5, (6, 5))
+    a = g.normal(0, 0.5, 6)
+    exact = rbm.exact_log_partition(W, a, np.zeros(5))
+    res = rbm.ais_log_partition(W, a, np.zeros(5), base_visible_bias=np.full(6, 1e4),
+                                n_runs=100, n_betas=1000, random_state=0, backend=backend)
+    assert res.stderr > 0 and abs(res.log_z - exact) < 4 * res.stderr + 0.05
+
+
+# ---- persistence ----------------------------------------------------------------------------
+
+def _fitted_estimator():
+    pytest.importorskip("sklearn")
+    X = (np.random.default_rng(0).random((40, 6)) < 0.5) * 1.0
+    return rbm.BernoulliRBM(n_components=3, n_iter=2, batch_size=10, random_state=0).fit(X), X
+
+
+def test_save_to_a_missing_directory_names_the_path(tmp_path):
+    # was: FileNotFoundError naming the hidden temporary file '.tmp-xxxx.npz'
+    est, _ = _fitted_estimator()
+    target = tmp_path / "no" / "such" / "model.npz"
+    with pytest.raises(FileNotFoundError, match="model.npz") as info:
+        est.save(target)
+    assert info.value.filename == str(target) and ".tmp-" not in str(info.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_save_and_load_accept_bytes_paths(tmp_path):
+    # was: TypeError "Can't mix bytes and non-bytes in path components"
+    est, X = _fitted_estimator()
+    path = bytes(tmp_path / "model.npz")
+    est.save(path)
+    back = rbm.BernoulliRBM.load(path)
+    np.testing.assert_array_equal(back.components_, est.components_)
+    with pytest.raises(TypeError, match="^path: expected a str, bytes or os.PathLike"):
+        est.save(12)
+
+
+def _forge(tmp_path, est, **changes):
+    """A file with valid signature and checksum whose metadata says ``changes``."""
+    from dlkernels.bindings import _persist, rbm_persist
+    good = tmp_path / "good.npz"
+    est.save(good)
+    arrays, meta, version = _persist.load(good, magic=rbm_persist.MAGIC, versions=version_of(),
+                                          what="x")
+    meta.update(changes.pop("meta", {}))
+    arrays.update(changes)
+    path = tmp_path / "forged.npz"
+    _persist.save(path, arrays, meta, magic=rbm_persist.MAGIC, version=version)
+    return path
+
+
+def version_of():
+    from dlkernels.bindings import rbm_persist
+    return (rbm_persist.FORMAT_VERSION,)
+
+
+@pytest.mark.parametrize("changes, why", [
+    # was: negative fit_pos loaded, then ZeroDivisionError / silent garbage on resume
+    (dict(meta={"fit_pos": [-1, 0, 40]}), "fit_pos epoch: expected an integer in"),
+    (dict(meta={"fit_pos": [0, -5, 40]}), "fit_pos minibatch: expected an integer in"),
+    (dict(meta={"fit_pos": [0, 99, 40]}), r"fit_pos minibatch: expected an integer in \[0, 4\]"),
+    (dict(meta={"fit_pos": [0, 0, 0]}), "fit_pos n_samples: expected an integer in"),
+    (dict(meta={"fit_pos": [0, 0]}), "fit_pos: expected"),
+    (dict(meta={"fit_pos": [0.5, 0, 40]}), "fit_pos epoch"),
+    (dict(meta={"n_iter_": -3}), "n_iter_: expected an integer"),
+    (dict(W=np.full((6, 3), np.nan)), "non-finite values in W"),
+    (dict(h_samples=np.full((10, 3), 0.5)), "inconsistent h_samples"),
+])
+def test_forged_metadata_is_refused(tmp_path, changes, why):
+    est, X = _fitted_estimator()
+    path = _forge(tmp_path, est, **changes)
+    with pytest.raises(ValueError, match=f"is not a valid dlkernels BernoulliRBM file: {why}"):
+        rbm.BernoulliRBM.load(path)
+
+
+def test_sparse_and_ragged_inputs_get_messages_naming_the_argument(backend):
+    # were: "expected a real float array, got dtype object" / numpy's raw message
+    sp = pytest.importorskip("scipy.sparse")
+    W, a, b, v = _model()
+    with pytest.raises(TypeError, match=r"^v: expected a dense array of numbers, got a "
+                                        r"scipy.sparse csr_matrix \(convert it with .toarray"):
+        rbm.hidden_probs(sp.csr_matrix(v), W, b, backend=backend)
+    with pytest.raises(TypeError, match="^v0: expected a dense array .* csr_array"):
+        rbm.gibbs_chains(sp.csr_array(v), W, a, b, 1, backend=backend)
+    with pytest.raises(TypeError, match="^v0: expected an array of numbers, got list"):
+        rbm.gibbs_chains([[0, 1, 0, 1, 0, 1], [1, 0]], W, a, b, 1, backend=backend)

@@ -39,6 +39,7 @@ Example::
     arrays, meta, version = _persist.load("ckpt.npz", magic="dlkernels.MyModel", versions=(1,),
                                           what="dlkernels MyModel")
 """
+import errno
 import hashlib
 import io
 import json
@@ -100,6 +101,15 @@ def digest(arrays, meta_json):
     return h.hexdigest()
 
 
+def _path(path):
+    """``path`` (str, bytes or os.PathLike) as a str; TypeError for anything else."""
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"path: expected a str, bytes or os.PathLike, got "
+                        f"{type(path).__name__}") from None
+
+
 def invalid(path, what, why):
     """The ValueError ``load`` raises for an unusable file.
 
@@ -108,7 +118,7 @@ def invalid(path, what, why):
     ValueError
         With the message ``"'<path>' is not a valid <what> file: <why>"``.
     """
-    return ValueError(f"{os.fspath(path)!r} is not a valid {what} file: {why}")
+    return ValueError(f"{_path(path)!r} is not a valid {what} file: {why}")
 
 
 def save(path, arrays, meta, *, magic, version):
@@ -116,8 +126,9 @@ def save(path, arrays, meta, *, magic, version):
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Target file (its directory must exist).
+    path : str, bytes or os.PathLike
+        Target file; its directory must exist (else FileNotFoundError naming
+        ``path``).
     arrays : dict of str to array_like
         The arrays; names must not start with two underscores (reserved).
         Object arrays are refused (no pickles).
@@ -139,9 +150,13 @@ def save(path, arrays, meta, *, magic, version):
         If ``meta`` is not JSON-serialisable or an array holds objects.
     ValueError
         If an array name is reserved.
+    TypeError
+        If ``path`` is not a str, bytes or os.PathLike.
     OSError
         If the file cannot be written (the previous file at ``path``, if
-        any, is left intact and no temporary file remains).
+        any, is left intact and no temporary file remains); the message names
+        ``path``, never the temporary file (FileNotFoundError for a missing
+        directory).
     """
     arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
     for name, arr in arrays.items():
@@ -156,10 +171,16 @@ def save(path, arrays, meta, *, magic, version):
     entries["__version__"] = np.array(version, dtype=np.int64)
     entries["__meta__"] = np.array(meta_json)
     entries["__digest__"] = np.array(digest(arrays, meta_json))
-    path = os.fspath(path)
+    path = _path(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".npz",
-                               dir=directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"cannot save {path!r}: no directory {directory!r}",
+                                path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".npz",
+                                   dir=directory)
+    except OSError as exc:   # name the file asked for, not the temporary one
+        raise type(exc)(exc.errno, f"cannot save {path!r}: {exc.strerror}", path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **entries)
@@ -187,7 +208,7 @@ def load(path, *, magic, versions, what):
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
     magic : str
         The kind of file expected.
     versions : int or sequence of int
@@ -210,7 +231,7 @@ def load(path, *, magic, versions, what):
     OSError
         If the file cannot be read (FileNotFoundError...).
     """
-    path = os.fspath(path)
+    path = _path(path)
     versions = (versions,) if isinstance(versions, Integral) else tuple(versions)
     with open(path, "rb") as fh:
         raw = fh.read()

@@ -14,7 +14,6 @@ meta     ``params`` (``get_params()``, JSON scalars; a generator object as
          ``fit_pos`` (epoch, minibatch, n_samples: where a resumed fit
          continues), ``rng_state`` (the ``Streams`` state).
 """
-import os
 from numbers import Integral
 
 import numpy as np
@@ -33,7 +32,7 @@ def save_estimator(est, path):
     Parameters
     ----------
     est : BernoulliRBM
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
 
     Returns
     -------
@@ -69,6 +68,25 @@ def save_estimator(est, path):
     return _persist.save(path, arrays, meta, magic=MAGIC, version=FORMAT_VERSION)
 
 
+def _meta_int(x, name, bad, lo=0, hi=2**62):
+    """A metadata integer, as strictly checked as user input."""
+    if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+        raise bad(f"{name}: expected an integer in [{lo}, {hi}], got {x!r}")
+    return x
+
+
+def _fit_pos(fp, est, bad):
+    """``fit_pos`` = [epoch, minibatch, n_samples] of a resumable fit: the
+    minibatch must exist for n_samples rows at the saved batch size."""
+    if not isinstance(fp, list) or len(fp) != 3:
+        raise bad(f"fit_pos: expected [epoch, minibatch, n_samples], got {fp!r}")
+    epoch = _meta_int(fp[0], "fit_pos epoch", bad)
+    n_samples = _meta_int(fp[2], "fit_pos n_samples", bad, lo=1)
+    n_batches = -(-n_samples // int(est.batch_size))
+    batch = _meta_int(fp[1], "fit_pos minibatch", bad, hi=n_batches)
+    return [epoch, batch, n_samples]
+
+
 def load_estimator(cls, path):
     """An estimator of class ``cls`` from a file written by ``save_estimator``.
 
@@ -76,7 +94,7 @@ def load_estimator(cls, path):
     ----------
     cls : type
         ``BernoulliRBM`` (or a subclass).
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
 
     Returns
     -------
@@ -96,7 +114,7 @@ def load_estimator(cls, path):
         return _persist.invalid(path, WHAT, why)
     if not isinstance(meta.get("params"), dict):
         raise bad("metadata without parameters")
-    prefix = repr(os.fspath(path))
+    prefix = repr(_persist._path(path))
     try:
         est = cls(**meta["params"])
         est._validate_params()
@@ -110,16 +128,24 @@ def load_estimator(cls, path):
                     or a.dtype != dt or b.dtype != dt or n != est.n_components
                     or meta["n_features_in"] != m):
                 raise bad("inconsistent array shapes or dtypes")
+            for x, name in ((W, "W"), (a, "intercept_visible"), (b, "intercept_hidden")):
+                if not np.isfinite(x).all():
+                    raise bad(f"non-finite values in {name}")
             est.components_ = np.ascontiguousarray(W).T
             est.intercept_visible_ = np.ascontiguousarray(a)
             est.intercept_hidden_ = np.ascontiguousarray(b)
             if "h_samples" in arrays:
                 h = arrays["h_samples"]
-                if h.ndim != 2 or h.shape[1] != n or h.dtype != dt:
-                    raise bad("inconsistent h_samples")
+                if (h.ndim != 2 or h.shape[1] != n or h.dtype != dt or h.shape[0] < 1
+                        or not np.isin(h, (0, 1)).all()):
+                    raise bad("inconsistent h_samples (expected 0/1 chains of the hidden layer)")
                 est.h_samples_ = np.ascontiguousarray(h)
             if "velocity_W" in arrays:
-                est._velocity = tuple(np.ascontiguousarray(arrays[f"velocity_{x}"]) for x in "Wab")
+                vel = tuple(np.ascontiguousarray(arrays[f"velocity_{x}"]) for x in "Wab")
+                if (vel[0].shape != W.shape or vel[1].shape != (m,) or vel[2].shape != (n,)
+                        or any(x.dtype != dt or not np.isfinite(x).all() for x in vel)):
+                    raise bad("inconsistent velocity arrays")
+                est._velocity = vel
             else:
                 est._velocity = None
             est.n_features_in_ = m
@@ -127,9 +153,9 @@ def load_estimator(cls, path):
             if "feature_names_in" in arrays:
                 est.feature_names_in_ = arrays["feature_names_in"].astype(object)
             if "n_iter_" in meta:
-                est.n_iter_ = int(meta["n_iter_"])
+                est.n_iter_ = _meta_int(meta["n_iter_"], "n_iter_", bad)
             if "fit_pos" in meta:
-                est._fit_pos = [int(x) for x in meta["fit_pos"]]
+                est._fit_pos = _fit_pos(meta["fit_pos"], est, bad)
         if "rng_state" in meta:
             streams = _rng.Streams(0)
             streams.set_state(meta["rng_state"])
