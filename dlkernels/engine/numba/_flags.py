@@ -18,8 +18,13 @@ none.  ``tests/test_numba_cache.py`` also checks that every cached function
 that reaches a parallel one is compiled this way.
 """
 
+from numba.core.cpu_options import ParallelOptions
+
 __all__ = ["CALLS_PARALLEL"]
 
-CALLS_PARALLEL = {"comprehension": False, "reduction": False, "inplace_binop": False,
-                  "setitem": False, "numpy": False, "stencil": False, "fusion": False,
-                  "prange": True}
+# A ParallelOptions, not a dict: Numba pops the keys out of a dict option when
+# it compiles, so a dict shared by several decorators (or one function compiled
+# for a second signature) would come back empty -- every transform on.
+CALLS_PARALLEL = ParallelOptions({"comprehension": False, "reduction": False,
+                                  "inplace_binop": False, "setitem": False, "numpy": False,
+                                  "stencil": False, "fusion": False, "prange": True})
