@@ -174,6 +174,7 @@ def test_every_cached_caller_of_a_parallel_kernel_uses_the_parallel_pipeline():
     assert not any(getattr(CALLS_PARALLEL, t) for t in transforms)
 
 
+@pytest.mark.slow
 def test_calls_parallel_survives_compilation(tmp_path):
     """Numba empties a dict ``parallel=`` option when it compiles; the shared
     option must still disable every transform after several compilations."""
