@@ -19,6 +19,7 @@ counter, so results are identical for any thread count and either backend
 (see ``dlkernels.engine.numba.rbm`` for the exact layout of the draws).
 """
 from collections import namedtuple
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -96,22 +97,27 @@ def _run(fn, *args, work=None, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _long(fn, total, layer, restore=(), **kwargs):
-    """Call a long kernel (it takes ``stop``) so that Ctrl-C interrupts it
-    (``_progress.interruptible``), BLAS single-threaded unless ``layer`` (the
-    largest GEMM's multiply-adds) is below the kernels' parallel threshold.
-    ``total``: the call's estimated multiply-adds.  On an exception (Ctrl-C)
-    the arrays in ``restore`` (in-place arguments) get their contents back."""
-    saved = [x.copy() for x in restore] if total >= INTERRUPTIBLE_MIN_WORK else None
+@contextmanager
+def _restored_on_error(arrays, total):
+    """Gives the in-place ``arrays`` their contents back when the block raises
+    (Ctrl-C in a long call).  Copies only when ``total`` (the call's estimated
+    multiply-adds) sends the kernel to ``interruptible``'s worker thread: a
+    shorter call cannot be interrupted inside the kernel."""
+    saved = [x.copy() for x in arrays] if total >= INTERRUPTIBLE_MIN_WORK else ()
     try:
-        if layer < _PAR_MIN_WORK:
-            return interruptible(fn, total, **kwargs)
-        with blas_single_threaded():
-            return interruptible(fn, total, **kwargs)
+        yield
     except BaseException:
-        for x, old in zip(restore, saved or ()):
+        for x, old in zip(arrays, saved):
             x[...] = old
         raise
+
+
+def _long(fn, total, layer, **kwargs):
+    """Call a long kernel (it takes ``stop``) so that Ctrl-C interrupts it
+    (``_progress.interruptible``; ``total``: the call's estimated
+    multiply-adds), through ``_run`` with ``layer`` (the largest GEMM's
+    multiply-adds) as its work."""
+    return _run(interruptible, fn, total, work=layer, **kwargs)
 
 
 _UNUSED = object()  # a bias the function does not take (a user's None is an error)
@@ -797,25 +803,21 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
     if velocity is None:
-        _long(eng.cd_step, total, work, kept, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
-              mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b,
-              scale_pos=sp, scale_neg=sn, decay=1.0 - lr * weight_decay)
+        with _restored_on_error(kept, total):
+            _long(eng.cd_step, total, work, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
+                  mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b,
+                  scale_pos=sp, scale_neg=sn, decay=1.0 - lr * weight_decay)
     else:
         vW, va, vb = velocity
-        saved = (vW.copy(), va.copy(), vb.copy()) if total >= INTERRUPTIBLE_MIN_WORK else None
-        vW *= W.dtype.type(momentum)
-        if weight_decay:
-            vW -= W.dtype.type(lr * weight_decay) * W
-        va *= W.dtype.type(momentum)
-        vb *= W.dtype.type(momentum)
-        try:
-            _long(eng.cd_step, total, work, kept, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
+        with _restored_on_error(kept + tuple(velocity), total):   # scaled before the kernel
+            vW *= W.dtype.type(momentum)
+            if weight_decay:
+                vW -= W.dtype.type(lr * weight_decay) * W
+            va *= W.dtype.type(momentum)
+            vb *= W.dtype.type(momentum)
+            _long(eng.cd_step, total, work, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
                   mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=vW, ga=va, gb=vb,
                   scale_pos=sp, scale_neg=sn, decay=1.0)
-        except BaseException:
-            for x, old in zip(velocity, saved or ()):
-                x[...] = old
-            raise
         W += vW
         a += va
         b += vb

@@ -645,8 +645,8 @@ def ais_log_partition(W, a, b, *, n_runs=100, n_betas=10000, betas=None,
         betas = ais_betas(n_betas)
     else:
         betas = _check_betas(betas)
+        check_work((betas.shape[0] - 1) * n_runs * 2 * m * n, max_work, "betas", "temperatures")
     total = (betas.shape[0] - 1) * n_runs * 2 * m * n
-    check_work(total, max_work, "betas", "temperatures")
     a_base64 = _base_bias(base_visible_bias, data, m, dt)
     a_base = a_base64.astype(dt)
     eng = _engine(backend)
