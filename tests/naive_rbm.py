@@ -4,7 +4,8 @@ Shared by the RBM test files (helpers append functions; nothing here is fast).
 Random draws are reproduced with ``dlkernels.rng.numpy_generator``: row s of
 a kernel call with base counter ``ctr`` reads stream ``ctr + s * 2**128``;
 a layer draw that starts at block ``blk`` is
-``numpy_generator(key, ctr_s + blk).random(n, dtype)``.
+``numpy_generator(key, ctr_s + blk).random(n, np.float32)`` in both dtypes
+(one 32-bit half-word per draw; converted exactly to float64 for float64).
 """
 import itertools
 
@@ -45,13 +46,17 @@ def visible_probs(h, W, a):
 
 
 def blocks_per_layer(n, dtype):
-    return (n + 7) // 8 if np.dtype(dtype) == np.float32 else (n + 3) // 4
+    """Blocks of a layer draw of n units: 8 uniforms per block in both dtypes."""
+    return (n + 7) // 8
 
 
 def uniforms(key, ctr, stream, first_block, n, dtype):
-    """n uniforms of stream `stream` of a call with base counter ctr, from block first_block."""
+    """n uniforms of stream `stream` of a call with base counter ctr, from block
+    first_block: numpy's float32 uniforms (one 32-bit half-word each, low half
+    first) in both dtypes, converted exactly to `dtype` (the RBM kernels' rule)."""
     c = words_to_int(ctr) + (stream << 128) + first_block
-    return numpy_generator(key, c & ((1 << 256) - 1)).random(n, dtype=np.dtype(dtype))
+    u = numpy_generator(key, c & ((1 << 256) - 1)).random(n, dtype=np.float32)
+    return u.astype(np.dtype(dtype))
 
 
 def bernoulli_rows(p, key, ctr, first_block):
@@ -162,6 +167,26 @@ def exact_loglik_gradient(vdata, W, a, b):
     dW = vd.T @ pd / len(vd) - (V * pv[:, None]).T @ PH
     da = vd.mean(0) - pv @ V
     db = pd.mean(0) - pv @ PH
+    return dW, da, db
+
+
+def exact_cd1_gradient(vdata, W, a, b):
+    """Exact expectation of the CD-1 estimate (k = r = 1, chains started at the
+    data): the data term minus E[v' p(h|v')] with h ~ p(h|v), v' ~ p(v'|h),
+    by enumerating h and v'."""
+    W64, a64, b64 = (np.asarray(x, np.float64) for x in (W, a, b))
+    m, n = W64.shape
+    vd = np.asarray(vdata, np.float64)
+    H, V = all_states(n), all_states(m)
+    pd = hidden_probs(vd, W64, b64)
+    p_h = np.prod(np.where(H[None] == 1, pd[:, None], 1 - pd[:, None]), axis=2)   # (N, 2**n)
+    pv = visible_probs(H, W64, a64)
+    p_v = np.prod(np.where(V[None] == 1, pv[:, None], 1 - pv[:, None]), axis=2)   # (2**n, 2**m)
+    q = (p_h @ p_v).mean(0)                     # distribution of v' over the data
+    PH = hidden_probs(V, W64, b64)
+    dW = vd.T @ pd / len(vd) - (V * q[:, None]).T @ PH
+    da = vd.mean(0) - q @ V
+    db = pd.mean(0) - q @ PH
     return dW, da, db
 
 

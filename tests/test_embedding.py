@@ -245,6 +245,10 @@ CAPI = {
     "stream_fill_f32": ("void (uint64_t const *, uint64_t const *, uint64_t, float *, Py_ssize_t)",
                         ctypes.CFUNCTYPE(None, U64P, U64P, ctypes.c_uint64,
                                          ctypes.POINTER(ctypes.c_float), ctypes.c_ssize_t)),
+    "stream_fill_f32_f64": ("void (uint64_t const *, uint64_t const *, uint64_t, double *, "
+                            "Py_ssize_t)",
+                            ctypes.CFUNCTYPE(None, U64P, U64P, ctypes.c_uint64,
+                                             ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t)),
 }
 
 _get_name = ctypes.pythonapi.PyCapsule_GetName
@@ -306,6 +310,11 @@ def test_capi_ctypes(ctr):
         f32 = np.empty(n, np.float32)
         capi("stream_fill_f32")(ptr(k), ptr(c), first_block, ptr(f32, ctypes.c_float), n)
         assert_same(f32, np_uniform(KEY, ctr, 8 * first_block + n, np.float32)[8 * first_block:])
+        # the float32 uniforms stored as doubles (the float64 RBM kernels' draws)
+        f32d = np.empty(n, np.float64)
+        capi("stream_fill_f32_f64")(ptr(k), ptr(c), first_block, ptr(f32d, ctypes.c_double), n)
+        assert_same(f32d, np_uniform(KEY, ctr, 8 * first_block + n,
+                                     np.float32)[8 * first_block:].astype(np.float64))
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,10 +8,19 @@ adds a test is run here too).  Skipped when scikit-learn is not installed.
 
 Left out: ``test_fit_gibbs`` -- it asserts numbers drawn from numpy's
 RandomState stream, which dlkernels replaces by its Philox streams.
-Expected to fail (strict, so a fix is noticed): ``test_convergence_dtype_consistency``
--- float32 and float64 fits must agree to rtol 1e-6, which needs the float64
-kernels to draw one 32-bit half-word per Bernoulli decision as the float32
-ones do (a change of the float64 bits, planned in issue 10).
+Expected to fail on some machines (not strict): ``test_convergence_dtype_consistency``.
+Its float32 and float64 fits of seed 42 make the same random decisions here
+(one 32-bit half-word per Bernoulli draw in both dtypes) and agree in every
+attribute but one: it asks ``components_`` to agree to rtol 1e-3, and one of
+the 1024 weights of our seed-42 fit ends at 4.9e-6, where the float32 GEMM
+rounding of the updates (1.3e-7 at most over all weights, AMD EPYC/OpenBLAS
+Haswell; scikit-learn's own float32 fit: 1.9e-7) is 0.4% of the value.  The
+test passes with seeds 1, 2 and 3; scikit-learn's own fit of seed 42 passes
+with its smallest weight at 4.7e-5 (rel. error 4.9e-4, close to the limit).
+The property it means -- same decisions, differences of float32 rounding --
+is tested over several seeds in ``test_rbm_estimator.py::
+test_float32_and_float64_fits_make_the_same_decisions``.  Not strict: another
+BLAS rounds differently and the test may pass there.
 """
 import os
 import re
@@ -38,5 +47,6 @@ assert BernoulliRBM is _Ours  # noqa: F821 - defined by the exec above
 
 del test_fit_gibbs  # noqa: F821 - see the module docstring
 test_convergence_dtype_consistency = pytest.mark.xfail(  # noqa: F821
-    strict=True, reason="float64 kernels draw float64 uniforms (issue 10)")(
+    strict=False, reason="a weight of the seed-42 fit ends at 4.9e-6, where float32 rounding "
+    "exceeds rtol 1e-3 (see the module docstring)")(
     test_convergence_dtype_consistency)  # noqa: F821

@@ -28,15 +28,17 @@ ValueError (or TypeError) before any state of the estimator changes.
 Differences from scikit-learn
 -----------------------------
 * Random numbers come from dlkernels' Philox streams, so a seed gives another
-  (equally distributed) run than scikit-learn's; float32 models draw float32
-  uniforms, so float32 and float64 fits of one seed differ more than
-  scikit-learn's (which draws float64 uniforms for both).
+  (equally distributed) run than scikit-learn's.  As in scikit-learn, float32
+  and float64 fits of one seed draw the same uniforms (here one 32-bit
+  half-word per Bernoulli draw, in both dtypes) and so make the same random
+  decisions; they differ by rounding.
 * A last minibatch shorter than ``batch_size``: the model statistics are
   averaged over the chains (scikit-learn divides their sum by the shorter
   length).
 * ``transform`` returns the model's dtype; ``gibbs`` takes ``n_steps``.
-* Private helpers (``_mean_hiddens``, ``_sample_hiddens``, ``_free_energy``,
-  ``_fit``) do not exist.
+* Of scikit-learn's private helpers, ``_mean_hiddens``, ``_sample_hiddens``,
+  ``_sample_visibles`` and ``_free_energy`` exist with its semantics (its own
+  test file calls them); ``_fit`` does not.
 * Extra: ``fit(X, resume=True)``, ``save``/``load``, deferred Ctrl-C.
 """
 import time

@@ -8,7 +8,7 @@ from cython cimport floating
 from dlkernels.engine.cython._blas cimport gemm as _mc_gemm
 from dlkernels.engine.cython._fastmath cimport dlk_expneg64
 from dlkernels.engine.cython.rng cimport (dlk_stream_ctr, stream_fill_f32 as _mc_fill_f32,
-                                          stream_fill_f64 as _mc_fill_f64)
+                                          stream_fill_f32_f64 as _mc_fill_f32_f64)
 import numpy as _mc_np
 
 cdef extern from *:
@@ -91,7 +91,7 @@ cdef inline void _mc_fill(const uint64_t* key, const uint64_t* cs, uint64_t firs
     if floating is float:
         _mc_fill_f32(key, cs, first_block, out, n)
     else:
-        _mc_fill_f64(key, cs, first_block, out, n)
+        _mc_fill_f32_f64(key, cs, first_block, out, n)
 
 
 cdef double _mc_ais_visible(floating* vs, const floating* xs, const floating* us,
@@ -189,7 +189,7 @@ cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
                        floating* uv, floating* uh, double* adv, double* tt,
                        double* dd, const _i64* stop) noexcept nogil:
     """All temperatures of the R runs of one tile; V..dd are the tile's buffers."""
-    cdef Py_ssize_t U = 8 if floating is float else 4
+    cdef Py_ssize_t U = 8  # uniforms per block (32-bit half-words, both dtypes)
     cdef Py_ssize_t nbv = (m + U - 1) // U, nbh = (n + U - 1) // U, s, k
     cdef uint64_t blk
     cdef double bk, bp

@@ -112,8 +112,7 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
 
     gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
     cdef Py_ssize_t B = vdata.shape[0], m = W.shape[0], n = W.shape[1], C = V.shape[0]
-    cdef bint is32 = floating is float
-    cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
+    cdef uint64_t bh = _blocks(n), bv = _blocks(m), blk
     cdef Py_ssize_t T = k + r - 1, t, s, j
     cdef bint bin_data
     # scratch: one malloc'd block (no numpy arrays / memoryviews per call)

@@ -32,8 +32,7 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
     """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
     cdef const _i64* stp = NULL if stop is None else &stop[0]
     cdef Py_ssize_t C = v.shape[0], m = W.shape[0], n = W.shape[1]
-    cdef bint is32 = floating is float
-    cdef uint64_t bh = _blocks(n, is32), bv = _blocks(m, is32), blk
+    cdef uint64_t bh = _blocks(n), bv = _blocks(m), blk
     cdef Py_ssize_t t, s, j
     WT_arr = np.empty((n, m), np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] WT = WT_arr

@@ -88,23 +88,28 @@ cdef extern from *:
                          Py_ssize_t cnt, double* acc) noexcept nogil
 
 
-cdef inline Py_ssize_t _blocks(Py_ssize_t n, bint is32) noexcept nogil:
-    if is32:
-        return (n + 7) // 8
-    return (n + 3) // 4
+# uniforms per Philox block of a layer draw, both dtypes (one 32-bit half-word
+# per draw; see the Numba twin's DRAWS_PER_BLOCK)
+cpdef enum:
+    DRAWS_PER_BLOCK = 8
+
+
+cdef inline Py_ssize_t _blocks(Py_ssize_t n) noexcept nogil:
+    return (n + DRAWS_PER_BLOCK - 1) // DRAWS_PER_BLOCK
 
 
 # ---- row kernels -----------------------------------------------------------------------
 cdef void _uniforms(floating* ubuf, Py_ssize_t n, const uint64_t* key, const uint64_t* ctr,
                     uint64_t s, uint64_t first_block) noexcept nogil:
     """ubuf[:n] = uniforms 0..n-1 of stream s (counter ctr + s 2**128) from block
-    first_block (float32: two per 64-bit word, low half first)."""
+    first_block: the float32 uniforms of the 32-bit half-words (low half
+    first) in both dtypes, stored exactly in floating."""
     cdef uint64_t c[4]
     dlk_stream_ctr(ctr, s, c)
     if floating is float:
         stream_fill_f32(key, c, first_block, ubuf, n)
     else:
-        stream_fill_f64(key, c, first_block, ubuf, n)
+        stream_fill_f32_f64(key, c, first_block, ubuf, n)
 
 
 cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64_t* key,
@@ -114,7 +119,7 @@ cdef void _bern_row(const floating* p, floating* out, Py_ssize_t n, const uint64
     loop then, so that it vectorizes)."""
     cdef floating ubuf[TILE_C]
     cdef Py_ssize_t j0, j, m
-    cdef uint64_t per = 8 if floating is float else 4
+    cdef uint64_t per = DRAWS_PER_BLOCK
     j0 = 0
     while j0 < n:
         m = min(<Py_ssize_t>TILE_C, n - j0)
@@ -164,7 +169,7 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
     tw = ((N + ntc - 1) // ntc + 7) // 8 * 8
     ntc = (N + tw - 1) // tw
     cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1, s, offb
-    cdef uint64_t per = 8 if floating is float else 4
+    cdef uint64_t per = DRAWS_PER_BLOCK
     cdef int nth = _nthreads(ntr * ntc, R * N * K)
     for t in prange(ntr * ntc, schedule="static", num_threads=nth):
         tr = t // ntc
@@ -210,7 +215,7 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
         pw = ((N + 1) // 2 + TILE_C - 1) // TILE_C * TILE_C
         ncp = (N + pw - 1) // pw
     cdef int nth = _nthreads(nchunks * ncp, R * K * N)
-    cdef uint64_t per = 8 if floating is float else 4
+    cdef uint64_t per = DRAWS_PER_BLOCK
     cdef Py_ssize_t* idx = NULL
     cdef floating* acc = NULL
     cdef floating* row
@@ -292,9 +297,11 @@ cdef void _sample_rows(floating* act, Py_ssize_t C, Py_ssize_t n, const floating
 
 
 # ---- Python-level kernels ------------------------------------------------------------------
-def blocks_per_layer(Py_ssize_t n, Py_ssize_t itemsize):
-    """Philox blocks one layer draw of n units consumes (per row)."""
-    return _blocks(n, itemsize == 4)
+def blocks_per_layer(Py_ssize_t n, itemsize=None):
+    """Philox blocks one layer draw of n units consumes (per row): ceil(n / 8)
+    in both dtypes (``itemsize`` is accepted and ignored: the count no longer
+    depends on the dtype)."""
+    return _blocks(n)
 
 
 def energy(const floating[:, ::1] v, const floating[:, ::1] h, const floating[:, ::1] W,

@@ -4,7 +4,8 @@
 ``cimport dlkernels.engine.cython.rbm`` (or take the pointers from
 ``rbm.__pyx_capi__``) gives the row-major GEMM wrapper the kernels use and
 the fused layer sampler (bias + sigmoid + Bernoulli draw, row s from stream
-s of counter ctr, starting at block first_block; probs may be NULL).
+s of counter ctr, starting at block first_block; probs may be NULL; a
+unit's uniform is the float32 uniform of a 32-bit half-word in both dtypes).
 """
 from libc.stdint cimport uint64_t
 

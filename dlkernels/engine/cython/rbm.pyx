@@ -27,13 +27,14 @@ from dlkernels.engine.cython._interrupt cimport dlk_stopped
 from libc.stdint cimport int64_t as _i64
 from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                                dlk_softplus64)
-from dlkernels.engine.cython.rng cimport dlk_stream_ctr, stream_fill_f32, stream_fill_f64
+from dlkernels.engine.cython.rng cimport dlk_stream_ctr, stream_fill_f32, stream_fill_f32_f64
 
 import numpy as np
 
 # The same names as the Numba module's __all__ (tests/test_twins.py checks it).
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
-           "sample_visible", "blocks_per_layer", "binary_layer", "TILE_R", "TILE_C",
+           "sample_visible", "blocks_per_layer", "DRAWS_PER_BLOCK", "binary_layer", "TILE_R",
+           "TILE_C",
            "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "OP_LINEAR", "OP_SIGMOID", "OP_SAMPLE",
            "OP_ACCUMULATE", "gibbs_chains", "cd_step", "MODE_CD", "MODE_PCD", "MODE_PCD_HIDDEN",
            "single_site_gibbs", "SCAN_RANDOM", "SCAN_SYSTEMATIC", "SCAN_ALIAS", "ais",

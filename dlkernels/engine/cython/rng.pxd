@@ -12,7 +12,8 @@ Stream convention (the same as ``numpy.random.Philox``): a stream is a
 (key[2], counter[4]) pair; its 64-bit word ``j`` is word ``j % 4`` of the
 block ``philox(counter + 1 + j // 4, key)``.  float64 uniforms are
 ``(w >> 11) * 2**-53``, one per word; float32 uniforms are ``(u >> 8) * 2**-24``
-for the low, then the high 32-bit half of each word.
+for the low, then the high 32-bit half of each word (``stream_fill_f32_f64``
+stores those same float32 uniforms as doubles).
 """
 from libc.stdint cimport uint64_t, uint32_t
 
@@ -117,3 +118,8 @@ cdef void stream_fill_f64(const uint64_t* key, const uint64_t* ctr, uint64_t fir
                           double* out, Py_ssize_t n) noexcept nogil
 cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                           float* out, Py_ssize_t n) noexcept nogil
+# The float32 uniforms of stream_fill_f32 (one 32-bit half-word each), stored
+# exactly as doubles: what the float64 RBM kernels compare with their
+# probabilities, so that float32 and float64 models make the same decisions.
+cdef void stream_fill_f32_f64(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                              double* out, Py_ssize_t n) noexcept nogil

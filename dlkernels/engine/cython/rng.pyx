@@ -5,6 +5,7 @@ Same names, arguments and semantics as ``dlkernels.engine.numba.rng``; no
 input validation here (that is ``dlkernels.bindings``' job).
 """
 from libc.stdint cimport uint64_t, uint32_t
+from cython cimport floating
 from cython.parallel cimport prange
 
 __all__ = ["fill_raw", "fill_uniform_f32", "fill_uniform_f64", "fill_uniform_streams_f32",
@@ -69,8 +70,10 @@ cdef void stream_fill_f64(const uint64_t* key, const uint64_t* ctr, uint64_t fir
             j += 1
 
 
-cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
-                          float* out, Py_ssize_t n) noexcept nogil:
+cdef inline void _fill_halves(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                              floating* out, Py_ssize_t n) noexcept nogil:
+    """out[i] = float32 uniform 8*first_block + i (low 32-bit half of a word
+    first), stored exactly in out's type."""
     cdef uint64_t c[4]
     cdef uint64_t blk[4]
     cdef Py_ssize_t i = 0, j
@@ -92,6 +95,16 @@ cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t fir
                 out[i] = dlk_u32_to_f32(<uint32_t>(blk[j // 2] >> 32))
             i += 1
             j += 1
+
+
+cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                          float* out, Py_ssize_t n) noexcept nogil:
+    _fill_halves(key, ctr, first_block, out, n)
+
+
+cdef void stream_fill_f32_f64(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                              double* out, Py_ssize_t n) noexcept nogil:
+    _fill_halves(key, ctr, first_block, out, n)
 
 
 # ---- Python-level kernels ---------------------------------------------------

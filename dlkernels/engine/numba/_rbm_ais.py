@@ -7,20 +7,21 @@ Random words: run ``s`` of a call with base counter ``ctr`` draws from the
 stream ``(key, ctr + s*2**128)``: its initial visible state from blocks
 ``[0, nbv)`` and, at transition ``k = 1..K-1``, the hidden uniforms from the
 next ``nbh`` blocks and the visible ones from the following ``nbv`` blocks
-(``nbv = ceil(m / U)``, ``nbh = ceil(n / U)``, ``U`` = 8 uniforms per block in
-float32, 4 in float64; unused uniforms of a phase's last block are skipped).
-Bernoulli draws compare the dtype's uniform with a float64 probability.
+(``nbv = ceil(m / 8)``, ``nbh = ceil(n / 8)``: 8 uniforms per block, the
+float32 uniforms of the 32-bit half-words, in both dtypes; unused uniforms of
+a phase's last block are skipped).  Bernoulli draws compare that uniform
+(held exactly in the model's dtype) with a float64 probability, so float32
+and float64 runs of one seed make the same random decisions up to rounding.
 """
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from ._blas import gemm_at
 from ._fastmath import expneg64
 from ._interrupt import stopped
-from .rng import stream_counter, stream_fill_f32, stream_fill_f64
+from .rng import stream_counter, stream_fill_f32
 
 __all__ = ["ais", "ais_tile_rows", "expneg", "expneg_array", "AIS_MAX_TILE"]
 
@@ -29,15 +30,11 @@ _LOG_RENORM = 256  # factors of a softplus product between two logs
 
 # ---- annealed importance sampling ---------------------------------------------
 
+@njit(cache=True)
 def _fill_uniforms(key, cs, first_block, out):
-    """out[i] = uniform (of out's dtype) number (U*first_block + i) of the stream (key, cs)."""
-
-
-@overload(_fill_uniforms)
-def _fill_uniforms_impl(key, cs, first_block, out):
-    if out.dtype == types.float32:
-        return lambda key, cs, first_block, out: stream_fill_f32(key, cs, first_block, out)
-    return lambda key, cs, first_block, out: stream_fill_f64(key, cs, first_block, out)
+    """out[i] = float32 uniform number (8*first_block + i) of the stream (key, cs),
+    stored exactly in out's dtype."""
+    stream_fill_f32(key, cs, first_block, out)
 
 
 # Vectorizable exp for the AIS loops (libm's exp is a scalar call that stops
@@ -159,7 +156,7 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw, stop):
     n = W.shape[1]
     K = betas.shape[0] - 1
     dt = W.dtype
-    U = 32 // W.itemsize  # uniforms per Philox block
+    U = 8  # uniforms per Philox block (32-bit half-words, both dtypes)
     nbv = (m + U - 1) // U
     nbh = (n + U - 1) // U
     V = np.empty((R, m), dt)

@@ -10,8 +10,8 @@ from numba import njit, prange
 from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
 from ._interrupt import stopped
-from ._rbm_layers import (OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK, TILE_C, TILE_R,
-                          _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
+from ._rbm_layers import (DRAWS_PER_BLOCK, OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK,
+                          TILE_C, TILE_R, _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
                           blocks_per_layer)
 from .rng import stream_ctr
 
@@ -61,7 +61,7 @@ def _gemm_tn(alpha, A, B, beta, C):
 @njit(cache=True, error_model="numpy")
 def _bern_layer_row(p, s, key, ctr, first_block, ubuf):
     n = p.shape[1]
-    per = 8 if p.itemsize == 4 else 4
+    per = DRAWS_PER_BLOCK
     c0, c1, c2, c3 = stream_ctr(ctr, s)
     for j0 in range(0, n, TILE_C):
         j1 = min(j0 + TILE_C, n)
@@ -190,8 +190,8 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     m = vdata.shape[1]
     n = W.shape[1]
     dt = W.dtype
-    bh = blocks_per_layer(n, W.itemsize)
-    bv = blocks_per_layer(m, W.itemsize)
+    bh = blocks_per_layer(n)
+    bv = blocks_per_layer(m)
     T = k + r - 1
     C = V.shape[0]
     noprobs = _noprobs(W)

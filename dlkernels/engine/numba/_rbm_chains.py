@@ -61,8 +61,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, stop):
     """
     m = v.shape[1]
     n = h.shape[1]
-    bh = blocks_per_layer(n, v.itemsize)
-    bv = blocks_per_layer(m, v.itemsize)
+    bh = blocks_per_layer(n)
+    bv = blocks_per_layer(m)
     noprobs = _noprobs(W)
     if mean_last > 0:
         mean_v[:, :] = 0.0

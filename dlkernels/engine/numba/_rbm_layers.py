@@ -7,17 +7,16 @@ kernels (energies, conditionals, samplers, ``binary_layer``).  The contract
 docstring of ``dlkernels.engine.numba.rbm``.  No validation here.
 """
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64
-from .rng import fill_f32_from, fill_f64_from, stream_ctr
+from .rng import fill_f32_from, stream_ctr
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
-           "sample_visible", "blocks_per_layer", "binary_layer", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "OP_LINEAR", "OP_SIGMOID",
+           "sample_visible", "blocks_per_layer", "DRAWS_PER_BLOCK", "binary_layer", "TILE_R",
+           "TILE_C", "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "OP_LINEAR", "OP_SIGMOID",
            "OP_SAMPLE", "OP_ACCUMULATE"]
 
 # ``op`` of the layer kernels (``_layer``, ``_bin_layer``, ``binary_layer``):
@@ -35,28 +34,28 @@ TILE_R = 256
 TILE_C = 128
 
 
+#: uniforms per Philox block in a layer draw, in both dtypes: one 32-bit
+#: half-word per Bernoulli draw (low half first), so that a float32 and a
+#: float64 model of one seed compare the same uniform with their probability
+#: (issue 10; scikit-learn checks that its fits agree across dtypes)
+DRAWS_PER_BLOCK = 8
+
+
 @njit(cache=True, error_model="numpy")
-def blocks_per_layer(n, itemsize):
-    """Philox blocks one layer draw of n units consumes (per row)."""
-    if itemsize == 4:
-        return (n + 7) // 8
-    return (n + 3) // 4
+def blocks_per_layer(n, itemsize=None):
+    """Philox blocks one layer draw of n units consumes (per row): ceil(n / 8)
+    in both dtypes (``itemsize`` is accepted and ignored: the count no longer
+    depends on the dtype)."""
+    return (n + DRAWS_PER_BLOCK - 1) // DRAWS_PER_BLOCK
 
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
+@njit(cache=True, error_model="numpy")
 def _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
     """ubuf[:n] = uniforms 0..n-1 of the stream (key, c) counted from block
-    ``first_block`` (float32: two per 64-bit word, low half first)."""
-
-
-@overload(_uniforms, jit_options={"error_model": "numpy"})
-def _uniforms_impl(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
-    # chosen at typing time: only the fill of ubuf's dtype is compiled
-    fill = fill_f32_from if ubuf.dtype == types.float32 else fill_f64_from
-
-    def impl(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
-        fill(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
-    return impl
+    ``first_block``: the float32 uniforms of the 32-bit half-words (low half
+    first), stored exactly in ubuf's dtype (float32 or float64)."""
+    fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
 
 
 @njit(cache=True, error_model="numpy")
@@ -130,7 +129,7 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
     N = out.shape[1]
     K = X.shape[1]
     nw = W.shape[1]
-    per = 8 if out.itemsize == 4 else 4
+    per = DRAWS_PER_BLOCK
     tr = t // ntc
     tc = t - tr * ntc
     r0 = tr * TILE_R
@@ -286,7 +285,7 @@ def _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ub
     if op == OP_SIGMOID:
         _sigmoid_row(acc[c0:c1], bias[c0:c1], row[c0:c1])
         return
-    per = 8 if out.itemsize == 4 else 4
+    per = DRAWS_PER_BLOCK
     k0, k1, k2, k3 = stream_ctr(ctr, s)
     if probs.shape[0] > 0:
         prow = probs[s]

@@ -61,12 +61,20 @@ probabilities differ from the GEMM path's by rounding only (tests bound it).
 
 Random numbers.  Row/chain ``s`` of a call draws from stream ``s`` of the
 call's base counter ``ctr`` (counter ``ctr + s * 2**128``).  Each layer draw
-of a row starts on a fresh Philox block: a float32 layer of n units uses
-``ceil(n / 8)`` blocks (uniform i = float32 uniform i of the stream), a
-float64 layer ``ceil(n / 4)`` blocks.  Within a call, the draws of a row are
-laid out one after another in the order they happen (see each kernel).
-A unit is on when ``u < p`` with u the stream's uniform (for float32 this is
-exactly the integer test ``(x >> 8) < ceil(p * 2**24)`` on the 32-bit word x).
+of a row starts on a fresh Philox block: a layer of n units uses
+``ceil(n / 8)`` blocks, in both dtypes (uniform i = float32 uniform i of the
+stream, ``(x >> 8) * 2**-24`` of the 32-bit half-word x, low half first; a
+float64 layer holds the same values exactly).  Within a call, the draws of a
+row are laid out one after another in the order they happen (see each
+kernel).  A unit is on when ``u < p`` (for float32 this is exactly the
+integer test ``(x >> 8) < ceil(p * 2**24)`` on the 32-bit word x).  So a
+float32 and a float64 model of one seed compare the same uniforms with their
+probabilities and make the same random decisions wherever the two
+probabilities fall on the same side of the uniform (they differ by rounding);
+the price is a resolution of 2**-24 for p in float64 (a unit with
+0 < p < 2**-24 is on with probability 2**-24).  Single-site Gibbs compares a
+53-bit float64 uniform with a float64 probability in both dtypes, parallel
+tempering half-word uniforms in both.
 
 Sigmoid and softplus come from the shared ``_fastmath`` module (the same
 IEEE operations in the same order as the Cython backend's ``dlk_fastmath.h``):
