@@ -83,7 +83,9 @@ _EXPECTED_FAILED = {
 @parametrize_with_checks([BernoulliRBM(n_iter=5, batch_size=10),
                           BernoulliRBM(n_components=7, n_iter=3, batch_size=4, k=2, r=2,
                                        persistent=False, momentum=0.5, weight_decay=1e-3,
-                                       shuffle=True, backend="numba")],
+                                       shuffle=True, backend="numba"),
+                          BernoulliRBM(n_components=6, n_iter=3, batch_size=5, k=2,
+                                       sampler="pt", n_temperatures=3)],
                          expected_failed_checks=lambda est: _EXPECTED_FAILED)
 def test_sklearn_check_estimator(estimator, check):
     with warnings.catch_warnings():
@@ -97,8 +99,8 @@ def test_defaults_match_sklearn():
     theirs = SkRBM().get_params()
     for name, value in theirs.items():
         assert ours[name] == value, name
-    assert {"k", "r", "persistent", "momentum", "weight_decay", "shuffle", "backend",
-            "dtype"} <= set(ours)
+    assert {"k", "r", "persistent", "momentum", "weight_decay", "shuffle", "sampler",
+            "n_temperatures", "backend", "dtype"} <= set(ours)
 
 
 def test_fit_digits_pseudo_likelihood():
@@ -210,9 +212,11 @@ def test_dtype_parameter_and_layout():
         r32.transform(X)
 
 
-def test_backends_bit_identical():
+@pytest.mark.parametrize("extra", [{}, dict(sampler="pt", n_temperatures=3)], ids=["pcd", "pt"])
+def test_backends_bit_identical(extra):
     X = Xdigits[:120]
-    kw = dict(n_components=10, batch_size=8, n_iter=2, random_state=11, momentum=0.4, k=2)
+    kw = dict(n_components=10, batch_size=8, n_iter=2, random_state=11, momentum=0.4, k=2,
+              **extra)
     fits = [BernoulliRBM(backend=be, **kw).fit(X) for be in ("numba", "cython")]
     _assert_same_state(_state(fits[0]), _state(fits[1]))
     assert_array_equal(fits[0].score_samples(X), fits[1].score_samples(X))
@@ -482,7 +486,8 @@ def test_save_load_roundtrip(tmp_path, kw):
     assert not hasattr(u, "components_")
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.5, shuffle=True, k=2)])
+@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.5, shuffle=True, k=2),
+                                dict(sampler="pt", n_temperatures=[0.3, 0.7, 1.0], k=2)])
 def test_resume_equals_uninterrupted(tmp_path, kw):
     X = Xdigits[:150]
     full = BernoulliRBM(n_components=12, batch_size=7, n_iter=4, random_state=5, **kw).fit(X)
@@ -536,10 +541,11 @@ def test_resume_partial_fit(tmp_path):
     _assert_same_state(s_a, s_b)
 
 
-def test_thread_count_does_not_change_the_fit():
+@pytest.mark.parametrize("extra", [{}, dict(sampler="pt", n_temperatures=4)], ids=["pcd", "pt"])
+def test_thread_count_does_not_change_the_fit(extra):
     import dlkernels
     X = Xdigits[:60]
-    kw = dict(n_components=12, batch_size=20, n_iter=2, random_state=2, k=2)
+    kw = dict(n_components=12, batch_size=20, n_iter=2, random_state=2, k=2, **extra)
     one = BernoulliRBM(**kw).fit(X)
     dlkernels.set_num_threads(2)
     try:
@@ -735,3 +741,151 @@ def test_dlkernels_rbm_without_sklearn_subprocess():
 def test_public_name():
     import dlkernels.rbm
     assert dlkernels.rbm.BernoulliRBM is BernoulliRBM
+
+
+# ---- sampler="pt": parallel tempering as the negative phase ------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pt_minibatch_update_is_pt_then_the_cd_formula(dtype):
+    """One partial_fit with sampler="pt" = dlkernels.rbm.parallel_tempering
+    (k sweeps from all-zero replicas, on the stream the estimator draws next)
+    followed by W += lr (data term - model term at the beta = 1 replicas),
+    the model term v^T p(h|v) averaged over the chains."""
+    from dlkernels import rbm
+    X = Xdigits[:6].astype(dtype)
+    C, K, k, lr = 6, 3, 2, 0.05
+    kw = dict(n_components=9, batch_size=C, learning_rate=lr, random_state=3, k=k,
+              sampler="pt", n_temperatures=K)
+    est = BernoulliRBM(**kw).partial_fit(X)
+    # the state before the update: the initial weights and the streams after them
+    init = BernoulliRBM(**kw)
+    init._init_state(X, dlrng.as_streams(3))
+    W0 = init.components_.T.copy()
+    a0, b0 = init.intercept_visible_.copy(), init.intercept_hidden_.copy()
+    betas = np.arange(1, K + 1) / K
+    res = rbm.parallel_tempering(np.zeros((C, K, X.shape[1]), dtype), W0, a0, b0, k, betas=betas,
+                                 random_state=init.random_state_, return_all=True)
+    v1 = res.replicas[0][:, -1].astype(np.float64)
+    W64, b64 = W0.astype(np.float64), b0.astype(np.float64)
+    x = X.astype(np.float64)
+    p_data, p_model = _sigmoid(x @ W64 + b64), _sigmoid(v1 @ W64 + b64)
+    W1 = W64 + lr * (x.T @ p_data / len(x) - v1.T @ p_model / C)
+    a1 = a0 + lr * (x.mean(0) - v1.mean(0))
+    b1 = b0 + lr * (p_data.mean(0) - p_model.mean(0))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert_allclose(est.components_.T, W1, **tol)
+    assert_allclose(est.intercept_visible_, a1, **tol)
+    assert_allclose(est.intercept_hidden_, b1, **tol)
+    assert_array_equal(est.pt_replicas_, res.replicas[0])
+    assert_array_equal(est.h_samples_, res.replicas[1][:, -1])
+    # swap rates: k rounds over C chains, the same counts as the functional call
+    assert_allclose(est.pt_acceptance_, res.acceptance)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_pt_attributes_and_ladder():
+    X = Xdigits[:100]
+    est = BernoulliRBM(n_components=8, n_iter=1, random_state=0, sampler="pt",
+                       n_temperatures=4).fit(X)
+    assert est.pt_replicas_.shape == (10, 4, 64)
+    assert set(np.unique(est.pt_replicas_)) <= {0.0, 1.0}
+    acc = est.pt_acceptance_
+    assert acc.shape == (3,) and np.all((acc >= 0) & (acc <= 1))
+    # refitting with the default sampler drops the tempering state
+    est.set_params(sampler="pcd").fit(X)
+    assert not hasattr(est, "pt_replicas_") and not hasattr(est, "pt_acceptance_")
+    # an explicit ladder (a list); before the first swap round the rates are NaN
+    est = BernoulliRBM(n_components=8, sampler="pt", n_temperatures=[0.25, 0.5, 1.0])
+    est._init_state(X, dlrng.as_streams(0))
+    est._trainer()
+    assert est.pt_replicas_.shape == (10, 3, 64)
+    assert np.isnan(est.pt_acceptance_).all()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(persistent=False), "persistent=True"),
+    (dict(r=2), "r=1"),
+    (dict(n_temperatures=[0.5, 0.9]), "last inverse temperature to be 1"),
+    (dict(n_temperatures=[0.5, 0.4, 1.0]), "strictly increasing"),
+    (dict(n_temperatures=[-0.5, 1.0]), ">= 0"),
+    (dict(n_temperatures=[np.nan, 1.0]), "finite"),
+    (dict(n_temperatures=[1.0]), "2 to 1024"),
+    (dict(n_temperatures=1), "n_temperatures"),
+    (dict(n_temperatures=5000), "n_temperatures"),
+    (dict(sampler="tempered"), "sampler"),
+])
+def test_pt_parameter_errors(kw, match):
+    X = Xdigits[:30]
+    est = BernoulliRBM(n_components=5, n_iter=1, **{"sampler": "pt", **kw})
+    with pytest.raises(ValueError, match=match):
+        est.fit(X)
+    assert not hasattr(est, "components_")  # nothing changed
+
+
+def test_pt_type_errors():
+    with pytest.raises(TypeError, match="n_temperatures"):
+        BernoulliRBM(n_components=5, sampler="pt", n_temperatures=["a", "b"]).fit(Xdigits[:30])
+
+
+def test_pt_replicas_assigned_by_the_user_are_checked():
+    X = Xdigits[:50]
+    est = BernoulliRBM(n_components=5, n_iter=1, sampler="pt", n_temperatures=3,
+                       random_state=1).fit(X)
+    est.pt_replicas_ = np.full_like(est.pt_replicas_, 0.5)
+    with pytest.raises(ValueError, match="pt_replicas_"):
+        est.partial_fit(X[:10])
+    # a replica array of another shape (here: another batch size) restarts the replicas
+    est.pt_replicas_ = np.zeros((3, 3, 64))
+    est.partial_fit(X[:10])
+    assert est.pt_replicas_.shape == (10, 3, 64)
+
+
+def test_pt_load_rejects_inconsistent_state(tmp_path):
+    from dlkernels.bindings import _persist
+    est = BernoulliRBM(n_components=5, n_iter=1, sampler="pt", n_temperatures=3,
+                       random_state=1).fit(Xdigits[:50])
+    path = tmp_path / "pt.rbm"
+    est.save(path)
+    arrays, meta, _ = _persist.load(path, magic="dlkernels.BernoulliRBM", versions=(1,),
+                                    what="x")
+    arrays["pt_accepted"] = arrays["pt_accepted"] + 10**6   # more accepted swaps than rounds
+    _persist.save(path, arrays, meta, magic="dlkernels.BernoulliRBM", version=1)
+    with pytest.raises(ValueError, match="parallel tempering state"):
+        BernoulliRBM.load(path)
+
+
+def test_pt_trains_where_gibbs_chains_stick():
+    """Two well-separated modes (one block of 8 units on, or the other; 2% of
+    the bits flipped), in equal shares.  Plain PCD chains stick in one mode
+    and the model drifts; PT's hot replicas carry the chains across.  The
+    exact mean log-likelihood of the data (enumerating the 2**16 visible
+    states) after the same updates is higher with PT for each of three seeds
+    and by more than 1 nat on average (measured: -2.65 vs -4.68 nats; the
+    per-seed margins 0.36, 2.9, 2.8)."""
+    from dlkernels import rbm
+    m = 16
+    rs = np.random.default_rng(0)
+    proto = np.zeros((2, m))
+    proto[0, :8] = 1
+    proto[1, 8:] = 1
+    X = proto[rs.integers(0, 2, 400)]
+    X = np.abs(X - (rs.random(X.shape) < 0.02))
+    V = ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1).astype(np.float64)
+
+    def loglik(est):
+        W, a, b = est.components_.T, est.intercept_visible_, est.intercept_hidden_
+        logp = -rbm.free_energy(V, W, a, b)
+        log_z = logp.max() + np.log(np.exp(logp - logp.max()).sum())
+        return (-rbm.free_energy(X, W, a, b) - log_z).mean()
+
+    ll_pt, ll_pcd = [], []
+    for seed in (1, 2, 3):
+        kw = dict(n_components=6, learning_rate=0.05, batch_size=20, n_iter=40,
+                  random_state=seed)
+        ll_pt.append(loglik(BernoulliRBM(sampler="pt", n_temperatures=8, **kw).fit(X)))
+        ll_pcd.append(loglik(BernoulliRBM(**kw).fit(X)))
+    assert all(p > q for p, q in zip(ll_pt, ll_pcd)), (ll_pt, ll_pcd)
+    assert np.mean(ll_pt) > np.mean(ll_pcd) + 1.0, (ll_pt, ll_pcd)

@@ -88,6 +88,24 @@ _CHUNK_ROWS = 4096
 #: the stream index (above any chain index) whose draws shuffle the epochs
 _SHUFFLE_STREAM = 1 << 127
 
+#: most replicas per chain of ``sampler="pt"``
+_MAX_TEMPERATURES = 1024
+
+
+def _pt_betas(n_temperatures):
+    """The inverse temperatures of ``sampler="pt"``: K = n_temperatures
+    evenly spaced in [1/K, 1] (1/K, 2/K, ..., 1), or the given ladder
+    (strictly increasing, >= 0, ending at 1; float64)."""
+    if isinstance(n_temperatures, Integral) and not isinstance(n_temperatures, bool):
+        K = int(n_temperatures)
+        return np.arange(1, K + 1, dtype=np.float64) / K
+    from .rbm_pt import _check_betas
+    betas = _check_betas(n_temperatures, "n_temperatures")
+    if not 2 <= betas.shape[0] <= _MAX_TEMPERATURES:
+        raise ValueError(f"n_temperatures: expected 2 to {_MAX_TEMPERATURES} inverse "
+                         f"temperatures, got {betas.shape[0]}")
+    return betas
+
 
 # --------------------------------------------------------------------------
 # kernels
@@ -182,7 +200,7 @@ def _pseudo_likelihood_numpy(v, W, a, b, key, epoch):
 
 
 def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, weight_decay,
-               streams, eng):
+               streams, eng, pt=None):
     """A function v -> one minibatch update of W, a, b (and the chains) in place.
 
     persistent: scikit-learn's PCD, whose persistent state is the hidden
@@ -195,12 +213,22 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
     momentum through ``velocity`` = (vW, va, vb).  The same arithmetic as
     ``dlkernels.rbm.cd_update`` (a test checks it), with the checks and the
     set-up done once instead of per minibatch.
+
+    pt = (betas, V, H, accepted): parallel tempering as the negative phase
+    (``sampler="pt"``; persistent, r = 1).  Each minibatch runs k PT sweeps
+    of the replicas V (C, K, m) / H (C, K, n) (a swap round after every
+    sweep; ``accepted`` (C, K-1) counts the accepted swaps), then takes the
+    model statistics at the beta = 1 replicas and their p(h|v) (``cd_step``
+    with no sweep of its own); ``chains`` receives the beta = 1 hidden states.
     """
     m, n = W.shape
     dt = W.dtype
     cd_step = eng.cd_step
     V_chains = np.empty((chains.shape[0], m), dt)
     s_neg_p = -lr / (r * chains.shape[0])
+    if pt is not None:
+        betas, V_rep, H_rep, accepted = pt
+        H_pt = np.empty((chains.shape[0], n), dt)
     decay = 1.0 - lr * weight_decay
     if velocity is not None:
         vW, va, vb = velocity
@@ -209,15 +237,24 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
 
     def step(v):
         B = v.shape[0]
-        if persistent:
+        k_step = k
+        if pt is not None:
+            mode, V, H, s_neg, k_step = eng.MODE_PCD, V_chains, H_pt, s_neg_p, 0
+        elif persistent:
             mode, V, H, s_neg = eng.MODE_PCD_HIDDEN, V_chains, chains, s_neg_p
         else:
             mode, s_neg = eng.MODE_CD, -lr / (r * B)
             V = np.empty((B, m), dt)
             H = np.empty((B, n), dt)
         ctr = streams.next_counter()
+        if pt is not None:
+            eng.parallel_tempering(V=V_rep, H=H_rep, W=W, a=a, b=b, betas=betas, n_sweeps=k,
+                                   swap_every=1, key=streams.key, ctr=ctr, accepted=accepted,
+                                   stop=_NEVER_STOP)
+            V[:] = V_rep[:, -1]
+            chains[:] = H_rep[:, -1]
         if velocity is None:
-            cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
+            cd_step(vdata=v, W=W, a=a, b=b, k=k_step, r=r, mode=mode, V=V, H=H, key=streams.key,
                     ctr=ctr, gW=W, ga=a, gb=b, scale_pos=lr / B, scale_neg=s_neg, decay=decay,
                     stop=_NEVER_STOP)
         else:
@@ -227,7 +264,7 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
                 np.subtract(vW, wd * W, out=vW)
             np.multiply(va, f, out=va)
             np.multiply(vb, f, out=vb)
-            cd_step(vdata=v, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H, key=streams.key,
+            cd_step(vdata=v, W=W, a=a, b=b, k=k_step, r=r, mode=mode, V=V, H=H, key=streams.key,
                     ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=lr / B, scale_neg=s_neg, decay=1.0,
                     stop=_NEVER_STOP)
             np.add(W, vW, out=W)
@@ -291,6 +328,8 @@ else:
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "shuffle": ["boolean"],
+        "sampler": [StrOptions({"pcd", "pt"})],
+        "n_temperatures": [Interval(Integral, 2, _MAX_TEMPERATURES, closed="both"), "array-like"],
         "backend": [StrOptions({"auto", "numba", "cython"}), None],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
                   None],
@@ -349,6 +388,23 @@ else:
         shuffle : bool, default=False
             Shuffle the samples before each epoch (scikit-learn does not).
             The order is a function of the seed and the epoch only.
+        sampler : {"pcd", "pt"}, default="pcd"
+            Negative phase. "pcd": block Gibbs chains (persistent, or CD-k
+            with ``persistent=False``). "pt": parallel tempering (Desjardins
+            et al. 2010; ``dlkernels.rbm.parallel_tempering``): each of the
+            ``batch_size`` persistent chains keeps ``n_temperatures``
+            replicas of the visible layer at increasing inverse temperatures
+            ending at 1; a minibatch runs ``k`` sweeps of every replica, each
+            followed by a round of Metropolis swaps between neighbouring
+            replicas, and takes the model statistics at the beta = 1
+            replicas. The hot replicas cross between modes of the model that
+            plain Gibbs chains rarely leave (at K times the sampling cost).
+            Needs ``persistent=True`` and ``r=1``.
+        n_temperatures : int >= 2 or array-like, default=5
+            Replicas per chain of ``sampler="pt"``: an int K gives the inverse
+            temperatures 1/K, 2/K, ..., 1; an array gives the ladder itself
+            (strictly increasing, >= 0, ending at 1; at most 1024).
+            Unused by ``sampler="pcd"``.
         backend : {"auto", "numba", "cython"} or None, default=None
             Kernel backend (None: the process default, ``dlkernels.set_backend``).
         dtype : {"float32", "float64"} or None, default=None
@@ -367,7 +423,17 @@ else:
         intercept_visible_ : ndarray of shape (n_features,)
         h_samples_ : ndarray of shape (batch_size, n_components)
             Hidden states of the persistent chains (zeros and unused with
-            ``persistent=False``).
+            ``persistent=False``; with ``sampler="pt"``, the hidden states of
+            the beta = 1 replicas after the last minibatch).
+        pt_replicas_ : ndarray of shape (batch_size, K, n_features)
+            Only with ``sampler="pt"``: the visible states of every replica,
+            the persistent state of parallel tempering (``[:, -1]`` is the
+            beta = 1 replica).
+        pt_acceptance_ : ndarray of shape (K - 1,)
+            Only with ``sampler="pt"``: the share of accepted swaps between
+            replicas k and k + 1 since the fit started (NaN before the first
+            swap round); a pair with a low rate (below about 0.1-0.2) calls
+            for more temperatures or a closer ladder.
         n_features_in_ : int
         feature_names_in_ : ndarray of shape (n_features_in_,)
             Only when X has string feature names.
@@ -381,7 +447,8 @@ else:
 
         def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10,
                      verbose=0, random_state=None, k=1, r=1, persistent=True, momentum=0.0,
-                     weight_decay=0.0, shuffle=False, backend=None, dtype=None):
+                     weight_decay=0.0, shuffle=False, sampler="pcd", n_temperatures=5,
+                     backend=None, dtype=None):
             self.n_components = n_components
             self.learning_rate = learning_rate
             self.batch_size = batch_size
@@ -394,6 +461,8 @@ else:
             self.momentum = momentum
             self.weight_decay = weight_decay
             self.shuffle = shuffle
+            self.sampler = sampler
+            self.n_temperatures = n_temperatures
             self.backend = backend
             self.dtype = dtype
 
@@ -476,8 +545,52 @@ else:
             self.intercept_visible_ = np.zeros(m, dtype=dt)
             self.h_samples_ = np.zeros((self.batch_size, n), dtype=dt)
             self._velocity = None
+            self._drop_pt_state()
             self._n_features_out = n
             self.random_state_ = streams
+
+        def _drop_pt_state(self):
+            for name in ("pt_replicas_", "_pt_accepted", "_pt_rounds"):
+                self.__dict__.pop(name, None)
+
+        def _pt_state(self, m, n, dt):
+            """(betas, V, H, accepted) of ``sampler="pt"`` (None for "pcd"): the
+            replicas ``pt_replicas_`` (zeros, i.e. all visible units off, when
+            missing or of another shape / dtype) and the swap counters."""
+            if self.sampler != "pt":
+                self._drop_pt_state()
+                return None
+            betas = _pt_betas(self.n_temperatures)
+            C, K = int(self.batch_size), betas.shape[0]
+            V = getattr(self, "pt_replicas_", None)
+            acc = getattr(self, "_pt_accepted", None)
+            if V is not None:
+                V = np.asarray(V)
+                if V.shape == (C, K, m) and V.dtype != dt:
+                    V = V.astype(dt)
+                if V.shape == (C, K, m) and not np.isin(V, (0, 1)).all():
+                    raise ValueError("pt_replicas_: expected binary (0/1) visible states")
+            if V is None or V.shape != (C, K, m):
+                V = np.zeros((C, K, m), dt)
+                acc = None
+            if acc is None or acc.shape != (C, K - 1) or "_pt_rounds" not in self.__dict__:
+                acc = np.zeros((C, K - 1), np.int64)
+                self._pt_rounds = np.zeros(1, np.int64)
+            self.pt_replicas_ = np.ascontiguousarray(V)
+            if not self.pt_replicas_.flags.writeable:
+                self.pt_replicas_ = self.pt_replicas_.copy()
+            self._pt_accepted = acc
+            return betas, self.pt_replicas_, np.zeros((C, K, n), dt), acc
+
+        @property
+        def pt_acceptance_(self):
+            """Share of accepted swaps per neighbouring replica pair (``sampler="pt"``)."""
+            if "_pt_accepted" not in self.__dict__:
+                raise AttributeError("pt_acceptance_ exists only after a fit with sampler='pt'")
+            acc, rounds = self._pt_accepted, int(self._pt_rounds[0])
+            if rounds == 0:
+                return np.full(acc.shape[1], np.nan)
+            return acc.sum(axis=0) / float(acc.shape[0] * rounds)
 
         def _trainer(self):
             """A function v -> one minibatch update (engine resolved, buffers made once)."""
@@ -497,11 +610,20 @@ else:
                     self._velocity = velocity
             else:
                 self._velocity = None
-            return _make_step(W, a, b, h, lr=float(self.learning_rate), k=int(self.k),
+            pt = self._pt_state(W.shape[0], n, dt)
+            step = _make_step(W, a, b, h, lr=float(self.learning_rate), k=int(self.k),
                               r=int(self.r), persistent=bool(self.persistent),
                               momentum=float(self.momentum), velocity=velocity,
                               weight_decay=float(self.weight_decay), streams=self.random_state_,
-                              eng=_core(self.backend))
+                              eng=_core(self.backend), pt=pt)
+            if pt is None:
+                return step
+            rounds, k = self._pt_rounds, int(self.k)
+
+            def pt_step(v):
+                step(v)
+                rounds[0] += k   # one swap round after each of the k sweeps
+            return pt_step
 
         def _check_run(self, X):
             """Everything a fit or partial_fit could fail on later, checked before
@@ -521,6 +643,21 @@ else:
                 rows = max(1, min(int(self.batch_size), int(shape[0])))
                 _check_work((int(self.k) + int(self.r) - 1) * rows * 3 * n * int(shape[1]),
                             _WORK_MAX, "k", "sweeps per minibatch")
+            if self.sampler == "pt":
+                if not self.persistent:
+                    raise ValueError("sampler='pt': parallel tempering runs persistent chains; "
+                                     "expected persistent=True, got persistent=False")
+                if int(self.r) != 1:
+                    raise ValueError("sampler='pt': expected r=1 (the statistics are taken "
+                                     f"once, at the beta = 1 replicas), got r={int(self.r)}")
+                K = _pt_betas(self.n_temperatures).shape[0]
+                _check_alloc(int(self.batch_size) * K * n, item, "n_temperatures")
+                if shape is not None and len(shape) == 2:
+                    _check_alloc(int(self.batch_size) * K * int(shape[1]), item,
+                                 "n_temperatures")
+                    rows = int(self.batch_size)
+                    _check_work(int(self.k) * rows * K * 2 * n * int(shape[1]), _WORK_MAX, "k",
+                                "parallel tempering sweeps per minibatch")
             if float(self.learning_rate) * float(self.weight_decay) >= 1.0:
                 raise ValueError("weight_decay: expected learning_rate * weight_decay < 1 (the "
                                  "decay factor 1 - learning_rate * weight_decay must stay in (0, 1]),"

@@ -7,7 +7,9 @@ estimator's state onto its arrays and metadata:
 
 arrays   ``W`` (m, n), ``intercept_visible`` (m,), ``intercept_hidden`` (n,),
          ``h_samples`` (the persistent chains), ``velocity_W/_a/_b`` (the
-         momentum buffers), ``feature_names_in``; only those that exist.
+         momentum buffers), ``pt_replicas`` / ``pt_accepted`` / ``pt_rounds``
+         (``sampler="pt"``: the replicas and the swap counters),
+         ``feature_names_in``; only those that exist.
 meta     ``params`` (``get_params()``, JSON scalars; a generator object as
          ``random_state`` is stored as None, its state travels in
          ``rng_state``), ``fitted``, ``n_features_in``, ``n_iter_``,
@@ -43,6 +45,10 @@ def save_estimator(est, path):
     for name, value in est.get_params(deep=False).items():
         if name == "random_state" and not (value is None or isinstance(value, Integral)):
             value = None  # the state of a generator object travels in rng_state
+        if name == "n_temperatures" and not isinstance(value, Integral):
+            # a ladder of inverse temperatures: a JSON list of floats
+            params[name] = [float(x) for x in np.asarray(value, dtype=np.float64).ravel()]
+            continue
         params[name] = _persist.json_scalar(value)
     meta = {"params": params, "fitted": hasattr(est, "components_")}
     arrays = {}
@@ -56,6 +62,10 @@ def save_estimator(est, path):
         vel = getattr(est, "_velocity", None)
         if vel is not None:
             arrays["velocity_W"], arrays["velocity_a"], arrays["velocity_b"] = vel
+        if "pt_replicas_" in est.__dict__ and "_pt_accepted" in est.__dict__:
+            arrays["pt_replicas"] = np.ascontiguousarray(est.pt_replicas_)
+            arrays["pt_accepted"] = est._pt_accepted
+            arrays["pt_rounds"] = est._pt_rounds
         meta["n_features_in"] = int(est.n_features_in_)
         if hasattr(est, "feature_names_in_"):
             arrays["feature_names_in"] = np.asarray(est.feature_names_in_, dtype=str)
@@ -148,6 +158,19 @@ def load_estimator(cls, path):
                 est._velocity = vel
             else:
                 est._velocity = None
+            if "pt_replicas" in arrays:
+                V, acc = arrays["pt_replicas"], arrays["pt_accepted"]
+                rounds = arrays["pt_rounds"]
+                if (V.ndim != 3 or V.shape[2] != m or V.shape[1] < 2 or V.dtype != dt
+                        or not np.isin(V, (0, 1)).all()
+                        or acc.shape != (V.shape[0], V.shape[1] - 1) or acc.dtype != np.int64
+                        or rounds.shape != (1,) or rounds.dtype != np.int64
+                        or rounds[0] < 0 or (acc < 0).any() or (acc > rounds[0]).any()):
+                    raise bad("inconsistent parallel tempering state (pt_replicas, "
+                              "pt_accepted, pt_rounds)")
+                est.pt_replicas_ = np.ascontiguousarray(V)
+                est._pt_accepted = np.ascontiguousarray(acc)
+                est._pt_rounds = np.ascontiguousarray(rounds)
             est.n_features_in_ = m
             est._n_features_out = n
             if "feature_names_in" in arrays:

@@ -30,18 +30,21 @@ replicas: None, or (V, H) with all replicas, V (C, K, m), H (C, K, n)
 _PREFER = ("cython", "numba")
 
 
-def _check_betas(betas, dt):
-    betas = check_array(betas, "betas", ndim=1, dtype=(np.float32, np.float64),
+def _check_betas(betas, name="betas"):
+    """A checked inverse-temperature ladder (float64): strictly increasing,
+    finite, >= 0, ending at 1."""
+    betas = check_array(betas, name, ndim=1, dtype=(np.float32, np.float64),
                         allow_empty=False).astype(np.float64)
     if not np.all(np.isfinite(betas)):
-        raise ValueError("betas: expected finite inverse temperatures, got NaN or inf")
+        raise ValueError(f"{name}: expected finite inverse temperatures, got NaN or inf")
     if betas[0] < 0:
-        raise ValueError(f"betas: expected values >= 0, got {betas[0]!r}")
+        raise ValueError(f"{name}: expected values >= 0, got {betas[0]!r}")
     if betas.size > 1 and not np.all(np.diff(betas) > 0):
-        raise ValueError("betas: expected strictly increasing inverse temperatures, got "
+        raise ValueError(f"{name}: expected strictly increasing inverse temperatures, got "
                          f"{np.array2string(betas, threshold=8)}")
     if betas[-1] != 1.0:
-        raise ValueError(f"betas: expected the last inverse temperature to be 1, got {betas[-1]!r}")
+        raise ValueError(f"{name}: expected the last inverse temperature to be 1, got "
+                         f"{betas[-1]!r}")
     return np.ascontiguousarray(betas)
 
 
@@ -111,7 +114,7 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
     _finite((W, a, b), ("W", "a", "b"))
     dt = W.dtype
     m, n = W.shape
-    betas = _check_betas(betas, dt)
+    betas = _check_betas(betas)
     K = betas.shape[0]
     v = check_array(v0, "v0", dtype=dt, allow_empty=False)
     if v.ndim == 2 and v.shape[1] == m:
