@@ -498,25 +498,32 @@ def test_resume_equals_uninterrupted(tmp_path, kw):
     _assert_same_state(_state(full), _state(resumed))
 
 
-def test_resume_after_ctrl_c(tmp_path, monkeypatch):
-    """Ctrl-C in the middle of an epoch stops at a minibatch boundary; the
-    saved state resumes to exactly the uninterrupted run."""
+@pytest.mark.parametrize("chunk_work", [0, 1 << 20], ids=["one-per-call", "chunks"])
+def test_resume_after_ctrl_c(tmp_path, monkeypatch, chunk_work):
+    """Ctrl-C in the middle of an epoch stops at a minibatch boundary (the end
+    of the kernel call running it); the saved state resumes to exactly the
+    uninterrupted run."""
     if sys.platform == "win32":  # pragma: no cover
         pytest.skip("SIGINT delivery differs on Windows")
+    monkeypatch.setattr(est_mod, "_CHUNK_WORK", chunk_work)
     X = Xdigits[:150]
     kw = dict(n_components=12, batch_size=7, n_iter=3, random_state=5, shuffle=True)
     full = BernoulliRBM(**kw).fit(X)
     calls = []
 
     def hook(est):
-        calls.append(1)
-        if len(calls) == 30:  # epoch 2 (of 22 minibatches per epoch), minibatch 8
+        calls.append(list(est._fit_pos))
+        if len(calls) == (30 if chunk_work == 0 else 2):
             signal.raise_signal(signal.SIGINT)
     monkeypatch.setattr(est_mod, "_after_batch", hook)
     rbm = BernoulliRBM(**kw)
     with pytest.raises(KeyboardInterrupt, match="resume=True"):
         rbm.fit(X)
-    assert rbm._fit_pos[:2] == [1, 8]
+    if chunk_work == 0:  # one minibatch per kernel call: epoch 2 (of 22), minibatch 8
+        assert rbm._fit_pos[:2] == [1, 8]
+    else:  # (1 << 20) // (2 * 7 * 3 * 12 * 64) = 32 >= 22 minibatches: one call per epoch
+        assert calls == [[0, 22, 150], [1, 22, 150]]
+        assert rbm._fit_pos == [1, 22, 150]
     monkeypatch.setattr(est_mod, "_after_batch", lambda est: None)
     rbm.save(tmp_path / "ckpt")
     resumed = BernoulliRBM.load(tmp_path / "ckpt")
@@ -889,3 +896,53 @@ def test_pt_trains_where_gibbs_chains_stick():
         ll_pcd.append(loglik(BernoulliRBM(**kw).fit(X)))
     assert all(p > q for p, q in zip(ll_pt, ll_pcd)), (ll_pt, ll_pcd)
     assert np.mean(ll_pt) > np.mean(ll_pcd) + 1.0, (ll_pt, ll_pcd)
+
+
+# ---- fit runs the minibatches of dense data in kernel calls --------------------------------------
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(persistent=False, k=2, r=3, batch_size=7),
+    dict(momentum=0.5, weight_decay=1e-3, shuffle=True, k=2),
+    dict(dtype="float32", momentum=0.3, batch_size=9),
+    dict(persistent=False, weight_decay=0.01, shuffle=True, dtype="float32"),
+], ids=["pcd", "cd-r3", "momentum-decay-shuffle", "f32-momentum", "cd-f32-shuffle"])
+def test_minibatch_kernel_is_the_python_loop(monkeypatch, backend, kw):
+    """fit runs the minibatches of dense data in calls of cd_minibatches;
+    the result is bit-identical to the Python loop of one cd_step per
+    minibatch (the reference path), for one minibatch per call and for many,
+    including a last minibatch shorter than batch_size."""
+    from dlkernels.bindings import _backend
+    if backend not in _backend.available_backends("rbm"):
+        pytest.skip(f"backend {backend!r} unavailable")
+    X = Xdigits[:131]
+    params = dict(n_components=11, n_iter=2, random_state=4, backend=backend, **kw)
+    monkeypatch.setattr(est_mod, "_USE_MINIBATCH_KERNEL", False)
+    ref = _state(BernoulliRBM(**params).fit(X))
+    monkeypatch.setattr(est_mod, "_USE_MINIBATCH_KERNEL", True)
+    for chunk_work in (0, 1 << 16, 1 << 30):
+        monkeypatch.setattr(est_mod, "_CHUNK_WORK", chunk_work)
+        _assert_same_state(ref, _state(BernoulliRBM(**params).fit(X)))
+
+
+def test_minibatch_kernel_calls(monkeypatch):
+    """The kernel runs the minibatches in calls of about _CHUNK_WORK
+    multiply-adds: digits, batch 10, 30 hidden units, k = 1: 2 * 10 * 3 * 30
+    * 64 = 115200 per minibatch, 2**22 // 115200 = 36 minibatches per call,
+    so an epoch of 180 minibatches takes 5 calls."""
+    X = Xdigits[:1797]
+    sizes = []
+    real = est_mod._make_runner
+
+    def spy(*args, **kwargs):
+        run = real(*args, **kwargs)
+
+        def wrapped(order, first, count):
+            sizes.append((first, count))
+            return run(order, first, count)
+        return wrapped
+    monkeypatch.setattr(est_mod, "_make_runner", spy)
+    monkeypatch.setattr(est_mod, "_CHUNK_WORK", 1 << 22)
+    BernoulliRBM(n_components=30, n_iter=1, random_state=0).fit(X)
+    assert sizes == [(0, 36), (36, 36), (72, 36), (108, 36), (144, 36)]

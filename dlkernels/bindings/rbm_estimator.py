@@ -273,6 +273,54 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
     return step
 
 
+def _make_runner(W, a, b, chains, X, *, batch_size, lr, k, r, persistent, momentum, velocity,
+                 weight_decay, streams, eng):
+    """A function (order, first, count) -> None that runs minibatches
+    first .. first + count - 1 of an epoch of the dense data X in one kernel
+    call (``cd_minibatches``): the minibatches of ``_make_step``, the same
+    arithmetic and random streams (one epoch of ``streams`` per minibatch),
+    without Python between them.  order: the epoch's row order or None."""
+    m, n = W.shape
+    dt = W.dtype
+    if persistent:
+        mode, V, H = eng.MODE_PCD_HIDDEN, np.empty((chains.shape[0], m), dt), chains
+    else:
+        mode, V, H = eng.MODE_CD, np.empty((0, m), dt), np.empty((0, n), dt)
+    if velocity is None:
+        vW, va, vb = np.empty((0, n), dt), np.empty(0, dt), np.empty(0, dt)
+        f, wd = np.zeros(1, dt), np.empty(0, dt)
+    else:
+        vW, va, vb = velocity
+        f = np.array([momentum], dt)
+        wd = np.array([lr * weight_decay], dt) if weight_decay else np.empty(0, dt)
+    decay = 1.0 - lr * weight_decay
+    no_order = np.empty(0, np.int64)
+    run_kernel = eng.cd_minibatches
+
+    def run(order, first, count):
+        e0 = streams.epoch
+        if e0 + count > (1 << 64) - 1:
+            raise OverflowError("Streams: the 2**64 epochs of this key are used up")
+        ctrs = np.zeros((count, 4), np.uint64)
+        ctrs[:, 1] = np.arange(e0, e0 + count, dtype=np.uint64)  # counter(0, epoch)
+        streams.epoch = e0 + count
+        run_kernel(X=X, order=no_order if order is None else order, first=first, count=count,
+                   batch_size=batch_size, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H,
+                   key=streams.key, ctrs=ctrs, lr=lr, decay=decay, f=f, wd=wd, vW=vW, va=va,
+                   vb=vb, stop=_NEVER_STOP)
+    return run
+
+
+#: minibatches of one kernel call of ``fit``: as many as about this many
+#: multiply-adds (tens of milliseconds: Ctrl-C and the progress bar wait for
+#: the end of a call); 0: one minibatch per call
+_CHUNK_WORK = 1 << 25
+
+#: False: fit runs every minibatch from Python (the reference path the
+#: minibatch kernel must reproduce bit for bit; tests switch it)
+_USE_MINIBATCH_KERNEL = True
+
+
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
@@ -283,7 +331,8 @@ _NEVER_STOP = np.zeros(1, np.int64)
 
 
 def _after_batch(est):
-    """A hook called after every minibatch of ``fit`` (tests patch it)."""
+    """A hook called after every minibatch of ``fit``, or group of minibatches
+    run by one kernel call (tests patch it)."""
 
 
 def _dense_rows(X, start, stop):
@@ -592,8 +641,10 @@ else:
                 return np.full(acc.shape[1], np.nan)
             return acc.sum(axis=0) / float(acc.shape[0] * rounds)
 
-        def _trainer(self):
-            """A function v -> one minibatch update (engine resolved, buffers made once)."""
+        def _trainer(self, X=None):
+            """A function v -> one minibatch update (engine resolved, buffers made
+            once); with X (dense, sampler "pcd"): a function (order, first,
+            count) running minibatches of X in one kernel call instead."""
             self._check_finite_params()
             W, a, b = self._weights(), self.intercept_visible_, self.intercept_hidden_
             dt = W.dtype
@@ -611,6 +662,13 @@ else:
             else:
                 self._velocity = None
             pt = self._pt_state(W.shape[0], n, dt)
+            if X is not None:
+                return _make_runner(W, a, b, h, X, batch_size=int(self.batch_size),
+                                    lr=float(self.learning_rate), k=int(self.k), r=int(self.r),
+                                    persistent=bool(self.persistent),
+                                    momentum=float(self.momentum), velocity=velocity,
+                                    weight_decay=float(self.weight_decay),
+                                    streams=self.random_state_, eng=_core(self.backend))
             step = _make_step(W, a, b, h, lr=float(self.learning_rate), k=int(self.k),
                               r=int(self.r), persistent=bool(self.persistent),
                               momentum=float(self.momentum), velocity=velocity,
@@ -716,23 +774,38 @@ else:
                                  after=_PROGRESS_AFTER_S, every=_PROGRESS_EVERY_S)
             done = 0
             begin = time.time()
-            step = self._trainer()
+            use_kernel = (_USE_MINIBATCH_KERNEL and not sp.issparse(X) and self.sampler != "pt")
+            if use_kernel:
+                # minibatches of the dense data in kernel calls of about _CHUNK_WORK
+                run = self._trainer(X)
+                per_batch = ((int(self.k) + int(self.r)) * min(bs, n_samples) * 3
+                             * int(self.n_components) * X.shape[1])
+                chunk = max(1, _CHUNK_WORK // max(per_batch, 1))
+            else:
+                step = self._trainer()
+                chunk = 1
             with _blas_single_threaded(), _DeferInterrupt() as intr:
                 while epoch < int(self.n_iter):
                     order = self._epoch_order(n_samples, epoch)
-                    for i in range(batch0, n_batches):
-                        s, e = i * bs, min((i + 1) * bs, n_samples)
-                        v = _dense_rows(X, s, e) if order is None else _select_rows(X, order[s:e])
-                        step(v)
-                        self._fit_pos = [epoch, i + 1, n_samples]
-                        done += 1
+                    i = batch0
+                    while i < n_batches:
+                        count = min(chunk, n_batches - i)
+                        if use_kernel:
+                            run(order, i, count)
+                        else:
+                            s, e = i * bs, min((i + 1) * bs, n_samples)
+                            step(_dense_rows(X, s, e) if order is None
+                                 else _select_rows(X, order[s:e]))
+                        i += count
+                        self._fit_pos = [epoch, i, n_samples]
+                        done += count
                         _after_batch(self)
                         progress.update(done, epoch + 1, int(self.n_iter))
                         if intr.requested:
                             progress.clear()
                             raise KeyboardInterrupt(
                                 f"{type(self).__name__}.fit interrupted after epoch {epoch} "
-                                f"minibatch {i + 1}: save() keeps the state, fit(X, resume=True) "
+                                f"minibatch {i}: save() keeps the state, fit(X, resume=True) "
                                 "continues it")
                     if not np.isfinite(self.components_).all():
                         raise ValueError(

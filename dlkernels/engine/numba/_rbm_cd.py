@@ -15,7 +15,7 @@ from ._rbm_layers import (DRAWS_PER_BLOCK, OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID,
                           blocks_per_layer)
 from .rng import stream_ctr
 
-__all__ = ["cd_step", "MODE_CD", "MODE_PCD", "MODE_PCD_HIDDEN"]
+__all__ = ["cd_step", "cd_minibatches", "MODE_CD", "MODE_PCD", "MODE_PCD_HIDDEN"]
 
 # ``mode`` of cd_step: where the negative chains come from.
 MODE_CD = 0          # CD-k: one chain per data row, started at the data
@@ -266,3 +266,90 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     _add_scaled_vec(gb, scale_pos, ph, scale_neg, sp)
     if mode == MODE_PCD_HIDDEN:
         _bern_layer(H, key, ctr, (T - 1) * (bh + bv) + bv)
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)
+def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H, key, ctrs,
+                   lr, decay, f, wd, vW, va, vb, stop):
+    """Minibatches ``first .. first + count - 1`` of an epoch of training, in
+    one call: the loop that ``BernoulliRBM.fit`` otherwise runs in Python,
+    one ``cd_step`` per minibatch, with the same arithmetic (bit-identical).
+
+    X (N, m): the data (any values); order (N,) int64: the epoch's order of
+    the rows (empty: rows in order); minibatch i holds the rows
+    order[i*batch_size : min((i+1)*batch_size, N)], gathered in order.
+    W, a, b: updated in place.  mode MODE_CD: chains start at the minibatch
+    (V, H: scratch of >= batch_size rows); MODE_PCD_HIDDEN / MODE_PCD: the
+    persistent chains V (C, m), H (C, n) as in ``cd_step``.  ctrs (count, 4)
+    uint64: the stream counter of each minibatch.  Scales: lr / B for the
+    data term (B the minibatch's rows), -lr / (r C) (persistent; C chains)
+    or -lr / (r B) (CD) for the model term.
+    Without momentum (vW empty): cd_step updates W, a, b in place with
+    ``decay`` (= 1 - lr * weight_decay).  With momentum: f (1,) the momentum
+    in W's dtype; vW, va, vb the velocity; wd (1,) lr * weight_decay in W's
+    dtype, or empty when weight_decay is 0; per minibatch vW = f vW (- wd W),
+    va = f va, vb = f vb, then cd_step adds the gradient to the velocity
+    (decay 1), then W += vW, a += va, b += vb.
+    stop: a 1-element int64 flag checked before each minibatch.  Returns
+    the number of minibatches done.
+    """
+    N, m = X.shape
+    n = W.shape[1]
+    dt = W.dtype
+    vbuf = np.empty((batch_size, m), dt)
+    cd_mode = mode == MODE_CD
+    if cd_mode:
+        Vc = np.empty((batch_size, m), dt)
+        Hc = np.empty((batch_size, n), dt)
+    else:
+        Vc = V
+        Hc = H
+    never = np.zeros(1, np.int64)
+    mom = vW.shape[0] > 0
+    for i in range(first, first + count):
+        if stopped(stop):
+            return i - first
+        s0 = i * batch_size
+        s1 = min(s0 + batch_size, N)
+        B = s1 - s0
+        for q in range(B):
+            row = order[s0 + q] if order.shape[0] > 0 else s0 + q
+            for j in range(m):
+                vbuf[q, j] = X[row, j]
+        v = vbuf[:B]
+        if cd_mode:
+            Vs = Vc[:B]
+            Hs = Hc[:B]
+            s_neg = -lr / (r * B)
+        else:
+            Vs = Vc[:Vc.shape[0]]   # the same array type as the CD branch's slices
+            Hs = Hc[:Hc.shape[0]]
+            s_neg = -lr / (r * Vc.shape[0])
+        ctr = ctrs[i - first]
+        if not mom:
+            cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, W, a, b, lr / B, s_neg, decay,
+                    never)
+        else:
+            fm = f[0]
+            for p in range(m):
+                for j in range(n):
+                    vW[p, j] = vW[p, j] * fm
+            if wd.shape[0] > 0:
+                w0 = wd[0]
+                for p in range(m):
+                    for j in range(n):
+                        vW[p, j] = vW[p, j] - w0 * W[p, j]
+            for p in range(m):
+                va[p] = va[p] * fm
+            for j in range(n):
+                vb[j] = vb[j] * fm
+            cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, vW, va, vb, lr / B, s_neg, 1.0,
+                    never)
+            for p in range(m):
+                for j in range(n):
+                    W[p, j] = W[p, j] + vW[p, j]
+            for p in range(m):
+                a[p] = a[p] + va[p]
+            for j in range(n):
+                b[j] = b[j] + vb[j]
+    return count

@@ -10,7 +10,9 @@ live in private files along their seams and are re-exported here:
 * ``_rbm_layers``: tiled-GEMM and binary layers, energies, conditionals,
   samplers (``OP_*``: the ``op`` codes of the layer kernels);
 * ``_rbm_chains``: block Gibbs chains (``gibbs_chains``);
-* ``_rbm_cd``: the CD-k / PCD minibatch step (``cd_step``; ``MODE_*``);
+* ``_rbm_cd``: the CD-k / PCD minibatch step (``cd_step``; ``MODE_*``) and
+  ``cd_minibatches``, a run of minibatches of an epoch in one call (the
+  estimator's ``fit`` loop, bit-identical to one ``cd_step`` per minibatch);
 * ``_rbm_single_site``: single-site Gibbs (``SCAN_*``: its ``mode`` codes);
 * ``_rbm_ais``: annealed importance sampling;
 * ``_rbm_pl``: pseudo-likelihood;
