@@ -326,7 +326,8 @@ _USE_MINIBATCH_KERNEL = True
 # --------------------------------------------------------------------------
 
 #: the stop flag of the kernels fit calls directly: never set (Ctrl-C during
-#: fit is deferred to the next minibatch boundary, see ``_run_epochs``)
+#: fit is deferred to the end of the current kernel call, a minibatch
+#: boundary, see ``_run_epochs``)
 _NEVER_STOP = np.zeros(1, np.int64)
 
 
@@ -740,11 +741,16 @@ else:
 
             ``resume=True`` continues the fit that a previous ``fit`` (or a
             loaded file) stopped -- after fewer epochs (raise ``n_iter``) or
-            interrupted with Ctrl-C, which stops at the next minibatch
-            boundary -- from its epoch and minibatch, with its chains and
-            random state: the result equals a fit that was never
-            interrupted. X must be the same data. Without a fit to resume,
-            ``resume=True`` starts a new fit.
+            interrupted with Ctrl-C, which stops at a minibatch boundary (the
+            end of the kernel call running it) -- from its epoch and
+            minibatch, with its chains and random state: the result equals a
+            fit that was never interrupted. X must be the same data. Without
+            a fit to resume, ``resume=True`` starts a new fit.
+
+            Dense data are trained on by one compiled call per run of
+            minibatches (``cd_minibatches``; no Python between minibatches);
+            sparse data and ``sampler="pt"`` take one call per minibatch.
+            Both give the same bits.
 
             Returns self.
             """
