@@ -176,23 +176,6 @@ class DeferInterrupt:
 INTERRUPTIBLE_MIN_WORK = 1 << 26
 
 
-def _thread_setup(engine_name):
-    """A function that gives a new thread the calling thread's kernel thread
-    count (Numba's and OpenMP's counts are per thread)."""
-    from . import _threads
-    if _threads.FORK_GENERATION:
-        return _threads.child_thread_setup
-    if ".numba." in engine_name:
-        import numba
-        n = numba.get_num_threads()
-        return lambda: numba.set_num_threads(n)
-    omp = _threads._omp()
-    if omp is None:
-        return lambda: None
-    n = omp.get_num_threads()
-    return lambda: omp.set_num_threads(n)
-
-
 def interruptible(fn, work, **kwargs):
     """``fn(stop=flag, **kwargs)``, interruptible by Ctrl-C.
 
@@ -222,7 +205,8 @@ def interruptible(fn, work, **kwargs):
     stop = np.zeros(1, np.int64)
     if work < INTERRUPTIBLE_MIN_WORK or threading.current_thread() is not threading.main_thread():
         return fn(stop=stop, **kwargs)
-    setup = _thread_setup(getattr(fn, "__module__", None) or "")
+    from ._threads import thread_setup_like_caller
+    setup = thread_setup_like_caller(getattr(fn, "__module__", None) or "")
     box = {}
 
     def target():

@@ -322,3 +322,20 @@ def child_thread_setup():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def thread_setup_like_caller(engine_name):
+    """A function that gives a new Python thread the calling thread's kernel
+    thread count (Numba's and OpenMP's counts are per thread); engine_name:
+    the module of the kernel the thread will run (Numba or Cython)."""
+    if FORK_GENERATION:
+        return child_thread_setup
+    if ".numba." in engine_name:
+        import numba
+        n = numba.get_num_threads()
+        return lambda: numba.set_num_threads(n)
+    omp = _omp()
+    if omp is None:
+        return lambda: None
+    n = omp.get_num_threads()
+    return lambda: omp.set_num_threads(n)

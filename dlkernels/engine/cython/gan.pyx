@@ -286,6 +286,24 @@ cdef double logit_loss_f64(const double* L, int B, int n_real, int mode, double*
 
 
 # ---- Python-level kernels (same signatures as the Numba backend) ----------------------------
+# Optional buffers arrive as empty placeholders: their pointer is NULL, never the
+# address of an absent element.
+cdef inline floating* _buf(floating[:, ::1] a) noexcept:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline const floating* _cbuf(const floating[:, ::1] a) noexcept:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline int* _ibuf(int[:, ::1] a) noexcept:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline const int* _cibuf(const int[:, ::1] a) noexcept:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
 def layer_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
                   int act, double slope, floating[:, ::1] PRE, floating[:, ::1] Y,
                   floating[:, ::1] D, int[:, ::1] idx, bint need_d):
@@ -293,16 +311,10 @@ def layer_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>Y.shape[1]
     cdef int p = <int>W.shape[1] // n
     # PRE (maxout only), D and idx (need_d; D for the others, idx for maxout) may be
-    # empty placeholders: pass NULL for those, never the address of an absent element.
-    cdef floating* pre = NULL
-    cdef floating* d = NULL
-    cdef int* ix = NULL
-    if PRE.shape[0] > 0 and PRE.shape[1] > 0:
-        pre = &PRE[0, 0]
-    if D.shape[0] > 0 and D.shape[1] > 0:
-        d = &D[0, 0]
-    if idx.shape[0] > 0 and idx.shape[1] > 0:
-        ix = &idx[0, 0]
+    # empty placeholders
+    cdef floating* pre = _buf(PRE)
+    cdef floating* d = _buf(D)
+    cdef int* ix = _ibuf(idx)
     with nogil:
         _forward(&X[0, 0], &W[0, 0], &b[0], B, K, n, p, act, <floating>slope, pre,
                  &Y[0, 0], d, ix, need_d)
@@ -315,25 +327,13 @@ def layer_backward(const floating[:, ::1] X, const floating[:, ::1] W, floating[
     """Layer gradients from GY: GPRE, gb and GW (need_gw), GX (need_gx)."""
     cdef int B = <int>X.shape[0], K = <int>X.shape[1], n = <int>GY.shape[1]
     cdef int p = <int>W.shape[1] // n
-    # D/idx, GPRE, GX (need_gx), GW and gb (need_gw) may be empty placeholders: NULL for those.
-    cdef const floating* d = NULL
-    cdef const int* ix = NULL
-    cdef floating* gpre = NULL
-    cdef floating* gx = NULL
-    cdef floating* gw = NULL
-    cdef floating* gbp = NULL
-    if D.shape[0] > 0 and D.shape[1] > 0:
-        d = &D[0, 0]
-    if idx.shape[0] > 0 and idx.shape[1] > 0:
-        ix = &idx[0, 0]
-    if GPRE.shape[0] > 0 and GPRE.shape[1] > 0:
-        gpre = &GPRE[0, 0]
-    if GX.shape[0] > 0 and GX.shape[1] > 0:
-        gx = &GX[0, 0]
-    if GW.shape[0] > 0 and GW.shape[1] > 0:
-        gw = &GW[0, 0]
-    if gb.shape[0] > 0:
-        gbp = &gb[0]
+    # D/idx, GPRE, GX (need_gx), GW and gb (need_gw) may be empty placeholders
+    cdef const floating* d = _cbuf(D)
+    cdef const int* ix = _cibuf(idx)
+    cdef floating* gpre = _buf(GPRE)
+    cdef floating* gx = _buf(GX)
+    cdef floating* gw = _buf(GW)
+    cdef floating* gbp = &gb[0] if gb.shape[0] > 0 else NULL
     with nogil:
         _backward(&X[0, 0], &W[0, 0], &GY[0, 0], d, ix, B, K, n, p, act,
                   gpre, gx, gw, gbp, need_gx, need_gw)
