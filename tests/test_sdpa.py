@@ -69,6 +69,12 @@ CASES = {
     "broadcast_kv": ((3, 2, 5, 4), (1, 2, 6, 4), (2, 6, 4), None, {}),
     "broadcast_q": ((1, 5, 4), (3, 6, 4), (3, 6, 2), None, {}),
     "no_batch": ((5, 4), (7, 4), (7, 3), None, {}),
+    # query tiles of <= 4 rows take the BLAS-free products (decoding steps; the
+    # last tile of L = 66); E = 12 and 9 exercise the dot's tail after 8 lanes
+    "decode_step": ((3, 2, 1, 12), (3, 2, 20, 12), (3, 2, 20, 5),
+                    lambda r: r.random((3, 2, 1, 20)) < 0.8, {}),
+    "decode_3_causal": ((2, 2, 3, 9), (2, 2, 17, 9), (2, 2, 17, 7), None, dict(is_causal=True)),
+    "tail_tile": ((1, 1, 66, 8), (1, 1, 70, 8), (1, 1, 70, 8), None, dict(is_causal=True)),
 }
 
 
@@ -151,7 +157,9 @@ def _all_outputs(backend, dtype, name, p=0.0):
 
 
 @pytest.mark.parametrize("name,p", [("plain", 0.0), ("causal_mask", 0.3), ("gqa_causal_mask", 0.0),
-                                    ("float_mask", 0.2), ("bool_keypad", 0.0)])
+                                    ("float_mask", 0.2), ("bool_keypad", 0.0),
+                                    ("decode_step", 0.0), ("decode_step", 0.3),
+                                    ("decode_3_causal", 0.0), ("tail_tile", 0.2)])
 def test_backends_bit_identical(name, p, dtype):
     from conftest import require_backend
     require_backend("numba", FAMILY)

@@ -20,6 +20,7 @@ _SDPA_ALL = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
 cdef enum:
     SDPA_TQ = 64
     SDPA_KV_TILE_BYTES = 128 * 1024
+    SDPA_SMALL_Q = 4      # query tiles of at most this many rows skip BLAS (Numba: SMALL_Q)
 
 
 cdef inline void _sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize,
@@ -75,6 +76,40 @@ cdef extern from *:
                                              Py_ssize_t n, T d) {                     \
         Py_ssize_t c;                                                                 \
         for (c = 0; c < n; c++) dp[c] = p[c] * (dp[c] - d);                           \
+    }                                                                                 \
+    /* small query tiles (<= SMALL_Q rows): the products without BLAS (Numba  \
+       twin: _dots_small, _pv_rows; the dot in _rowsum's 8-lane order) */       \
+    DLK_CLONES static void dlk_sdpa_dots_##SUF(const T *restrict x, const T *restrict y, \
+                                               Py_ssize_t ld, Py_ssize_t nq,           \
+                                               Py_ssize_t nk, T alpha, T *restrict out) { \
+        Py_ssize_t r, j, c; int t; T s[8], a;                                         \
+        for (r = 0; r < nq; r++) {                                                    \
+            const T *xr = x + r * ld;                                                 \
+            for (j = 0; j < nk; j++) {                                                \
+                const T *yr = y + j * ld;                                             \
+                for (t = 0; t < 8; t++) s[t] = 0;                                     \
+                for (c = 0; c + 8 <= ld; c += 8)                                      \
+                    for (t = 0; t < 8; t++) s[t] = s[t] + xr[c + t] * yr[c + t];       \
+                a = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \
+                for (; c < ld; c++) a = a + xr[c] * yr[c];                            \
+                out[r * nk + j] = alpha * a;                                          \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    DLK_CLONES static void dlk_sdpa_pv_##SUF(const T *restrict P, Py_ssize_t nq,      \
+                                             Py_ssize_t nk, const T *restrict v,      \
+                                             Py_ssize_t Ev, T *restrict acc) {        \
+        Py_ssize_t r, j, e;                                                           \
+        for (r = 0; r < nq; r++) {                                                    \
+            T *ar = acc + r * Ev;                                                     \
+            for (j = 0; j < nk; j++) {                                                \
+                T p = P[r * nk + j];                                                  \
+                if (p != 0) {                                                         \
+                    const T *vr = v + j * Ev;                                         \
+                    for (e = 0; e < Ev; e++) ar[e] = ar[e] + p * vr[e];               \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
     }
     DLK_SDPA_ROWS(float, f32, dlk_exp32)
     DLK_SDPA_ROWS(double, f64, dlk_exp64)
@@ -87,6 +122,30 @@ cdef extern from *:
     double dlk_sdpa_rowsum_f64(const double* x, Py_ssize_t n) noexcept nogil
     void dlk_sdpa_ds_f32(const float* p, float* dp, Py_ssize_t n, float d) noexcept nogil
     void dlk_sdpa_ds_f64(const double* p, double* dp, Py_ssize_t n, double d) noexcept nogil
+    void dlk_sdpa_dots_f32(const float* x, const float* y, Py_ssize_t ld, Py_ssize_t nq,
+                           Py_ssize_t nk, float alpha, float* out) noexcept nogil
+    void dlk_sdpa_dots_f64(const double* x, const double* y, Py_ssize_t ld, Py_ssize_t nq,
+                           Py_ssize_t nk, double alpha, double* out) noexcept nogil
+    void dlk_sdpa_pv_f32(const float* P, Py_ssize_t nq, Py_ssize_t nk, const float* v,
+                         Py_ssize_t Ev, float* acc) noexcept nogil
+    void dlk_sdpa_pv_f64(const double* P, Py_ssize_t nq, Py_ssize_t nk, const double* v,
+                         Py_ssize_t Ev, double* acc) noexcept nogil
+
+
+cdef inline void _sdpa_dots(const floating* x, const floating* y, Py_ssize_t ld, Py_ssize_t nq,
+                            Py_ssize_t nk, floating alpha, floating* out) noexcept nogil:
+    if floating is float:
+        dlk_sdpa_dots_f32(x, y, ld, nq, nk, alpha, out)
+    else:
+        dlk_sdpa_dots_f64(x, y, ld, nq, nk, alpha, out)
+
+
+cdef inline void _sdpa_pv(const floating* P, Py_ssize_t nq, Py_ssize_t nk, const floating* v,
+                          Py_ssize_t Ev, floating* acc) noexcept nogil:
+    if floating is float:
+        dlk_sdpa_pv_f32(P, nq, nk, v, Ev, acc)
+    else:
+        dlk_sdpa_pv_f64(P, nq, nk, v, Ev, acc)
 
 
 cdef inline floating _sdpa_rowmax(const floating* x, Py_ssize_t n, floating init) noexcept nogil:
@@ -204,8 +263,11 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
         nk = min(TK, jend - j0)
         if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
             continue
-        gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
-             k + (kvh * S + j0) * E, <int>E, zero, Sb, <int>nk)
+        if nq <= SDPA_SMALL_Q:
+            _sdpa_dots(q + (bh * L + i0) * E, k + (kvh * S + j0) * E, E, nq, nk, sc, Sb)
+        else:
+            gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
+                 k + (kvh * S + j0) * E, <int>E, zero, Sb, <int>nk)
         _sdpa_mask(Sb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
         for r in range(nq):
             base = r * nk
@@ -233,8 +295,11 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
                 base = r * nk
                 for c in range(nk):
                     Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
-        gemm(False, False, <int>nq, <int>Ev, <int>nk, one, Sb, <int>nk,
-             v + (kvh * S + j0) * Ev, <int>Ev, one, acc, <int>Ev)
+        if nq <= SDPA_SMALL_Q:
+            _sdpa_pv(Sb, nq, nk, v + (kvh * S + j0) * Ev, Ev, acc)
+        else:
+            gemm(False, False, <int>nq, <int>Ev, <int>nk, one, Sb, <int>nk,
+                 v + (kvh * S + j0) * Ev, <int>Ev, one, acc, <int>Ev)
     for r in range(nq):
         base = (bh * L + i0 + r) * Ev
         if l[r] == zero:
@@ -297,8 +362,11 @@ cdef bint _sdpa_bwd_tile(const floating* q, const floating* k, const floating* v
     cdef Py_ssize_t r, c, t, base
     if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
         return False
-    gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
-         k + (kvh * S + j0) * E, <int>E, zero, Pb, <int>nk)
+    if nq <= SDPA_SMALL_Q:   # the forward's small-tile products: the same scores
+        _sdpa_dots(q + (bh * L + i0) * E, k + (kvh * S + j0) * E, E, nq, nk, sc, Pb)
+    else:
+        gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
+             k + (kvh * S + j0) * E, <int>E, zero, Pb, <int>nk)
     _sdpa_mask(Pb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
     for r in range(nq):
         li = lse[bh * L + i0 + r]
@@ -308,8 +376,11 @@ cdef bint _sdpa_bwd_tile(const floating* q, const floating* k, const floating* v
                 Pb[base + c] = zero
         else:
             _sdpa_exp_shift(Pb + base, nk, li)
-    gemm(False, True, <int>nq, <int>nk, <int>Ev, one, go + (bh * L + i0) * Ev, <int>Ev,
-         v + (kvh * S + j0) * Ev, <int>Ev, zero, dP, <int>nk)
+    if nq <= SDPA_SMALL_Q:
+        _sdpa_dots(go + (bh * L + i0) * Ev, v + (kvh * S + j0) * Ev, Ev, nq, nk, one, dP)
+    else:
+        gemm(False, True, <int>nq, <int>nk, <int>Ev, one, go + (bh * L + i0) * Ev, <int>Ev,
+             v + (kvh * S + j0) * Ev, <int>Ev, zero, dP, <int>nk)
     if dp > zero:
         for r in range(nq):
             _sdpa_uniforms(ub, nk, key, ctr, bh * L + i0 + r, j0)

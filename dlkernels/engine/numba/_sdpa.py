@@ -33,6 +33,14 @@ accumulator (TQ (E + TK + Ev) elements).  The rule uses sizes only, never a
 measurement, so the results are the same on every machine.  Nothing of size
 L x S is allocated: per item scratch is TQ x TK.
 
+Small tiles.  A query tile of at most SMALL_Q = 4 rows (decoding steps, the
+last tile of an odd L) makes its products without BLAS, whose fixed cost per
+call dominates there: each score is ``scale * dot(q_i, k_j)`` with the dot in
+the fixed 8-lane order of the reductions below, ``dO V^T`` likewise (scale 1),
+and ``O += P V`` adds ``p_ij v_j`` to the row in key order, skipping weights
+equal to 0.  Forward and backward use the same rule, so the backward
+recomputes exactly the forward's scores.
+
 Reductions.  A row's maximum and its sum of exponentials run over 8 lanes
 (lane t takes the entries c = t mod 8 of the full blocks of 8, the lanes are
 combined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), the tail is
@@ -82,6 +90,10 @@ __all__ = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
 
 TQ = 64
 KV_TILE_BYTES = 128 * 1024
+# Query tiles of at most SMALL_Q rows (decoding: L = 1 .. 4) compute their
+# products Q K^T, (P Z) V and dO V^T with the loops _dot_lanes / _pv_rows
+# instead of a BLAS call (whose fixed cost dominates a 1-row product).
+SMALL_Q = 4
 # Parallel loops deal their work items round-robin to at most GROUPS groups
 # (scratch allocated once per group; a fixed number, not the thread count:
 # Numba cannot cache a function that asks for it).  No effect on the results.
@@ -167,6 +179,55 @@ def _rowsum(Sb, base, n, zero):
         t += x[c]
         c += 1
     return t
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dot_lanes(a, ao, b, bo, n, zero):
+    """sum_c a[ao + c] * b[bo + c] (c < n) in the fixed order of _rowsum: 8
+    lanes over the full blocks of 8, combined pairwise, then the tail."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    c = 0
+    while c + 8 <= n:
+        s0 += a[ao + c] * b[bo + c]
+        s1 += a[ao + c + 1] * b[bo + c + 1]
+        s2 += a[ao + c + 2] * b[bo + c + 2]
+        s3 += a[ao + c + 3] * b[bo + c + 3]
+        s4 += a[ao + c + 4] * b[bo + c + 4]
+        s5 += a[ao + c + 5] * b[bo + c + 5]
+        s6 += a[ao + c + 6] * b[bo + c + 6]
+        s7 += a[ao + c + 7] * b[bo + c + 7]
+        c += 8
+    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while c < n:
+        t += a[ao + c] * b[bo + c]
+        c += 1
+    return t
+
+
+@njit(cache=True, error_model="numpy")
+def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, zero, out):
+    """out[r * nk + c] = alpha * (x row r . y row c) (rows of length ld from
+    the flat offsets xo, yo): the small-tile Q K^T and dO V^T."""
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
+    for r in range(nq):
+        for c in range(nk):
+            out[r * nk + c] = alpha * _dot_lanes(xf, xo + r * ld, yf, yo + c * ld, ld, zero)
+
+
+@njit(cache=True, error_model="numpy")
+def _pv_rows(P, nq, nk, v, vo, Ev, acc, zero):
+    """acc[r] += sum_c P[r, c] v[c] (c ascending, rows of v from the flat
+    offset vo; weights equal to zero skipped): the small-tile (P Z) V."""
+    vf = v.reshape(v.size)
+    for r in range(nq):
+        arow = acc[r * Ev:r * Ev + Ev]
+        for c in range(nk):
+            p = P[r * nk + c]
+            if p != zero:
+                vrow = vf[vo + c * Ev:vo + c * Ev + Ev]
+                for e in range(Ev):
+                    arow[e] += p * vrow[e]
 
 
 @njit(cache=True, error_model="numpy")
@@ -278,8 +339,11 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         nk = min(TK, jend - j0)
         if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
             continue
-        gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
-                zero, Sb, 0, nk)
+        if nq <= SMALL_Q:
+            _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, zero, Sb)
+        else:
+            gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E,
+                    E, zero, Sb, 0, nk)
         _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nq):
             base = r * nk
@@ -301,8 +365,11 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
                     arow[c] = arow[c] * alpha
         if dp > zero:
             _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero)
-        gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
-                acc, 0, Ev)
+        if nq <= SMALL_Q:
+            _pv_rows(Sb, nq, nk, v, (kvh * S + j0) * Ev, Ev, acc, zero)
+        else:
+            gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
+                    acc, 0, Ev)
     for r in range(nq):
         orow = out[bh, i0 + r]
         if l[r] == zero:
@@ -386,12 +453,18 @@ def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, 
     one = _cast(Pb, 1.0)
     if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
         return False
-    gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
-            zero, Pb, 0, nk)
+    if nq <= SMALL_Q:   # the forward's small-tile products: the same scores
+        _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, zero, Pb)
+    else:
+        gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
+                zero, Pb, 0, nk)
     _mask_scores(Pb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
     _probs(Pb, nq, nk, lse, bh, i0)
-    gemm_at(False, True, nq, nk, Ev, one, go, (bh * L + i0) * Ev, Ev, v, (kvh * S + j0) * Ev, Ev,
-            zero, dP, 0, nk)
+    if nq <= SMALL_Q:
+        _dots_small(go, (bh * L + i0) * Ev, Ev, v, (kvh * S + j0) * Ev, nq, nk, one, zero, dP)
+    else:
+        gemm_at(False, True, nq, nk, Ev, one, go, (bh * L + i0) * Ev, Ev, v,
+                (kvh * S + j0) * Ev, Ev, zero, dP, 0, nk)
     if dp > zero:
         for r in range(nq):
             c0, c1, c2, c3 = ctr_add(ctr[0], ctr[1], ctr[2], ctr[3], bh * L + i0 + r, 2)
