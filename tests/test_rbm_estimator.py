@@ -907,7 +907,10 @@ def test_pt_trains_where_gibbs_chains_stick():
     dict(momentum=0.5, weight_decay=1e-3, shuffle=True, k=2),
     dict(dtype="float32", momentum=0.3, batch_size=9),
     dict(persistent=False, weight_decay=0.01, shuffle=True, dtype="float32"),
-], ids=["pcd", "cd-r3", "momentum-decay-shuffle", "f32-momentum", "cd-f32-shuffle"])
+    dict(persistent=False, batch_size=500, k=2),
+    dict(batch_size=500, momentum=0.2),
+], ids=["pcd", "cd-r3", "momentum-decay-shuffle", "f32-momentum", "cd-f32-shuffle",
+        "cd-batch-gt-data", "pcd-batch-gt-data"])
 def test_minibatch_kernel_is_the_python_loop(monkeypatch, backend, kw):
     """fit runs the minibatches of dense data in calls of cd_minibatches;
     the result is bit-identical to the Python loop of one cd_step per

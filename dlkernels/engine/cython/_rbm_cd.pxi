@@ -235,14 +235,15 @@ def cd_minibatches(const floating[:, ::1] X, const _i64[::1] order, Py_ssize_t f
     cdef Py_ssize_t N = X.shape[0], m = X.shape[1], n = W.shape[1]
     cdef bint cd_mode = mode == MODE_CD, mom = vW.shape[0] > 0, use_wd = wd.shape[0] > 0
     cdef bint shuffled = order.shape[0] > 0
-    cdef Py_ssize_t C = batch_size if cd_mode else V.shape[0]
+    cdef Py_ssize_t rows = min(batch_size, N)   # no minibatch has more rows than the data
+    cdef Py_ssize_t C = rows if cd_mode else V.shape[0]
     cdef const _i64* stp = NULL if stop is None else &stop[0]
-    cdef floating* vbuf = <floating*>malloc((batch_size * m + 1) * sizeof(floating))
+    cdef floating* vbuf = <floating*>malloc((rows * m + 1) * sizeof(floating))
     cdef floating* Vc = NULL
     cdef floating* Hc = NULL
     if cd_mode:
-        Vc = <floating*>malloc((batch_size * (m + n) + 1) * sizeof(floating))
-        Hc = Vc + batch_size * m if Vc != NULL else NULL
+        Vc = <floating*>malloc((rows * (m + n) + 1) * sizeof(floating))
+        Hc = Vc + rows * m if Vc != NULL else NULL
     else:
         Vc = &V[0, 0]
         Hc = &H[0, 0]

@@ -296,11 +296,12 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
     N, m = X.shape
     n = W.shape[1]
     dt = W.dtype
-    vbuf = np.empty((batch_size, m), dt)
+    rows = min(batch_size, N)   # no minibatch has more rows than the data
+    vbuf = np.empty((rows, m), dt)
     cd_mode = mode == MODE_CD
     if cd_mode:
-        Vc = np.empty((batch_size, m), dt)
-        Hc = np.empty((batch_size, n), dt)
+        Vc = np.empty((rows, m), dt)
+        Hc = np.empty((rows, n), dt)
     else:
         Vc = V
         Hc = H
