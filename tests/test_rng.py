@@ -287,6 +287,26 @@ def test_streams_epochs_exhausted():
         s.next_counter()
 
 
+def test_streams_next_counters_are_successive_next_counter_calls():
+    s, t = rng.Streams(7), rng.Streams(7)
+    t.next_counter()
+    got = t.next_counters(4)
+    assert got.shape == (4, 4) and got.dtype == np.uint64
+    s.next_counter()
+    for row in got:
+        assert_same(row, s.next_counter())
+    assert t.epoch == s.epoch == 5
+    assert t.next_counters(0).shape == (0, 4) and t.epoch == 5
+    # the last epochs of the key, then exhaustion (nothing taken on failure)
+    s.set_state({"bit_generator": "Philox4x64-10", "key": [1, 2], "epoch": M64 - 3})
+    last = s.next_counters(2)
+    assert_same(last[1], rng.counter(0, M64 - 2))
+    with pytest.raises(OverflowError, match="epochs"):
+        s.next_counters(2)
+    assert s.epoch == M64 - 1
+    assert_same(s.next_counters(1)[0], rng.counter(0, M64 - 1))
+
+
 def test_as_streams():
     s = rng.Streams(3)
     assert rng.as_streams(s) is s

@@ -298,12 +298,7 @@ def _make_runner(W, a, b, chains, X, *, batch_size, lr, k, r, persistent, moment
     run_kernel = eng.cd_minibatches
 
     def run(order, first, count):
-        e0 = streams.epoch
-        if e0 + count > (1 << 64) - 1:
-            raise OverflowError("Streams: the 2**64 epochs of this key are used up")
-        ctrs = np.zeros((count, 4), np.uint64)
-        ctrs[:, 1] = np.arange(e0, e0 + count, dtype=np.uint64)  # counter(0, epoch)
-        streams.epoch = e0 + count
+        ctrs = streams.next_counters(count)
         run_kernel(X=X, order=no_order if order is None else order, first=first, count=count,
                    batch_size=batch_size, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H,
                    key=streams.key, ctrs=ctrs, lr=lr, decay=decay, f=f, wd=wd, vW=vW, va=va,

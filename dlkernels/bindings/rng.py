@@ -338,6 +338,10 @@ class Streams:
     -------
     next_counter()
         The counter of stream 0 at the current epoch (uint64 (4,)); advances the epoch.
+    next_counters(n)
+        The counters of the next n epochs (uint64 (n, 4)), as n calls of
+        ``next_counter`` would give them (a kernel that runs n calls' worth
+        of work in one, e.g. ``cd_minibatches``).
     get_state(), set_state(state)
         A JSON-able dict ``{"bit_generator", "key", "epoch"}`` and its inverse
         (``set_state`` raises ValueError for anything else).
@@ -347,12 +351,22 @@ class Streams:
         self.key = make_key(seed)
         self.epoch = 0
 
-    def next_counter(self):
-        if self.epoch >= (1 << 64) - 1:
+    def _take(self, n):
+        """The first of the next n epochs; advances by n."""
+        if self.epoch + n > (1 << 64) - 1:
             raise OverflowError("Streams: the 2**64 epochs of this key are used up")
-        c = counter(0, self.epoch)
-        self.epoch += 1
-        return c
+        e = self.epoch
+        self.epoch += n
+        return e
+
+    def next_counter(self):
+        return counter(0, self._take(1))
+
+    def next_counters(self, n):
+        e = self._take(n)
+        out = np.zeros((n, 4), np.uint64)
+        out[:, 1] = np.uint64(e) + np.arange(n, dtype=np.uint64)  # word 1 of counter(0, epoch)
+        return out
 
     def get_state(self):
         return {"bit_generator": "Philox4x64-10", "key": [int(k) for k in self.key],

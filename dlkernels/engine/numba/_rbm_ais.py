@@ -30,13 +30,6 @@ _LOG_RENORM = 256  # factors of a softplus product between two logs
 
 # ---- annealed importance sampling ---------------------------------------------
 
-@njit(cache=True)
-def _fill_uniforms(key, cs, first_block, out):
-    """out[i] = float32 uniform number (8*first_block + i) of the stream (key, cs),
-    stored exactly in out's dtype."""
-    stream_fill_f32(key, cs, first_block, out)
-
-
 # Vectorizable exp for the AIS loops (libm's exp is a scalar call that stops
 # the loop vectorizer): the shared ``_fastmath.expneg64`` (exp(max(x, -40))
 # for x <= 0, <= 2 ulp); ``expneg`` is its name in this family's API.
@@ -170,7 +163,7 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw, stop):
     dd = np.empty(n, np.float64)
     for s in range(R):
         logw[s] = 0.0
-        _fill_uniforms(key, cs[s], 0, uv)
+        stream_fill_f32(key, cs[s], 0, uv)
         adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, 0.0, da, True)
     for k in range(1, K + 1):
         if stopped(stop):
@@ -182,13 +175,13 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw, stop):
         blk = nbv + (k - 1) * (nbh + nbv)
         for s in range(R):
             if not last:
-                _fill_uniforms(key, cs[s], blk, uh)
+                stream_fill_f32(key, cs[s], blk, uh)
             inc = _ais_hidden(Y[s], H[s], uh, b, bk, bp, not last, tt, dd)
             logw[s] += (bk - bp) * adv[s] + inc
         if not last:
             gemm_at(False, False, R, m, n, 1.0, H, 0, n, WT, 0, m, 0.0, X, 0, m)
             for s in range(R):
-                _fill_uniforms(key, cs[s], blk + nbh, uv)
+                stream_fill_f32(key, cs[s], blk + nbh, uv)
                 adv[s] = _ais_visible(V[s], X[s], uv, a, a_base, bk, da, False)
 
 

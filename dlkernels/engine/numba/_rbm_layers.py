@@ -51,19 +51,13 @@ def blocks_per_layer(n, itemsize=None):
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
 @njit(cache=True, error_model="numpy")
-def _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block):
-    """ubuf[:n] = uniforms 0..n-1 of the stream (key, c) counted from block
-    ``first_block``: the float32 uniforms of the 32-bit half-words (low half
-    first), stored exactly in ubuf's dtype (float32 or float64)."""
-    fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
-
-
-@njit(cache=True, error_model="numpy")
 def _bern_row(p, out, k0, k1, c0, c1, c2, c3, first_block, ubuf):
     """out[i] = 1 if u_i < p[i] else 0, u_i = uniform i of the stream (key, c)
-    counted from block ``first_block``; p and out distinct; ubuf scratch."""
+    counted from block ``first_block`` (the float32 uniform of a 32-bit
+    half-word, low half first, held exactly in ubuf's dtype); p and out
+    distinct; ubuf scratch."""
     n = p.shape[0]
-    _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+    fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
     for j in range(n):
         out[j] = 1.0 if ubuf[j] < p[j] else 0.0
 
@@ -73,7 +67,7 @@ def _bern_row_ip(x, k0, k1, c0, c1, c2, c3, first_block, ubuf):
     """In-place _bern_row: x[i] = 1 if u_i < x[i] else 0 (a separate loop so
     that it vectorizes: an exactly aliased pair defeats the overlap check)."""
     n = x.shape[0]
-    _uniforms(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
+    fill_f32_from(ubuf, n, k0, k1, c0, c1, c2, c3, first_block)
     for j in range(n):
         x[j] = 1.0 if ubuf[j] < x[j] else 0.0
 
