@@ -189,8 +189,8 @@ cdef void _mc_ais_tile(const floating* W, const floating* WT, const floating* a,
                        floating* uv, floating* uh, double* adv, double* tt,
                        double* dd, const _i64* stop) noexcept nogil:
     """All temperatures of the R runs of one tile; V..dd are the tile's buffers."""
-    cdef Py_ssize_t U = 8  # uniforms per block (32-bit half-words, both dtypes)
-    cdef Py_ssize_t nbv = (m + U - 1) // U, nbh = (n + U - 1) // U, s, k
+    # the layers' draw (_blocks: 8 half-word uniforms per block)
+    cdef Py_ssize_t nbv = _blocks(m), nbh = _blocks(n), s, k
     cdef uint64_t blk
     cdef double bk, bp
     cdef bint last

@@ -21,6 +21,7 @@ from numba import njit, prange
 from ._blas import gemm_at
 from ._fastmath import expneg64
 from ._interrupt import stopped
+from ._rbm_layers import blocks_per_layer
 from .rng import stream_counter, stream_fill_f32
 
 __all__ = ["ais", "ais_tile_rows", "expneg", "expneg_array", "AIS_MAX_TILE"]
@@ -149,9 +150,8 @@ def _ais_tile(W, WT, a, b, a_base, da, betas, key, cs, logw, stop):
     n = W.shape[1]
     K = betas.shape[0] - 1
     dt = W.dtype
-    U = 8  # uniforms per Philox block (32-bit half-words, both dtypes)
-    nbv = (m + U - 1) // U
-    nbh = (n + U - 1) // U
+    nbv = blocks_per_layer(m)   # the layers' draw: 8 half-word uniforms per block
+    nbh = blocks_per_layer(n)
     V = np.empty((R, m), dt)
     H = np.empty((R, n), dt)
     Y = np.empty((R, n), dt)
