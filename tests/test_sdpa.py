@@ -405,6 +405,128 @@ def test_backward_errors():
         SDPA_BWD(g, _q, np.ones((2, 5, 3)), _v, out, lse)
 
 
+# ---- non-finite input: found by the forward kernel's own pass -------------------------------
+#
+# The forward does not scan query, key and value in the bindings: the kernel checks them in
+# the passes that read them (raw scores, the accumulator, the rows it skips) and the owner of
+# each key/value head checks the rows nobody computes with.  Each case puts one NaN / +inf /
+# -inf where one of those routes must find it; every case must raise, naming the array.
+
+def _poison_case(name, dtype):
+    rng = np.random.default_rng(3)
+    kw = {}
+    E = 4
+    if name == "key_L1":                  # small tile, second batch-head (owner bh = 1)
+        q, k, v = _qkv(rng, (2, 1, E), (2, 600, E), (2, 600, 3), dtype)
+        return q, k, v, kw, "key", (1, 300, 2)
+    if name == "value_L1":
+        q, k, v = _qkv(rng, (2, 1, E), (2, 600, E), (2, 600, 3), dtype)
+        return q, k, v, kw, "value", (1, 599, 0)
+    if name in ("key_skipped_tile", "value_skipped_tile"):   # keys >= 512 masked: tile skipped
+        q, k, v = _qkv(rng, (2, 3, E), (2, 600, E), (2, 600, 3), dtype)
+        kw["attn_mask"] = np.arange(600) < 512
+        return q, k, v, kw, name.split("_")[0], (0, 550, 1)
+    if name in ("key_masked_small", "value_masked_small"):   # masked key inside a live tile
+        q, k, v = _qkv(rng, (2, 1, E), (2, 20, E), (2, 20, 3), dtype)
+        kw["attn_mask"] = np.arange(20) != 5
+        return q, k, v, kw, name.split("_")[0], (1, 5, 0)
+    if name in ("key_masked_blas", "value_masked_blas"):     # the same, 64-row BLAS tiles
+        q, k, v = _qkv(rng, (2, 70, E), (2, 20, E), (2, 20, 3), dtype)
+        kw["attn_mask"] = np.arange(20) != 5
+        return q, k, v, kw, name.split("_")[0], (1, 5, 2)
+    if name in ("key_past_causal", "value_past_causal"):     # keys past every query's cut
+        q, k, v = _qkv(rng, (2, 3, E), (2, 600, E), (2, 600, 3), dtype)
+        kw["is_causal"] = True
+        return q, k, v, kw, name.split("_")[0], (1, 580, 0)
+    if name == "value_past_causal_blas":
+        q, k, v = _qkv(rng, (1, 70, E), (1, 90, E), (1, 90, 3), dtype)
+        kw["is_causal"] = True
+        return q, k, v, kw, "value", (0, 85, 2)
+    if name == "key_scale0_blas":          # scale 0: the BLAS product does not show K
+        q, k, v = _qkv(rng, (1, 70, E), (1, 20, E), (1, 20, 3), dtype)
+        kw["scale"] = 0.0
+        return q, k, v, kw, "key", (0, 3, 1)
+    if name == "key_scale0_small":
+        q, k, v = _qkv(rng, (1, 2, E), (1, 20, E), (1, 20, 3), dtype)
+        kw["scale"] = 0.0
+        return q, k, v, kw, "key", (0, 3, 1)
+    if name == "query_tail_tile":
+        q, k, v = _qkv(rng, (2, 66, E), (2, 9, E), (2, 9, 3), dtype)
+        return q, k, v, kw, "query", (1, 65, 3)
+    if name == "query_fully_masked_row":
+        q, k, v = _qkv(rng, (1, 5, E), (1, 9, E), (1, 9, 3), dtype)
+        m = np.ones((5, 9), bool)
+        m[2] = False
+        kw["attn_mask"] = m
+        return q, k, v, kw, "query", (0, 2, 0)
+    if name == "key_gqa":                  # query heads 2, 3 share key head 1
+        q, k, v = _qkv(rng, (1, 4, 1, E), (1, 2, 30, E), (1, 2, 30, 3), dtype)
+        kw["enable_gqa"] = True
+        return q, k, v, kw, "key", (0, 1, 29, 0)
+    if name == "value_broadcast":          # one key/value head for three batch rows
+        q, k, v = _qkv(rng, (3, 2, E), (1, 30, E), (1, 30, 3), dtype)
+        return q, k, v, kw, "value", (0, 17, 1)
+    if name == "value_dropped":            # most weights dropped (small tile)
+        q, k, v = _qkv(rng, (1, 1, E), (1, 50, E), (1, 50, 3), dtype)
+        kw.update(dropout_p=0.9, random_state=5)
+        return q, k, v, kw, "value", (0, 30, 0)
+    raise KeyError(name)
+
+
+POISON = ["key_L1", "value_L1", "key_skipped_tile", "value_skipped_tile", "key_masked_small",
+          "value_masked_small", "key_masked_blas", "value_masked_blas", "key_past_causal",
+          "value_past_causal", "value_past_causal_blas", "key_scale0_blas", "key_scale0_small",
+          "query_tail_tile", "query_fully_masked_row", "key_gqa", "value_broadcast",
+          "value_dropped"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", POISON)
+def test_nonfinite_input_found_by_the_kernel(name, bad, backend, dtype):
+    q, k, v, kw, which, idx = _poison_case(name, dtype)
+    SDPA(q, k, v, backend=backend, **kw)        # clean: no error
+    arr = dict(query=q, key=k, value=v)[which]
+    arr[idx] = bad
+    with pytest.raises(ValueError, match=f"{which}: expected finite values"):
+        SDPA(q, k, v, backend=backend, **kw)
+
+
+def test_nonfinite_input_random_positions(backend):
+    """Random shapes, masks, causal and positions (seeded): a single NaN or inf
+    anywhere in query, key or value always raises."""
+    rng = np.random.default_rng(11)
+    for it in range(40):
+        dt = (np.float32, np.float64)[it % 2]
+        B, H = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        L = int(rng.choice([1, 2, 3, 5, 63, 64, 65, 70]))
+        S = int(rng.choice([1, 7, 300, 520]))
+        E, Ev = int(rng.integers(1, 9)), int(rng.integers(1, 6))
+        q, k, v = _qkv(rng, (B, H, L, E), (B, H, S, E), (B, H, S, Ev), dt)
+        kw = dict(is_causal=bool(rng.random() < 0.3))
+        if rng.random() < 0.5:
+            m = rng.random((L, S)) < 0.5
+            m[:, rng.random(S) < 0.3] = False       # whole key columns masked
+            kw["attn_mask"] = m
+        which = ("query", "key", "value")[int(rng.integers(3))]
+        arr = dict(query=q, key=k, value=v)[which]
+        idx = tuple(int(rng.integers(n)) for n in arr.shape)
+        arr[idx] = (np.nan, np.inf, -np.inf)[int(rng.integers(3))]
+        with pytest.raises(ValueError, match=f"{which}: expected finite values"):
+            SDPA(q, k, v, backend=backend, **kw)
+
+
+@pytest.mark.parametrize("dt,big", [(np.float32, 1e19), (np.float64, 1e154)])
+def test_score_overflow_raises(dt, big, backend):
+    """Finite inputs whose scores overflow the dtype raise (PyTorch returns NaN)."""
+    q = np.full((1, 2, 4), big, dt)
+    k = np.full((1, 3, 4), big, dt)
+    v = np.ones((1, 3, 2), dt)
+    with pytest.raises(ValueError, match="query, key: expected scores"):
+        SDPA(q, k, v, backend=backend)
+    out = SDPA(q / big, k / big, v, backend=backend)   # the same, scaled: fine
+    np.testing.assert_allclose(out, 1.0)
+
+
 def test_readonly_and_noncontiguous_inputs(backend):
     q, k, v, m, kw = _case("plain", np.float64)
     want = SDPA(q, k, v, backend=backend)

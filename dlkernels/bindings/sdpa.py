@@ -55,11 +55,14 @@ def _batch(shape):
     return "(" + ", ".join(str(s) for s in shape) + ")" if shape else "()"
 
 
-def _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
-    q = check_array(query, "query", allow_empty=False, finite=True)
+def _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+             finite=True):
+    """``finite=False``: query, key and value are not scanned here (the forward
+    kernel checks them in its own pass: see ``_raise_nonfinite``)."""
+    q = check_array(query, "query", allow_empty=False, finite=finite)
     dt = q.dtype
-    k = check_array(key, "key", dtype=dt, allow_empty=False, finite=True)
-    v = check_array(value, "value", dtype=dt, allow_empty=False, finite=True)
+    k = check_array(key, "key", dtype=dt, allow_empty=False, finite=finite)
+    v = check_array(value, "value", dtype=dt, allow_empty=False, finite=finite)
     for x, name in ((q, "query"), (k, "key"), (v, "value")):
         if x.ndim < 2:
             raise ValueError(f"{name}: expected an array of at least 2 dimensions (..., rows, "
@@ -183,6 +186,17 @@ def _mask(p, attn_mask):
         p.mask_mode, p.mask_f = 2, m.reshape(-1)
 
 
+def _raise_nonfinite(p):
+    """The forward kernel returned a NaN lse: a NaN or inf in query, key or
+    value (the kernel's check; named here by a scan of each), or finite
+    inputs whose scores overflow the dtype."""
+    for x, name in ((p.q, "query"), (p.k, "key"), (p.v, "value")):
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    raise ValueError(f"query, key: expected scores scale * q.k within the range of {p.dtype}, "
+                     f"got an overflow to inf (scale the inputs down or compute in float64)")
+
+
 def _rng(p, random_state):
     if p.dropout_p > 0:
         st = as_streams(random_state)
@@ -254,10 +268,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     ValueError
         Fewer than 2 dimensions, empty arrays, mismatched E / S, batch
         dimensions or mask shapes that do not broadcast, heads that do not
-        group (enable_gqa), NaN / inf input, a NaN or +inf mask entry,
-        dropout_p outside [0, 1), a non-finite scale, an unknown backend.
+        group (enable_gqa), NaN / inf in query, key or value (anywhere, masked
+        positions included), a NaN or +inf mask entry, dropout_p outside
+        [0, 1), a non-finite scale, scores ``scale * q.k`` that overflow the
+        dtype to inf (PyTorch returns NaN there), an unknown backend.
     """
-    p = _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    # query, key and value are checked for NaN / inf by the kernel, in the pass
+    # that reads them (a separate np.isfinite pass would double a decoding
+    # step's memory traffic): a NaN lse reports it.
+    p = _prepare(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+                 finite=False)
     return_lse = check_bool(return_lse, "return_lse")
     eng = _kernels(backend)
     kkey, ctr = _rng(p, random_state)
@@ -268,6 +288,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     with blas_single_threaded():
         eng.sdpa_forward(q, k, v, p.kv_idx, p.mask_mode, mb, mf, p.mask_off,
                          p.mask_ld, p.is_causal, p.scale, p.dropout_p, kkey, ctr, out, lse)
+    if np.isnan(lse).any():
+        _raise_nonfinite(p)
     out = out.reshape(p.bshape + (p.L, p.Ev))
     if return_lse:
         return out, lse.reshape(p.bshape + (p.L,))

@@ -5,9 +5,10 @@
 # skipping, dropout stream layout, backward).  The same IEEE operations in the
 # same order (the same ?gemm calls, exp from dlk_fastmath.h, sequential sums),
 # so both backends return bit-identical results for any thread count.  No
-# validation here.
+# validation here, except the forward's in-pass check of non-finite input
+# (lse NaN; see "Non-finite input" in the twin's docstring).
 from libc.stdint cimport uint64_t, int64_t, uint8_t
-from libc.math cimport log, logf, INFINITY
+from libc.math cimport log, logf, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange, parallel
 from cython cimport floating
@@ -96,10 +97,10 @@ cdef extern from *:
             }                                                                         \
         }                                                                             \
     }                                                                                 \
-    DLK_CLONES static void dlk_sdpa_pv_##SUF(const T *restrict P, Py_ssize_t nq,      \
-                                             Py_ssize_t nk, const T *restrict v,      \
-                                             Py_ssize_t Ev, T *restrict acc) {        \
-        Py_ssize_t r, j, e;                                                           \
+    DLK_CLONES static int dlk_sdpa_pv_##SUF(const T *restrict P, Py_ssize_t nq,       \
+                                            Py_ssize_t nk, const T *restrict v,       \
+                                            Py_ssize_t Ev, T *restrict acc) {         \
+        Py_ssize_t r, j, e; int ok = 1;                                               \
         for (r = 0; r < nq; r++) {                                                    \
             T *ar = acc + r * Ev;                                                     \
             for (j = 0; j < nk; j++) {                                                \
@@ -107,10 +108,23 @@ cdef extern from *:
                 if (p != 0) {                                                         \
                     const T *vr = v + j * Ev;                                         \
                     for (e = 0; e < Ev; e++) ar[e] = ar[e] + p * vr[e];               \
+                } else if (ok) {                                                      \
+                    ok = dlk_sdpa_finite_##SUF(v + j * Ev, Ev);                       \
                 }                                                                     \
             }                                                                         \
         }                                                                             \
+        return ok;                                                                    \
     }
+    /* whether x[:n] is finite: the largest exponent field is not all ones (an
+       integer max reduction; Numba twin: _finite) */
+    #define DLK_SDPA_FINITE(T, U, SUF, EXPMASK)                                        \
+    DLK_CLONES static int dlk_sdpa_finite_##SUF(const T *restrict x, Py_ssize_t n) {  \
+        const U *restrict b = (const U *)x; U m = 0, t; Py_ssize_t c;                 \
+        for (c = 0; c < n; c++) { t = b[c] & EXPMASK; m = t > m ? t : m; }            \
+        return m != EXPMASK;                                                          \
+    }
+    DLK_SDPA_FINITE(float, uint32_t, f32, (uint32_t)0x7F800000u)
+    DLK_SDPA_FINITE(double, uint64_t, f64, (uint64_t)0x7FF0000000000000ull)
     DLK_SDPA_ROWS(float, f32, dlk_exp32)
     DLK_SDPA_ROWS(double, f64, dlk_exp64)
     """
@@ -126,10 +140,12 @@ cdef extern from *:
                            Py_ssize_t nk, float alpha, float* out) noexcept nogil
     void dlk_sdpa_dots_f64(const double* x, const double* y, Py_ssize_t ld, Py_ssize_t nq,
                            Py_ssize_t nk, double alpha, double* out) noexcept nogil
-    void dlk_sdpa_pv_f32(const float* P, Py_ssize_t nq, Py_ssize_t nk, const float* v,
-                         Py_ssize_t Ev, float* acc) noexcept nogil
-    void dlk_sdpa_pv_f64(const double* P, Py_ssize_t nq, Py_ssize_t nk, const double* v,
-                         Py_ssize_t Ev, double* acc) noexcept nogil
+    int dlk_sdpa_pv_f32(const float* P, Py_ssize_t nq, Py_ssize_t nk, const float* v,
+                        Py_ssize_t Ev, float* acc) noexcept nogil
+    int dlk_sdpa_pv_f64(const double* P, Py_ssize_t nq, Py_ssize_t nk, const double* v,
+                        Py_ssize_t Ev, double* acc) noexcept nogil
+    int dlk_sdpa_finite_f32(const float* x, Py_ssize_t n) noexcept nogil
+    int dlk_sdpa_finite_f64(const double* x, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void _sdpa_dots(const floating* x, const floating* y, Py_ssize_t ld, Py_ssize_t nq,
@@ -140,12 +156,20 @@ cdef inline void _sdpa_dots(const floating* x, const floating* y, Py_ssize_t ld,
         dlk_sdpa_dots_f64(x, y, ld, nq, nk, alpha, out)
 
 
-cdef inline void _sdpa_pv(const floating* P, Py_ssize_t nq, Py_ssize_t nk, const floating* v,
+cdef inline bint _sdpa_pv(const floating* P, Py_ssize_t nq, Py_ssize_t nk, const floating* v,
                           Py_ssize_t Ev, floating* acc) noexcept nogil:
+    """acc += P v (small tiles); whether the rows of v skipped for a zero weight are finite."""
     if floating is float:
-        dlk_sdpa_pv_f32(P, nq, nk, v, Ev, acc)
+        return dlk_sdpa_pv_f32(P, nq, nk, v, Ev, acc)
     else:
-        dlk_sdpa_pv_f64(P, nq, nk, v, Ev, acc)
+        return dlk_sdpa_pv_f64(P, nq, nk, v, Ev, acc)
+
+
+cdef inline bint _sdpa_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return dlk_sdpa_finite_f32(x, n)
+    else:
+        return dlk_sdpa_finite_f64(x, n)
 
 
 cdef inline floating _sdpa_rowmax(const floating* x, Py_ssize_t n, floating init) noexcept nogil:
@@ -236,19 +260,24 @@ cdef inline void _sdpa_uniforms(floating* ub, Py_ssize_t n, const uint64_t* key,
         stream_fill_f64(key, c, <uint64_t>(j0 // 4), ub, n)
 
 
-cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v,
+cdef bint _sdpa_fwd_item(const floating* q, const floating* k, const floating* v,
                          Py_ssize_t bh, Py_ssize_t kvh, Py_ssize_t i0, Py_ssize_t nq,
                          Py_ssize_t L, Py_ssize_t S, Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t TK,
                          int mode, const uint8_t* mb, const floating* mf, int64_t moff,
                          Py_ssize_t mld, bint causal, floating sc, floating dp, floating dscale,
                          const uint64_t* key, const uint64_t* ctr, floating* out, floating* lse,
                          floating* Sb, floating* ub, floating* acc, floating* m,
-                         floating* l) noexcept nogil:
+                         floating* l, bint owner) noexcept nogil:
+    """One work item; False when it met a non-finite key or value row (or an
+    overflow): "Non-finite input" in the Numba twin's module doc."""
     cdef floating ninf = -INFINITY
     cdef floating zero = 0
     cdef floating one = 1
     cdef floating mx, x, mold, mnew, rs, alpha, inv
     cdef Py_ssize_t r, c, t, j0, nk, jend, base
+    cdef bint ok = True
+    if owner and sc == zero:
+        ok = _sdpa_finite(k + kvh * S * E, S * E)
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
@@ -262,12 +291,17 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
         j0 += TK
         nk = min(TK, jend - j0)
         if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
+            if owner and ok:
+                ok = _sdpa_finite(k + (kvh * S + j0) * E, nk * E) and \
+                    _sdpa_finite(v + (kvh * S + j0) * Ev, nk * Ev)
             continue
         if nq <= SDPA_SMALL_Q:
             _sdpa_dots(q + (bh * L + i0) * E, k + (kvh * S + j0) * E, E, nq, nk, sc, Sb)
         else:
             gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
                  k + (kvh * S + j0) * E, <int>E, zero, Sb, <int>nk)
+        if ok:
+            ok = _sdpa_finite(Sb, nq * nk)
         _sdpa_mask(Sb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
         for r in range(nq):
             base = r * nk
@@ -296,10 +330,16 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
                 for c in range(nk):
                     Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
         if nq <= SDPA_SMALL_Q:
-            _sdpa_pv(Sb, nq, nk, v + (kvh * S + j0) * Ev, Ev, acc)
+            if not _sdpa_pv(Sb, nq, nk, v + (kvh * S + j0) * Ev, Ev, acc):
+                ok = False
         else:
             gemm(False, False, <int>nq, <int>Ev, <int>nk, one, Sb, <int>nk,
                  v + (kvh * S + j0) * Ev, <int>Ev, one, acc, <int>Ev)
+    if owner and ok and jend < S:
+        ok = _sdpa_finite(k + (kvh * S + jend) * E, (S - jend) * E) and \
+            _sdpa_finite(v + (kvh * S + jend) * Ev, (S - jend) * Ev)
+    if ok:
+        ok = _sdpa_finite(acc, nq * Ev)
     for r in range(nq):
         base = (bh * L + i0 + r) * Ev
         if l[r] == zero:
@@ -314,6 +354,7 @@ cdef void _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
                 lse[bh * L + i0 + r] = m[r] + logf(l[r])
             else:
                 lse[bh * L + i0 + r] = m[r] + log(l[r])
+    return ok
 
 
 cdef void _sdpa_forward(const floating* q, const floating* k, const floating* v,
@@ -322,29 +363,52 @@ cdef void _sdpa_forward(const floating* q, const floating* k, const floating* v,
                         const floating* mf, const int64_t* mask_off, Py_ssize_t mld, bint causal,
                         double scale, double dropout_p, const uint64_t* key, const uint64_t* ctr,
                         floating* out, floating* lse) noexcept nogil:
-    cdef Py_ssize_t tq, TK, nqt, tkb, it, bh, i0, nq
+    cdef Py_ssize_t tq, TK, nqt, tkb, it, bh, i0, nq, r, kvh, nkv = 0
     cdef int64_t moff
     cdef floating sc = <floating>scale
     cdef floating dp = <floating>dropout_p
     cdef floating one = 1
     cdef floating dscale = one / (one - dp)
     cdef floating* buf = NULL
+    cdef int64_t* owner = NULL
+    cdef bint ok
     _sdpa_tiles(E, Ev, sizeof(floating), &tq, &TK)
     tq = min(tq, L)
     nqt = (L + tq - 1) // tq
     tkb = min(TK, S)
+    # the owner of a key/value head: its first query head (first query tile)
+    for bh in range(BH):
+        if kv_idx[bh] >= nkv:
+            nkv = kv_idx[bh] + 1
+    owner = <int64_t*>malloc((nkv + 1) * sizeof(int64_t))
+    if owner == NULL:   # no check possible: report every row as unchecked (lse NaN)
+        for it in range(BH * L):
+            lse[it] = NAN
+        return
+    for kvh in range(nkv):
+        owner[kvh] = -1
+    for bh in range(BH):
+        if owner[kv_idx[bh]] < 0:
+            owner[kv_idx[bh]] = bh
     with parallel():
         buf = <floating*>malloc((tq * tkb + tkb + tq * Ev + 2 * tq + 1) * sizeof(floating))
         for it in prange(BH * nqt, schedule="dynamic"):
             bh = it // nqt
             i0 = (it % nqt) * tq
             nq = min(tq, L - i0)
+            kvh = kv_idx[bh]
             moff = mask_off[bh] if mode != 0 else 0
-            _sdpa_fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, L, S, E, Ev, TK, mode, mb, mf, moff,
-                           mld, causal, sc, dp, dscale, key, ctr, out, lse, buf, buf + tq * tkb,
-                           buf + tq * tkb + tkb, buf + tq * tkb + tkb + tq * Ev,
-                           buf + tq * tkb + tkb + tq * Ev + tq)
+            ok = _sdpa_fwd_item(q, k, v, bh, kvh, i0, nq, L, S, E, Ev, TK, mode, mb, mf, moff,
+                                mld, causal, sc, dp, dscale, key, ctr, out, lse, buf,
+                                buf + tq * tkb, buf + tq * tkb + tkb,
+                                buf + tq * tkb + tkb + tq * Ev,
+                                buf + tq * tkb + tkb + tq * Ev + tq,
+                                i0 == 0 and owner[kvh] == bh)
+            if not (ok and _sdpa_finite(q + (bh * L + i0) * E, nq * E)):
+                for r in range(nq):
+                    lse[bh * L + i0 + r] = NAN
         free(buf)
+    free(owner)
 
 
 cdef bint _sdpa_bwd_tile(const floating* q, const floating* k, const floating* v,

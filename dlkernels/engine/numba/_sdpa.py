@@ -54,6 +54,21 @@ entries are all masked out (bool False / float -inf) for the tile's rows is
 skipped.  Skipped work contributes exactly nothing, so skipping never changes
 the result.
 
+Non-finite input.  The forward checks that query, key and value are finite
+in the passes that already read them, so that the bindings need no separate
+pass over K and V (a decoding step is bound by reading them): every work
+item checks its query rows and its raw score tiles (before the mask; with Q
+finite, a NaN or inf in key row j makes score column j NaN or +-inf) and its
+accumulator at the end (a NaN or inf in value row j reaches it through a
+nonzero weight, or as 0 x inf = NaN in the BLAS product; the small-tile loop
+checks the rows it skips for a zero weight).  The owner of each key/value
+head (its first query head's first query tile) also checks the K and V rows
+it does not compute with (skipped tiles, the rows past a causal cut; all of
+K when scale = 0), so every entry of Q, K and V is checked exactly once or
+more.  An item that finds a NaN or inf sets its rows' lse to NaN.  Finite
+input gives a NaN lse only when a score or the accumulator overflows to inf
+(the bindings report both).  The backward checks nothing.
+
 Fully masked rows (every key masked): output 0, lse -inf (PyTorch returns NaN
 in some versions; dlkernels returns zeros).  Their gradients are 0.
 
@@ -182,26 +197,46 @@ def _rowsum(Sb, base, n, zero):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _dot_lanes(a, ao, b, bo, n, zero):
+def _dot_lanes(a, ao, b, bo, n, s8):
     """sum_c a[ao + c] * b[bo + c] (c < n) in the fixed order of _rowsum: 8
-    lanes over the full blocks of 8, combined pairwise, then the tail."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-    c = 0
-    while c + 8 <= n:
-        s0 += a[ao + c] * b[bo + c]
-        s1 += a[ao + c + 1] * b[bo + c + 1]
-        s2 += a[ao + c + 2] * b[bo + c + 2]
-        s3 += a[ao + c + 3] * b[bo + c + 3]
-        s4 += a[ao + c + 4] * b[bo + c + 4]
-        s5 += a[ao + c + 5] * b[bo + c + 5]
-        s6 += a[ao + c + 6] * b[bo + c + 6]
-        s7 += a[ao + c + 7] * b[bo + c + 7]
-        c += 8
-    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    while c < n:
-        t += a[ao + c] * b[bo + c]
-        c += 1
-    return t
+    lanes over the full blocks of 8, combined pairwise, then the tail.  The
+    lanes live in the 8-element scratch s8 (LLVM vectorizes the inner loop
+    over t; eight scalar accumulators it does not)."""
+    x = a[ao:ao + n]
+    y = b[bo:bo + n]
+    for t in range(8):
+        s8[t] = 0
+    nb = n // 8
+    for blk in range(nb):
+        c = blk * 8
+        for t in range(8):
+            s8[t] += x[c + t] * y[c + t]
+    r = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))
+    for c in range(nb * 8, n):
+        r += x[c] * y[c]
+    return r
+
+
+@njit(cache=True, error_model="numpy")
+def _finite(a, ao, n):
+    """Whether a[ao:ao + n] (flat offsets) holds only finite values: the
+    largest exponent field over the range (an integer max reduction, which
+    LLVM vectorizes) is not all ones."""
+    if a.itemsize == 4:
+        x = a.reshape(a.size).view(np.uint32)[ao:ao + n]
+        e32 = np.uint32(0x7F800000)
+        m32 = np.uint32(0)
+        for c in range(n):
+            t32 = x[c] & e32
+            m32 = t32 if t32 > m32 else m32
+        return m32 != e32
+    y = a.reshape(a.size).view(np.uint64)[ao:ao + n]
+    e64 = np.uint64(0x7FF0000000000000)
+    m64 = np.uint64(0)
+    for c in range(n):
+        t64 = y[c] & e64
+        m64 = t64 if t64 > m64 else m64
+    return m64 != e64
 
 
 @njit(cache=True, error_model="numpy")
@@ -210,16 +245,20 @@ def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, zero, out):
     the flat offsets xo, yo): the small-tile Q K^T and dO V^T."""
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
+    s8 = np.empty(8, out.dtype)
     for r in range(nq):
         for c in range(nk):
-            out[r * nk + c] = alpha * _dot_lanes(xf, xo + r * ld, yf, yo + c * ld, ld, zero)
+            out[r * nk + c] = alpha * _dot_lanes(xf, xo + r * ld, yf, yo + c * ld, ld, s8)
 
 
 @njit(cache=True, error_model="numpy")
 def _pv_rows(P, nq, nk, v, vo, Ev, acc, zero):
     """acc[r] += sum_c P[r, c] v[c] (c ascending, rows of v from the flat
-    offset vo; weights equal to zero skipped): the small-tile (P Z) V."""
+    offset vo; weights equal to zero skipped): the small-tile (P Z) V.
+    Returns whether the rows of v it skipped are finite (the rows it adds
+    show up in acc)."""
     vf = v.reshape(v.size)
+    ok = True
     for r in range(nq):
         arow = acc[r * Ev:r * Ev + Ev]
         for c in range(nk):
@@ -228,6 +267,9 @@ def _pv_rows(P, nq, nk, v, vo, Ev, acc, zero):
                 vrow = vf[vo + c * Ev:vo + c * Ev + Ev]
                 for e in range(Ev):
                     arow[e] += p * vrow[e]
+            elif ok:
+                ok = _finite(v, vo + c * Ev, Ev)
+    return ok
 
 
 @njit(cache=True, error_model="numpy")
@@ -323,11 +365,16 @@ def _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero):
 
 @njit(cache=True, error_model="numpy")
 def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f, moff, mld,
-              causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp, consts):
+              causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m, l, tmp, consts, owner):
+    """One work item; returns False when it met a non-finite key or value row
+    (or a score overflow): see "Non-finite input" in the module doc."""
     L = q.shape[1]
     ninf = consts[0]
     zero = consts[1]
     one = consts[2]
+    ok = True
+    if owner and sc == zero:   # scale 0: the scores do not show K (BLAS skips alpha = 0)
+        ok = _finite(k, kvh * S * E, S * E)
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
@@ -338,12 +385,17 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     for j0 in range(0, jend, TK):
         nk = min(TK, jend - j0)
         if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
+            if owner and ok:
+                ok = _finite(k, (kvh * S + j0) * E, nk * E) and \
+                    _finite(v, (kvh * S + j0) * Ev, nk * Ev)
             continue
         if nq <= SMALL_Q:
             _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, zero, Sb)
         else:
             gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E,
                     E, zero, Sb, 0, nk)
+        if ok:   # a non-finite row of K makes its whole score column non-finite
+            ok = _finite(Sb, 0, nq * nk)
         _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nq):
             base = r * nk
@@ -366,10 +418,16 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         if dp > zero:
             _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero)
         if nq <= SMALL_Q:
-            _pv_rows(Sb, nq, nk, v, (kvh * S + j0) * Ev, Ev, acc, zero)
-        else:
+            if not _pv_rows(Sb, nq, nk, v, (kvh * S + j0) * Ev, Ev, acc, zero):
+                ok = False
+        else:   # (0 times a non-finite value is NaN in the BLAS product too)
             gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
                     acc, 0, Ev)
+    if owner and ok and jend < S:
+        ok = _finite(k, (kvh * S + jend) * E, (S - jend) * E) and \
+            _finite(v, (kvh * S + jend) * Ev, (S - jend) * Ev)
+    if ok:   # a non-finite row of V reaches the accumulator
+        ok = _finite(acc, 0, nq * Ev)
     for r in range(nq):
         orow = out[bh, i0 + r]
         if l[r] == zero:
@@ -381,6 +439,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
             for c in range(Ev):
                 orow[c] = arow[c] * inv
             lse[bh, i0 + r] = m[r] + math.log(l[r])
+    return ok
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -406,6 +465,12 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
     consts[0] = -np.inf
     consts[1] = 0.0
     consts[2] = 1.0
+    # The owner of a key/value head (its first query head's first tile) makes
+    # sure all of that head's K and V is checked; every item checks its query rows.
+    owner = np.full(k.shape[0], -1, np.int64)
+    for bh in range(BH):
+        if owner[kv_idx[bh]] < 0:
+            owner[kv_idx[bh]] = bh
     for ch in prange(nch):
         Sb = np.empty(tq * tkb, q.dtype)
         ub = np.empty(tkb, q.dtype)
@@ -417,10 +482,15 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
             bh = it // nqt
             i0 = (it % nqt) * tq
             nq = min(tq, L - i0)
+            kvh = kv_idx[bh]
             moff = mask_off[bh] if mask_mode != 0 else 0
-            _fwd_item(q, k, v, bh, kv_idx[bh], i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
-                      moff, mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub, acc, m,
-                      l, tmp, consts)
+            own = i0 == 0 and owner[kvh] == bh
+            ok = _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
+                           moff, mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub,
+                           acc, m, l, tmp, consts, own)
+            if not (ok and _finite(q, (bh * L + i0) * E, nq * E)):
+                for r in range(nq):
+                    lse[bh, i0 + r] = np.nan
 
 
 # ---- backward ---------------------------------------------------------------------------
