@@ -35,7 +35,7 @@ FOOTNOTES = (
     "so its GEMM % is also its speed-up over the non-causal row's GEMM %).",
     "Memory note: peak extra memory = tracemalloc peak of the call (NumPy-side: outputs, index "
     "arrays) plus the kernels' scratch (threads x (TQ x TK + TK + TQ x Ev + 2 TQ) floats, "
-    "TQ = 64, TK from sdpa_tiles), over the size of one L x S float32 matrix per batch-head "
+    "TQ and TK from sdpa_tiles), over the size of one L x S float32 matrix per batch-head "
     "(B·H·L·S·4 bytes), which the kernels never allocate.",
 )
 PRESETS = {

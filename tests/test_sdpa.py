@@ -74,7 +74,8 @@ CASES = {
     "decode_step": ((3, 2, 1, 12), (3, 2, 20, 12), (3, 2, 20, 5),
                     lambda r: r.random((3, 2, 1, 20)) < 0.8, {}),
     "decode_3_causal": ((2, 2, 3, 9), (2, 2, 17, 9), (2, 2, 17, 7), None, dict(is_causal=True)),
-    "tail_tile": ((1, 1, 66, 8), (1, 1, 70, 8), (1, 1, 70, 8), None, dict(is_causal=True)),
+    # L = 130: a last query tile of 2 rows whether TQ is 64 or 128 (sdpa_tiles)
+    "tail_tile": ((1, 1, 130, 8), (1, 1, 134, 8), (1, 1, 134, 8), None, dict(is_causal=True)),
 }
 
 
@@ -192,13 +193,19 @@ def test_threads_bit_identical(backend, dtype, restore_threads):
 def test_tile_sizes_rule():
     for E, Ev, isz in ((64, 64, 4), (64, 64, 8), (128, 128, 4), (1, 1, 4), (4096, 4096, 8)):
         tq, tk = nsdpa.sdpa_tiles(E, Ev, isz)
-        assert tq == 64 and 16 <= tk <= 512 and tk & (tk - 1) == 0
+        assert 16 <= tk <= 512 and tk & (tk - 1) == 0
         assert tk == 16 or tk * (E + Ev) * isz <= 128 * 1024
         assert tk == 512 or 2 * tk * (E + Ev) * isz > 128 * 1024
+        fits = (128 * (E + tk + Ev) + tk * (E + Ev)) * isz <= 384 * 1024
+        assert tq == (128 if fits else 64)
+    # the decisions the module doc states (float32 E = 64 and float64 E = 64: 128 rows)
+    assert nsdpa.sdpa_tiles(64, 64, 4) == (128, 256)
+    assert nsdpa.sdpa_tiles(64, 64, 8) == (128, 128)
+    assert nsdpa.sdpa_tiles(256, 256, 4) == (64, 64)
     from conftest import require_backend
     require_backend("cython", FAMILY)
     from dlkernels.engine.cython import attention as cat
-    for E, Ev, isz in ((64, 64, 4), (129, 129, 8), (3, 5, 4)):
+    for E, Ev, isz in ((64, 64, 4), (129, 129, 8), (3, 5, 4), (8, 8, 8), (256, 256, 4)):
         assert cat.sdpa_tiles(E, Ev, isz) == nsdpa.sdpa_tiles(E, Ev, isz)
 
 
@@ -451,8 +458,8 @@ def _poison_case(name, dtype):
         kw["scale"] = 0.0
         return q, k, v, kw, "key", (0, 3, 1)
     if name == "query_tail_tile":
-        q, k, v = _qkv(rng, (2, 66, E), (2, 9, E), (2, 9, 3), dtype)
-        return q, k, v, kw, "query", (1, 65, 3)
+        q, k, v = _qkv(rng, (2, 130, E), (2, 9, E), (2, 9, 3), dtype)
+        return q, k, v, kw, "query", (1, 129, 3)
     if name == "query_fully_masked_row":
         q, k, v = _qkv(rng, (1, 5, E), (1, 9, E), (1, 9, 3), dtype)
         m = np.ones((5, 9), bool)

@@ -19,8 +19,10 @@ from dlkernels.engine.cython.rng cimport dlk_ctr_add, stream_fill_f32, stream_fi
 _SDPA_ALL = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
 
 cdef enum:
-    SDPA_TQ = 64
+    SDPA_TQ = 128          # (Numba: TQ, TQ_MIN, KV_TILE_BYTES, ITEM_BYTES; the rule in its doc)
+    SDPA_TQ_MIN = 64
     SDPA_KV_TILE_BYTES = 128 * 1024
+    SDPA_ITEM_BYTES = 384 * 1024
     SDPA_SMALL_Q = 4      # query tiles of at most this many rows skip BLAS (Numba: SMALL_Q)
 
 
@@ -30,6 +32,8 @@ cdef inline void _sdpa_tiles(Py_ssize_t E, Py_ssize_t Ev, Py_ssize_t itemsize,
     while t > 16 and t * (E + Ev) * itemsize > SDPA_KV_TILE_BYTES:
         t //= 2
     tq[0] = SDPA_TQ
+    if (SDPA_TQ * (E + t + Ev) + t * (E + Ev)) * itemsize > SDPA_ITEM_BYTES:
+        tq[0] = SDPA_TQ_MIN
     tk[0] = t
 
 
