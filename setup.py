@@ -12,6 +12,7 @@ from glob import glob
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
 DEBUG = os.environ.get("DLKERNELS_CYTHON_DEBUG", "0") not in ("", "0", "false", "False")
 
@@ -59,11 +60,25 @@ for pyx in sorted(glob(os.path.join("dlkernels", "engine", "cython", "*.pyx"))):
         )
     )
 
+# The modules are independent: Cython translates them, and the C compiler
+# builds them, in parallel (one job per CPU unless --parallel / -j says otherwise).
+NJOBS = max(1, min(len(extensions), os.cpu_count() or 1))
+
+
+class build_ext(_build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = NJOBS
+
+
 setup(
+    cmdclass={"build_ext": build_ext},
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
         include_path=["."],
         force=DEBUG,
+        nthreads=NJOBS if NJOBS > 1 else 0,
     ),
 )
