@@ -35,38 +35,60 @@ cdef inline floating _at_exp(floating x) noexcept nogil:
         return dlk_exp64(x)
 
 
+cdef extern from *:
+    """
+    #include "dlk_fastmath.h"
+    /* One query's scores with keys j0..j0+n-1 (the twin of _attn.py's
+       _score_row, the same operations in the same order), multiversioned
+       (DLK_CLONES): the loops over keys are the additive score's tanh loops,
+       which need the AVX2 / AVX-512 clones to run 8 / 16 lanes wide. */
+    #define DLK_AT_SCORE_ROW(T, SUF, TANH)                                              \
+    DLK_CLONES static void dlk_at_score_row_##SUF(int kind, const T *restrict qrow,     \
+            const T *restrict KTb, Py_ssize_t E, Py_ssize_t Tk, const T *restrict vv,  \
+            T sc, Py_ssize_t j0, Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) { \
+        Py_ssize_t e, jj; T a, c, t; const T *restrict kr;                             \
+        for (jj = 0; jj < n; jj++) s[jj] = 0;                                          \
+        if (kind == 0) {                                                               \
+            for (e = 0; e < E; e++) {                                                  \
+                a = qrow[e]; kr = KTb + e * Tk + j0;                                   \
+                for (jj = 0; jj < n; jj++) s[jj] = s[jj] + a * kr[jj];                 \
+            }                                                                          \
+            for (jj = 0; jj < n; jj++) s[jj] = sc * s[jj];                             \
+        } else {                                                                       \
+            for (e = 0; e < E; e++) {                                                  \
+                a = qrow[e]; c = vv[e]; kr = KTb + e * Tk + j0;                        \
+                if (keep) {                                                            \
+                    T *restrict te = Tb + e * n;                                       \
+                    for (jj = 0; jj < n; jj++) {                                       \
+                        t = TANH(a + kr[jj]); te[jj] = t; s[jj] = s[jj] + c * t;       \
+                    }                                                                  \
+                } else {                                                               \
+                    for (jj = 0; jj < n; jj++) s[jj] = s[jj] + c * TANH(a + kr[jj]);   \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }
+    DLK_AT_SCORE_ROW(float, f32, dlk_tanh32)
+    DLK_AT_SCORE_ROW(double, f64, dlk_tanh64)
+    """
+    void dlk_at_score_row_f32(int kind, const float* qrow, const float* KTb, Py_ssize_t E,
+                              Py_ssize_t Tk, const float* vv, float sc, Py_ssize_t j0,
+                              Py_ssize_t n, float* s, float* Tb, int keep) noexcept nogil
+    void dlk_at_score_row_f64(int kind, const double* qrow, const double* KTb, Py_ssize_t E,
+                              Py_ssize_t Tk, const double* vv, double sc, Py_ssize_t j0,
+                              Py_ssize_t n, double* s, double* Tb, int keep) noexcept nogil
+
+
 cdef inline void _at_score_row(int kind, const floating* qrow, const floating* KTb,
                                Py_ssize_t E, Py_ssize_t Tk, const floating* vv, floating sc,
                                Py_ssize_t j0, Py_ssize_t n, floating* s, floating* T,
                                bint keep) noexcept nogil:
     """s[0:n]: scores of one query (qrow) with keys j0..j0+n-1 of KTb (E, Tk);
     T (E, n) = the tanh values when keep (kind 1)."""
-    cdef Py_ssize_t e, jj
-    cdef floating a, c, t
-    cdef const floating* kr
-    for jj in range(n):
-        s[jj] = 0
-    if kind == 0:
-        for e in range(E):
-            a = qrow[e]
-            kr = KTb + e * Tk + j0
-            for jj in range(n):
-                s[jj] += a * kr[jj]
-        for jj in range(n):
-            s[jj] = sc * s[jj]
+    if floating is float:
+        dlk_at_score_row_f32(kind, qrow, KTb, E, Tk, vv, sc, j0, n, s, T, keep)
     else:
-        for e in range(E):
-            a = qrow[e]
-            c = vv[e]
-            kr = KTb + e * Tk + j0
-            if keep:
-                for jj in range(n):
-                    t = _at_tanh(a + kr[jj])
-                    T[e * n + jj] = t
-                    s[jj] += c * t
-            else:
-                for jj in range(n):
-                    s[jj] += c * _at_tanh(a + kr[jj])
+        dlk_at_score_row_f64(kind, qrow, KTb, E, Tk, vv, sc, j0, n, s, T, keep)
 
 
 cdef inline void _at_row_ok(floating* s, Py_ssize_t b, Py_ssize_t i, Py_ssize_t Tq,

@@ -22,41 +22,68 @@ cdef enum:
     _MAP_CHUNK = 16384
 
 
+cdef extern from *:
+    """
+    #include "dlk_fastmath.h"
+    /* out[i] = f(x[i]), multiversioned (DLK_CLONES) so that the loops run in
+       AVX2 / AVX-512 lanes where the CPU has them (as Numba's do): Cython's
+       own loops would be compiled for the x86-64 baseline only. */
+    #define DLK_MAP(F, T)                                                              \
+    DLK_CLONES static void dlk_map_##F(const T *restrict x, T *restrict out,            \
+                                       Py_ssize_t i0, Py_ssize_t i1) {                 \
+        Py_ssize_t i;                                                                  \
+        for (i = i0; i < i1; i++) out[i] = dlk_##F(x[i]);                              \
+    }
+    DLK_MAP(exp32, float)
+    DLK_MAP(sigmoid32, float)
+    DLK_MAP(tanh32, float)
+    DLK_MAP(softplus32, float)
+    DLK_MAP(log_sigmoid32, float)
+    DLK_MAP(exp64, double)
+    DLK_MAP(sigmoid64, double)
+    DLK_MAP(tanh64, double)
+    DLK_MAP(softplus64, double)
+    DLK_MAP(log_sigmoid64, double)
+    """
+    void dlk_map_exp32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_sigmoid32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_tanh32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_softplus32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_log_sigmoid32(const float* x, float* out, Py_ssize_t i0,
+                               Py_ssize_t i1) noexcept nogil
+    void dlk_map_exp64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_sigmoid64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_tanh64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_softplus64(const double* x, double* out, Py_ssize_t i0,
+                            Py_ssize_t i1) noexcept nogil
+    void dlk_map_log_sigmoid64(const double* x, double* out, Py_ssize_t i0,
+                               Py_ssize_t i1) noexcept nogil
+
+
 cdef void _map_range(int op, const floating* x, floating* out, Py_ssize_t i0,
                      Py_ssize_t i1) noexcept nogil:
-    cdef Py_ssize_t i
     if floating is float:
         if op == OP_EXP:
-            for i in range(i0, i1):
-                out[i] = dlk_exp32(x[i])
+            dlk_map_exp32(x, out, i0, i1)
         elif op == OP_SIGMOID:
-            for i in range(i0, i1):
-                out[i] = dlk_sigmoid32(x[i])
+            dlk_map_sigmoid32(x, out, i0, i1)
         elif op == OP_TANH:
-            for i in range(i0, i1):
-                out[i] = dlk_tanh32(x[i])
+            dlk_map_tanh32(x, out, i0, i1)
         elif op == OP_SOFTPLUS:
-            for i in range(i0, i1):
-                out[i] = dlk_softplus32(x[i])
+            dlk_map_softplus32(x, out, i0, i1)
         else:
-            for i in range(i0, i1):
-                out[i] = dlk_log_sigmoid32(x[i])
+            dlk_map_log_sigmoid32(x, out, i0, i1)
     else:
         if op == OP_EXP:
-            for i in range(i0, i1):
-                out[i] = dlk_exp64(x[i])
+            dlk_map_exp64(x, out, i0, i1)
         elif op == OP_SIGMOID:
-            for i in range(i0, i1):
-                out[i] = dlk_sigmoid64(x[i])
+            dlk_map_sigmoid64(x, out, i0, i1)
         elif op == OP_TANH:
-            for i in range(i0, i1):
-                out[i] = dlk_tanh64(x[i])
+            dlk_map_tanh64(x, out, i0, i1)
         elif op == OP_SOFTPLUS:
-            for i in range(i0, i1):
-                out[i] = dlk_softplus64(x[i])
+            dlk_map_softplus64(x, out, i0, i1)
         else:
-            for i in range(i0, i1):
-                out[i] = dlk_log_sigmoid64(x[i])
+            dlk_map_log_sigmoid64(x, out, i0, i1)
 
 
 def map_unary(int op, floating[::1] x, floating[::1] out):
