@@ -25,65 +25,38 @@ cdef enum:
 cdef extern from *:
     """
     #include "dlk_fastmath.h"
-    /* out[i] = f(x[i]), multiversioned (DLK_CLONES) so that the loops run in
-       AVX2 / AVX-512 lanes where the CPU has them (as Numba's do): Cython's
-       own loops would be compiled for the x86-64 baseline only. */
-    #define DLK_MAP(F, T)                                                              \
-    DLK_CLONES static void dlk_map_##F(const T *restrict x, T *restrict out,            \
-                                       Py_ssize_t i0, Py_ssize_t i1) {                 \
+    /* out[i] = f(x[i]) for i in [i0, i1), f by op (OP_EXP .. OP_LOG_SIGMOID),
+       multiversioned (DLK_CLONES) so that the loops run in AVX2 / AVX-512
+       lanes where the CPU has them (as Numba's do): Cython's own loops would
+       be compiled for the x86-64 baseline only. */
+    #define DLK_MAP_LOOP(F) for (i = i0; i < i1; i++) out[i] = F(x[i]); break;
+    #define DLK_MAP(T, SUF)                                                            \
+    DLK_CLONES static void dlk_map_##SUF(int op, const T *restrict x, T *restrict out,  \
+                                         Py_ssize_t i0, Py_ssize_t i1) {               \
         Py_ssize_t i;                                                                  \
-        for (i = i0; i < i1; i++) out[i] = dlk_##F(x[i]);                              \
+        switch (op) {                                                                  \
+        case 0: DLK_MAP_LOOP(dlk_exp##SUF)                                             \
+        case 1: DLK_MAP_LOOP(dlk_sigmoid##SUF)                                         \
+        case 2: DLK_MAP_LOOP(dlk_tanh##SUF)                                            \
+        case 3: DLK_MAP_LOOP(dlk_softplus##SUF)                                        \
+        default: DLK_MAP_LOOP(dlk_log_sigmoid##SUF)                                    \
+        }                                                                              \
     }
-    DLK_MAP(exp32, float)
-    DLK_MAP(sigmoid32, float)
-    DLK_MAP(tanh32, float)
-    DLK_MAP(softplus32, float)
-    DLK_MAP(log_sigmoid32, float)
-    DLK_MAP(exp64, double)
-    DLK_MAP(sigmoid64, double)
-    DLK_MAP(tanh64, double)
-    DLK_MAP(softplus64, double)
-    DLK_MAP(log_sigmoid64, double)
+    DLK_MAP(float, 32)
+    DLK_MAP(double, 64)
     """
-    void dlk_map_exp32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_sigmoid32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_tanh32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_softplus32(const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_log_sigmoid32(const float* x, float* out, Py_ssize_t i0,
-                               Py_ssize_t i1) noexcept nogil
-    void dlk_map_exp64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_sigmoid64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_tanh64(const double* x, double* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
-    void dlk_map_softplus64(const double* x, double* out, Py_ssize_t i0,
-                            Py_ssize_t i1) noexcept nogil
-    void dlk_map_log_sigmoid64(const double* x, double* out, Py_ssize_t i0,
-                               Py_ssize_t i1) noexcept nogil
+    void dlk_map_32(int op, const float* x, float* out, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil
+    void dlk_map_64(int op, const double* x, double* out, Py_ssize_t i0,
+                    Py_ssize_t i1) noexcept nogil
 
 
 cdef void _map_range(int op, const floating* x, floating* out, Py_ssize_t i0,
                      Py_ssize_t i1) noexcept nogil:
+    # the codes of the switch above are the OP_* constants
     if floating is float:
-        if op == OP_EXP:
-            dlk_map_exp32(x, out, i0, i1)
-        elif op == OP_SIGMOID:
-            dlk_map_sigmoid32(x, out, i0, i1)
-        elif op == OP_TANH:
-            dlk_map_tanh32(x, out, i0, i1)
-        elif op == OP_SOFTPLUS:
-            dlk_map_softplus32(x, out, i0, i1)
-        else:
-            dlk_map_log_sigmoid32(x, out, i0, i1)
+        dlk_map_32(op, x, out, i0, i1)
     else:
-        if op == OP_EXP:
-            dlk_map_exp64(x, out, i0, i1)
-        elif op == OP_SIGMOID:
-            dlk_map_sigmoid64(x, out, i0, i1)
-        elif op == OP_TANH:
-            dlk_map_tanh64(x, out, i0, i1)
-        elif op == OP_SOFTPLUS:
-            dlk_map_softplus64(x, out, i0, i1)
-        else:
-            dlk_map_log_sigmoid64(x, out, i0, i1)
+        dlk_map_64(op, x, out, i0, i1)
 
 
 def map_unary(int op, floating[::1] x, floating[::1] out):

@@ -176,6 +176,12 @@ cdef inline void _forward(const floating* X, const floating* W, const floating* 
         _act_pass(Y, b, B, n, act, slope, D, need_d)
 
 
+cdef inline void _add_row(floating* gb, const floating* g, Py_ssize_t N) noexcept nogil:
+    cdef Py_ssize_t c
+    for c in range(N):
+        gb[c] += g[c]
+
+
 cdef void _grad_pass(const floating* GY, const floating* D, int B, int n, floating* GPRE,
                      floating* gb, bint need_gw) noexcept nogil:
     cdef Py_ssize_t r, c
@@ -188,8 +194,7 @@ cdef void _grad_pass(const floating* GY, const floating* D, int B, int n, floati
         for c in range(n):
             g[c] = GY[r * n + c] * D[r * n + c]
         if need_gw:
-            for c in range(n):
-                gb[c] += g[c]
+            _add_row(gb, g, n)
 
 
 cdef void _maxout_grad_pass(const floating* GY, const int* idx, int B, int n, int p,
@@ -207,8 +212,7 @@ cdef void _maxout_grad_pass(const floating* GY, const int* idx, int B, int n, in
         for j in range(n):
             g[j * p + idx[r * n + j]] = GY[r * n + j]
         if need_gw:
-            for c in range(N):
-                gb[c] += g[c]
+            _add_row(gb, g, N)
 
 
 cdef inline void _backward(const floating* X, const floating* W, floating* GY,

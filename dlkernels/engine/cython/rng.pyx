@@ -114,40 +114,46 @@ def philox_block(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1]
     philox4x64_10(&key[0], &ctr[0], &out[0])
 
 
-def fill_raw(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1] out):
-    """out[j] = word j of the stream (key, ctr), as numpy.random.Philox yields it."""
-    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
+ctypedef fused _word:
+    uint64_t
+    double
+    float
+
+
+cdef void _fill_parallel(const uint64_t* key, const uint64_t* ctr, _word* out,
+                         Py_ssize_t n) noexcept nogil:
+    """out[:n] = the stream's raw words / float64 / float32 uniforms, in chunks of
+    CHUNK Philox blocks (4 or 8 values each) filled in parallel."""
+    cdef Py_ssize_t per = (8 if _word is float else 4) * CHUNK, nchunks, ch, lo
     if n == 0:
         return
-    nchunks = (n + 4 * CHUNK - 1) // (4 * CHUNK)
-    for ch in prange(nchunks, nogil=True, schedule="static"):
-        lo = ch * 4 * CHUNK
-        stream_fill_raw(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
-                        min(4 * CHUNK, n - lo))
+    nchunks = (n + per - 1) // per
+    for ch in prange(nchunks, schedule="static"):
+        lo = ch * per
+        if _word is uint64_t:
+            stream_fill_raw(key, ctr, <uint64_t>(ch * CHUNK), out + lo, min(per, n - lo))
+        elif _word is double:
+            stream_fill_f64(key, ctr, <uint64_t>(ch * CHUNK), out + lo, min(per, n - lo))
+        else:
+            stream_fill_f32(key, ctr, <uint64_t>(ch * CHUNK), out + lo, min(per, n - lo))
+
+
+def fill_raw(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1] out):
+    """out[j] = word j of the stream (key, ctr), as numpy.random.Philox yields it."""
+    with nogil:
+        _fill_parallel(&key[0], &ctr[0], &out[0] if out.shape[0] else NULL, out.shape[0])
 
 
 def fill_uniform_f64(const uint64_t[::1] key, const uint64_t[::1] ctr, double[::1] out):
     """out[j] = float64 uniform j of the stream (key, ctr) (numpy's Generator.random)."""
-    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
-    if n == 0:
-        return
-    nchunks = (n + 4 * CHUNK - 1) // (4 * CHUNK)
-    for ch in prange(nchunks, nogil=True, schedule="static"):
-        lo = ch * 4 * CHUNK
-        stream_fill_f64(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
-                        min(4 * CHUNK, n - lo))
+    with nogil:
+        _fill_parallel(&key[0], &ctr[0], &out[0] if out.shape[0] else NULL, out.shape[0])
 
 
 def fill_uniform_f32(const uint64_t[::1] key, const uint64_t[::1] ctr, float[::1] out):
     """out[j] = float32 uniform j of the stream (key, ctr) (numpy's Generator.random(dtype=float32))."""
-    cdef Py_ssize_t n = out.shape[0], nchunks, ch, lo
-    if n == 0:
-        return
-    nchunks = (n + 8 * CHUNK - 1) // (8 * CHUNK)
-    for ch in prange(nchunks, nogil=True, schedule="static"):
-        lo = ch * 8 * CHUNK
-        stream_fill_f32(&key[0], &ctr[0], <uint64_t>(ch * CHUNK), &out[lo],
-                        min(8 * CHUNK, n - lo))
+    with nogil:
+        _fill_parallel(&key[0], &ctr[0], &out[0] if out.shape[0] else NULL, out.shape[0])
 
 
 def fill_uniform_streams_f64(const uint64_t[::1] key, const uint64_t[::1] ctr, double[:, ::1] out):
