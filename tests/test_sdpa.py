@@ -74,6 +74,18 @@ CASES = {
     "decode_step": ((3, 2, 1, 12), (3, 2, 20, 12), (3, 2, 20, 5),
                     lambda r: r.random((3, 2, 1, 20)) < 0.8, {}),
     "decode_3_causal": ((2, 2, 3, 9), (2, 2, 17, 9), (2, 2, 17, 7), None, dict(is_causal=True)),
+    # 128-row query tiles whose causal diagonal block is split into 64-key sub-tiles
+    # (L = S, L > S with a key-padding mask, L < S; E = 64 gives 128-row tiles in
+    # float64 too, E = 8 in float32 only)
+    "causal_diag": ((1, 2, 300, 64), (1, 2, 300, 64), (1, 2, 300, 64), None,
+                    dict(is_causal=True)),
+    "causal_diag_mask": ((2, 1, 290, 8), (2, 1, 200, 8), (2, 1, 200, 8),
+                         lambda r: _bool_pad(r, 2, 290, 200), dict(is_causal=True)),
+    "causal_diag_short": ((1, 1, 150, 8), (1, 1, 400, 8), (1, 1, 400, 3), None,
+                          dict(is_causal=True)),
+    # rows that span three key tiles (TK = 512 at E = 8): the online softmax rescales
+    # the running sum (found: Numba rounded l * alpha + rs in float64 before float32)
+    "multi_key_tiles": ((1, 2, 40, 8), (1, 2, 1100, 8), (1, 2, 1100, 4), None, {}),
     # L = 130: a last query tile of 2 rows whether TQ is 64 or 128 (sdpa_tiles)
     "tail_tile": ((1, 1, 130, 8), (1, 1, 134, 8), (1, 1, 134, 8), None, dict(is_causal=True)),
 }
@@ -160,7 +172,9 @@ def _all_outputs(backend, dtype, name, p=0.0):
 @pytest.mark.parametrize("name,p", [("plain", 0.0), ("causal_mask", 0.3), ("gqa_causal_mask", 0.0),
                                     ("float_mask", 0.2), ("bool_keypad", 0.0),
                                     ("decode_step", 0.0), ("decode_step", 0.3),
-                                    ("decode_3_causal", 0.0), ("tail_tile", 0.2)])
+                                    ("decode_3_causal", 0.0), ("tail_tile", 0.2),
+                                    ("causal_diag", 0.3), ("causal_diag_mask", 0.0),
+                                    ("multi_key_tiles", 0.0)])
 def test_backends_bit_identical(name, p, dtype):
     from conftest import require_backend
     require_backend("numba", FAMILY)

@@ -23,6 +23,7 @@ cdef enum:
     SDPA_TQ_MIN = 64
     SDPA_KV_TILE_BYTES = 128 * 1024
     SDPA_ITEM_BYTES = 384 * 1024
+    SDPA_DIAG = 64        # causal: keys per sub-tile of the diagonal block (Numba: DIAG)
     SDPA_SMALL_Q = 4      # query tiles of at most this many rows skip BLAS (Numba: SMALL_Q)
 
 
@@ -278,7 +279,10 @@ cdef bint _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
     cdef floating zero = 0
     cdef floating one = 1
     cdef floating mx, x, mold, mnew, rs, alpha, inv
-    cdef Py_ssize_t r, c, t, j0, nk, jend, base
+    cdef Py_ssize_t r, c, t, j0, nk, jend, base, dg, jdiag, r0, nr, ii
+    cdef floating* mr
+    cdef floating* lr
+    cdef floating* ar
     cdef bint ok = True
     if owner and sc == zero:
         ok = _sdpa_finite(k + kvh * S * E, S * E)
@@ -290,27 +294,41 @@ cdef bint _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
     jend = S
     if causal and i0 + nq < S:
         jend = i0 + nq
-    j0 = -TK
-    while j0 + TK < jend:
-        j0 += TK
-        nk = min(TK, jend - j0)
-        if not _sdpa_live(mode, mb, mf, moff, mld, i0, nq, j0, nk):
+    # causal: the diagonal block [i0, jend) in sub-tiles of dg keys, each for
+    # the rows that reach it only (the Numba twin's rule)
+    dg = min(<Py_ssize_t>SDPA_DIAG, TK)
+    jdiag = i0 if (causal and nq > dg and i0 < jend) else jend
+    j0 = 0
+    while j0 < jend:
+        if j0 < jdiag:
+            nk = min(TK, jdiag - j0)
+            r0 = 0
+        else:
+            nk = min(dg, jend - j0)
+            r0 = j0 - i0
+        nr = nq - r0
+        ii = i0 + r0
+        mr = m + r0
+        lr = l + r0
+        ar = acc + r0 * Ev
+        if not _sdpa_live(mode, mb, mf, moff, mld, ii, nr, j0, nk):
             if owner and ok:
                 ok = _sdpa_finite(k + (kvh * S + j0) * E, nk * E) and \
                     _sdpa_finite(v + (kvh * S + j0) * Ev, nk * Ev)
+            j0 += nk
             continue
-        if nq <= SDPA_SMALL_Q:
-            _sdpa_dots(q + (bh * L + i0) * E, k + (kvh * S + j0) * E, E, nq, nk, sc, Sb)
+        if nr <= SDPA_SMALL_Q:
+            _sdpa_dots(q + (bh * L + ii) * E, k + (kvh * S + j0) * E, E, nr, nk, sc, Sb)
         else:
-            gemm(False, True, <int>nq, <int>nk, <int>E, sc, q + (bh * L + i0) * E, <int>E,
+            gemm(False, True, <int>nr, <int>nk, <int>E, sc, q + (bh * L + ii) * E, <int>E,
                  k + (kvh * S + j0) * E, <int>E, zero, Sb, <int>nk)
         if ok:
-            ok = _sdpa_finite(Sb, nq * nk)
-        _sdpa_mask(Sb, nq, nk, i0, j0, mode, mb, mf, moff, mld, causal)
-        for r in range(nq):
+            ok = _sdpa_finite(Sb, nr * nk)
+        _sdpa_mask(Sb, nr, nk, ii, j0, mode, mb, mf, moff, mld, causal)
+        for r in range(nr):
             base = r * nk
             mx = _sdpa_rowmax(Sb + base, nk, ninf)
-            mold = m[r]
+            mold = mr[r]
             mnew = mx if mx > mold else mold
             if mnew == ninf:
                 for c in range(nk):
@@ -322,23 +340,24 @@ cdef bint _sdpa_fwd_item(const floating* q, const floating* k, const floating* v
                 alpha = dlk_exp32(mold - mnew)
             else:
                 alpha = dlk_exp64(mold - mnew)
-            l[r] = l[r] * alpha + rs
-            m[r] = mnew
+            lr[r] = lr[r] * alpha + rs
+            mr[r] = mnew
             if alpha != one:
                 for c in range(Ev):
-                    acc[r * Ev + c] = acc[r * Ev + c] * alpha
+                    ar[r * Ev + c] = ar[r * Ev + c] * alpha
         if dp > zero:
-            for r in range(nq):
-                _sdpa_uniforms(ub, nk, key, ctr, bh * L + i0 + r, j0)
+            for r in range(nr):
+                _sdpa_uniforms(ub, nk, key, ctr, bh * L + ii + r, j0)
                 base = r * nk
                 for c in range(nk):
                     Sb[base + c] = Sb[base + c] if ub[c] >= dp else zero
-        if nq <= SDPA_SMALL_Q:
-            if not _sdpa_pv(Sb, nq, nk, v + (kvh * S + j0) * Ev, Ev, acc):
+        if nr <= SDPA_SMALL_Q:
+            if not _sdpa_pv(Sb, nr, nk, v + (kvh * S + j0) * Ev, Ev, ar):
                 ok = False
         else:
-            gemm(False, False, <int>nq, <int>Ev, <int>nk, one, Sb, <int>nk,
-                 v + (kvh * S + j0) * Ev, <int>Ev, one, acc, <int>Ev)
+            gemm(False, False, <int>nr, <int>Ev, <int>nk, one, Sb, <int>nk,
+                 v + (kvh * S + j0) * Ev, <int>Ev, one, ar, <int>Ev)
+        j0 += nk
     if owner and ok and jend < S:
         ok = _sdpa_finite(k + (kvh * S + jend) * E, (S - jend) * E) and \
             _sdpa_finite(v + (kvh * S + jend) * Ev, (S - jend) * Ev)

@@ -53,7 +53,12 @@ Cython twin runs these passes as multiversioned C loops).  Other sums (D =
 rowsum(dO * O)) run in index order.
 
 Skipping.  With ``causal`` the keys j >= i1 (i1 = the tile's last query + 1)
-are never visited (the last key tile is cut at i1); a key tile whose mask
+are never visited; the keys below the tile's first query i0 come in key
+tiles of TK as above, the diagonal block [i0, i1) in sub-tiles of DIAG = 64
+keys (at most TK), each computed for the rows that reach it only (rows
+i >= its first key), so that a 128-row tile does not compute the 128 x 128
+triangle it masks out (the causal work is then 52% of the full L x S at
+L = S = 2048 instead of 53%; 50% is the limit).  A key tile whose mask
 entries are all masked out (bool False / float -inf) for the tile's rows is
 skipped.  Skipped work contributes exactly nothing, so skipping never changes
 the result.
@@ -110,6 +115,7 @@ __all__ = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
 TQ = 128                     # query rows per work item (64 when the item would not fit)
 TQ_MIN = 64
 KV_TILE_BYTES = 128 * 1024   # a K/V tile
+DIAG = 64                    # causal: keys per sub-tile of the diagonal block
 ITEM_BYTES = 384 * 1024      # an item's K/V tile, Q tile, scores and accumulator
 # Query tiles of at most SMALL_Q rows (decoding: L = 1 .. 4) compute their
 # products Q K^T, (P Z) V and dO V^T with the loops _dot_lanes / _pv_rows
@@ -347,9 +353,15 @@ def _exp_shift(Sb, base, n, m):
 
 @njit(cache=True, error_model="numpy")
 def _exp1(x):
+    """exp(x[0]) in x's dtype.  The result goes through x[0]: returning exp32(...)
+    and exp64(...) from the two branches would type the result float64 for
+    float32 input too, and the running sum l * alpha + rs would then round
+    twice (in float64, then to float32), unlike the Cython twin."""
     if x.itemsize == 4:
-        return exp32(x[0])
-    return exp64(x[0])
+        x[0] = exp32(x[0])
+    else:
+        x[0] = exp64(x[0])
+    return x[0]
 
 
 @njit(cache=True, error_model="numpy")
@@ -391,25 +403,41 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     jend = S
     if causal and i0 + nq < S:
         jend = i0 + nq
-    for j0 in range(0, jend, TK):
-        nk = min(TK, jend - j0)
-        if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
+    # causal: the keys from i0 on (the diagonal block) in sub-tiles of dg keys,
+    # each computed for the rows that reach it only (rows r >= j0 - i0)
+    dg = min(DIAG, TK)
+    jdiag = i0 if causal and nq > dg and i0 < jend else jend
+    j0 = 0
+    while j0 < jend:
+        if j0 < jdiag:
+            nk = min(TK, jdiag - j0)
+            r0 = 0
+        else:
+            nk = min(dg, jend - j0)
+            r0 = j0 - i0
+        nr = nq - r0
+        ii = i0 + r0
+        mr = m[r0:]
+        lr = l[r0:]
+        ar = acc[r0 * Ev:]
+        if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, ii, nr, j0, nk, ninf):
             if owner and ok:
                 ok = _finite(k, (kvh * S + j0) * E, nk * E) and \
                     _finite(v, (kvh * S + j0) * Ev, nk * Ev)
+            j0 += nk
             continue
-        if nq <= SMALL_Q:
-            _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, zero, Sb)
+        if nr <= SMALL_Q:
+            _dots_small(q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E, nr, nk, sc, zero, Sb)
         else:
-            gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E,
+            gemm_at(False, True, nr, nk, E, sc, q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E,
                     E, zero, Sb, 0, nk)
         if ok:   # a non-finite row of K makes its whole score column non-finite
-            ok = _finite(Sb, 0, nq * nk)
-        _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
-        for r in range(nq):
+            ok = _finite(Sb, 0, nr * nk)
+        _mask_scores(Sb, nr, nk, ii, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
+        for r in range(nr):
             base = r * nk
             mx = _rowmax(Sb, base, nk, ninf)
-            mold = m[r]
+            mold = mr[r]
             mnew = mx if mx > mold else mold
             if mnew == ninf:
                 Sb[base:base + nk] = zero
@@ -418,20 +446,21 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
             rs = _rowsum(Sb, base, nk, zero)
             tmp[0] = mold - mnew
             alpha = _exp1(tmp)
-            l[r] = l[r] * alpha + rs
-            m[r] = mnew
+            lr[r] = lr[r] * alpha + rs
+            mr[r] = mnew
             if alpha != one:
-                arow = acc[r * Ev:r * Ev + Ev]
+                arow = ar[r * Ev:r * Ev + Ev]
                 for c in range(Ev):
                     arow[c] = arow[c] * alpha
         if dp > zero:
-            _dropout_rows(Sb, ub, nq, nk, i0, j0, bh, L, key, ctr, dp, zero)
-        if nq <= SMALL_Q:
-            if not _pv_rows(Sb, nq, nk, v, (kvh * S + j0) * Ev, Ev, acc, zero):
+            _dropout_rows(Sb, ub, nr, nk, ii, j0, bh, L, key, ctr, dp, zero)
+        if nr <= SMALL_Q:
+            if not _pv_rows(Sb, nr, nk, v, (kvh * S + j0) * Ev, Ev, ar, zero):
                 ok = False
         else:   # (0 times a non-finite value is NaN in the BLAS product too)
-            gemm_at(False, False, nq, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
-                    acc, 0, Ev)
+            gemm_at(False, False, nr, Ev, nk, one, Sb, 0, nk, v, (kvh * S + j0) * Ev, Ev, one,
+                    ar, 0, Ev)
+        j0 += nk
     if owner and ok and jend < S:
         ok = _finite(k, (kvh * S + jend) * E, (S - jend) * E) and \
             _finite(v, (kvh * S + jend) * Ev, (S - jend) * Ev)
