@@ -104,7 +104,10 @@ no atomics.  The BLAS must run single-threaded inside these parallel loops.
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._blas import gemm_at
 from ._fastmath import exp32, exp64
@@ -211,41 +214,66 @@ def _rowsum(Sb, base, n, zero):
     return t
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _dot_lanes(a, ao, b, bo, n, s8):
-    """sum_c a[ao + c] * b[bo + c] (c < n) in the fixed order of _rowsum: 8
-    lanes over the full blocks of 8, combined pairwise, then the tail.  The
-    lanes live in the 8-element scratch s8 (LLVM vectorizes the inner loop
-    over t; eight scalar accumulators it does not)."""
-    x = a[ao:ao + n]
-    y = b[bo:bo + n]
-    for t in range(8):
-        s8[t] = 0
-    nb = n // 8
-    for blk in range(nb):
-        c = blk * 8
-        for t in range(8):
-            s8[t] += x[c + t] * y[c + t]
-    r = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))
-    for c in range(nb * 8, n):
-        r += x[c] * y[c]
-    return r
+@intrinsic
+def _dot_lanes(typingctx, a, ao, b, bo, n):
+    """sum_c a[ao + c] * b[bo + c] (c < n; flat 1-d arrays of one float dtype) in
+    the fixed order of _rowsum: 8 lanes over the full blocks of 8, combined
+    ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the tail in order.
+    Written as LLVM IR with the 8 lanes in one vector register (plain IEEE
+    fmul / fadd, no fast-math flags): Numba leaves LLVM's SLP vectorizer off,
+    so eight scalar accumulators would stay scalar; this is 2.3x faster at
+    E = 64 float32 and gives the bits of the Cython twin's C loop."""
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array) and a.dtype == b.dtype
+            and a.dtype in (types.float32, types.float64) and a.ndim == 1 and b.ndim == 1):
+        return None
+    sig = a.dtype(a, ao, b, bo, n)
+
+    def codegen(context, builder, signature, args):
+        aty, aoty, bty, boty, nty = signature.args
+        av, aov, bv, bov, nv = args
+        vt = ir.VectorType(context.get_value_type(aty.dtype), 8)
+        i64 = ir.IntType(64)
+        ap = builder.gep(context.make_array(aty)(context, builder, av).data,
+                         [context.cast(builder, aov, aoty, types.intp)])
+        bp = builder.gep(context.make_array(bty)(context, builder, bv).data,
+                         [context.cast(builder, bov, boty, types.intp)])
+        nv = context.cast(builder, nv, nty, types.intp)
+        accp = cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * 8))
+        nb = builder.sdiv(nv, ir.Constant(i64, 8))
+        with cgutils.for_range(builder, nb) as loop:
+            off = builder.mul(loop.index, ir.Constant(i64, 8))
+            xa = builder.load(builder.bitcast(builder.gep(ap, [off]), vt.as_pointer()), align=1)
+            xb = builder.load(builder.bitcast(builder.gep(bp, [off]), vt.as_pointer()), align=1)
+            builder.store(builder.fadd(builder.load(accp), builder.fmul(xa, xb)), accp)
+        acc = builder.load(accp)
+        s = [builder.extract_element(acc, ir.Constant(ir.IntType(32), t)) for t in range(8)]
+        r = builder.fadd(builder.fadd(builder.fadd(s[0], s[1]), builder.fadd(s[2], s[3])),
+                         builder.fadd(builder.fadd(s[4], s[5]), builder.fadd(s[6], s[7])))
+        rp = cgutils.alloca_once_value(builder, r)
+        with cgutils.for_range_slice(builder, builder.mul(nb, ir.Constant(i64, 8)), nv,
+                                     ir.Constant(i64, 1)) as (idx, _):
+            xa = builder.load(builder.gep(ap, [idx]))
+            xb = builder.load(builder.gep(bp, [idx]))
+            builder.store(builder.fadd(builder.load(rp), builder.fmul(xa, xb)), rp)
+        return builder.load(rp)
+
+    return sig, codegen
 
 
 @njit(cache=True, error_model="numpy")
 def _finite(a, ao, n):
-    """Whether a[ao:ao + n] (flat offsets) holds only finite values: the
+    """Whether a[ao:ao + n] (a flat array) holds only finite values: the
     largest exponent field over the range (an integer max reduction, which
     LLVM vectorizes) is not all ones."""
     if a.itemsize == 4:
-        x = a.reshape(a.size).view(np.uint32)[ao:ao + n]
+        x = a.view(np.uint32)[ao:ao + n]
         e32 = np.uint32(0x7F800000)
         m32 = np.uint32(0)
         for c in range(n):
             t32 = x[c] & e32
             m32 = t32 if t32 > m32 else m32
         return m32 != e32
-    y = a.reshape(a.size).view(np.uint64)[ao:ao + n]
+    y = a.view(np.uint64)[ao:ao + n]
     e64 = np.uint64(0x7FF0000000000000)
     m64 = np.uint64(0)
     for c in range(n):
@@ -260,10 +288,9 @@ def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, zero, out):
     the flat offsets xo, yo): the small-tile Q K^T and dO V^T."""
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
-    s8 = np.empty(8, out.dtype)
     for r in range(nq):
         for c in range(nk):
-            out[r * nk + c] = alpha * _dot_lanes(xf, xo + r * ld, yf, yo + c * ld, ld, s8)
+            out[r * nk + c] = alpha * _dot_lanes(xf, xo + r * ld, yf, yo + c * ld, ld)
 
 
 @njit(cache=True, error_model="numpy")
@@ -283,7 +310,7 @@ def _pv_rows(P, nq, nk, v, vo, Ev, acc, zero):
                 for e in range(Ev):
                     arow[e] += p * vrow[e]
             elif ok:
-                ok = _finite(v, vo + c * Ev, Ev)
+                ok = _finite(vf, vo + c * Ev, Ev)
     return ok
 
 
@@ -393,9 +420,11 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     ninf = consts[0]
     zero = consts[1]
     one = consts[2]
+    kf = k.reshape(k.size)
+    vf = v.reshape(v.size)
     ok = True
     if owner and sc == zero:   # scale 0: the scores do not show K (BLAS skips alpha = 0)
-        ok = _finite(k, kvh * S * E, S * E)
+        ok = _finite(kf, kvh * S * E, S * E)
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
@@ -407,7 +436,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     # each computed for the rows that reach it only (rows r >= j0 - i0)
     dg = min(DIAG, TK)
     jdiag = i0 if causal and nq > dg and i0 < jend else jend
-    j0 = 0
+    j0 = jend - jend   # an int64 0: a literal 0 would make Numba compile each callee twice
     while j0 < jend:
         if j0 < jdiag:
             nk = min(TK, jdiag - j0)
@@ -422,8 +451,8 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         ar = acc[r0 * Ev:]
         if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, ii, nr, j0, nk, ninf):
             if owner and ok:
-                ok = _finite(k, (kvh * S + j0) * E, nk * E) and \
-                    _finite(v, (kvh * S + j0) * Ev, nk * Ev)
+                ok = _finite(kf, (kvh * S + j0) * E, nk * E) and \
+                    _finite(vf, (kvh * S + j0) * Ev, nk * Ev)
             j0 += nk
             continue
         if nr <= SMALL_Q:
@@ -432,7 +461,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
             gemm_at(False, True, nr, nk, E, sc, q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E,
                     E, zero, Sb, 0, nk)
         if ok:   # a non-finite row of K makes its whole score column non-finite
-            ok = _finite(Sb, 0, nr * nk)
+            ok = _finite(Sb, j0 - j0, nr * nk)
         _mask_scores(Sb, nr, nk, ii, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nr):
             base = r * nk
@@ -462,10 +491,10 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
                     ar, 0, Ev)
         j0 += nk
     if owner and ok and jend < S:
-        ok = _finite(k, (kvh * S + jend) * E, (S - jend) * E) and \
-            _finite(v, (kvh * S + jend) * Ev, (S - jend) * Ev)
+        ok = _finite(kf, (kvh * S + jend) * E, (S - jend) * E) and \
+            _finite(vf, (kvh * S + jend) * Ev, (S - jend) * Ev)
     if ok:   # a non-finite row of V reaches the accumulator
-        ok = _finite(acc, 0, nq * Ev)
+        ok = _finite(acc, jend - jend, nq * Ev)
     for r in range(nq):
         orow = out[bh, i0 + r]
         if l[r] == zero:
@@ -505,6 +534,7 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
     consts[2] = 1.0
     # The owner of a key/value head (its first query head's first tile) makes
     # sure all of that head's K and V is checked; every item checks its query rows.
+    qf = q.reshape(q.size)
     owner = np.full(k.shape[0], -1, np.int64)
     for bh in range(BH):
         if owner[kv_idx[bh]] < 0:
@@ -526,7 +556,7 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
             ok = _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
                            moff, mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub,
                            acc, m, l, tmp, consts, own)
-            if not (ok and _finite(q, (bh * L + i0) * E, nq * E)):
+            if not (ok and _finite(qf, (bh * L + i0) * E, nq * E)):
                 for r in range(nq):
                     lse[bh, i0 + r] = np.nan
 
