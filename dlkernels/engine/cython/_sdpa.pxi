@@ -124,8 +124,9 @@ cdef extern from *:
        integer max reduction; Numba twin: _finite) */
     #define DLK_SDPA_FINITE(T, U, SUF, EXPMASK)                                        \
     DLK_CLONES static int dlk_sdpa_finite_##SUF(const T *restrict x, Py_ssize_t n) {  \
-        const U *restrict b = (const U *)x; U m = 0, t; Py_ssize_t c;                 \
-        for (c = 0; c < n; c++) { t = b[c] & EXPMASK; m = t > m ? t : m; }            \
+        U m = 0, t; Py_ssize_t c;   /* memcpy: the bit cast without type punning */    \
+        for (c = 0; c < n; c++) { memcpy(&t, x + c, sizeof t); t &= EXPMASK;          \
+                                  m = t > m ? t : m; }                                \
         return m != EXPMASK;                                                          \
     }
     DLK_SDPA_FINITE(float, uint32_t, f32, (uint32_t)0x7F800000u)
