@@ -283,7 +283,7 @@ def _finite(a, ao, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, zero, out):
+def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, out):
     """out[r * nk + c] = alpha * (x row r . y row c) (rows of length ld from
     the flat offsets xo, yo): the small-tile Q K^T and dO V^T."""
     xf = x.reshape(x.size)
@@ -456,7 +456,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
             j0 += nk
             continue
         if nr <= SMALL_Q:
-            _dots_small(q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E, nr, nk, sc, zero, Sb)
+            _dots_small(q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E, nr, nk, sc, Sb)
         else:
             gemm_at(False, True, nr, nk, E, sc, q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E,
                     E, zero, Sb, 0, nk)
@@ -592,14 +592,14 @@ def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, 
     if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
         return False
     if nq <= SMALL_Q:   # the forward's small-tile products: the same scores
-        _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, zero, Pb)
+        _dots_small(q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, nq, nk, sc, Pb)
     else:
         gemm_at(False, True, nq, nk, E, sc, q, (bh * L + i0) * E, E, k, (kvh * S + j0) * E, E,
                 zero, Pb, 0, nk)
     _mask_scores(Pb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
     _probs(Pb, nq, nk, lse, bh, i0)
     if nq <= SMALL_Q:
-        _dots_small(go, (bh * L + i0) * Ev, Ev, v, (kvh * S + j0) * Ev, nq, nk, one, zero, dP)
+        _dots_small(go, (bh * L + i0) * Ev, Ev, v, (kvh * S + j0) * Ev, nq, nk, one, dP)
     else:
         gemm_at(False, True, nq, nk, Ev, one, go, (bh * L + i0) * Ev, Ev, v,
                 (kvh * S + j0) * Ev, Ev, zero, dP, 0, nk)
