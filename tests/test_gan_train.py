@@ -52,6 +52,89 @@ def test_same_seed_bit_identical_across_backends(dtype, opts):
     assert not np.array_equal(G.params, res[0][0])
 
 
+def _trainer(dtype, backend, opts, seed=5, act="relu"):
+    X, G, D = _setup(dtype, act=act)
+    tr = GANTrainer(G, D, batch_size=16, random_state=seed, backend=backend, progress=False,
+                    **opts)
+    return X, tr
+
+
+def _state(tr):
+    return ([tr.G.params, tr.D.params, *tr._state["G"], *tr._state["D"]]
+            + [tr.history[h] for h in sorted(tr.history)] + [np.array(tr._adam_t), tr.step])
+
+
+def _run_reference(tr, X, n_epochs):
+    """GANTrainer._run_python: the loop written out in Python (one kernel call per layer,
+    NumPy updates), instead of the compiled steps of fit()."""
+    tr._check_X(X)
+    tr.n_rows = X.shape[0]
+    tr.target_step = tr.step + n_epochs * tr.batches_per_epoch(X.shape[0])
+    return tr._run_python(X)
+
+
+@pytest.mark.parametrize("opts", OPTIONS + [dict(simultaneous=True, optimizer="adam",
+                                                 noise="normal", g_loss="minimax")],
+                         ids=["sgd", "k2-normal-minimax", "adam", "ramp-decay", "simultaneous",
+                              "simultaneous-k1-adam-normal"])
+def test_compiled_steps_equal_the_python_loop(backend, dtype, opts):
+    """fit() runs whole steps in compiled calls (train_steps); the Python loop that calls one
+    kernel per layer and updates with NumPy must give the same bits: parameters, optimizer
+    state, Adam's step counts and the history."""
+    X, tr = _trainer(dtype, backend, opts)
+    tr.fit(X, 3)
+    X, ref = _trainer(dtype, backend, opts)
+    _run_reference(ref, X, 3)
+    assert tr.step == ref.step == 18
+    for a, b in zip(_state(tr), _state(ref)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_chunking_never_changes_the_result(backend, monkeypatch):
+    """Chunks of steps per compiled call (sized by time), one step per call (with a
+    callback), or a chunk cut short by the passes it may read: the same bits."""
+    import dlkernels.bindings.gan_train as gt
+    opts = dict(k=3, optimizer="adam")
+    X, tr = _trainer(np.float32, backend, opts)
+    tr.fit(X, 4)
+    results = [_state(tr)]
+    X, tr = _trainer(np.float32, backend, opts)
+    tr.fit(X, 4, callback=lambda t, info: None)
+    results.append(_state(tr))
+    # a chunk may read at most 2 passes of the data here (k = 3 minibatches a step)
+    monkeypatch.setattr(gt, "_MAX_PERM_WORDS", 2 * 96)
+    monkeypatch.setattr(gt, "_CHUNK_SECONDS", 1e9)
+    X, tr = _trainer(np.float32, backend, opts)
+    tr.fit(X, 4)
+    results.append(_state(tr))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rate,opts,what", [
+    (1e3, dict(), "discriminator loss"), (1e5, dict(), "parameter update"),
+    (1e20, dict(), "generator loss"), (1e3, dict(k=2, simultaneous=True), "parameter update"),
+    (1e20, dict(optimizer="adam", beta1=0.0), "discriminator loss")],
+    ids=["sgd-d-loss", "sgd-params", "sgd-g-loss", "simultaneous-params", "adam-d-loss"])
+def test_nan_stop_inside_a_chunk_restores_the_step_before(backend, rate, opts, what):
+    """Without a callback a failure happens in the middle of a compiled chunk: the trainer
+    restores the chunk's start and replays the good steps, so G, D, the optimizer state and
+    the history equal those of the Python loop stopped at the same step."""
+    X, tr = _trainer(np.float32, backend, dict(opts, learning_rate=rate, momentum=0.9))
+    with pytest.raises(GANTrainingError, match=f"non-finite {what} .* at step [1-9]") as err:
+        tr.fit(X, 50)
+    X, ref = _trainer(np.float32, backend, dict(opts, learning_rate=rate, momentum=0.9))
+    with pytest.raises(GANTrainingError) as ref_err:
+        _run_reference(ref, X, 50)
+    assert str(err.value) == str(ref_err.value)
+    assert tr.step == ref.step and tr.step > 0
+    for a, b in zip(_state(tr), _state(ref)):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(tr.G.params).all() and np.isfinite(tr.D.params).all()
+    assert np.isfinite(tr.history["d_loss"]).all()
+
+
 def test_one_and_two_threads_identical(backend, restore_threads):
     import numba
     res = []

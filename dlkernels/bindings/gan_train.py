@@ -21,7 +21,19 @@ the backend or the thread count, so a seed gives bit-identical training):
 
 Everything a step needs is a function of (key, step), so a run saved with
 ``GANTrainer.save`` and resumed gives bit-identical parameters.
+
+Whole steps run inside one compiled call (the engine's ``train_steps``): the
+minibatch gathering, the uniform noise (drawn from the same Philox streams in
+the kernel), both networks' passes, the optimizer updates and the history, for
+a chunk of steps at a time; Python only prepares a chunk (the permutations of
+the passes it touches, the per-update learning rates and momenta, and for
+``noise="normal"`` NumPy's normal draws) and looks at the result.  Chunks are
+sized to take about 0.2 s (one step when there is a callback), for the
+progress bar and Ctrl-C; the chunking never changes a result.
+``GANTrainer._run_python`` is the same loop written with one kernel call per
+layer and NumPy updates: the tests check that both give the same bits.
 """
+import time
 import math
 import os
 
@@ -33,12 +45,15 @@ from . import rng as _rng
 from . import _persist
 from ._progress import DeferInterrupt, Progress
 from ._threads import blas_single_threaded
-from .gan import MLP, _check_pair, _d_grad, _g_grad, _PREFER
+from .gan import MLP, _CODE, _check_pair, _d_grad, _g_grad, _PREFER
 
 __all__ = ["GANTrainer", "GANTrainingError", "train_gan"]
 
 _SQRT3 = math.sqrt(3.0)
 _HIST = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
+_CHUNK_SECONDS = 0.2          # target duration of one compiled call (progress, Ctrl-C)
+_MAX_PERM_WORDS = 1 << 22     # bound on the permutations handed to one call (int64 words)
+_FAILED = {1: "discriminator loss", 2: "generator loss", 3: "parameter update"}
 
 
 class GANTrainingError(FloatingPointError):
@@ -176,17 +191,40 @@ class GANTrainer:
     def batches_per_epoch(self, n_rows):
         return n_rows // self.batch_size
 
-    def _momentum(self, step, bpe):
-        if self.final_momentum is None:
-            return self.momentum
-        frac = min((step // bpe) / self.momentum_saturate, 1.0)
-        return self.momentum + frac * (self.final_momentum - self.momentum)
-
-    def _lr(self, i, step):
-        lr = self.learning_rate[i]
-        if self.lr_decay != 1.0:
-            lr = max(lr / self.lr_decay ** step, self.min_lr)
-        return lr
+    def _schedule(self, s0, n, bpe):
+        """Per-update optimizer scalars of steps s0 .. s0 + n - 1 (float64):
+        (n * k, 2) for D's updates, (n, 2) for G's.  SGD: (momentum, learning
+        rate); Adam: (lr_t, eps_t), the bias corrections of update t folded in
+        (``lr sqrt(1 - beta2**t) / (1 - beta1**t)`` and ``eps sqrt(1 - beta2**t)``)."""
+        k = self.k
+        steps = np.arange(s0, s0 + n, dtype=np.int64)
+        lrs = []
+        for lr in self.learning_rate:
+            if self.lr_decay != 1.0:
+                lr = np.maximum(lr / np.power(self.lr_decay, steps.astype(np.float64)),
+                                self.min_lr)
+            lrs.append(np.broadcast_to(np.asarray(lr, np.float64), (n,)))
+        sd = np.empty((n * k, 2))
+        sg = np.empty((n, 2))
+        if self.optimizer == "sgd":
+            if self.final_momentum is None:
+                mu = np.full(n, self.momentum)
+            else:
+                frac = np.minimum((steps // bpe) / self.momentum_saturate, 1.0)
+                mu = self.momentum + frac * (self.final_momentum - self.momentum)
+            sd[:, 0] = np.repeat(mu, k)
+            sd[:, 1] = np.repeat(lrs[0], k)
+            sg[:, 0] = mu
+            sg[:, 1] = lrs[1]
+            return sd, sg
+        b1, b2 = self.beta1, self.beta2
+        for out, lr, t0, per in ((sd, np.repeat(lrs[0], k), self._adam_t[0], k),
+                                 (sg, lrs[1], self._adam_t[1], 1)):
+            t = np.arange(t0 + 1, t0 + 1 + n * per, dtype=np.float64)
+            c2 = np.sqrt(1.0 - np.power(b2, t))
+            out[:, 0] = lr * c2 / (1.0 - np.power(b1, t))
+            out[:, 1] = self.eps * c2
+        return sd, sg
 
     def _check_X(self, X):
         G = self.G
@@ -228,12 +266,19 @@ class GANTrainer:
             Bad data or arguments (nothing changed).
         GANTrainingError
             A non-finite loss or parameter at some step (named in the message);
-            G and D keep the parameters from before that step (``step`` is
-            the number of completed steps; the optimizer state is not rolled
-            back, so reload a checkpoint rather than resume after this).
+            G, D and the optimizer state are those from before that step
+            (``step`` is the number of completed steps, the history holds
+            them; resuming would meet the same failure).
         KeyboardInterrupt
-            On Ctrl-C, raised after the step in progress completes (the
-            trainer is consistent: ``save`` it and ``resume`` later).
+            On Ctrl-C, raised after the chunk of steps in progress completes
+            (chunks take about 0.2 s; the trainer is consistent: ``save`` it
+            and ``resume`` later).
+
+        Notes
+        -----
+        The steps run inside compiled calls, a chunk of steps per call
+        (module docstring); with a ``callback`` each call runs one step, so
+        the callback sees every step.  Neither changes the results.
         """
         X = self._check_X(X)
         n_epochs = check_int(n_epochs, "n_epochs", min=1)
@@ -273,27 +318,26 @@ class GANTrainer:
         return out
 
     def _perm(self, p):
-        if self._perm_cache[0] != p:
+        perm = self._perms.get(p)
+        if perm is None:
             g = np.random.Generator(np.random.Philox(key=self.key,
                                                      counter=_rng.counter(0, 1 + p)))
-            self._perm_cache = (p, g.permutation(self.n_rows))
-        return self._perm_cache[1]
+            perm = self._perms[p] = g.permutation(self.n_rows)
+        return perm
 
-    def _update(self, which, net, grad, step, bpe):
-        i = 0 if which == "D" else 1
+    def _update(self, which, net, grad, sched):
+        """One update of ``net`` from ``grad`` (overwritten), with the row ``sched``
+        of ``_schedule``: NumPy in-place steps, the reference of the kernels' updates."""
         dt = net.dtype.type
-        lr = self._lr(i, step)
         p = net.params
         a, b = self._state[which]
         if self.optimizer == "sgd":
             # v = mu v - lr g ; p += v
-            a *= dt(self._momentum(step, bpe))
-            grad *= dt(lr)
+            a *= dt(sched[0])
+            grad *= dt(sched[1])
             a -= grad
             p += a
         else:
-            self._adam_t[i] += 1
-            t = self._adam_t[i]
             b1, b2 = self.beta1, self.beta2
             # m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2
             a *= dt(b1)
@@ -302,87 +346,214 @@ class GANTrainer:
             b *= dt(b2)
             grad *= dt(1.0 - b2)
             b += grad
-            # p -= lr_t m / (sqrt(v) + eps_t), the bias corrections folded into the scalars
-            lr_t = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-            eps_t = self.eps * math.sqrt(1.0 - b2 ** t)
+            # p -= lr_t m / (sqrt(v) + eps_t)
             np.sqrt(b, out=grad)
-            grad += dt(eps_t)
+            grad += dt(sched[1])
             np.divide(a, grad, out=grad)
-            grad *= dt(lr_t)
+            grad *= dt(sched[0])
             p -= grad
 
-    def _run(self, X, callback):
-        G, D = self.G, self.D
-        m, k = self.batch_size, self.k
-        bpe = self.batches_per_epoch(X.shape[0])
-        eng = resolve(self.backend, "gan", prefer=_PREFER)
-        dt = G.dtype
+    def _prepare(self):
+        """History arrays up to the target step; the trainer's kernel buffers."""
         total = self.target_step
         if len(self._hist["d_loss"]) < total:
             for h in _HIST:
                 new = np.full(total, np.nan)
                 new[:self.step] = self._hist[h][:self.step]
                 self._hist[h] = new
-        bufs = getattr(self, "_bufs", None)
-        if bufs is None:     # kept across calls: a run's steps allocate nothing
-            bufs = self._bufs = (np.empty((m, G.sizes[0]), dt), np.empty((m, G.sizes[0]), dt),
-                                 np.empty((m, X.shape[1]), dt), np.empty(D.n_params, dt),
-                                 np.empty(G.n_params, dt), np.empty(D.n_params, dt),
-                                 np.empty(G.n_params, dt))
-        z, zg, xb, gD, gG, snapD, snapG = bufs
-        self._perm_cache = (-1, None)
+        self._perms = {}
         self._ctr = np.zeros(4, np.uint64)
-        mode = 2 if self.g_loss == "non_saturating" else 1
-        start = self.step
-        bar = Progress(total - start, self.progress is not False, "train_gan",
+
+    def _bar(self, n_steps, bpe):
+        n_ep = -(-n_steps // bpe)
+        bar = Progress(n_steps, self.progress is not False, "train_gan",
                        after=0.0 if self.progress else 2.0)
-        n_ep = -(-(total - start) // bpe)
-        self._bar = bar
+        return bar, n_ep
+
+    def _after_step(self, bar, intr, callback, start, bpe, n_ep, info):
+        """Progress, Ctrl-C and the callback after a chunk; True: stop."""
+        bar.update(self.step - start, (self.step - start - 1) // bpe + 1, n_ep)
+        if intr.requested:
+            bar.clear()
+            raise KeyboardInterrupt(f"train_gan: interrupted after step {self.step}; the "
+                                    f"trainer is consistent (save() it, resume() later)")
+        if callback is not None:
+            info = {"step": self.step, "epoch": self.step / bpe, **info}
+            if callback(self, info):
+                return True
+        return False
+
+    def _kernel_buffers(self, eng, m, nx):
+        tb = getattr(self, "_tbufs", None)
+        if tb is None:
+            G, D = self.G, self.D
+            dt = G.dtype
+            tb = self._tbufs = {
+                "g": _layout(eng, G, m), "d": _layout(eng, D, 2 * m),
+                "z": np.empty((m, G.sizes[0]), dt), "inp": np.empty((2 * m, nx), dt),
+                "gl": np.empty((2 * m, 1), dt), "gD": np.empty(D.n_params, dt),
+                "gG": np.empty(G.n_params, dt),
+                "adam_c": np.array([self.beta1, 1.0 - self.beta1, self.beta2,
+                                    1.0 - self.beta2], dt),
+                "snap": [np.empty(a.size, dt) for a in self._saved()]}
+        return tb
+
+    def _saved(self):
+        """What a failed chunk restores: both networks' parameters and optimizer state."""
+        return (self.G.params, self.D.params, *self._state["G"], *self._state["D"])
+
+    def _run(self, X, callback):
+        """The training loop: chunks of steps, each one ``train_steps`` call."""
+        G, D = self.G, self.D
+        m, k = self.batch_size, self.k
+        bpe = self.batches_per_epoch(X.shape[0])
+        eng = resolve(self.backend, "gan", prefer=_PREFER)
+        dt = G.dtype
+        self._prepare()
+        tb = self._kernel_buffers(eng, m, X.shape[1])
+        gl_, dl_ = tb["g"], tb["d"]
+        start, total = self.step, self.target_step
+        bar, n_ep = self._bar(total - start, bpe)
+        chunk = 1 if callback is not None else 4
+        nz = G.sizes[0]
+        no_noise = np.empty((0, nz), dt)
+        max_pass = max(2, _MAX_PERM_WORDS // max(self.n_rows, 1))
+        common = dict(X=X, bpe=bpe, k=k, key=self.key,
+                      zmul=dt.type(2.0 * _SQRT3), zsub=dt.type(_SQRT3),
+                      simultaneous=self.simultaneous,
+                      g_mode=2 if self.g_loss == "non_saturating" else 1,
+                      adam=self.optimizer == "adam", adam_c=tb["adam_c"],
+                      g_params=G.params, g_grad=tb["gG"], g_st0=self._state["G"][0],
+                      g_st1=self._state["G"][1], g_lay=gl_[0], g_ws=gl_[1], g_wsi=gl_[2],
+                      g_slope=G._slope,
+                      d_params=D.params, d_grad=tb["gD"], d_st0=self._state["D"][0],
+                      d_st1=self._state["D"][1], d_lay=dl_[0], d_ws=dl_[1], d_wsi=dl_[2],
+                      d_slope=D._slope, z=tb["z"], inp=tb["inp"], gl=tb["gl"])
         with blas_single_threaded(), DeferInterrupt() as intr:
             while self.step < total:
+                s0 = self.step
+                n = min(chunk, total - s0)
+                # passes of the data this chunk reads, at most max_pass of them
+                n = max(1, min(n, ((max_pass - 1) * bpe) // k))
+                p_lo, p_hi = (s0 * k) // bpe, ((s0 + n) * k - 1) // bpe
+                for p in [p for p in self._perms if p < p_lo]:
+                    del self._perms[p]
+                perms = np.stack([self._perm(p) for p in range(p_lo, p_hi + 1)])
+                sd, sg = self._schedule(s0, n, bpe)
+                if self.noise == "normal":
+                    noise = np.empty((n * (k + 1) * m, nz), dt)
+                    for i in range(n):
+                        for j in range(k + (not self.simultaneous)):
+                            r0 = (i * (k + 1) + j) * m
+                            self._noise(noise[r0:r0 + m], 1 + (s0 + i) * (k + 1) + j)
+                else:
+                    noise = no_noise
+                for a, b in zip(tb["snap"], self._saved()):
+                    a[...] = b
+                hist = np.empty((n, 4))
+                call = dict(common, perms=perms, pass0=p_lo, step0=s0, noise=noise,
+                            sched_d=sd, sched_g=sg, hist=hist)
+                t0 = time.perf_counter()
+                status, done, value = eng.train_steps(n_steps=n, **call)
+                took = time.perf_counter() - t0
+                for c, h in enumerate(_HIST):
+                    self._hist[h][s0:s0 + done] = hist[:done, c]
+                if status:
+                    self._fail_chunk(eng, call, int(status), int(done), float(value), bar)
+                self.step = s0 + n
+                self._adam_t[0] += n * k
+                self._adam_t[1] += n
+                if callback is None:     # the next chunk takes about _CHUNK_SECONDS
+                    chunk = int(min(max(n * _CHUNK_SECONDS / max(took, 1e-6), 1), 1 << 16))
+                last = hist[n - 1]
+                info = dict(zip(_HIST, (float(v) for v in last)))
+                if self._after_step(bar, intr, callback, start, bpe, n_ep, info):
+                    break
+        bar.clear()
+        return self.history
+
+    def _fail_chunk(self, eng, call, status, done, value, bar):
+        """A step of the chunk failed: restore the chunk's start, replay the
+        good steps before it (the same bits), raise."""
+        for a, b in zip(self._saved(), self._tbufs["snap"]):
+            a[...] = b
+        if done:
+            eng.train_steps(n_steps=done, **call)
+        s = call["step0"] + done
+        self.step = s
+        self._adam_t[0] += done * self.k
+        self._adam_t[1] += done
+        bar.clear()
+        raise GANTrainingError(f"train_gan: non-finite {_FAILED[status]} ({value}) at step "
+                               f"{s}; G, D and the optimizer state are those from before "
+                               f"that step")
+
+    def _run_python(self, X, callback=None):
+        """The loop of ``_run`` written out step by step in Python (one kernel
+        call per layer, NumPy updates): the reference the tests compare the
+        compiled steps with, bit for bit.  Same arguments and effects as ``_run``
+        (no chunks, no Ctrl-C handling)."""
+        G, D = self.G, self.D
+        m, k = self.batch_size, self.k
+        bpe = self.batches_per_epoch(X.shape[0])
+        eng = resolve(self.backend, "gan", prefer=_PREFER)
+        dt = G.dtype
+        self._prepare()
+        z, zg, xb = (np.empty((m, G.sizes[0]), dt), np.empty((m, G.sizes[0]), dt),
+                     np.empty((m, X.shape[1]), dt))
+        gD, gG = np.empty(D.n_params, dt), np.empty(G.n_params, dt)
+        snap = [a.copy() for a in self._saved()]
+        mode = 2 if self.g_loss == "non_saturating" else 1
+        with blas_single_threaded():
+            while self.step < self.target_step:
                 s = self.step
-                snapD[...] = D.params
-                snapG[...] = G.params
+                for a, b in zip(snap, self._saved()):
+                    a[...] = b
+                t_saved = list(self._adam_t)
+                sd, sg = self._schedule(s, 1, bpe)
                 base = 1 + s * (k + 1)
+                failed = None
                 for j in range(k):
                     b = s * k + j
-                    perm = self._perm(b // bpe)
                     pos = (b % bpe) * m
-                    np.take(X, perm[pos:pos + m], axis=0, out=xb)
+                    np.take(X, self._perm(b // bpe)[pos:pos + m], axis=0, out=xb)
                     self._noise(z, base + j)
                     d_loss, logits = _d_grad(eng, G, D, xb, z, gD)
                     if not math.isfinite(d_loss):
-                        self._fail(s, "discriminator loss", d_loss, snapD, snapG)
+                        failed = (1, d_loss)
+                        break
                     if j < k - 1 or not self.simultaneous:
-                        self._update("D", D, gD, s, bpe)
-                acc_r = float(np.count_nonzero(logits[:m] > 0)) / m
-                acc_f = float(np.count_nonzero(logits[m:] < 0)) / m
-                if self.simultaneous:
-                    g_loss = _g_grad(eng, G, D, z, mode, gG)
-                    if math.isfinite(g_loss):
-                        self._update("D", D, gD, s, bpe)
-                else:
-                    g_loss = _g_grad(eng, G, D, self._noise(zg, base + k), mode, gG)
-                if not math.isfinite(g_loss):
-                    self._fail(s, "generator loss", g_loss, snapD, snapG)
-                self._update("G", G, gG, s, bpe)
-                if not (math.isfinite(G.params.sum()) and math.isfinite(D.params.sum())):
-                    self._fail(s, "parameter update", float("nan"), snapD, snapG)
+                        self._update("D", D, gD, sd[j])
+                if failed is None:
+                    acc_r = float(np.count_nonzero(logits[:m] > 0)) / m
+                    acc_f = float(np.count_nonzero(logits[m:] < 0)) / m
+                    if self.simultaneous:
+                        g_loss = _g_grad(eng, G, D, z, mode, gG)
+                        if math.isfinite(g_loss):
+                            self._update("D", D, gD, sd[k - 1])
+                    else:
+                        g_loss = _g_grad(eng, G, D, self._noise(zg, base + k), mode, gG)
+                    if not math.isfinite(g_loss):
+                        failed = (2, g_loss)
+                if failed is None:
+                    self._update("G", G, gG, sg[0])
+                    if not (np.isfinite(G.params).all() and np.isfinite(D.params).all()):
+                        failed = (3, float("nan"))
+                if failed is not None:
+                    for a, b in zip(self._saved(), snap):
+                        a[...] = b
+                    self._adam_t = t_saved
+                    raise GANTrainingError(
+                        f"train_gan: non-finite {_FAILED[failed[0]]} ({failed[1]}) at step "
+                        f"{s}; G, D and the optimizer state are those from before that step")
                 h = self._hist
                 h["d_loss"][s], h["g_loss"][s] = d_loss, g_loss
                 h["d_acc_real"][s], h["d_acc_fake"][s] = acc_r, acc_f
+                self._adam_t[0] += k
+                self._adam_t[1] += 1
                 self.step = s + 1
-                bar.update(self.step - start, (self.step - start - 1) // bpe + 1, n_ep)
-                if intr.requested:
-                    bar.clear()
-                    raise KeyboardInterrupt(f"train_gan: interrupted after step {self.step}; the "
-                                            f"trainer is consistent (save() it, resume() later)")
-                if callback is not None:
-                    info = {"step": self.step, "epoch": self.step / bpe, "d_loss": d_loss,
-                            "g_loss": g_loss, "d_acc_real": acc_r, "d_acc_fake": acc_f}
-                    if callback(self, info):
-                        break
-        bar.clear()
+                if callback is not None and callback(self, {"step": self.step}):
+                    break
         return self.history
 
     # ---- checkpoints --------------------------------------------------------------------------
@@ -473,13 +644,6 @@ class GANTrainer:
             raise bad(f"{type(exc).__name__}: {exc}") from None
         return tr
 
-    def _fail(self, s, what, value, snapD, snapG):
-        self._bar.clear()
-        self.D.params[...] = snapD
-        self.G.params[...] = snapG
-        raise GANTrainingError(f"train_gan: non-finite {what} ({value}) at step {s}; G and D "
-                               f"keep their parameters from before that step")
-
 
 _MAGIC = "dlkernels.GANTrainer"
 _FORMAT_VERSION = 1
@@ -488,6 +652,38 @@ _OPTIONS = ("batch_size", "k", "noise", "g_loss", "optimizer", "learning_rate", 
             "final_momentum", "momentum_saturate", "lr_decay", "min_lr", "beta1", "beta2", "eps",
             "simultaneous", "progress")
 _NET = ("sizes", "activations", "maxout_pieces", "leaky_slope", "init")
+
+
+def _layout(eng, net, rows):
+    """(lay, ws, wsi) of ``net`` for the engine's ``train_steps`` at up to ``rows``
+    rows: the layer table (widths, pieces, activation, offsets of W and b in
+    ``params`` and of the buffers Y, D, PRE, GPRE, GX in ``ws`` and idx in ``wsi``,
+    -1 for a buffer the layer does not use) and the two workspaces.  Each buffer
+    starts on a 64-byte boundary."""
+    L = len(net.sizes) - 1
+    lay = np.full((L, eng.LAY_COLS), -1, np.int64)
+    align = 64 // net.dtype.itemsize
+    off = [0, 0]
+
+    def take(n, which=0):
+        o = off[which]
+        off[which] += -(-n // align) * align
+        return o
+
+    for i, (n_in, n_out, p) in enumerate(zip(net.sizes[:-1], net.sizes[1:], net.pieces)):
+        code = net._codes[i]
+        lay[i, eng.L_N_IN], lay[i, eng.L_N_OUT], lay[i, eng.L_P] = n_in, n_out, p
+        lay[i, eng.L_CODE] = code
+        lay[i, eng.L_W], lay[i, eng.L_B] = net._layout[i][0], net._layout[i][1]
+        lay[i, eng.L_Y] = take(rows * n_out)
+        if code == _CODE["maxout"]:
+            lay[i, eng.L_PRE] = take(rows * n_out * p)
+            lay[i, eng.L_GPRE] = take(rows * n_out * p)
+            lay[i, eng.L_IDX] = take(rows * n_out, 1)
+        else:
+            lay[i, eng.L_D] = take(rows * n_out)
+        lay[i, eng.L_GX] = take(rows * n_in)
+    return lay, np.zeros(off[0], net.dtype), np.zeros(off[1], np.int32)
 
 
 def train_gan(X, G, D, *, n_epochs, batch_size, k=1, noise="uniform", g_loss="non_saturating",

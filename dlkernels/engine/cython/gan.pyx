@@ -8,16 +8,23 @@ backend's ``gemm_at``), the element-wise passes use the shared ``_fastmath``
 scalars and do the same IEEE operations in the same order as the Numba
 passes, so both backends return bit-identical results.  The C-level
 ``_f32`` / ``_f64`` functions are exported through ``gan.pxd``.
+``train_steps`` (whole training steps in one call) is in ``_gan_train.pxi``.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport sqrt, sqrtf, isfinite, NAN
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
 
 from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                               dlk_softplus64, dlk_tanh32, dlk_tanh64)
+from dlkernels.engine.cython.rng cimport stream_fill_f32, stream_fill_f64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "layer_forward", "layer_backward", "logit_loss"]
+           "PAR_MIN_WORK", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y",
+           "L_D", "L_PRE", "L_GPRE", "L_GX", "L_IDX", "layer_forward", "layer_backward",
+           "logit_loss", "train_steps"]
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
@@ -349,3 +356,6 @@ def logit_loss(const floating[:, ::1] L, int n_real, int mode, floating[:, ::1] 
     with nogil:
         res = _loss(&L[0, 0], <int>L.shape[0], n_real, mode, &G[0, 0])
     return res
+
+
+include "_gan_train.pxi"

@@ -1,0 +1,327 @@
+"""GAN layer kernels (Numba backend; re-exported by ``gan``): fused MLP layers and
+losses from logits.
+
+Same names, arguments and semantics as ``dlkernels.engine.cython.gan``; no
+input validation here (that is ``dlkernels.bindings.gan``' job).  All arrays
+are C-contiguous and share one float dtype (float32 or float64); ``idx`` is
+int32.  Both backends perform the same IEEE operations in the same order, so
+they return bit-identical results.
+
+Conventions.  A layer maps X (B, n_in) to Y (B, n_out) with weights
+W (n_in, n_out * p) and bias b (n_out * p,), p = 1 except for maxout.  Codes of
+the activations: ``IDENTITY`` 0, ``RELU`` 1, ``LEAKY_RELU`` 2, ``TANH`` 3,
+``SIGMOID`` 4, ``MAXOUT`` 5.  Maxout unit j takes the largest of the p
+pre-activations in columns ``j*p .. j*p + p - 1`` (the first on ties).
+
+* ``layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d)``: one GEMM
+  through BLAS (``gemm_tiled``: ``_blas.gemm_at``, the ``?gemm`` of
+  scipy.linalg.cython_blas, the same calls as the Cython backend; in parallel
+  output tiles for large products) into Y (or into PRE (B, n_out*p) for
+  maxout), then one pass adding the bias and applying the activation, which
+  also writes act'(pre) into D (B, n_out) (maxout: the arg-max piece into
+  idx (B, n_out)) when ``need_d``.  PRE, D, idx are untouched when unused.
+* ``layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx,
+  need_gw)``: one pass forming the gradient of the pre-activations
+  GPRE = GY * D (maxout: GY scattered to the arg-max column, zeros elsewhere;
+  GPRE (B, n_out*p)), accumulating gb = sum over rows of GPRE (rows in order)
+  in the same pass; then GW = X^T GPRE and GX = GPRE W^T by GEMM (each only
+  when asked).  For the other activations GPRE may be GY itself (in place).
+* ``logit_loss(L, n_real, mode, G)``: the loss (float64 sum, rows in order,
+  divided by the number of rows it averages over) and its gradient G with
+  respect to the logits L (B, 1).  mode 0 (discriminator): rows < n_real are
+  real, the rest fake, loss = (1/m) sum softplus(-l_real) + softplus(l_fake)
+  with m = n_real (the negative of the ascended objective); mode 1 (minimax
+  generator): loss = -(1/B) sum softplus(l) (= (1/B) sum log(1 - D));
+  mode 2 (non-saturating): loss = (1/B) sum softplus(-l) (= -(1/B) sum log D).
+  Softplus and sigmoid are the stable ``_fastmath`` forms, so logits of any
+  size (+-1e4 in float32) give finite losses and gradients.
+
+No kernel allocates anything but the few bytes of the GEMM calls.  Large
+GEMMs run in parallel tiles (``gemm_tiled``), with the BLAS single-threaded;
+the element-wise passes run on the calling thread.  No random numbers are drawn here.
+"""
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ._flags import CALLS_PARALLEL
+from ._blas import gemm_at
+from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
+
+__all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
+           "PAR_MIN_WORK", "layer_forward", "layer_backward", "logit_loss"]
+
+IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
+
+
+# ---- dtype-resolved scalar helpers (chosen at typing time) -----------------------------------
+def _sig(x):
+    raise NotImplementedError
+
+
+def _tanh(x):
+    raise NotImplementedError
+
+
+def _softplus(x):
+    raise NotImplementedError
+
+
+def _like(x, v):
+    """v converted to the float type of x."""
+    raise NotImplementedError
+
+
+@overload(_sig)
+def _ov_sig(x):
+    if x == types.float32:
+        return lambda x: sigmoid32(x)
+    return lambda x: sigmoid64(x)
+
+
+@overload(_tanh)
+def _ov_tanh(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: tanh64(x)
+
+
+@overload(_softplus)
+def _ov_softplus(x):
+    if x == types.float32:
+        return lambda x: softplus32(x)
+    return lambda x: softplus64(x)
+
+
+@overload(_like)
+def _ov_like(x, v):
+    if x == types.float32:
+        return lambda x, v: np.float32(v)
+    return lambda x, v: np.float64(v)
+
+
+# ---- GEMM in tiles --------------------------------------------------------------------------
+# A product of at least PAR_MIN_WORK multiply-adds is computed in tiles of the
+# output (TILE_R rows x equal column tiles of at most TILE_C), one
+# single-threaded BLAS call per tile, tiles in parallel (prange); smaller
+# products are one BLAS call.  The tiling depends on the sizes only (never on
+# the thread count) and the Cython backend uses the same one, so results are
+# bit-identical for any thread count and either backend.  The BLAS must be
+# single-threaded meanwhile (the bindings enter ``blas_single_threaded``).
+TILE_R = 256
+TILE_C = 128
+PAR_MIN_WORK = 1 << 23
+
+
+@njit(cache=True, error_model="numpy")
+def _tiles(M, N):
+    ntr = (M + TILE_R - 1) // TILE_R
+    th = (M + ntr - 1) // ntr
+    ntc = (N + TILE_C - 1) // TILE_C
+    tw = (N + ntc - 1) // ntc
+    return ntr, th, ntc, tw
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw):
+    r0 = (t // ntc) * th
+    c0 = (t % ntc) * tw
+    r1 = min(r0 + th, M)
+    c1 = min(c0 + tw, N)
+    offa = r0 if ta else r0 * lda
+    offb = c0 * ldb if tb else c0
+    gemm_at(ta, tb, r1 - r0, c1 - c0, K, 1.0, A, offa, lda, B, offb, ldb, 0.0, C,
+            r0 * ldc + c0, ldc)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
+    for t in prange(ntiles):
+        _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
+def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
+    """Row-major C (M, N) = op(A) op(B) (row strides lda, ldb, ldc), in
+    parallel tiles when the product is large enough (see above)."""
+    if M * N * K < PAR_MIN_WORK:
+        gemm_at(ta, tb, M, N, K, 1.0, A, 0, lda, B, 0, ldb, 0.0, C, 0, ldc)
+        return
+    ntr, th, ntc, tw = _tiles(M, N)
+    _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntr * ntc, th, ntc, tw)
+
+
+# ---- element-wise passes ---------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _act_pass(Y, b, act, slope, D, need_d):
+    """Y = act(Y + b) in place (Y holds x W), D = act'(Y + b) when need_d."""
+    B, n = Y.shape
+    one = _like(slope, 1.0)
+    zero = _like(slope, 0.0)
+    for r in range(B):
+        y = Y[r]
+        if act == IDENTITY:
+            for c in range(n):
+                y[c] = y[c] + b[c]
+            if need_d:
+                d = D[r]
+                for c in range(n):
+                    d[c] = one
+        elif act == RELU:
+            if need_d:
+                d = D[r]
+                for c in range(n):
+                    v = y[c] + b[c]
+                    pos = v > zero
+                    y[c] = v if pos else zero
+                    d[c] = one if pos else zero
+            else:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    y[c] = v if v > zero else zero
+        elif act == LEAKY_RELU:
+            if need_d:
+                d = D[r]
+                for c in range(n):
+                    v = y[c] + b[c]
+                    pos = v > zero
+                    y[c] = v if pos else v * slope
+                    d[c] = one if pos else slope
+            else:
+                for c in range(n):
+                    v = y[c] + b[c]
+                    y[c] = v if v > zero else v * slope
+        elif act == TANH:
+            for c in range(n):
+                y[c] = _tanh(y[c] + b[c])
+            if need_d:
+                d = D[r]
+                for c in range(n):
+                    t = y[c]
+                    d[c] = one - t * t
+        else:  # SIGMOID
+            for c in range(n):
+                y[c] = _sig(y[c] + b[c])
+            if need_d:
+                d = D[r]
+                for c in range(n):
+                    s = y[c]
+                    d[c] = s * (one - s)
+
+
+@njit(cache=True, error_model="numpy")
+def _maxout_pass(PRE, b, Y, idx, need_d):
+    """Y[r, j] = max_q PRE[r, j*p+q] + b[j*p+q] (first max on ties), idx = arg-max."""
+    B, n = Y.shape
+    p = PRE.shape[1] // n
+    for r in range(B):
+        pr = PRE[r]
+        y = Y[r]
+        for j in range(n):
+            c0 = j * p
+            best = pr[c0] + b[c0]
+            bi = 0
+            for q in range(1, p):
+                v = pr[c0 + q] + b[c0 + q]
+                if v > best:
+                    best = v
+                    bi = q
+            y[j] = best
+            if need_d:
+                idx[r, j] = bi
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
+def layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d):
+    """Y = act(X W + b), D = act'(X W + b) / idx = maxout arg-max when need_d
+    (see the module docstring)."""
+    B, K = X.shape
+    N = W.shape[1]
+    if act == MAXOUT:
+        gemm_tiled(False, False, B, N, K, X, K, W, N, PRE, N)
+        _maxout_pass(PRE, b, Y, idx, need_d)
+    else:
+        gemm_tiled(False, False, B, N, K, X, K, W, N, Y, N)
+        _act_pass(Y, b, act, slope, D, need_d)
+
+
+@njit(cache=True, error_model="numpy")
+def _grad_pass(GY, D, GPRE, gb, need_gw):
+    """GPRE = GY * D (GPRE may be GY), gb = column sums of GPRE (rows in order)."""
+    B, n = GY.shape
+    if need_gw:
+        for c in range(n):
+            gb[c] = 0.0
+    for r in range(B):
+        gy = GY[r]
+        d = D[r]
+        g = GPRE[r]
+        for c in range(n):
+            g[c] = gy[c] * d[c]
+        if need_gw:
+            for c in range(n):
+                gb[c] += g[c]
+
+
+@njit(cache=True, error_model="numpy")
+def _maxout_grad_pass(GY, idx, GPRE, gb, need_gw):
+    """GPRE[r, j*p + idx[r, j]] = GY[r, j], zeros elsewhere; gb = column sums."""
+    B, n = GY.shape
+    N = GPRE.shape[1]
+    p = N // n
+    if need_gw:
+        for c in range(N):
+            gb[c] = 0.0
+    for r in range(B):
+        g = GPRE[r]
+        for c in range(N):
+            g[c] = 0.0
+        for j in range(n):
+            g[j * p + idx[r, j]] = GY[r, j]
+        if need_gw:
+            for c in range(N):
+                gb[c] += g[c]
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
+def layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx, need_gw):
+    """Gradients of a layer from the gradient GY of its output (see the module
+    docstring): GPRE, gb (need_gw), GW = X^T GPRE (need_gw), GX = GPRE W^T
+    (need_gx)."""
+    B, K = X.shape
+    N = W.shape[1]
+    if act == MAXOUT:
+        _maxout_grad_pass(GY, idx, GPRE, gb, need_gw)
+    else:
+        _grad_pass(GY, D, GPRE, gb, need_gw)
+    if need_gw:
+        gemm_tiled(True, False, K, N, B, X, K, GPRE, N, GW, N)
+    if need_gx:
+        gemm_tiled(False, True, B, K, N, GPRE, N, W, N, GX, K)
+
+
+@njit(cache=True, error_model="numpy")
+def logit_loss(L, n_real, mode, G):
+    """Loss from the logits L (B, 1) and its gradient G (B, 1) (module docstring)."""
+    B = L.shape[0]
+    acc = 0.0
+    if mode == 0:
+        m = n_real
+    else:
+        m = B
+    one = _like(L[0, 0], 1.0)
+    inv = one / _like(L[0, 0], m)
+    for r in range(B):
+        l = L[r, 0]
+        if mode == 0 and r < n_real:
+            acc += np.float64(_softplus(-l))
+            G[r, 0] = -_sig(-l) * inv
+        elif mode == 0 or mode == 1:
+            acc += np.float64(_softplus(l))
+            G[r, 0] = (-_sig(l) if mode == 1 else _sig(l)) * inv
+        else:
+            acc += np.float64(_softplus(-l))
+            G[r, 0] = -_sig(-l) * inv
+    if mode == 1:
+        return -acc / m
+    return acc / m
