@@ -135,6 +135,54 @@ def test_nan_stop_inside_a_chunk_restores_the_step_before(backend, rate, opts, w
     assert np.isfinite(tr.history["d_loss"]).all()
 
 
+@pytest.mark.parametrize("opts", [dict(momentum=0.9), dict(optimizer="adam", k=2)],
+                         ids=["sgd", "adam-k2"])
+def test_parallel_updates_of_a_large_network(backend, opts, restore_threads):
+    """From PAR_MIN_UPDATE parameters on the optimizer updates run in parallel blocks:
+    the same bits as the Python loop's NumPy updates, on 1 and 2 threads, and a failure
+    restores the state the call saved in its first (parallel) update."""
+    import numba
+    from dlkernels.engine.numba.gan import PAR_MIN_UPDATE
+
+    def build():
+        X = gan.sample_ring(96, random_state=0)
+        G = gan.MLP([2, 384, 384, 2], ["relu", "relu", "identity"], random_state=1)
+        D = gan.MLP([2, 384, 384, 1], ["leaky_relu", "leaky_relu", "identity"],
+                    random_state=2)
+        assert G.n_params > PAR_MIN_UPDATE and D.n_params > PAR_MIN_UPDATE
+        return X, GANTrainer(G, D, batch_size=32, learning_rate=0.01, random_state=3,
+                             backend=backend, progress=False, **opts)
+
+    res = []
+    for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        dlkernels.set_num_threads(n)
+        X, tr = build()
+        tr.fit(X, 2)
+        res.append(_state(tr))
+    X, ref = build()
+    _run_reference(ref, X, 2)
+    for other in (res[1], _state(ref)):
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
+    # a non-finite update in the middle of a chunk, on the parallel path
+    X, tr = build()
+    tr.fit(X, 1)
+    tr.learning_rate = (1e8, 1e8)
+    used = [0, 1, 2, 4]                      # parameters and momenta (or first moments)
+    before = [_state(tr)[i].copy() for i in used]
+    with pytest.raises(GANTrainingError, match=r"at step 4;"):
+        tr.fit(X, 4)
+    for a, i in zip(before, used):
+        assert not np.array_equal(a, _state(tr)[i])   # the good step 3 was replayed
+    X, ref = build()
+    _run_reference(ref, X, 1)
+    ref.learning_rate = (1e8, 1e8)
+    with pytest.raises(GANTrainingError, match=r"at step 4;"):
+        _run_reference(ref, X, 4)
+    for a, b in zip(_state(tr), _state(ref)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_one_and_two_threads_identical(backend, restore_threads):
     import numba
     res = []

@@ -29,7 +29,10 @@ a chunk of steps at a time; Python only prepares a chunk (the permutations of
 the passes it touches, the per-update learning rates and momenta, and for
 ``noise="normal"`` NumPy's normal draws) and looks at the result.  Chunks are
 sized to take about 0.2 s (one step when there is a callback), for the
-progress bar and Ctrl-C; the chunking never changes a result.
+progress bar and Ctrl-C; the chunking never changes a result.  A call saves
+each network's parameters and optimizer state as part of its first update
+(no separate copy), so that a non-finite loss or parameter can be rolled
+back to the step before it: restore, then replay the good steps of the chunk.
 ``GANTrainer._run_python`` is the same loop written with one kernel call per
 layer and NumPy updates: the tests check that both give the same bits.
 """
@@ -395,11 +398,13 @@ class GANTrainer:
                 "gG": np.empty(G.n_params, dt),
                 "adam_c": np.array([self.beta1, 1.0 - self.beta1, self.beta2,
                                     1.0 - self.beta2], dt),
-                "snap": [np.empty(a.size, dt) for a in self._saved()]}
+                # where a call's first update of a network saves params, st0 (, st1)
+                "g_snap": np.empty((2 + (self.optimizer == "adam"), G.n_params), dt),
+                "d_snap": np.empty((2 + (self.optimizer == "adam"), D.n_params), dt)}
         return tb
 
     def _saved(self):
-        """What a failed chunk restores: both networks' parameters and optimizer state."""
+        """Both networks' parameters and optimizer state."""
         return (self.G.params, self.D.params, *self._state["G"], *self._state["D"])
 
     def _run(self, X, callback):
@@ -424,11 +429,12 @@ class GANTrainer:
                       g_mode=2 if self.g_loss == "non_saturating" else 1,
                       adam=self.optimizer == "adam", adam_c=tb["adam_c"],
                       g_params=G.params, g_grad=tb["gG"], g_st0=self._state["G"][0],
-                      g_st1=self._state["G"][1], g_lay=gl_[0], g_ws=gl_[1], g_wsi=gl_[2],
-                      g_slope=G._slope,
+                      g_st1=self._state["G"][1], g_snap=tb["g_snap"], g_lay=gl_[0],
+                      g_ws=gl_[1], g_wsi=gl_[2], g_slope=G._slope,
                       d_params=D.params, d_grad=tb["gD"], d_st0=self._state["D"][0],
-                      d_st1=self._state["D"][1], d_lay=dl_[0], d_ws=dl_[1], d_wsi=dl_[2],
-                      d_slope=D._slope, z=tb["z"], inp=tb["inp"], gl=tb["gl"])
+                      d_st1=self._state["D"][1], d_snap=tb["d_snap"], d_lay=dl_[0],
+                      d_ws=dl_[1], d_wsi=dl_[2], d_slope=D._slope,
+                      z=tb["z"], inp=tb["inp"], gl=tb["gl"])
         with blas_single_threaded(), DeferInterrupt() as intr:
             while self.step < total:
                 s0 = self.step
@@ -448,18 +454,17 @@ class GANTrainer:
                             self._noise(noise[r0:r0 + m], 1 + (s0 + i) * (k + 1) + j)
                 else:
                     noise = no_noise
-                for a, b in zip(tb["snap"], self._saved()):
-                    a[...] = b
                 hist = np.empty((n, 4))
                 call = dict(common, perms=perms, pass0=p_lo, step0=s0, noise=noise,
                             sched_d=sd, sched_g=sg, hist=hist)
                 t0 = time.perf_counter()
-                status, done, value = eng.train_steps(n_steps=n, **call)
+                status, done, value, saved = eng.train_steps(n_steps=n, **call)
                 took = time.perf_counter() - t0
                 for c, h in enumerate(_HIST):
                     self._hist[h][s0:s0 + done] = hist[:done, c]
                 if status:
-                    self._fail_chunk(eng, call, int(status), int(done), float(value), bar)
+                    self._fail_chunk(eng, call, int(status), int(done), float(value),
+                                     int(saved), bar)
                 self.step = s0 + n
                 self._adam_t[0] += n * k
                 self._adam_t[1] += n
@@ -472,11 +477,15 @@ class GANTrainer:
         bar.clear()
         return self.history
 
-    def _fail_chunk(self, eng, call, status, done, value, bar):
-        """A step of the chunk failed: restore the chunk's start, replay the
-        good steps before it (the same bits), raise."""
-        for a, b in zip(self._saved(), self._tbufs["snap"]):
-            a[...] = b
+    def _fail_chunk(self, eng, call, status, done, value, saved, bar):
+        """A step of the chunk failed: restore the chunk's start (the kernel saved
+        each network it updated before its first update), replay the good steps
+        before the failure (the same bits), raise."""
+        for bit, name, net in ((1, "D", self.D), (2, "G", self.G)):
+            if saved & bit:
+                snap = self._tbufs[name.lower() + "_snap"]
+                for row, arr in zip(snap, (net.params, *self._state[name])):
+                    arr[...] = row
         if done:
             eng.train_steps(n_steps=done, **call)
         s = call["step0"] + done

@@ -67,49 +67,65 @@ cdef floating* _net_backward(const floating* x, int rows, floating* params, cons
     return g
 
 
-cdef floating _sgd(floating* p, const floating* g, floating* a, Py_ssize_t n, double mu,
-                   double lr) noexcept nogil:
-    """a = mu a - lr g; p += a; returns sum(p * 0) (NaN iff a parameter is not finite)."""
-    cdef floating mu_ = <floating>mu, lr_ = <floating>lr, chk = 0, zero = 0, t, ai, pi
+cpdef enum:
+    UPD_BLOCK = 4096
+    PAR_MIN_UPDATE = 1 << 17
+
+
+cdef floating _update_block(bint adam, Py_ssize_t lo, Py_ssize_t hi, floating* p,
+                            const floating* g, floating* a, floating* v, const floating* c,
+                            double s0, double s1, floating* snap, Py_ssize_t n,
+                            bint save) noexcept nogil:
+    """The update of elements lo .. hi - 1 (see the Numba twin); snap holds rows of n."""
+    cdef floating chk = 0, zero = 0, ai, vi, pi, gi, f0, f1
     cdef Py_ssize_t i
-    for i in range(n):
-        t = g[i] * lr_
-        ai = a[i] * mu_ - t
-        a[i] = ai
-        pi = p[i] + ai
-        p[i] = pi
-        chk += pi * zero
-    return chk
-
-
-cdef floating _adam(floating* p, const floating* g, floating* a, floating* v,
-                    const floating* c, Py_ssize_t n, double lr_t, double eps_t) noexcept nogil:
-    """Adam's moments and p -= lr_t m / (sqrt(v) + eps_t); returns sum(p * 0)."""
-    cdef floating lr_ = <floating>lr_t, eps_ = <floating>eps_t, chk = 0, zero = 0
-    cdef floating gi, ai, vi, q, pi
-    cdef Py_ssize_t i
-    for i in range(n):
-        gi = g[i]
-        ai = a[i] * c[0] + c[1] * gi
-        a[i] = ai
-        vi = v[i] * c[2] + (gi * gi) * c[3]
-        v[i] = vi
-        if floating is float:
-            q = ai / (sqrtf(vi) + eps_)
-        else:
-            q = ai / (sqrt(vi) + eps_)
-        pi = p[i] - q * lr_
-        p[i] = pi
-        chk += pi * zero
-    return chk
-
-
-cdef inline floating _update(bint adam, floating* p, const floating* g, floating* a,
-                             floating* v, const floating* c, Py_ssize_t n, double s0,
-                             double s1) noexcept nogil:
+    if save:
+        for i in range(lo, hi):
+            snap[i] = p[i]
+            snap[n + i] = a[i]
+        if adam:
+            for i in range(lo, hi):
+                snap[2 * n + i] = v[i]
+    f0 = <floating>s0
+    f1 = <floating>s1
     if adam:
-        return _adam(p, g, a, v, c, n, s0, s1)
-    return _sgd(p, g, a, n, s0, s1)
+        for i in range(lo, hi):
+            gi = g[i]
+            ai = a[i] * c[0] + c[1] * gi
+            a[i] = ai
+            vi = v[i] * c[2] + (gi * gi) * c[3]
+            v[i] = vi
+            if floating is float:
+                pi = p[i] - ai / (sqrtf(vi) + f1) * f0
+            else:
+                pi = p[i] - ai / (sqrt(vi) + f1) * f0
+            p[i] = pi
+            chk += pi * zero
+    else:
+        for i in range(lo, hi):
+            ai = a[i] * f0 - g[i] * f1
+            a[i] = ai
+            pi = p[i] + ai
+            p[i] = pi
+            chk += pi * zero
+    return chk
+
+
+cdef floating _update(bint adam, floating* p, const floating* g, floating* a, floating* v,
+                      const floating* c, Py_ssize_t n, double s0, double s1, floating* snap,
+                      bint save) noexcept nogil:
+    """One optimizer update of a network, in parallel blocks from PAR_MIN_UPDATE on."""
+    cdef floating chk = 0
+    cdef Py_ssize_t blk, lo, hi
+    if n < PAR_MIN_UPDATE:
+        return _update_block(adam, 0, n, p, g, a, v, c, s0, s1, snap, n, save)
+    for blk in prange((n + UPD_BLOCK - 1) // UPD_BLOCK, schedule="static"):
+        lo = blk * UPD_BLOCK
+        hi = lo + UPD_BLOCK
+        if hi > n:
+            hi = n
+        chk += _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, n, save)
+    return chk
 
 
 cdef void _draw(floating* z, Py_ssize_t n, const uint64_t* key, uint64_t stream, floating zmul,
@@ -143,15 +159,15 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
                 bint simultaneous, int g_mode, bint adam, const double[:, ::1] sched_d,
                 const double[:, ::1] sched_g, const floating[::1] adam_c,
                 floating[::1] g_params, floating[::1] g_grad, floating[::1] g_st0,
-                floating[::1] g_st1, const int64_t[:, ::1] g_lay, floating[::1] g_ws,
-                int[::1] g_wsi, double g_slope,
+                floating[::1] g_st1, floating[:, ::1] g_snap, const int64_t[:, ::1] g_lay,
+                floating[::1] g_ws, int[::1] g_wsi, double g_slope,
                 floating[::1] d_params, floating[::1] d_grad, floating[::1] d_st0,
-                floating[::1] d_st1, const int64_t[:, ::1] d_lay, floating[::1] d_ws,
-                int[::1] d_wsi, double d_slope,
+                floating[::1] d_st1, floating[:, ::1] d_snap, const int64_t[:, ::1] d_lay,
+                floating[::1] d_ws, int[::1] d_wsi, double d_slope,
                 floating[:, ::1] z, floating[:, ::1] inp, floating[:, ::1] gl,
                 double[:, ::1] hist):
     """Steps step0 .. step0 + n_steps - 1 of GAN training (see the Numba twin);
-    returns (status, i, value)."""
+    returns (status, i, value, saved)."""
     cdef int m = <int>z.shape[0], nx = <int>X.shape[1], gL = <int>g_lay.shape[0]
     cdef int dL = <int>d_lay.shape[0]
     cdef Py_ssize_t nz = z.shape[1], i, j, b, s, u, r, r0, base, pos
@@ -176,7 +192,8 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
     cdef double d_loss, g_loss
     cdef int n_real, n_fake, status = 0
     cdef double value = 0.0
-    cdef Py_ssize_t done = n_steps
+    cdef Py_ssize_t done = n_steps, nD = d_params.shape[0], nG = g_params.shape[0]
+    cdef bint d_saved = False, g_saved = False
     with nogil:
         for i in range(n_steps):
             s = step0 + i
@@ -205,8 +222,9 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
                     break
                 if j < k - 1 or not simultaneous:
                     u = i * k + j
-                    chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0],
-                                   d_params.shape[0], sched_d[u, 0], sched_d[u, 1])
+                    chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
+                                   sched_d[u, 0], sched_d[u, 1], &d_snap[0, 0], not d_saved)
+                    d_saved = True
             if status:
                 done = i
                 break
@@ -231,13 +249,15 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
             _net_backward(zp, m, gp, &g_lay[0, 0], gL, gws, gwi, gx, ggr, True, False)
             if simultaneous and isfinite(g_loss):
                 u = i * k + k - 1
-                chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0],
-                               d_params.shape[0], sched_d[u, 0], sched_d[u, 1])
+                chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
+                               sched_d[u, 0], sched_d[u, 1], &d_snap[0, 0], not d_saved)
+                d_saved = True
             if not isfinite(g_loss):
                 status, value, done = 2, g_loss, i
                 break
-            chk += _update(adam, gp, ggr, &g_st0[0], &g_st1[0], &adam_c[0],
-                           g_params.shape[0], sched_g[i, 0], sched_g[i, 1])
+            chk += _update(adam, gp, ggr, &g_st0[0], &g_st1[0], &adam_c[0], nG,
+                           sched_g[i, 0], sched_g[i, 1], &g_snap[0, 0], not g_saved)
+            g_saved = True
             hist[i, 0] = d_loss
             hist[i, 1] = g_loss
             hist[i, 2] = <double>n_real / m
@@ -245,4 +265,4 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
             if chk != 0:
                 status, value, done = 3, NAN, i
                 break
-    return status, done, value
+    return status, done, value, d_saved + 2 * g_saved

@@ -22,7 +22,7 @@ from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dl
 from dlkernels.engine.cython.rng cimport stream_fill_f32, stream_fill_f64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y",
+           "PAR_MIN_WORK", "UPD_BLOCK", "PAR_MIN_UPDATE", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y",
            "L_D", "L_PRE", "L_GPRE", "L_GX", "L_IDX", "layer_forward", "layer_backward",
            "logit_loss", "train_steps"]
 

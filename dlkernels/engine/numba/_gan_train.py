@@ -28,7 +28,9 @@ Arguments (all arrays C-contiguous; F = the networks' float dtype):
   update: SGD (momentum, learning rate); Adam (lr_t, eps_t) with the bias
   corrections folded in.  ``adam_c`` (4,) F: beta1, 1 - beta1, beta2, 1 - beta2.
 * Per network (prefix ``g_`` for G, ``d_`` for D): ``params``, ``grad`` and the
-  optimizer state ``st0``, ``st1`` (n_params,) F; ``lay`` (L, LAY_COLS) int64, the
+  optimizer state ``st0``, ``st1`` (n_params,) F (SGD uses ``st0`` only);
+  ``snap`` (2 or, for Adam, 3, n_params) F, where the network's first update of
+  the call saves params, st0 (and st1) before changing them; ``lay`` (L, LAY_COLS) int64, the
   layer table (columns ``L_*``: widths, pieces, activation code, offsets of W and
   b in ``params``, offsets of the workspace buffers Y, D, PRE, GPRE, GX in
   ``ws`` and of idx in ``wsi``; -1 when a layer has no such buffer), sized for
@@ -38,27 +40,38 @@ Arguments (all arrays C-contiguous; F = the networks' float dtype):
 * ``hist`` (n_steps, 4) float64: per step d_loss, g_loss, D's accuracy on the
   real and on the fake rows of its last minibatch.
 
-Returns ``(status, i, value)``: status 0 when all steps ran; else the step
-``step0 + i`` failed (1: a non-finite discriminator loss ``value``, 2: a
+Returns ``(status, i, value, saved)``: status 0 when all steps ran; else the
+step ``step0 + i`` failed (1: a non-finite discriminator loss ``value``, 2: a
 non-finite generator loss, 3: a non-finite parameter after the updates) and
-the networks and optimizer state are those of the middle of that step (the
-caller restores and replays up to step i).
+the networks and optimizer state are those of the middle of that step; bit 0
+(D) and bit 1 (G) of ``saved`` tell which networks were updated in the call,
+so that their ``snap`` holds their state at its start (the caller restores it
+and replays the i good steps).
+
+The optimizer updates are element-wise passes in blocks of UPD_BLOCK
+parameters, in parallel (prange) from PAR_MIN_UPDATE parameters on: the
+split never changes a bit.  The layers' large GEMMs run in parallel tiles
+(``gemm_tiled``); the rest runs on the calling thread.
 """
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from ._flags import CALLS_PARALLEL
 from ._gan_layers import _like, layer_backward, layer_forward, logit_loss
 from .rng import fill_f32_from, fill_f64_from
 
-__all__ = ["LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y", "L_D",
+__all__ = ["UPD_BLOCK", "PAR_MIN_UPDATE", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y", "L_D",
            "L_PRE", "L_GPRE", "L_GX", "L_IDX", "train_steps"]
 
 # columns of the layer table
 L_N_IN, L_N_OUT, L_P, L_CODE, L_W, L_B, L_Y, L_D, L_PRE, L_GPRE, L_GX, L_IDX = range(12)
 LAY_COLS = 12
 _MAXOUT = 5
+# optimizer updates: blocks of UPD_BLOCK parameters, in parallel from PAR_MIN_UPDATE on
+# (a parallel launch costs a few microseconds; 2**17 float32 updates take ~100)
+UPD_BLOCK = 4096
+PAR_MIN_UPDATE = 1 << 17
 
 
 def _fill(out, n, key, stream):
@@ -128,43 +141,66 @@ def _backward(x, rows, params, lay, ws, wsi, gy, grad, need_gw, need_input):
     return g
 
 @njit(cache=True, error_model="numpy")
-def _sgd(p, g, a, mu, lr):
-    """a = mu a - lr g; p += a (NumPy's in-place steps); returns sum(p * 0)."""
-    mu_ = _like(p[0], mu)
-    lr_ = _like(p[0], lr)
+def _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, save):
+    """The update of elements lo .. hi - 1 (first saving p, a and, for Adam, v into
+    snap's rows when ``save``); returns sum(p * 0), NaN iff a new parameter is not
+    finite.  SGD (s0, s1 = momentum, rate): a = mu a - lr g; p += a.  Adam (s0, s1 =
+    lr_t, eps_t; c = beta1, 1 - beta1, beta2, 1 - beta2): a = b1 a + (1 - b1) g;
+    v = b2 v + (1 - b2) g^2; p -= lr_t a / (sqrt(v) + eps_t).  Each the element-wise
+    steps, in order, of the NumPy in-place reference (GANTrainer._update)."""
+    if save:
+        for i in range(lo, hi):
+            snap[0, i] = p[i]
+            snap[1, i] = a[i]
+        if adam:
+            for i in range(lo, hi):
+                snap[2, i] = v[i]
     chk = _like(p[0], 0.0)
-    for i in range(p.shape[0]):
-        t = g[i] * lr_
-        ai = a[i] * mu_ - t
-        a[i] = ai
-        pi = p[i] + ai
-        p[i] = pi
-        chk += pi * _like(pi, 0.0)
-    return chk
-
-@njit(cache=True, error_model="numpy")
-def _adam(p, g, a, v, c, lr_t, eps_t):
-    """m, v moments and p -= lr_t m / (sqrt(v) + eps_t) (NumPy's in-place steps)."""
-    lr_ = _like(p[0], lr_t)
-    eps_ = _like(p[0], eps_t)
-    chk = _like(p[0], 0.0)
-    for i in range(p.shape[0]):
-        gi = g[i]
-        ai = a[i] * c[0] + c[1] * gi
-        a[i] = ai
-        vi = v[i] * c[2] + (gi * gi) * c[3]
-        v[i] = vi
-        q = ai / (np.sqrt(vi) + eps_)
-        pi = p[i] - q * lr_
-        p[i] = pi
-        chk += pi * _like(pi, 0.0)
-    return chk
-
-@njit(cache=True, error_model="numpy")
-def _update(adam, p, g, a, v, c, s0, s1):
     if adam:
-        return _adam(p, g, a, v, c, s0, s1)
-    return _sgd(p, g, a, s0, s1)
+        lr_ = _like(p[0], s0)
+        eps_ = _like(p[0], s1)
+        for i in range(lo, hi):
+            gi = g[i]
+            ai = a[i] * c[0] + c[1] * gi
+            a[i] = ai
+            vi = v[i] * c[2] + (gi * gi) * c[3]
+            v[i] = vi
+            pi = p[i] - ai / (np.sqrt(vi) + eps_) * lr_
+            p[i] = pi
+            chk += pi * _like(pi, 0.0)
+    else:
+        mu_ = _like(p[0], s0)
+        lr_ = _like(p[0], s1)
+        for i in range(lo, hi):
+            ai = a[i] * mu_ - g[i] * lr_
+            a[i] = ai
+            pi = p[i] + ai
+            p[i] = pi
+            chk += pi * _like(pi, 0.0)
+    return chk
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _update_par(adam, p, g, a, v, c, s0, s1, snap, save):
+    n = p.shape[0]
+    chk = _like(p[0], 0.0)
+    for blk in prange((n + UPD_BLOCK - 1) // UPD_BLOCK):
+        lo = blk * UPD_BLOCK
+        chk += _update_block(adam, lo, min(lo + UPD_BLOCK, n), p, g, a, v, c, s0, s1, snap,
+                             save)
+    return chk
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
+def _update(adam, p, g, a, v, c, s0, s1, snap, save):
+    """One optimizer update of a network (``_update_block`` on all of it), in
+    parallel blocks from PAR_MIN_UPDATE parameters on: element-wise, so the bits
+    do not depend on the split; the check sums only zeros or NaN."""
+    n = p.shape[0]
+    if n >= PAR_MIN_UPDATE:
+        return _update_par(adam, p, g, a, v, c, s0, s1, snap, save)
+    return _update_block(adam, 0, n, p, g, a, v, c, s0, s1, snap, save)
+
 
 @njit(cache=True, error_model="numpy")
 def _draw(z, key, stream, zmul, zsub):
@@ -178,8 +214,8 @@ def _draw(z, key, stream, zmul, zsub):
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
                 simultaneous, g_mode, adam, sched_d, sched_g, adam_c,
-                g_params, g_grad, g_st0, g_st1, g_lay, g_ws, g_wsi, g_slope,
-                d_params, d_grad, d_st0, d_st1, d_lay, d_ws, d_wsi, d_slope,
+                g_params, g_grad, g_st0, g_st1, g_snap, g_lay, g_ws, g_wsi, g_slope,
+                d_params, d_grad, d_st0, d_st1, d_snap, d_lay, d_ws, d_wsi, d_slope,
                 z, inp, gl, hist):
     """Steps step0 .. step0 + n_steps - 1 of the training (module docstring)."""
     m = z.shape[0]
@@ -190,6 +226,8 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
     yes = m > 0
     no = not yes
     zero = m - m
+    d_saved = no
+    g_saved = no
     for i in range(n_steps):
         s = step0 + i
         base = 1 + s * (k + 1)
@@ -217,11 +255,12 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
             d_loss = logit_loss(logits, m, zero, gl)
             _backward(inp, 2 * m, d_params, d_lay, d_ws, d_wsi, gl, d_grad, yes, no)
             if not np.isfinite(d_loss):
-                return 1, i, d_loss
+                return 1, i, d_loss, d_saved + 2 * g_saved
             if j < k - 1 or not simultaneous:
                 u = i * k + j
                 chk += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
-                               sched_d[u, 1])
+                           sched_d[u, 1], d_snap, not d_saved)
+                d_saved = yes
         n_real = 0
         n_fake = 0
         for r in range(m):
@@ -247,16 +286,18 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
         if simultaneous and np.isfinite(g_loss):
             u = i * k + k - 1
             chk += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
-                           sched_d[u, 1])
+                           sched_d[u, 1], d_snap, not d_saved)
+            d_saved = yes
         if not np.isfinite(g_loss):
-            return 2, i, g_loss
+            return 2, i, g_loss, d_saved + 2 * g_saved
         chk += _update(adam, g_params, g_grad, g_st0, g_st1, adam_c, sched_g[i, 0],
-                       sched_g[i, 1])
+                       sched_g[i, 1], g_snap, not g_saved)
+        g_saved = yes
         hist[i, 0] = d_loss
         hist[i, 1] = g_loss
         hist[i, 2] = acc_r
         hist[i, 3] = acc_f
         if chk != 0:
-            return 3, i, np.nan
-    return 0, n_steps, 0.0
+            return 3, i, np.nan, d_saved + 2 * g_saved
+    return 0, n_steps, 0.0, d_saved + 2 * g_saved
 
