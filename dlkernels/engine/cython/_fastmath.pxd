@@ -24,3 +24,6 @@ cdef extern from "dlk_fastmath.h" nogil:
     double dlk_tanh64(double x) noexcept
     double dlk_sigmoid64_split(double x) noexcept
     double dlk_expneg64(double x) noexcept
+    # whether x[:n] holds only finite values (an exponent-field max reduction)
+    int dlk_all_finite_f32(const float* x, Py_ssize_t n) noexcept
+    int dlk_all_finite_f64(const double* x, Py_ssize_t n) noexcept

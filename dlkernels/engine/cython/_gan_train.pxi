@@ -72,12 +72,13 @@ cpdef enum:
     PAR_MIN_UPDATE = 1 << 17
 
 
-cdef floating _update_block(bint adam, Py_ssize_t lo, Py_ssize_t hi, floating* p,
+cdef int _update_block(bint adam, Py_ssize_t lo, Py_ssize_t hi, floating* p,
                             const floating* g, floating* a, floating* v, const floating* c,
                             double s0, double s1, floating* snap, Py_ssize_t n,
                             bint save) noexcept nogil:
-    """The update of elements lo .. hi - 1 (see the Numba twin); snap holds rows of n."""
-    cdef floating chk = 0, zero = 0, ai, vi, pi, gi, f0, f1
+    """The update of elements lo .. hi - 1 (see the Numba twin); snap holds rows of n;
+    1 if a new parameter is not finite, else 0."""
+    cdef floating ai, vi, gi, f0, f1
     cdef Py_ssize_t i
     if save:
         for i in range(lo, hi):
@@ -96,26 +97,27 @@ cdef floating _update_block(bint adam, Py_ssize_t lo, Py_ssize_t hi, floating* p
             vi = v[i] * c[2] + (gi * gi) * c[3]
             v[i] = vi
             if floating is float:
-                pi = p[i] - ai / (sqrtf(vi) + f1) * f0
+                p[i] = p[i] - ai / (sqrtf(vi) + f1) * f0
             else:
-                pi = p[i] - ai / (sqrt(vi) + f1) * f0
-            p[i] = pi
-            chk += pi * zero
+                p[i] = p[i] - ai / (sqrt(vi) + f1) * f0
     else:
         for i in range(lo, hi):
             ai = a[i] * f0 - g[i] * f1
             a[i] = ai
-            pi = p[i] + ai
-            p[i] = pi
-            chk += pi * zero
-    return chk
+            p[i] = p[i] + ai
+    # a separate pass over the (cached) block: an integer reduction, so both loops vectorize
+    if floating is float:
+        return 0 if dlk_all_finite_f32(p + lo, hi - lo) else 1
+    else:
+        return 0 if dlk_all_finite_f64(p + lo, hi - lo) else 1
 
 
-cdef floating _update(bint adam, floating* p, const floating* g, floating* a, floating* v,
+cdef int _update(bint adam, floating* p, const floating* g, floating* a, floating* v,
                       const floating* c, Py_ssize_t n, double s0, double s1, floating* snap,
                       bint save) noexcept nogil:
-    """One optimizer update of a network, in parallel blocks from PAR_MIN_UPDATE on."""
-    cdef floating chk = 0
+    """One optimizer update of a network, in parallel blocks from PAR_MIN_UPDATE on;
+    the number of blocks with a non-finite parameter."""
+    cdef int bad = 0
     cdef Py_ssize_t blk, lo, hi
     if n < PAR_MIN_UPDATE:
         return _update_block(adam, 0, n, p, g, a, v, c, s0, s1, snap, n, save)
@@ -124,8 +126,8 @@ cdef floating _update(bint adam, floating* p, const floating* g, floating* a, fl
         hi = lo + UPD_BLOCK
         if hi > n:
             hi = n
-        chk += _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, n, save)
-    return chk
+        bad += _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, n, save)
+    return bad
 
 
 cdef void _draw(floating* z, Py_ssize_t n, const uint64_t* key, uint64_t stream, floating zmul,
@@ -173,7 +175,8 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
     cdef Py_ssize_t nz = z.shape[1], i, j, b, s, u, r, r0, base, pos
     cdef bint given = noise.shape[0] > 0
     cdef floating zm = <floating>zmul, zs = <floating>zsub, gs = <floating>g_slope
-    cdef floating ds = <floating>d_slope, chk
+    cdef floating ds = <floating>d_slope
+    cdef int bad
     cdef floating *zp = &z[0, 0]
     cdef floating *ip = &inp[0, 0]
     cdef floating *glp = &gl[0, 0]
@@ -199,7 +202,7 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
             s = step0 + i
             base = 1 + s * (k + 1)
             d_loss = 0.0
-            chk = 0
+            bad = 0
             for j in range(k):
                 b = s * k + j
                 perm = &perms[b // bpe - pass0, 0]
@@ -222,7 +225,7 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
                     break
                 if j < k - 1 or not simultaneous:
                     u = i * k + j
-                    chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
+                    bad += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
                                    sched_d[u, 0], sched_d[u, 1], &d_snap[0, 0], not d_saved)
                     d_saved = True
             if status:
@@ -249,20 +252,20 @@ def train_steps(const floating[:, ::1] X, const int64_t[:, ::1] perms, Py_ssize_
             _net_backward(zp, m, gp, &g_lay[0, 0], gL, gws, gwi, gx, ggr, True, False)
             if simultaneous and isfinite(g_loss):
                 u = i * k + k - 1
-                chk += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
+                bad += _update(adam, dp, dgr, &d_st0[0], &d_st1[0], &adam_c[0], nD,
                                sched_d[u, 0], sched_d[u, 1], &d_snap[0, 0], not d_saved)
                 d_saved = True
             if not isfinite(g_loss):
                 status, value, done = 2, g_loss, i
                 break
-            chk += _update(adam, gp, ggr, &g_st0[0], &g_st1[0], &adam_c[0], nG,
+            bad += _update(adam, gp, ggr, &g_st0[0], &g_st1[0], &adam_c[0], nG,
                            sched_g[i, 0], sched_g[i, 1], &g_snap[0, 0], not g_saved)
             g_saved = True
             hist[i, 0] = d_loss
             hist[i, 1] = g_loss
             hist[i, 2] = <double>n_real / m
             hist[i, 3] = <double>n_fake / m
-            if chk != 0:
+            if bad != 0:
                 status, value, done = 3, NAN, i
                 break
     return status, done, value, d_saved + 2 * g_saved

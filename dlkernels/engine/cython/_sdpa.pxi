@@ -12,6 +12,7 @@ from libc.math cimport log, logf, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange, parallel
 from cython cimport floating
+from dlkernels.engine.cython._fastmath cimport dlk_all_finite_f32, dlk_all_finite_f64
 from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport dlk_exp32, dlk_exp64
 from dlkernels.engine.cython.rng cimport dlk_ctr_add, stream_fill_f32, stream_fill_f64
@@ -114,23 +115,12 @@ cdef extern from *:
                     const T *vr = v + j * Ev;                                         \
                     for (e = 0; e < Ev; e++) ar[e] = ar[e] + p * vr[e];               \
                 } else if (ok) {                                                      \
-                    ok = dlk_sdpa_finite_##SUF(v + j * Ev, Ev);                       \
+                    ok = dlk_all_finite_##SUF(v + j * Ev, Ev);                        \
                 }                                                                     \
             }                                                                         \
         }                                                                             \
         return ok;                                                                    \
     }
-    /* whether x[:n] is finite: the largest exponent field is not all ones (an
-       integer max reduction; Numba twin: _finite) */
-    #define DLK_SDPA_FINITE(T, U, SUF, EXPMASK)                                        \
-    DLK_CLONES static int dlk_sdpa_finite_##SUF(const T *restrict x, Py_ssize_t n) {  \
-        U m = 0, t; Py_ssize_t c;   /* memcpy: the bit cast without type punning */    \
-        for (c = 0; c < n; c++) { memcpy(&t, x + c, sizeof t); t &= EXPMASK;          \
-                                  m = t > m ? t : m; }                                \
-        return m != EXPMASK;                                                          \
-    }
-    DLK_SDPA_FINITE(float, uint32_t, f32, (uint32_t)0x7F800000u)
-    DLK_SDPA_FINITE(double, uint64_t, f64, (uint64_t)0x7FF0000000000000ull)
     DLK_SDPA_ROWS(float, f32, dlk_exp32)
     DLK_SDPA_ROWS(double, f64, dlk_exp64)
     """
@@ -150,8 +140,6 @@ cdef extern from *:
                         Py_ssize_t Ev, float* acc) noexcept nogil
     int dlk_sdpa_pv_f64(const double* P, Py_ssize_t nq, Py_ssize_t nk, const double* v,
                         Py_ssize_t Ev, double* acc) noexcept nogil
-    int dlk_sdpa_finite_f32(const float* x, Py_ssize_t n) noexcept nogil
-    int dlk_sdpa_finite_f64(const double* x, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void _sdpa_dots(const floating* x, const floating* y, Py_ssize_t ld, Py_ssize_t nq,
@@ -173,9 +161,9 @@ cdef inline bint _sdpa_pv(const floating* P, Py_ssize_t nq, Py_ssize_t nk, const
 
 cdef inline bint _sdpa_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     if floating is float:
-        return dlk_sdpa_finite_f32(x, n)
+        return dlk_all_finite_f32(x, n)
     else:
-        return dlk_sdpa_finite_f64(x, n)
+        return dlk_all_finite_f64(x, n)
 
 
 cdef inline floating _sdpa_rowmax(const floating* x, Py_ssize_t n, floating init) noexcept nogil:

@@ -7,6 +7,7 @@
 #ifndef DLK_FASTMATH_H
 #define DLK_FASTMATH_H
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +21,11 @@
 #define DLK_NOTRAP __attribute__((optimize("no-trapping-math")))
 #else
 #define DLK_NOTRAP
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define DLK_UNUSED __attribute__((unused))
+#else
+#define DLK_UNUSED
 #endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define DLK_CLONES DLK_NOTRAP __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -171,5 +177,18 @@ DLK_NOTRAP static inline double dlk_expneg64(double x) {
     sc.u = (kd.u + 1023u) << 52;
     return p * sc.d;
 }
+
+/* Whether x[:n] holds only finite values: the largest exponent field over the
+   range (an integer max reduction, which vectorizes) is not all ones.  Twin:
+   _fastmath.all_finite.  memcpy: the bit cast without type punning. */
+#define DLK_ALL_FINITE(T, U, SUF, EXPMASK)                                           \
+DLK_CLONES DLK_UNUSED static int dlk_all_finite_##SUF(const T *restrict x, ptrdiff_t n) { \
+    U m = 0, t; ptrdiff_t c;                                                         \
+    for (c = 0; c < n; c++) { memcpy(&t, x + c, sizeof t); t &= EXPMASK;            \
+                              m = t > m ? t : m; }                                  \
+    return m != EXPMASK;                                                             \
+}
+DLK_ALL_FINITE(float, uint32_t, f32, (uint32_t)0x7F800000u)
+DLK_ALL_FINITE(double, uint64_t, f64, (uint64_t)0x7FF0000000000000ull)
 
 #endif /* DLK_FASTMATH_H */

@@ -17,7 +17,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
 from dlkernels.engine.cython._blas cimport gemm
-from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
+from dlkernels.engine.cython._fastmath cimport (dlk_all_finite_f32, dlk_all_finite_f64,
+                                              dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                               dlk_softplus64, dlk_tanh32, dlk_tanh64)
 from dlkernels.engine.cython.rng cimport stream_fill_f32, stream_fill_f64
 

@@ -58,6 +58,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ._flags import CALLS_PARALLEL
+from ._fastmath import all_finite
 from ._gan_layers import _like, layer_backward, layer_forward, logit_loss
 from .rng import fill_f32_from, fill_f64_from
 
@@ -143,8 +144,7 @@ def _backward(x, rows, params, lay, ws, wsi, gy, grad, need_gw, need_input):
 @njit(cache=True, error_model="numpy")
 def _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, save):
     """The update of elements lo .. hi - 1 (first saving p, a and, for Adam, v into
-    snap's rows when ``save``); returns sum(p * 0), NaN iff a new parameter is not
-    finite.  SGD (s0, s1 = momentum, rate): a = mu a - lr g; p += a.  Adam (s0, s1 =
+    snap's rows when ``save``); returns 1 if a new parameter is not finite, else 0.  SGD (s0, s1 = momentum, rate): a = mu a - lr g; p += a.  Adam (s0, s1 =
     lr_t, eps_t; c = beta1, 1 - beta1, beta2, 1 - beta2): a = b1 a + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr_t a / (sqrt(v) + eps_t).  Each the element-wise
     steps, in order, of the NumPy in-place reference (GANTrainer._update)."""
@@ -155,7 +155,6 @@ def _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, save):
         if adam:
             for i in range(lo, hi):
                 snap[2, i] = v[i]
-    chk = _like(p[0], 0.0)
     if adam:
         lr_ = _like(p[0], s0)
         eps_ = _like(p[0], s1)
@@ -165,37 +164,35 @@ def _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, save):
             a[i] = ai
             vi = v[i] * c[2] + (gi * gi) * c[3]
             v[i] = vi
-            pi = p[i] - ai / (np.sqrt(vi) + eps_) * lr_
-            p[i] = pi
-            chk += pi * _like(pi, 0.0)
+            p[i] = p[i] - ai / (np.sqrt(vi) + eps_) * lr_
     else:
         mu_ = _like(p[0], s0)
         lr_ = _like(p[0], s1)
         for i in range(lo, hi):
             ai = a[i] * mu_ - g[i] * lr_
             a[i] = ai
-            pi = p[i] + ai
-            p[i] = pi
-            chk += pi * _like(pi, 0.0)
-    return chk
+            p[i] = p[i] + ai
+    # a separate pass over the (cached) block: an integer reduction, so both loops vectorize
+    return 0 if all_finite(p, lo, hi - lo) else 1
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def _update_par(adam, p, g, a, v, c, s0, s1, snap, save):
     n = p.shape[0]
-    chk = _like(p[0], 0.0)
+    bad = 0
     for blk in prange((n + UPD_BLOCK - 1) // UPD_BLOCK):
         lo = blk * UPD_BLOCK
-        chk += _update_block(adam, lo, min(lo + UPD_BLOCK, n), p, g, a, v, c, s0, s1, snap,
+        bad += _update_block(adam, lo, min(lo + UPD_BLOCK, n), p, g, a, v, c, s0, s1, snap,
                              save)
-    return chk
+    return bad
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _update(adam, p, g, a, v, c, s0, s1, snap, save):
     """One optimizer update of a network (``_update_block`` on all of it), in
     parallel blocks from PAR_MIN_UPDATE parameters on: element-wise, so the bits
-    do not depend on the split; the check sums only zeros or NaN."""
+    do not depend on the split; returns the number of blocks with a non-finite
+    parameter."""
     n = p.shape[0]
     if n >= PAR_MIN_UPDATE:
         return _update_par(adam, p, g, a, v, c, s0, s1, snap, save)
@@ -233,7 +230,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
         base = 1 + s * (k + 1)
         d_loss = 0.0
         logits = inp
-        chk = _like(zmul, 0.0)
+        bad = zero
         for j in range(k):
             b = s * k + j
             perm = perms[b // bpe - pass0]
@@ -258,7 +255,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
                 return 1, i, d_loss, d_saved + 2 * g_saved
             if j < k - 1 or not simultaneous:
                 u = i * k + j
-                chk += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
+                bad += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
                            sched_d[u, 1], d_snap, not d_saved)
                 d_saved = yes
         n_real = 0
@@ -285,19 +282,19 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
         _backward(z, m, g_params, g_lay, g_ws, g_wsi, gx, g_grad, yes, no)
         if simultaneous and np.isfinite(g_loss):
             u = i * k + k - 1
-            chk += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
+            bad += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
                            sched_d[u, 1], d_snap, not d_saved)
             d_saved = yes
         if not np.isfinite(g_loss):
             return 2, i, g_loss, d_saved + 2 * g_saved
-        chk += _update(adam, g_params, g_grad, g_st0, g_st1, adam_c, sched_g[i, 0],
+        bad += _update(adam, g_params, g_grad, g_st0, g_st1, adam_c, sched_g[i, 0],
                        sched_g[i, 1], g_snap, not g_saved)
         g_saved = yes
         hist[i, 0] = d_loss
         hist[i, 1] = g_loss
         hist[i, 2] = acc_r
         hist[i, 3] = acc_f
-        if chk != 0:
+        if bad != 0:
             return 3, i, np.nan, d_saved + 2 * g_saved
     return 0, n_steps, 0.0, d_saved + 2 * g_saved
 

@@ -110,7 +110,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._blas import gemm_at
-from ._fastmath import exp32, exp64
+from ._fastmath import all_finite, exp32, exp64
 from .rng import ctr_add, fill_f32_from, fill_f64_from
 
 __all__ = ["sdpa_tiles", "sdpa_forward", "sdpa_backward"]
@@ -261,28 +261,6 @@ def _dot_lanes(typingctx, a, ao, b, bo, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _finite(a, ao, n):
-    """Whether a[ao:ao + n] (a flat array) holds only finite values: the
-    largest exponent field over the range (an integer max reduction, which
-    LLVM vectorizes) is not all ones."""
-    if a.itemsize == 4:
-        x = a.view(np.uint32)[ao:ao + n]
-        e32 = np.uint32(0x7F800000)
-        m32 = np.uint32(0)
-        for c in range(n):
-            t32 = x[c] & e32
-            m32 = t32 if t32 > m32 else m32
-        return m32 != e32
-    y = a.view(np.uint64)[ao:ao + n]
-    e64 = np.uint64(0x7FF0000000000000)
-    m64 = np.uint64(0)
-    for c in range(n):
-        t64 = y[c] & e64
-        m64 = t64 if t64 > m64 else m64
-    return m64 != e64
-
-
-@njit(cache=True, error_model="numpy")
 def _dots_small(x, xo, ld, y, yo, nq, nk, alpha, out):
     """out[r * nk + c] = alpha * (x row r . y row c) (rows of length ld from
     the flat offsets xo, yo): the small-tile Q K^T and dO V^T."""
@@ -310,7 +288,7 @@ def _pv_rows(P, nq, nk, v, vo, Ev, acc, zero):
                 for e in range(Ev):
                     arow[e] += p * vrow[e]
             elif ok:
-                ok = _finite(vf, vo + c * Ev, Ev)
+                ok = all_finite(vf, vo + c * Ev, Ev)
     return ok
 
 
@@ -424,7 +402,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
     vf = v.reshape(v.size)
     ok = True
     if owner and sc == zero:   # scale 0: the scores do not show K (BLAS skips alpha = 0)
-        ok = _finite(kf, kvh * S * E, S * E)
+        ok = all_finite(kf, kvh * S * E, S * E)
     for r in range(nq):
         m[r] = ninf
         l[r] = zero
@@ -451,8 +429,8 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         ar = acc[r0 * Ev:]
         if not _tile_live(mask_mode, mask_b, mask_f, moff, mld, ii, nr, j0, nk, ninf):
             if owner and ok:
-                ok = _finite(kf, (kvh * S + j0) * E, nk * E) and \
-                    _finite(vf, (kvh * S + j0) * Ev, nk * Ev)
+                ok = all_finite(kf, (kvh * S + j0) * E, nk * E) and \
+                    all_finite(vf, (kvh * S + j0) * Ev, nk * Ev)
             j0 += nk
             continue
         if nr <= SMALL_Q:
@@ -461,7 +439,7 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
             gemm_at(False, True, nr, nk, E, sc, q, (bh * L + ii) * E, E, k, (kvh * S + j0) * E,
                     E, zero, Sb, 0, nk)
         if ok:   # a non-finite row of K makes its whole score column non-finite
-            ok = _finite(Sb, j0 - j0, nr * nk)
+            ok = all_finite(Sb, j0 - j0, nr * nk)
         _mask_scores(Sb, nr, nk, ii, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nr):
             base = r * nk
@@ -491,10 +469,10 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
                     ar, 0, Ev)
         j0 += nk
     if owner and ok and jend < S:
-        ok = _finite(kf, (kvh * S + jend) * E, (S - jend) * E) and \
-            _finite(vf, (kvh * S + jend) * Ev, (S - jend) * Ev)
+        ok = all_finite(kf, (kvh * S + jend) * E, (S - jend) * E) and \
+            all_finite(vf, (kvh * S + jend) * Ev, (S - jend) * Ev)
     if ok:   # a non-finite row of V reaches the accumulator
-        ok = _finite(acc, jend - jend, nq * Ev)
+        ok = all_finite(acc, jend - jend, nq * Ev)
     for r in range(nq):
         orow = out[bh, i0 + r]
         if l[r] == zero:
@@ -556,7 +534,7 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
             ok = _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
                            moff, mask_ld, causal, sc, dp, dscale, key, ctr, out, lse, Sb, ub,
                            acc, m, l, tmp, consts, own)
-            if not (ok and _finite(qf, (bh * L + i0) * E, nq * E)):
+            if not (ok and all_finite(qf, (bh * L + i0) * E, nq * E)):
                 for r in range(nq):
                     lse[bh, i0 + r] = np.nan
 
