@@ -15,6 +15,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, isfinite, NAN
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
+from libc.stdlib cimport malloc, free
 
 from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_all_finite_f32, dlk_all_finite_f64,
@@ -23,7 +24,7 @@ from dlkernels.engine.cython._fastmath cimport (dlk_all_finite_f32, dlk_all_fini
 from dlkernels.engine.cython.rng cimport stream_fill_f32, stream_fill_f64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "UPD_BLOCK", "PAR_MIN_UPDATE", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y",
+           "PAR_MIN_WORK", "SMALL_DIM", "UPD_BLOCK", "PAR_MIN_UPDATE", "LAY_COLS", "L_N_IN", "L_N_OUT", "L_P", "L_CODE", "L_W", "L_B", "L_Y",
            "L_D", "L_PRE", "L_GPRE", "L_GX", "L_IDX", "layer_forward", "layer_backward",
            "logit_loss", "train_steps"]
 
@@ -68,12 +69,69 @@ cdef enum:
 TILE_R, TILE_C, PAR_MIN_WORK = TILE_R_, TILE_C_, PAR_MIN_WORK_
 
 
+# thin products by loops (the rule and the order of the sums: SMALL_DIM in the Numba twin)
+cdef enum:
+    SMALL_DIM_ = 4
+    SMALL_T_VEC = 8
+
+SMALL_DIM = SMALL_DIM_
+
+
+cdef void _gemm_small(bint ta, int M, int N, int K, const floating* A, int lda,
+                      const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+    """Row-major C (M, N) = op(A) B by loops, each element summed over k in order."""
+    cdef Py_ssize_t i, j, k
+    cdef floating a, b
+    cdef floating* T
+    cdef const floating* ar
+    cdef const floating* br
+    cdef floating* cr
+    if ta and N < SMALL_T_VEC:
+        T = <floating*>malloc(max(M, 1) * sizeof(floating))
+        if T != NULL:
+            for j in range(N):
+                for i in range(M):
+                    T[i] = 0
+                for k in range(K):
+                    b = B[k * ldb + j]
+                    ar = A + k * lda
+                    for i in range(M):
+                        T[i] = T[i] + ar[i] * b
+                for i in range(M):
+                    C[i * ldc + j] = T[i]
+            free(T)
+            return
+    for i in range(M):
+        for j in range(N):
+            C[i * ldc + j] = 0
+    if ta:
+        for k in range(K):
+            br = B + k * ldb
+            for i in range(M):
+                a = A[k * lda + i]
+                cr = C + i * ldc
+                for j in range(N):
+                    cr[j] = cr[j] + a * br[j]
+    else:
+        for i in range(M):
+            cr = C + i * ldc
+            for k in range(K):
+                a = A[i * lda + k]
+                br = B + k * ldb
+                for j in range(N):
+                    cr[j] = cr[j] + a * br[j]
+
+
 cdef void _gemm_tiled(bint ta, bint tb, int M, int N, int K, const floating* A, int lda,
                       const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
-    """Row-major C (M, N) = op(A) op(B): one BLAS call below PAR_MIN_WORK
-    multiply-adds, else TILE_R x TILE_C output tiles in parallel (one
-    single-threaded BLAS call each; the tiling depends on the sizes only)."""
+    """Row-major C (M, N) = op(A) op(B): loops for a thin product (SMALL_DIM),
+    one BLAS call below PAR_MIN_WORK multiply-adds, else TILE_R x TILE_C output
+    tiles in parallel (one single-threaded BLAS call each; the tiling depends
+    on the sizes only)."""
     cdef Py_ssize_t ntr, th, ntc, tw, t, r0, c0, r1, c1
+    if not tb and (K <= SMALL_DIM_ or (ta and (M <= SMALL_DIM_ or N <= SMALL_DIM_))):
+        _gemm_small(ta, M, N, K, A, lda, B, ldb, C, ldc)
+        return
     if <long long>M * N * K < PAR_MIN_WORK_:
         gemm(ta, tb, M, N, K, <floating>1.0, A, lda, B, ldb, <floating>0.0, C, ldc)
         return

@@ -49,7 +49,7 @@ from ._blas import gemm_at
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
-           "PAR_MIN_WORK", "layer_forward", "layer_backward", "logit_loss"]
+           "PAR_MIN_WORK", "SMALL_DIM", "layer_forward", "layer_backward", "logit_loss"]
 
 IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
@@ -140,10 +140,65 @@ def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
         _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
 
 
+# A product op(A) B with a dimension of at most SMALL_DIM (A^T B) or an inner
+# dimension K of at most SMALL_DIM (A B) is computed by plain loops, not BLAS:
+# with so thin an operand a BLAS call spends most of its time packing panels it
+# uses once (the first and last layers of small MLPs: 3-15 us a call against
+# 0.5-3 us of loops).  Each element is summed over k in order from 0, in both
+# backends.
+SMALL_DIM = 4
+_SMALL_T_VEC = 8      # A^T B with fewer columns than this: vectorized over rows instead
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_small(ta, M, N, K, A, lda, B, ldb, C, ldc):
+    """Row-major C (M, N) = op(A) B by loops (see SMALL_DIM), A, B, C flat.  The
+    inner loops index row views from 0 (no negative-index fix-up: they vectorize)."""
+    if ta and N < _SMALL_T_VEC:
+        # C^T row by row, the inner loop over the M contiguous entries of a row of A
+        T = np.zeros(M, C.dtype)
+        for j in range(N):
+            for i in range(M):
+                T[i] = 0.0
+            for k in range(K):
+                b = B[k * ldb + j]
+                ar = A[k * lda:k * lda + M]
+                for i in range(M):
+                    T[i] = T[i] + ar[i] * b
+            for i in range(M):
+                C[i * ldc + j] = T[i]
+        return
+    for i in range(M):
+        cr = C[i * ldc:i * ldc + N]
+        for j in range(N):
+            cr[j] = 0.0
+    if ta:
+        for k in range(K):
+            br = B[k * ldb:k * ldb + N]
+            for i in range(M):
+                a = A[k * lda + i]
+                cr = C[i * ldc:i * ldc + N]
+                for j in range(N):
+                    cr[j] = cr[j] + a * br[j]
+    else:
+        for i in range(M):
+            cr = C[i * ldc:i * ldc + N]
+            for k in range(K):
+                a = A[i * lda + k]
+                br = B[k * ldb:k * ldb + N]
+                for j in range(N):
+                    cr[j] = cr[j] + a * br[j]
+
+
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
     """Row-major C (M, N) = op(A) op(B) (row strides lda, ldb, ldc), in
-    parallel tiles when the product is large enough (see above)."""
+    parallel tiles when the product is large enough, by loops when it is thin
+    (see above)."""
+    if not tb and (K <= SMALL_DIM or (ta and min(M, N) <= SMALL_DIM)):
+        _gemm_small(ta, M, N, K, A.reshape(A.size), lda, B.reshape(B.size), ldb,
+                    C.reshape(C.size), ldc)
+        return
     if M * N * K < PAR_MIN_WORK:
         gemm_at(ta, tb, M, N, K, 1.0, A, 0, lda, B, 0, ldb, 0.0, C, 0, ldc)
         return

@@ -148,30 +148,39 @@ def _update_block(adam, lo, hi, p, g, a, v, c, s0, s1, snap, save):
     lr_t, eps_t; c = beta1, 1 - beta1, beta2, 1 - beta2): a = b1 a + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr_t a / (sqrt(v) + eps_t).  Each the element-wise
     steps, in order, of the NumPy in-place reference (GANTrainer._update)."""
+    # views indexed from 0: no negative-index fix-up in the loops, which then vectorize
+    n = hi - lo
+    pb = p[lo:hi]
+    gb = g[lo:hi]
+    ab = a[lo:hi]
     if save:
-        for i in range(lo, hi):
-            snap[0, i] = p[i]
-            snap[1, i] = a[i]
-        if adam:
-            for i in range(lo, hi):
-                snap[2, i] = v[i]
+        s0b = snap[0, lo:hi]
+        s1b = snap[1, lo:hi]
+        for i in range(n):
+            s0b[i] = pb[i]
+            s1b[i] = ab[i]
     if adam:
+        vb = v[lo:hi]
+        if save:
+            s2b = snap[2, lo:hi]
+            for i in range(n):
+                s2b[i] = vb[i]
         lr_ = _like(p[0], s0)
         eps_ = _like(p[0], s1)
-        for i in range(lo, hi):
-            gi = g[i]
-            ai = a[i] * c[0] + c[1] * gi
-            a[i] = ai
-            vi = v[i] * c[2] + (gi * gi) * c[3]
-            v[i] = vi
-            p[i] = p[i] - ai / (np.sqrt(vi) + eps_) * lr_
+        for i in range(n):
+            gi = gb[i]
+            ai = ab[i] * c[0] + c[1] * gi
+            ab[i] = ai
+            vi = vb[i] * c[2] + (gi * gi) * c[3]
+            vb[i] = vi
+            pb[i] = pb[i] - ai / (np.sqrt(vi) + eps_) * lr_
     else:
         mu_ = _like(p[0], s0)
         lr_ = _like(p[0], s1)
-        for i in range(lo, hi):
-            ai = a[i] * mu_ - g[i] * lr_
-            a[i] = ai
-            p[i] = p[i] + ai
+        for i in range(n):
+            ai = ab[i] * mu_ - gb[i] * lr_
+            ab[i] = ai
+            pb[i] = pb[i] + ai
     # a separate pass over the (cached) block: an integer reduction, so both loops vectorize
     return 0 if all_finite(p, lo, hi - lo) else 1
 
