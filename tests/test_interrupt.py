@@ -8,7 +8,11 @@ must raise KeyboardInterrupt, with its inputs as they were, and exit.  The
 parent waits at most ``HANG_TIMEOUT`` seconds after the signal: that is a
 hang detector, not a speed assertion (the kernels check their stop flag every
 sweep / temperature / 4096 single-site steps, so the real latency is a few
-milliseconds; the child prints it, and ``-s`` shows it).
+milliseconds; the child prints it, and ``-s`` shows it).  GAN training is the
+exception that changes its inputs by design: ``GANTrainer.fit`` stops after
+the chunk of compiled steps in progress (about 0.2 s), and the child checks
+that the interrupted trainer equals one that ran the same steps without
+interruption.
 
 Run as a script (``python tests/test_interrupt.py CASE BACKEND``) it plays the
 child's part.
@@ -76,11 +80,42 @@ def _case(name, backend):
             return est.gibbs(v, n_steps=k, max_work=None)
         # the estimator's random state is restored too: compare it as an array
         return call, (v, est.components_, est.random_state_.key, est.random_state_.get_state)
+    if name == "gan_fit":
+        X, tr = _gan_trainer(backend)
+        call = _gan_call(tr, X)
+        call.trainer = tr
+        return call, (X,)
     raise ValueError(name)
 
 
+def _gan_trainer(backend):
+    from dlkernels import gan
+    X = gan.sample_ring(96, random_state=0)
+    G = gan.MLP([2, 16, 2], ["relu", "identity"], random_state=1)
+    D = gan.MLP([2, 16, 1], ["relu", "identity"], random_state=2)
+    return X, gan.GANTrainer(G, D, batch_size=16, random_state=3, backend=backend,
+                             progress=False)
+
+
+def _gan_call(tr, X):
+    def call(k):
+        return tr.fit(X, k)          # k more epochs (6 steps each): 10**12 is hours
+    return call
+
+
+def _gan_consistent(tr, backend):
+    """The interrupted trainer equals one that ran the same steps uninterrupted."""
+    X, ref = _gan_trainer(backend)
+    ref.fit(X, 3)
+    ref.fit(X, 10**6, callback=lambda t, info: info["step"] >= tr.step)
+    same = (ref.step == tr.step and np.array_equal(ref.G.params, tr.G.params)
+            and np.array_equal(ref.D.params, tr.D.params)
+            and all(np.array_equal(ref.history[h], tr.history[h]) for h in ref.history))
+    return same, tr.step
+
+
 CASES = ["gibbs_chains", "cd_update", "single_site_gibbs", "parallel_tempering",
-         "estimator_gibbs"]
+         "estimator_gibbs", "gan_fit"]
 
 
 def child(name, backend):
@@ -91,6 +126,8 @@ def child(name, backend):
     before = snapshot()
     if name == "ais_log_partition":
         big = 10**7                          # temperatures: n_runs * n_betas * 2mn is hours
+    elif name == "gan_fit":
+        big = 10**9                          # epochs of 6 steps
     else:
         big = HOURS
     print("ready", flush=True)
@@ -104,6 +141,11 @@ def child(name, backend):
         sys.exit(3)
     dt = time.perf_counter() - t0
     changed = [i for i, (x, y) in enumerate(zip(snapshot(), before)) if not np.array_equal(x, y)]
+    if name == "gan_fit":               # training changes G and D in place, consistently
+        same, step = _gan_consistent(call.trainer, backend)
+        print(f"stopped at step {step}; equal to an uninterrupted run: {same}", flush=True)
+        if not same or step <= 18:
+            sys.exit(5)
     print(f"interrupted after {dt:.2f} s; changed inputs: {changed}", flush=True)
     sys.exit(0 if not changed else 4)
 

@@ -357,15 +357,20 @@ class GANTrainer:
             p -= grad
 
     def _prepare(self):
-        """History arrays up to the target step; the trainer's kernel buffers."""
-        total = self.target_step
-        if len(self._hist["d_loss"]) < total:
-            for h in _HIST:
-                new = np.full(total, np.nan)
-                new[:self.step] = self._hist[h][:self.step]
-                self._hist[h] = new
+        """Per-run state: the permutation cache and the noise counter."""
         self._perms = {}
         self._ctr = np.zeros(4, np.uint64)
+
+    def _reserve(self, n):
+        """History arrays with room for ``n`` steps, grown as steps are done (by
+        doubling, up to the target: a run of 10**9 steps allocates nothing up front)."""
+        cap = len(self._hist["d_loss"])
+        if cap < n:
+            new_cap = min(max(n, 2 * cap, 1024), max(n, self.target_step))
+            for h in _HIST:
+                new = np.full(new_cap, np.nan)
+                new[:self.step] = self._hist[h][:self.step]
+                self._hist[h] = new
 
     def _bar(self, n_steps, bpe):
         n_ep = -(-n_steps // bpe)
@@ -387,20 +392,24 @@ class GANTrainer:
         return False
 
     def _kernel_buffers(self, eng, m, nx):
+        """Workspaces of ``train_steps``, kept across calls (a run's steps allocate
+        nothing); rebuilt if the batch size or the optimizer changed."""
+        key = (m, nx, self.optimizer)
         tb = getattr(self, "_tbufs", None)
-        if tb is None:
+        if tb is None or tb["key"] != key:
             G, D = self.G, self.D
             dt = G.dtype
             tb = self._tbufs = {
+                "key": key,
                 "g": _layout(eng, G, m), "d": _layout(eng, D, 2 * m),
                 "z": np.empty((m, G.sizes[0]), dt), "inp": np.empty((2 * m, nx), dt),
                 "gl": np.empty((2 * m, 1), dt), "gD": np.empty(D.n_params, dt),
                 "gG": np.empty(G.n_params, dt),
-                "adam_c": np.array([self.beta1, 1.0 - self.beta1, self.beta2,
-                                    1.0 - self.beta2], dt),
                 # where a call's first update of a network saves params, st0 (, st1)
                 "g_snap": np.empty((2 + (self.optimizer == "adam"), G.n_params), dt),
                 "d_snap": np.empty((2 + (self.optimizer == "adam"), D.n_params), dt)}
+        tb["adam_c"] = np.array([self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2],
+                                self.G.dtype)
         return tb
 
     def _saved(self):
@@ -454,6 +463,7 @@ class GANTrainer:
                             self._noise(noise[r0:r0 + m], 1 + (s0 + i) * (k + 1) + j)
                 else:
                     noise = no_noise
+                self._reserve(s0 + n)
                 hist = np.empty((n, 4))
                 call = dict(common, perms=perms, pass0=p_lo, step0=s0, noise=noise,
                             sched_d=sd, sched_g=sg, hist=hist)
@@ -555,6 +565,7 @@ class GANTrainer:
                     raise GANTrainingError(
                         f"train_gan: non-finite {_FAILED[failed[0]]} ({failed[1]}) at step "
                         f"{s}; G, D and the optimizer state are those from before that step")
+                self._reserve(s + 1)
                 h = self._hist
                 h["d_loss"][s], h["g_loss"][s] = d_loss, g_loss
                 h["d_acc_real"][s], h["d_acc_fake"][s] = acc_r, acc_f
