@@ -137,7 +137,9 @@ def _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw):
 @njit(cache=True, error_model="numpy", parallel=True)
 def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
     for t in prange(ntiles):
-        _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
+        # int64: prange hands its index over as uint64 in the parallel version,
+        # int64 in the serial one (two compilations of the callee otherwise)
+        _gemm_tile(np.int64(t), ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
 
 
 # A product op(A) B with a dimension of at most SMALL_DIM (A^T B) or an inner
@@ -200,7 +202,8 @@ def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
                     C.reshape(C.size), ldc)
         return
     if M * N * K < PAR_MIN_WORK:
-        gemm_at(ta, tb, M, N, K, 1.0, A, 0, lda, B, 0, ldb, 0.0, C, 0, ldc)
+        z = M - M     # a run-time 0: literal arguments would compile gemm_at once more
+        gemm_at(ta, tb, M, N, K, 1.0, A, z, lda, B, z, ldb, 0.0, C, z, ldc)
         return
     ntr, th, ntc, tw = _tiles(M, N)
     _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntr * ntc, th, ntc, tw)
@@ -292,11 +295,12 @@ def layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d):
     (see the module docstring)."""
     B, K = X.shape
     N = W.shape[1]
+    no = B < 0        # run-time False: a literal would compile gemm_tiled once per value
     if act == MAXOUT:
-        gemm_tiled(False, False, B, N, K, X, K, W, N, PRE, N)
+        gemm_tiled(no, no, B, N, K, X, K, W, N, PRE, N)
         _maxout_pass(PRE, b, Y, idx, need_d)
     else:
-        gemm_tiled(False, False, B, N, K, X, K, W, N, Y, N)
+        gemm_tiled(no, no, B, N, K, X, K, W, N, Y, N)
         _act_pass(Y, b, act, slope, D, need_d)
 
 
@@ -345,14 +349,16 @@ def layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx, need_gw):
     (need_gx)."""
     B, K = X.shape
     N = W.shape[1]
+    no = B < 0        # run-time bools (see layer_forward)
+    yes = not no
     if act == MAXOUT:
         _maxout_grad_pass(GY, idx, GPRE, gb, need_gw)
     else:
         _grad_pass(GY, D, GPRE, gb, need_gw)
     if need_gw:
-        gemm_tiled(True, False, K, N, B, X, K, GPRE, N, GW, N)
+        gemm_tiled(yes, no, K, N, B, X, K, GPRE, N, GW, N)
     if need_gx:
-        gemm_tiled(False, True, B, K, N, GPRE, N, W, N, GX, K)
+        gemm_tiled(no, yes, B, K, N, GPRE, N, W, N, GX, K)
 
 
 @njit(cache=True, error_model="numpy")

@@ -205,7 +205,7 @@ def _update(adam, p, g, a, v, c, s0, s1, snap, save):
     n = p.shape[0]
     if n >= PAR_MIN_UPDATE:
         return _update_par(adam, p, g, a, v, c, s0, s1, snap, save)
-    return _update_block(adam, 0, n, p, g, a, v, c, s0, s1, snap, save)
+    return _update_block(adam, n - n, n, p, g, a, v, c, s0, s1, snap, save)
 
 
 @njit(cache=True, error_model="numpy")
