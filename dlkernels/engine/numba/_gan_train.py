@@ -265,7 +265,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
             if j < k - 1 or not simultaneous:
                 u = i * k + j
                 bad += _update(adam, d_params, d_grad, d_st0, d_st1, adam_c, sched_d[u, 0],
-                           sched_d[u, 1], d_snap, not d_saved)
+                               sched_d[u, 1], d_snap, not d_saved)
                 d_saved = yes
         n_real = 0
         n_fake = 0
