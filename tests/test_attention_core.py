@@ -187,6 +187,48 @@ def test_nan_at_attended_position_raises(backend):
         A.attend(q, k, v, lengths=[1, 5], backend=backend)
 
 
+@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+@pytest.mark.parametrize("where", ["k", "v"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
+    # attend checks keys and values inside its kernel (below lengths[b]) and
+    # judges a flagged row exactly: a bad entry at a position some query
+    # attends raises; one at a position masked by lengths, the bool mask or
+    # causality is ignored, and the results are those of the input with a 0
+    # there (bit for bit: the kernel never uses a masked position).  An inf
+    # key under the additive score is caught too, though tanh(inf) is finite.
+    rng = np.random.default_rng(12)
+    q, k, v, P = case(score, np.float64, rng, B=3, Tq=2, Tk=6)
+    mask = np.ones((3, 2, 6), bool)
+    mask[1, :, 2] = False          # key 2 of row 1: masked for both queries
+    kw = dict(score=score, params=P, lengths=[6, 5, 4], mask=mask, causal=True,
+              return_weights=True, backend=backend)
+    arr = k if where == "k" else v
+    for b, j in [(1, 5), (1, 2), (2, 4), (2, 5)]:  # lengths; mask; lengths; lengths
+        x = arr.copy()
+        x[b, j, 0] = bad
+        args = (q, x, v) if where == "k" else (q, k, x)
+        ctx, w = A.attend(*args, **kw)
+        ctx0, w0 = A.attend(q, k, v, **kw)
+        np.testing.assert_array_equal(ctx, ctx0)
+        np.testing.assert_array_equal(w, w0)
+    kw2 = dict(kw, causal=False, mask=None)
+    for b, j in [(0, 0), (2, 3), (1, 4)]:
+        x = arr.copy()
+        x[b, j, -1] = bad
+        args = (q, x, v) if where == "k" else (q, k, x)
+        with pytest.raises(ValueError, match=f"{where}: expected finite values at attended"):
+            A.attend(*args, **kw2)
+    # causal: with Tq = 2 and Tk = 6 query 0 attends keys 0..4, query 1 all
+    x = arr.copy()
+    x[0, 5, 0] = bad
+    args = (q, x, v) if where == "k" else (q, k, x)
+    with pytest.raises(ValueError, match=f"{where}: expected finite values at attended"):
+        A.attend(*args, **dict(kw2, causal=True))
+    ctx, w = A.attend(*args, **dict(kw2, causal=True, check_finite=False, return_weights=True))
+    assert np.isfinite(ctx[0, 0]).all() and w[0, 0, 5] == 0
+
+
 def _all_outputs(backend, dtype, seed=10):
     rng = np.random.default_rng(seed)
     out = []

@@ -241,49 +241,53 @@ def _clean_kv(k, v, name_k, name_v, B, Tq, L, causal, mk, check):
 
 # ---- projections (GEMMs, once per call) ---------------------------------------------
 
+def _project(x, W):
+    """x (B, T, D) @ W (D, H) as one GEMM (x is C-contiguous)."""
+    B, T, D = x.shape
+    return (x.reshape(B * T, D) @ W).reshape(B, T, W.shape[1])
+
+
 def _prepare(score, q, k, P):
-    """(kind, Qp (B, Tq, E), KT (B, E, Tk), vv (E,), scale)."""
+    """(kind, Qp (B, Tq, E), Kp (B, Tk, E), vv (E,), scale)."""
     dt = q.dtype
     if score in ("dot", "scaled_dot"):
         scale = 1.0 if score == "dot" else 1.0 / np.sqrt(k.shape[2]) if k.shape[2] else 1.0
-        return 0, q, np.ascontiguousarray(k.transpose(0, 2, 1)), np.zeros(1, dt), scale
+        return 0, q, k, np.zeros(1, dt), scale
     if score == "general":
-        return 0, np.matmul(q, P["W"]), np.ascontiguousarray(k.transpose(0, 2, 1)), \
-            np.zeros(1, dt), 1.0
+        return 0, _project(q, P["W"]), k, np.zeros(1, dt), 1.0
     Dq = q.shape[2]
     if score == "additive":
         Wq, Wk = P["Wq"], P["Wk"]
     else:
         Wq, Wk = P["W"][:Dq], P["W"][Dq:]
-    Qp = np.matmul(q, Wq)
+    Qp = _project(q, Wq)
     if "b" in P:
         Qp += P["b"]
-    KT = np.ascontiguousarray(np.matmul(k, Wk).transpose(0, 2, 1))
+    Kp = _project(k, Wk)
     v = P["v"]
     if "g" in P:
         v = (P["g"] * v / np.linalg.norm(v)).astype(dt)
-    return 1, Qp, KT, v, 1.0
+    return 1, Qp, Kp, v, 1.0
 
 
-def _project_back(score, q, k, P, dQp, dKT, dvv):
-    """Gradients of q, k and the params from those of Qp, KT and vv."""
+def _project_back(score, q, k, P, dQp, dKp, dvv):
+    """Gradients of q, k and the params from those of Qp, Kp and vv."""
     B, Tq, Dq = q.shape
-    dKp = dKT.transpose(0, 2, 1)
     g = {}
     if score in ("dot", "scaled_dot"):
-        return dQp, np.ascontiguousarray(dKp), g
+        return dQp, dKp, g
     q2 = q.reshape(-1, Dq)
     if score == "general":
         W = P["W"]
         g["W"] = q2.T @ dQp.reshape(-1, W.shape[1])
-        return np.matmul(dQp, W.T), np.ascontiguousarray(dKp), g
+        return np.matmul(dQp, W.T), dKp, g
     if score == "additive":
         Wq, Wk = P["Wq"], P["Wk"]
     else:
         Wq, Wk = P["W"][:Dq], P["W"][Dq:]
     H = Wq.shape[1]
     dQ2 = dQp.reshape(-1, H)
-    dK2 = np.ascontiguousarray(dKp).reshape(-1, H)
+    dK2 = dKp.reshape(-1, H)
     dWq = q2.T @ dQ2
     dWk = k.reshape(-1, k.shape[2]).T @ dK2
     if score == "additive":
@@ -350,9 +354,9 @@ def scores(q, k, *, score, params=None, backend=None):
     _finite(q, "q")
     _finite(k, "k")
     eng = _eng(backend)
-    kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
     out = np.empty((q.shape[0], q.shape[1], k.shape[1]), dtype=dt)
-    eng.attn_scores(kind, Qp, KT, vv, scale, out)
+    eng.attn_scores(kind, Qp, Kp, vv, scale, out)
     return out
 
 
@@ -421,7 +425,9 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
         Also return the weights (B, Tq, Tk).
     check_finite : bool
         Check that q, the params and the keys/values at attended positions
-        are finite (one pass over each; False skips it).
+        are finite (q and the params by a pass over each; the keys and values
+        inside the kernel's own pass over them, so the check costs no extra
+        pass over memory; False skips it).
     backend : {"auto", "numba", "cython"}, optional
 
     Returns
@@ -445,12 +451,19 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     return_weights = check_bool(return_weights, "return_weights")
     eng = _eng(backend)
     B, Tq, _ = q.shape
-    if check_finite:  # (unchecked: the kernels never read keys / values not attended)
-        k, v = _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
-    kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
-    eng.attn_fwd(kind, Qp, KT, vv, scale, v, L, causal, *mk, ctx, w, return_weights)
+    # The kernel checks keys and values in the pass that reads them (a separate
+    # pass would double a decoding step's memory traffic; see "Non-finite
+    # input" in the engine's docstring); a flagged row is then judged exactly
+    # here, by the mask.  Positions not attended never reach a result, so
+    # nothing is recomputed.
+    bad = np.zeros(B * Tq if check_finite and B * Tq else 1, np.uint8)
+    eng.attn_fwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, ctx, w, return_weights,
+                 check_finite, bad)
+    if check_finite and bad.any():
+        _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
     return (ctx, w) if return_weights else ctx
 
 
@@ -501,14 +514,14 @@ def attend_backward(grad_context, q, k, v, *, score="dot", params=None, lengths=
         _finite(gw, "grad_weights")
     eng = _eng(backend)
     k, v = _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, check_finite)
-    kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
     E = Qp.shape[2]
     dQp = np.empty_like(Qp)
-    dKT = np.empty_like(KT)
+    dKp = np.empty_like(Kp)
     dvv = np.empty((B, E if kind else 1), dtype=dt)
     dV = np.empty_like(v)
-    eng.attn_bwd(kind, Qp, KT, vv, scale, v, L, causal, *mk, dctx, gw, has_gw, dQp, dKT, dvv, dV)
-    dq, dk, gp = _project_back(score, q, k, P, dQp, dKT, dvv.sum(axis=0))
+    eng.attn_bwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, dctx, gw, has_gw, dQp, dKp, dvv, dV)
+    dq, dk, gp = _project_back(score, q, k, P, dQp, dKp, dvv.sum(axis=0))
     return {"q": dq, "k": dk, "v": dV, "params": gp}
 
 
@@ -604,11 +617,11 @@ def local_attend(q, k, v, *, window, position="monotonic", position_params=None,
     k, v = _clean_kv(k, v, "k", "v", B, 1, L, False, _mask(None, B, 1, k.shape[1], dt),
                      check_finite)
     p, _ = _positions(q, L, position, PP, dt)
-    kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, 2 * D + 1), dtype=dt)
     starts = np.empty((B, Tq), dtype=np.int64)
-    eng.attn_local_fwd(kind, Qp, KT, vv, scale, v, L, p, D, starts, ctx, w)
+    eng.attn_local_fwd(kind, Qp, Kp, vv, scale, v, L, p, D, starts, ctx, w)
     return LocalAttention(ctx, w, starts, p)
 
 
@@ -648,15 +661,15 @@ def local_attend_backward(grad_context, q, k, v, *, window, position="monotonic"
     k, v = _clean_kv(k, v, "k", "v", B, 1, L, False, _mask(None, B, 1, k.shape[1], dt),
                      check_finite)
     p, cache = _positions(q, L, position, PP, dt)
-    kind, Qp, KT, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
     E = Qp.shape[2]
     dQp = np.empty_like(Qp)
-    dKT = np.empty_like(KT)
+    dKp = np.empty_like(Kp)
     dvv = np.empty((B, E if kind else 1), dtype=dt)
     dV = np.empty_like(v)
     dp = np.empty((B, Tq), dtype=dt)
-    eng.attn_local_bwd(kind, Qp, KT, vv, scale, v, L, p, D, dctx, dQp, dKT, dvv, dV, dp)
-    dq, dk, gp = _project_back(score, q, k, P, dQp, dKT, dvv.sum(axis=0))
+    eng.attn_local_bwd(kind, Qp, Kp, vv, scale, v, L, p, D, dctx, dQp, dKp, dvv, dV, dp)
+    dq, dk, gp = _project_back(score, q, k, P, dQp, dKp, dvv.sum(axis=0))
     gpp = {}
     if position == "predictive":
         th, sig = cache

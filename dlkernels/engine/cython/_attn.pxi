@@ -3,16 +3,17 @@
 # Scores, masked softmax, fused attention, Luong local attention and ragged
 # attention pooling, forward and backward: the twin of
 # dlkernels.engine.numba._attn (read its docstring for the array layout, the
-# two score kinds and the mask encoding).  The same IEEE operations in the
-# same order (sequential sums over keys / features, exp and tanh from
-# dlk_fastmath.h), so both backends give bit-identical results for any
-# thread count.  No validation here.
+# two score kinds, the mask encoding and the finiteness flags).  The same IEEE
+# operations in the same order (sequential sums over keys / features or the
+# 8-lane dot, exp and tanh from dlk_fastmath.h), so both backends give
+# bit-identical results for any thread count.  No validation here.
 from libc.stdint cimport int64_t, uint8_t
 from libc.math cimport floor, floorf, INFINITY
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
 from cython cimport floating
-from dlkernels.engine.cython._fastmath cimport dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64
+from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
+                                                dlk_all_finite_f32, dlk_all_finite_f64)
 
 _ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd",
              "attn_local_fwd", "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
@@ -28,6 +29,13 @@ cdef inline floating _at_tanh(floating x) noexcept nogil:
         return dlk_tanh64(x)
 
 
+cdef inline bint _at_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return dlk_all_finite_f32(x, n)
+    else:
+        return dlk_all_finite_f64(x, n)
+
+
 cdef inline floating _at_exp(floating x) noexcept nogil:
     if floating is float:
         return dlk_exp32(x)
@@ -38,57 +46,88 @@ cdef inline floating _at_exp(floating x) noexcept nogil:
 cdef extern from *:
     """
     #include "dlk_fastmath.h"
-    /* One query's scores with keys j0..j0+n-1 (the twin of _attn.py's
-       _score_row, the same operations in the same order), multiversioned
-       (DLK_CLONES): the loops over keys are the additive score's tanh loops,
-       which need the AVX2 / AVX-512 clones to run 8 / 16 lanes wide. */
+    /* One query's scores with n consecutive keys (rows of Kb, E features each;
+       the twin of _attn.py's _score_row: the same operations in the same
+       order), multiversioned (DLK_CLONES): the additive score's tanh row
+       needs the AVX2 / AVX-512 clones to run 8 / 16 lanes wide.  dot: the
+       8-lane order of _sdpa._dot_lanes (lane t sums the features e = t mod 8
+       of the full blocks of 8, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
+       (l6 + l7)), then the tail in order). */
     #define DLK_AT_SCORE_ROW(T, SUF, TANH)                                              \
+    static inline T dlk_at_dot_##SUF(const T *restrict x, const T *restrict y,          \
+                                     Py_ssize_t n) {                                    \
+        T l[8], a; Py_ssize_t c; int t;                                                \
+        for (t = 0; t < 8; t++) l[t] = 0;                                              \
+        for (c = 0; c + 8 <= n; c += 8)                                                \
+            for (t = 0; t < 8; t++) l[t] = l[t] + x[c + t] * y[c + t];                 \
+        a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));         \
+        for (; c < n; c++) a = a + x[c] * y[c];                                        \
+        return a;                                                                      \
+    }                                                                                  \
     DLK_CLONES static void dlk_at_score_row_##SUF(int kind, const T *restrict qrow,     \
-            const T *restrict KTb, Py_ssize_t E, Py_ssize_t Tk, const T *restrict vv,  \
-            T sc, Py_ssize_t j0, Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) { \
-        Py_ssize_t e, jj; T a, c, t; const T *restrict kr;                             \
-        for (jj = 0; jj < n; jj++) s[jj] = 0;                                          \
+            const T *restrict Kb, Py_ssize_t E, const T *restrict vv, T sc,             \
+            Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) {                   \
+        Py_ssize_t e, jj; const T *restrict kr; T *restrict t;                         \
         if (kind == 0) {                                                               \
-            for (e = 0; e < E; e++) {                                                  \
-                a = qrow[e]; kr = KTb + e * Tk + j0;                                   \
-                for (jj = 0; jj < n; jj++) s[jj] = s[jj] + a * kr[jj];                 \
-            }                                                                          \
-            for (jj = 0; jj < n; jj++) s[jj] = sc * s[jj];                             \
+            for (jj = 0; jj < n; jj++) s[jj] = sc * dlk_at_dot_##SUF(qrow, Kb + jj * E, E); \
         } else {                                                                       \
-            for (e = 0; e < E; e++) {                                                  \
-                a = qrow[e]; c = vv[e]; kr = KTb + e * Tk + j0;                        \
-                if (keep) {                                                            \
-                    T *restrict te = Tb + e * n;                                       \
-                    for (jj = 0; jj < n; jj++) {                                       \
-                        t = TANH(a + kr[jj]); te[jj] = t; s[jj] = s[jj] + c * t;       \
-                    }                                                                  \
-                } else {                                                               \
-                    for (jj = 0; jj < n; jj++) s[jj] = s[jj] + c * TANH(a + kr[jj]);   \
-                }                                                                      \
+            for (jj = 0; jj < n; jj++) {                                               \
+                kr = Kb + jj * E; t = keep ? Tb + jj * E : Tb;                         \
+                for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
+                s[jj] = dlk_at_dot_##SUF(vv, t, E);                                    \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    /* out[0:Dv] = sum over the attended jj < n of w[jj] * V row jj (keys in     \
+       order; the twin of _attn.py's _weighted_sum) */                             \
+    DLK_CLONES static void dlk_at_wsum_##SUF(const T *restrict w,                     \
+            const uint8_t *restrict ok, Py_ssize_t n, const T *restrict V,             \
+            Py_ssize_t Dv, T *restrict out) {                                          \
+        Py_ssize_t jj, d; T a; const T *restrict vr;                                   \
+        for (d = 0; d < Dv; d++) out[d] = 0;                                           \
+        for (jj = 0; jj < n; jj++) {                                                   \
+            if (ok[jj] != 0) {                                                         \
+                a = w[jj]; vr = V + jj * Dv;                                           \
+                for (d = 0; d < Dv; d++) out[d] = out[d] + a * vr[d];                  \
             }                                                                          \
         }                                                                              \
     }
     DLK_AT_SCORE_ROW(float, f32, dlk_tanh32)
     DLK_AT_SCORE_ROW(double, f64, dlk_tanh64)
     """
-    void dlk_at_score_row_f32(int kind, const float* qrow, const float* KTb, Py_ssize_t E,
-                              Py_ssize_t Tk, const float* vv, float sc, Py_ssize_t j0,
-                              Py_ssize_t n, float* s, float* Tb, int keep) noexcept nogil
-    void dlk_at_score_row_f64(int kind, const double* qrow, const double* KTb, Py_ssize_t E,
-                              Py_ssize_t Tk, const double* vv, double sc, Py_ssize_t j0,
-                              Py_ssize_t n, double* s, double* Tb, int keep) noexcept nogil
+    void dlk_at_score_row_f32(int kind, const float* qrow, const float* Kb, Py_ssize_t E,
+                              const float* vv, float sc, Py_ssize_t n, float* s, float* Tb,
+                              int keep) noexcept nogil
+    void dlk_at_score_row_f64(int kind, const double* qrow, const double* Kb, Py_ssize_t E,
+                              const double* vv, double sc, Py_ssize_t n, double* s, double* Tb,
+                              int keep) noexcept nogil
+    void dlk_at_wsum_f32(const float* w, const uint8_t* ok, Py_ssize_t n, const float* V,
+                         Py_ssize_t Dv, float* out) noexcept nogil
+    void dlk_at_wsum_f64(const double* w, const uint8_t* ok, Py_ssize_t n, const double* V,
+                         Py_ssize_t Dv, double* out) noexcept nogil
 
 
-cdef inline void _at_score_row(int kind, const floating* qrow, const floating* KTb,
-                               Py_ssize_t E, Py_ssize_t Tk, const floating* vv, floating sc,
-                               Py_ssize_t j0, Py_ssize_t n, floating* s, floating* T,
-                               bint keep) noexcept nogil:
-    """s[0:n]: scores of one query (qrow) with keys j0..j0+n-1 of KTb (E, Tk);
-    T (E, n) = the tanh values when keep (kind 1)."""
+cdef inline void _at_score_row(int kind, const floating* qrow, const floating* Kb,
+                               Py_ssize_t E, const floating* vv, floating sc, Py_ssize_t n,
+                               floating* s, floating* T, bint keep) noexcept nogil:
+    """s[0:n]: scores of one query (qrow) with the n keys (rows of E) from Kb;
+    kind 1: the tanh values of key jj go to row jj of T (n, E) when keep, else
+    to T[0:E] (scratch)."""
     if floating is float:
-        dlk_at_score_row_f32(kind, qrow, KTb, E, Tk, vv, sc, j0, n, s, T, keep)
+        dlk_at_score_row_f32(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
     else:
-        dlk_at_score_row_f64(kind, qrow, KTb, E, Tk, vv, sc, j0, n, s, T, keep)
+        dlk_at_score_row_f64(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
+
+
+cdef inline Py_ssize_t _at_row_lim(Py_ssize_t b, Py_ssize_t i, Py_ssize_t Tq, Py_ssize_t Tk,
+                                   const int64_t* L, bint causal) noexcept nogil:
+    """Keys j < this may be attended by row (b, i) (lengths and causality)."""
+    cdef Py_ssize_t lim = L[b], c
+    if causal:
+        c = i + Tk - Tq + 1
+        if c < lim:
+            lim = c
+    return lim if lim > 0 else 0
 
 
 cdef inline void _at_row_ok(floating* s, Py_ssize_t b, Py_ssize_t i, Py_ssize_t Tq,
@@ -143,51 +182,50 @@ cdef inline bint _at_softmax_row(const floating* s, const uint8_t* ok, Py_ssize_
 cdef inline void _at_weighted_sum(const floating* w, const uint8_t* ok, Py_ssize_t n,
                                   const floating* Vrows, Py_ssize_t Dv,
                                   floating* out) noexcept nogil:
-    cdef Py_ssize_t jj, d
-    cdef floating a
-    cdef const floating* vr
-    for d in range(Dv):
-        out[d] = 0
-    for jj in range(n):
-        if ok[jj] != 0:
-            a = w[jj]
-            vr = Vrows + jj * Dv
-            for d in range(Dv):
-                out[d] += a * vr[d]
+    if floating is float:
+        dlk_at_wsum_f32(w, ok, n, Vrows, Dv, out)
+    else:
+        dlk_at_wsum_f64(w, ok, n, Vrows, Dv, out)
 
 
-cdef inline void _at_score_bwd_row(int kind, const floating* qrow, const floating* KTb,
-                                   Py_ssize_t E, Py_ssize_t Tk, const floating* vv, floating sc,
-                                   Py_ssize_t j0, Py_ssize_t n, const floating* ds,
-                                   const uint8_t* ok, const floating* T, floating* dq,
-                                   floating* dKTb, floating* dvvb) noexcept nogil:
+cdef inline void _at_score_bwd_row(int kind, const floating* qrow, const floating* Kb,
+                                   Py_ssize_t E, const floating* vv, floating sc, Py_ssize_t n,
+                                   const floating* ds, const uint8_t* ok, const floating* T,
+                                   floating* dq, floating* dKb, floating* dvvb,
+                                   floating* acc) noexcept nogil:
+    """Backward of _at_score_row (twin of _score_bwd_row): dq written, the
+    rows of dKb and dvvb accumulated; acc scratch (E,)."""
     cdef Py_ssize_t e, jj
-    cdef floating qe, acc, accv, g, c, t, d
+    cdef floating g, d
+    cdef const floating* kr
+    cdef const floating* t
+    cdef floating* dk
+    for e in range(E):
+        dq[e] = 0
     if kind == 0:
-        for e in range(E):
-            qe = qrow[e]
-            acc = 0
-            for jj in range(n):
-                if ok[jj] != 0:
-                    g = sc * ds[jj]
-                    acc += g * KTb[e * Tk + j0 + jj]
-                    dKTb[e * Tk + j0 + jj] += g * qe
-            dq[e] = acc
+        for jj in range(n):
+            if ok[jj] != 0:
+                g = sc * ds[jj]
+                kr = Kb + jj * E
+                dk = dKb + jj * E
+                for e in range(E):
+                    dq[e] += g * kr[e]
+                    dk[e] += g * qrow[e]
     else:
         for e in range(E):
-            c = vv[e]
-            acc = 0
-            accv = 0
-            for jj in range(n):
-                if ok[jj] != 0:
-                    t = T[e * n + jj]
-                    g = ds[jj]
-                    d = (g * c) * (<floating>1 - t * t)
-                    acc += d
-                    dKTb[e * Tk + j0 + jj] += d
-                    accv += g * t
-            dq[e] = acc
-            dvvb[e] += accv
+            acc[e] = 0
+        for jj in range(n):
+            if ok[jj] != 0:
+                t = T + jj * E
+                g = ds[jj]
+                dk = dKb + jj * E
+                for e in range(E):
+                    d = (g * vv[e]) * (<floating>1 - t[e] * t[e])
+                    dq[e] += d
+                    dk[e] += d
+                    acc[e] += g * t[e]
+        for e in range(E):
+            dvvb[e] += acc[e]
 
 
 cdef inline Py_ssize_t _at_min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -196,22 +234,33 @@ cdef inline Py_ssize_t _at_min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 # ---- scores and masked softmax ------------------------------------------------------
 
-def attn_scores(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] KT,
+cdef void _at_scores_chunk(int kind, const floating* Qp, const floating* Kp,
+                           const floating* vv, floating sc, Py_ssize_t r0, Py_ssize_t r1,
+                           Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
+                           floating* out) noexcept nogil:
+    cdef floating* t = <floating*>malloc((E + 1) * sizeof(floating))
+    cdef Py_ssize_t r, b
+    for r in range(r0, r1):
+        b = r // Tq
+        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, Tk, out + r * Tk, t, False)
+    free(t)
+
+
+def attn_scores(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
                 const floating[::1] vv, double scale, floating[:, :, ::1] out):
     """out (B, Tq, Tk) = the scores of every query with every key."""
-    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = KT.shape[2]
-    cdef Py_ssize_t r, b, i
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
+    cdef Py_ssize_t nrows = B * Tq, nch, c
     cdef floating sc = <floating>scale
-    if B * Tq == 0 or Tk == 0:
+    if nrows == 0 or Tk == 0:
         return
     cdef const floating* qp = &Qp[0, 0, 0]
-    cdef const floating* kt = &KT[0, 0, 0] if E else NULL
+    cdef const floating* kpp = &Kp[0, 0, 0] if E else NULL
     cdef floating* o = &out[0, 0, 0]
-    for r in prange(B * Tq, nogil=True, schedule="static"):
-        b = r // Tq
-        i = r - b * Tq
-        _at_score_row(kind, qp + r * E, kt + b * E * Tk, E, Tk, &vv[0], sc, 0, Tk,
-                      o + r * Tk, NULL, False)
+    nch = _at_min(nrows, 256)
+    for c in prange(nch, nogil=True, schedule="static"):
+        _at_scores_chunk(kind, qp, kpp, &vv[0], sc, c * nrows // nch, (c + 1) * nrows // nch,
+                         Tq, Tk, E, o)
 
 
 cdef void _at_softmax_chunk(const floating* S, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t Tq,
@@ -248,23 +297,35 @@ def attn_softmax(const floating[:, :, ::1] S, const int64_t[::1] L, bint causal,
 
 # ---- fused attention ------------------------------------------------------------------
 
-cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* KT, const floating* vv,
+cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const floating* vv,
                         floating sc, const floating* V, Py_ssize_t r0, Py_ssize_t r1,
                         Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E, Py_ssize_t Dv,
                         const int64_t* L, bint causal, int mmode, const uint8_t* mb,
                         const floating* mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
-                        floating* ctx, floating* wout, bint want_w) noexcept nogil:
-    cdef floating* s = <floating*>malloc((2 * Tk + 1) * sizeof(floating))
+                        floating* ctx, floating* wout, bint want_w, bint check,
+                        uint8_t* bad) noexcept nogil:
+    cdef floating* s = <floating*>malloc((2 * Tk + E + 1) * sizeof(floating))
     cdef floating* w = s + Tk
+    cdef floating* t = w + Tk
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
-    cdef Py_ssize_t r, b, i, j
+    cdef Py_ssize_t r, b, i, j, n
+    cdef bint fin
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        _at_score_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, 0, Tk, s, NULL, False)
+        n = _at_row_lim(b, i, Tq, Tk, L, causal)
+        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, t, False)
+        fin = True
+        if check:
+            if kind == 0:
+                fin = _at_all_finite(s, n)
+            else:
+                fin = _at_all_finite(Kp + b * Tk * E, n * E)
         _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _at_softmax_row(s, ok, Tk, w)
-        _at_weighted_sum(w, ok, Tk, V + b * Tk * Dv, Dv, ctx + r * Dv)
+        _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)
+        if check:
+            bad[r] = 0 if fin and _at_all_finite(ctx + r * Dv, Dv) else 1
         if want_w:
             for j in range(Tk):
                 wout[r * Tk + j] = w[j]
@@ -272,58 +333,63 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* KT, const 
     free(ok)
 
 
-def attn_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] KT,
+def attn_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
              const floating[::1] vv, double scale, const floating[:, :, ::1] V,
              const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
              const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
-             floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w):
-    """Fused attention: ctx (B, Tq, Dv) and, when want_w, wout (B, Tq, Tk)."""
-    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = KT.shape[2]
+             floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w, bint check,
+             uint8_t[::1] bad):
+    """Fused attention: ctx (B, Tq, Dv) and, when want_w, wout (B, Tq, Tk);
+    with check, bad (B * Tq,) flags the rows that met a non-finite value (see
+    the Numba twin)."""
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
     cdef Py_ssize_t Dv = V.shape[2], nrows = B * Tq, nch, c
     cdef floating sc = <floating>scale
-    if nrows == 0 or Dv == 0 and not want_w:
+    if nrows == 0:
         return
     cdef const floating* qp = &Qp[0, 0, 0] if E else NULL
-    cdef const floating* kt = &KT[0, 0, 0] if E * Tk else NULL
+    cdef const floating* kpp = &Kp[0, 0, 0] if E * Tk else NULL
     cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else NULL
     cdef floating* cp = &ctx[0, 0, 0] if Dv else NULL
     cdef floating* wp = &wout[0, 0, 0] if wout.shape[0] * wout.shape[1] * wout.shape[2] else NULL
     nch = _at_min(nrows, 256)
     for c in prange(nch, nogil=True, schedule="static"):
-        _at_fwd_chunk(kind, qp, kt, &vv[0], sc, vp, c * nrows // nch, (c + 1) * nrows // nch,
+        _at_fwd_chunk(kind, qp, kpp, &vv[0], sc, vp, c * nrows // nch, (c + 1) * nrows // nch,
                       Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk, cp,
-                      wp, want_w)
+                      wp, want_w, check, &bad[0])
 
 
-cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* KT, const floating* vv,
+cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const floating* vv,
                         floating sc, const floating* V, Py_ssize_t b, Py_ssize_t Tq,
                         Py_ssize_t Tk, Py_ssize_t E, Py_ssize_t Dv, const int64_t* L,
                         bint causal, int mmode, const uint8_t* mb, const floating* mf,
                         Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk, const floating* dctx,
-                        const floating* gw, bint has_gw, floating* dQp, floating* dKT,
+                        const floating* gw, bint has_gw, floating* dQp, floating* dKp,
                         floating* dvv, Py_ssize_t nvv, floating* dV) noexcept nogil:
     cdef Py_ssize_t nT = E * Tk if kind == 1 else 1
-    cdef floating* s = <floating*>malloc((3 * Tk + nT + 1) * sizeof(floating))
+    cdef floating* s = <floating*>malloc((3 * Tk + nT + E + 1) * sizeof(floating))
     cdef floating* w = s + Tk
     cdef floating* dw = w + Tk
     cdef floating* T = dw + Tk
+    cdef floating* ac = T + nT
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
-    cdef Py_ssize_t i, j, d, e, r
+    cdef Py_ssize_t i, j, d, e, r, n
     cdef floating dot, acc, a
-    cdef floating* dKTb = dKT + b * E * Tk
+    cdef floating* dKpb = dKp + b * Tk * E
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
     for e in range(nvv):
         dvv[b * nvv + e] = 0
     for j in range(E * Tk):
-        dKTb[j] = 0
+        dKpb[j] = 0
     for j in range(Tk * Dv):
         dVb[j] = 0
     for i in range(Tq):
         r = b * Tq + i
         dc = dctx + r * Dv
-        _at_score_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, 0, Tk, s, T, True)
+        n = _at_row_lim(b, i, Tq, Tk, L, causal)
+        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, T, True)
         _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         if not _at_softmax_row(s, ok, Tk, w):
             for e in range(E):
@@ -347,42 +413,42 @@ cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* KT, const 
                     dVb[j * Dv + d] += a * dc[d]
             else:
                 dw[j] = 0
-        _at_score_bwd_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, 0, Tk, dw, ok, T,
-                          dQp + r * E, dKTb, dvv + b * nvv)
+        _at_score_bwd_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, dw, ok, T,
+                          dQp + r * E, dKpb, dvv + b * nvv, ac)
     free(s)
     free(ok)
 
 
-def attn_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] KT,
+def attn_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
              const floating[::1] vv, double scale, const floating[:, :, ::1] V,
              const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
              const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
              const floating[:, :, ::1] dctx, const floating[:, :, ::1] gw, bint has_gw,
-             floating[:, :, ::1] dQp, floating[:, :, ::1] dKT, floating[:, ::1] dvv,
+             floating[:, :, ::1] dQp, floating[:, :, ::1] dKp, floating[:, ::1] dvv,
              floating[:, :, ::1] dV):
-    """Backward of attn_fwd: dQp, dKT, dV and per-batch-row partials dvv (B, E)."""
-    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = KT.shape[2]
+    """Backward of attn_fwd: dQp, dKp, dV and per-batch-row partials dvv (B, E)."""
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
     cdef Py_ssize_t Dv = V.shape[2], b
     cdef floating sc = <floating>scale
     if B == 0:
         return
     cdef floating* dz = &dvv[0, 0]  # any valid address for empty arrays
     cdef const floating* qp = &Qp[0, 0, 0] if Tq * E else <const floating*>dz
-    cdef const floating* kt = &KT[0, 0, 0] if E * Tk else <const floating*>dz
+    cdef const floating* kpp = &Kp[0, 0, 0] if E * Tk else <const floating*>dz
     cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else <const floating*>dz
     cdef const floating* dcp = &dctx[0, 0, 0] if Tq * Dv else <const floating*>dz
     cdef floating* dqp = &dQp[0, 0, 0] if Tq * E else dz
-    cdef floating* dkp = &dKT[0, 0, 0] if E * Tk else dz
+    cdef floating* dkp = &dKp[0, 0, 0] if E * Tk else dz
     cdef floating* dvp = &dV[0, 0, 0] if Tk * Dv else dz
     for b in prange(B, nogil=True, schedule="static"):
-        _at_bwd_batch(kind, qp, kt, &vv[0], sc, vp, b, Tq, Tk, E, Dv, &L[0], causal, mmode,
+        _at_bwd_batch(kind, qp, kpp, &vv[0], sc, vp, b, Tq, Tk, E, Dv, &L[0], causal, mmode,
                       &mb[0], &mf[0], msb, msq, msk, dcp, &gw[0, 0, 0], has_gw, dqp, dkp,
                       &dvv[0, 0], dvv.shape[1], dvp)
 
 
 # ---- Luong local attention --------------------------------------------------------------
 
-cdef inline Py_ssize_t _at_local_row(int kind, const floating* qrow, const floating* KTb,
+cdef inline Py_ssize_t _at_local_row(int kind, const floating* qrow, const floating* Kpb,
                                      Py_ssize_t E, Py_ssize_t Tk, const floating* vv,
                                      floating sc, Py_ssize_t Lb, floating pt, Py_ssize_t D,
                                      floating* s, floating* w, floating* g, uint8_t* ok,
@@ -403,7 +469,7 @@ cdef inline Py_ssize_t _at_local_row(int kind, const floating* qrow, const float
     lo_out[0] = lo
     if n <= 0:
         return 0
-    _at_score_row(kind, qrow, KTb, E, Tk, vv, sc, lo, n, s, T, keep)
+    _at_score_row(kind, qrow, Kpb + lo * E, E, vv, sc, n, s, T, keep)
     for jj in range(n):
         ok[jj] = 1
     _at_softmax_row(s, ok, n, w)
@@ -418,22 +484,23 @@ cdef inline Py_ssize_t _at_local_row(int kind, const floating* qrow, const float
     return n
 
 
-cdef void _at_local_fwd_chunk(int kind, const floating* Qp, const floating* KT,
+cdef void _at_local_fwd_chunk(int kind, const floating* Qp, const floating* Kp,
                               const floating* vv, floating sc, const floating* V,
                               const int64_t* L, const floating* p, Py_ssize_t D, Py_ssize_t r0,
                               Py_ssize_t r1, Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
                               Py_ssize_t Dv, int64_t* starts, floating* ctx,
                               floating* wout) noexcept nogil:
     cdef Py_ssize_t nw = 2 * D + 1
-    cdef floating* s = <floating*>malloc((3 * nw + 1) * sizeof(floating))
+    cdef floating* s = <floating*>malloc((3 * nw + E + 1) * sizeof(floating))
     cdef floating* w = s + nw
     cdef floating* g = w + nw
+    cdef floating* t = g + nw
     cdef uint8_t* ok = <uint8_t*>malloc(nw + 1)
     cdef Py_ssize_t r, b, jj, st, lo, n
     for r in range(r0, r1):
         b = r // Tq
-        n = _at_local_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, L[b], p[r], D, s,
-                          w, g, ok, NULL, False, &st, &lo)
+        n = _at_local_row(kind, Qp + r * E, Kp + b * Tk * E, E, Tk, vv, sc, L[b], p[r], D, s,
+                          w, g, ok, t, False, &st, &lo)
         starts[r] = st
         for jj in range(nw):
             wout[r * nw + jj] = 0
@@ -445,37 +512,37 @@ cdef void _at_local_fwd_chunk(int kind, const floating* Qp, const floating* KT,
     free(ok)
 
 
-def attn_local_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] KT,
+def attn_local_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
                    const floating[::1] vv, double scale, const floating[:, :, ::1] V,
                    const int64_t[::1] L, const floating[:, ::1] p, Py_ssize_t D,
                    int64_t[:, ::1] starts, floating[:, :, ::1] ctx, floating[:, :, ::1] wout):
     """Luong local attention (see the Numba twin's docstring)."""
-    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = KT.shape[2]
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
     cdef Py_ssize_t Dv = V.shape[2], nrows = B * Tq, nch, c
     cdef floating sc = <floating>scale
     if nrows == 0:
         return
     cdef floating* wp = &wout[0, 0, 0]
     cdef const floating* qp = &Qp[0, 0, 0] if E else <const floating*>wp
-    cdef const floating* kt = &KT[0, 0, 0] if E * Tk else <const floating*>wp
+    cdef const floating* kpp = &Kp[0, 0, 0] if E * Tk else <const floating*>wp
     cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else <const floating*>wp
     cdef floating* cp = &ctx[0, 0, 0] if Dv else wp
     nch = _at_min(nrows, 256)
     for c in prange(nch, nogil=True, schedule="static"):
-        _at_local_fwd_chunk(kind, qp, kt, &vv[0], sc, vp, &L[0], &p[0, 0], D,
+        _at_local_fwd_chunk(kind, qp, kpp, &vv[0], sc, vp, &L[0], &p[0, 0], D,
                             c * nrows // nch, (c + 1) * nrows // nch, Tq, Tk, E, Dv,
                             &starts[0, 0], cp, wp)
 
 
-cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* KT,
+cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* Kp,
                               const floating* vv, floating sc, const floating* V,
                               const int64_t* L, const floating* p, Py_ssize_t D, Py_ssize_t b,
                               Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E, Py_ssize_t Dv,
-                              const floating* dctx, floating* dQp, floating* dKT, floating* dvv,
+                              const floating* dctx, floating* dQp, floating* dKp, floating* dvv,
                               Py_ssize_t nvv, floating* dV, floating* dp) noexcept nogil:
     cdef Py_ssize_t nw = 2 * D + 1
     cdef Py_ssize_t nT = E * nw if kind == 1 else 1
-    cdef floating* s = <floating*>malloc((4 * nw + nT + 1) * sizeof(floating))
+    cdef floating* s = <floating*>malloc((4 * nw + nT + E + 1) * sizeof(floating))
     cdef floating* w = s + nw
     cdef floating* g = w + nw
     cdef floating* ds = g + nw
@@ -483,20 +550,20 @@ cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* KT,
     cdef uint8_t* ok = <uint8_t*>malloc(nw + 1)
     cdef Py_ssize_t i, j, jj, d, e, r, st, lo, n
     cdef floating dot, acc, accp, a, pt, dl
-    cdef floating* dKTb = dKT + b * E * Tk
+    cdef floating* dKpb = dKp + b * Tk * E
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
     for e in range(nvv):
         dvv[b * nvv + e] = 0
     for j in range(E * Tk):
-        dKTb[j] = 0
+        dKpb[j] = 0
     for j in range(Tk * Dv):
         dVb[j] = 0
     for i in range(Tq):
         r = b * Tq + i
         dc = dctx + r * Dv
-        n = _at_local_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, L[b], p[r], D, s,
+        n = _at_local_row(kind, Qp + r * E, Kp + b * Tk * E, E, Tk, vv, sc, L[b], p[r], D, s,
                           w, g, ok, T, True, &st, &lo)
         for e in range(E):
             dQp[r * E + e] = 0
@@ -523,36 +590,36 @@ cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* KT,
             dp[r] = accp / <floating>(<double>(D * D) * 0.5)
         for jj in range(n):
             ds[jj] = w[jj] * (ds[jj] - dot)
-        _at_score_bwd_row(kind, Qp + r * E, KT + b * E * Tk, E, Tk, vv, sc, lo, n, ds, ok, T,
-                          dQp + r * E, dKTb, dvv + b * nvv)
+        _at_score_bwd_row(kind, Qp + r * E, Kp + (b * Tk + lo) * E, E, vv, sc, n, ds, ok, T,
+                          dQp + r * E, dKpb + lo * E, dvv + b * nvv, T + nT)
     free(s)
     free(ok)
 
 
-def attn_local_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] KT,
+def attn_local_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
                    const floating[::1] vv, double scale, const floating[:, :, ::1] V,
                    const int64_t[::1] L, const floating[:, ::1] p, Py_ssize_t D,
                    const floating[:, :, ::1] dctx, floating[:, :, ::1] dQp,
-                   floating[:, :, ::1] dKT, floating[:, ::1] dvv, floating[:, :, ::1] dV,
+                   floating[:, :, ::1] dKp, floating[:, ::1] dvv, floating[:, :, ::1] dV,
                    floating[:, ::1] dp):
-    """Backward of attn_local_fwd (dQp, dKT, dV, dvv partials per batch row, dp)."""
-    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = KT.shape[2]
+    """Backward of attn_local_fwd (dQp, dKp, dV, dvv partials per batch row, dp)."""
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
     cdef Py_ssize_t Dv = V.shape[2], b
     cdef floating sc = <floating>scale
     if B == 0:
         return
     cdef floating* dz = &dvv[0, 0]
     cdef const floating* qp = &Qp[0, 0, 0] if Tq * E else <const floating*>dz
-    cdef const floating* kt = &KT[0, 0, 0] if E * Tk else <const floating*>dz
+    cdef const floating* kpp = &Kp[0, 0, 0] if E * Tk else <const floating*>dz
     cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else <const floating*>dz
     cdef const floating* dcp = &dctx[0, 0, 0] if Tq * Dv else <const floating*>dz
     cdef const floating* pp = &p[0, 0] if Tq else <const floating*>dz
     cdef floating* dqp = &dQp[0, 0, 0] if Tq * E else dz
-    cdef floating* dkp = &dKT[0, 0, 0] if E * Tk else dz
+    cdef floating* dkp = &dKp[0, 0, 0] if E * Tk else dz
     cdef floating* dvp = &dV[0, 0, 0] if Tk * Dv else dz
     cdef floating* dpp = &dp[0, 0] if Tq else dz
     for b in prange(B, nogil=True, schedule="static"):
-        _at_local_bwd_batch(kind, qp, kt, &vv[0], sc, vp, &L[0], pp, D, b, Tq, Tk, E, Dv, dcp,
+        _at_local_bwd_batch(kind, qp, kpp, &vv[0], sc, vp, &L[0], pp, D, b, Tq, Tk, E, Dv, dcp,
                             dqp, dkp, &dvv[0, 0], dvv.shape[1], dvp, dpp)
 
 

@@ -10,15 +10,22 @@ names, arguments and semantics and gives the same bits):
   dtype (float32 or float64); index arrays are int64, boolean masks uint8.
 * The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs done
   by the caller; the kernels take their results in two shapes:
-  ``Qp`` (B, Tq, E), one projected query per row, and ``KT`` (B, E, Tk), the
-  projected keys transposed (keys contiguous, so the loops over keys run
-  over contiguous memory).  Two score kinds cover the five score functions:
+  ``Qp`` (B, Tq, E), one projected query per row, and ``Kp`` (B, Tk, E), one
+  projected key per row (the keys as the user holds them for "dot",
+  "scaled_dot" and "general": no transposed copy).  Two score kinds cover
+  the five score functions:
 
-  - ``SCORE_DOT``  (0): ``s[b,i,j] = scale * sum_e Qp[b,i,e] * KT[b,e,j]``
+  - ``SCORE_DOT``  (0): ``s[b,i,j] = scale * dot(Qp[b,i], Kp[b,j])``
     (dot, scaled dot, general);
-  - ``SCORE_TANH`` (1): ``s[b,i,j] = sum_e vv[e] * tanh(Qp[b,i,e] + KT[b,e,j])``
+  - ``SCORE_TANH`` (1): ``s[b,i,j] = dot(vv, tanh(Qp[b,i] + Kp[b,j]))``
     (additive, concat: the bias is folded into Qp).  The (B, Tq, Tk, E)
-    tensor is never built: the loop over e runs inside the score.
+    tensor is never built: one key's E tanh values are made in a scratch
+    row and reduced at once.
+
+  ``dot`` sums over the features in a fixed 8-lane order (lane t takes the
+  features e = t mod 8 of the full blocks of 8; the lanes are combined
+  ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the tail is
+  added in order): the order of ``_sdpa._dot_lanes`` and of the C twin.
 
 * Masks: key j of row (b, i) is attended iff ``j < L[b]``, ``j <= i + Tk - Tq``
   when ``causal`` (bottom-right aligned), and by ``mmode``: 0 no mask; 1 a
@@ -27,8 +34,19 @@ names, arguments and semantics and gives the same bits):
   ``b*msb + i*msq + j*msk`` (strides 0 on broadcast axes).  A row with no
   attended key gets weights 0 and context 0; scores, keys and values at
   positions not attended are never read into a result.
-* Summation orders are fixed (keys ascending, features ascending) and the
-  same in both backends; every parallel work item (a chunk of query rows, a
+* Non-finite input (``attn_fwd`` with ``check``): row r = (b, i) sets
+  ``bad[r]`` = 1 when, among the keys j below its limit (``L[b]`` and
+  causality), a score is non-finite (SCORE_DOT: a non-finite key always
+  gives one, 0 * inf being NaN; or finite inputs overflowed) or a projected
+  key is (SCORE_TANH: tanh(inf) is finite, so the keys are scanned), or its
+  context is (an attended non-finite value always reaches it); else 0.  The
+  checks read what the row's pass has just read, so they add no pass over
+  memory.  The binding then decides exactly, from the mask, whether an
+  attended position is bad (the kernels never use a score or value at a
+  position not attended, so a bad one elsewhere does not change the
+  results).
+* Summation orders are fixed (keys ascending, features ascending or the
+  8-lane order above) and the same in both backends; every parallel work item (a chunk of query rows, a
   batch row in the backward, a segment) writes only its own outputs, so
   results do not depend on the thread count.
 * No random numbers are drawn.
@@ -46,7 +64,9 @@ SCORE_DOT = 0
 SCORE_TANH = 1
 
 
+from ._fastmath import all_finite
 from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
+from ._sdpa import _dot_lanes
 
 
 def _tanh(x):  # pragma: no cover - replaced by the overload
@@ -72,32 +92,33 @@ def _ol_exp(x):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_row(kind, Qp, KT, vv, sc, b, i, j0, n, s, T, keep):
-    """s[0:n] = scores of query (b, i) with keys j0..j0+n-1; T[e, jj] = tanh(...)
-    kept when ``keep`` (kind SCORE_TANH)."""
+def _score_row(kind, Qp, Kp, vv, sc, b, i, j0, n, s, T, keep):
+    """s[0:n] = scores of query (b, i) with keys j0..j0+n-1.  SCORE_TANH: the
+    tanh values of key j0+jj go to row jj of T (n, E) when ``keep``, else to
+    row 0 (scratch)."""
     E = Qp.shape[2]
-    zero = s.dtype.type(0.0)
-    for jj in range(n):
-        s[jj] = zero
+    qr = Qp[b, i]
     if kind == SCORE_DOT:
-        for e in range(E):
-            a = Qp[b, i, e]
-            for jj in range(n):
-                s[jj] += a * KT[b, e, j0 + jj]
         for jj in range(n):
-            s[jj] = sc * s[jj]
+            s[jj] = sc * _dot_lanes(qr, 0, Kp[b, j0 + jj], 0, E)
     else:
-        for e in range(E):
-            a = Qp[b, i, e]
-            c = vv[e]
-            if keep:
-                for jj in range(n):
-                    t = _tanh(a + KT[b, e, j0 + jj])
-                    T[e, jj] = t
-                    s[jj] += c * t
-            else:
-                for jj in range(n):
-                    s[jj] += c * _tanh(a + KT[b, e, j0 + jj])
+        for jj in range(n):
+            t = T[jj] if keep else T[0]
+            kr = Kp[b, j0 + jj]
+            for e in range(E):
+                t[e] = _tanh(qr[e] + kr[e])
+            s[jj] = _dot_lanes(vv, 0, t, 0, E)
+
+
+@njit(cache=True, error_model="numpy")
+def _row_lim(b, i, Tq, Tk, L, causal):
+    """Keys j < this may be attended by row (b, i) (lengths and causality)."""
+    lim = L[b]
+    if causal:
+        c = i + Tk - Tq + 1
+        if c < lim:
+            lim = c
+    return max(lim, 0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -167,37 +188,44 @@ def _weighted_sum(w, ok, n, V, b, j0, out, i):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
+def _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKp, dvv, acc):
     """Backward of _score_row for query (b, i): dQp[b, i] = (written),
-    dKT[b, :, j0:j0+n] += , dvv[b] += ; ds[jj] = d loss / d s[jj]."""
+    dKp[b, j0:j0+n] += , dvv[b] += ; ds[jj] = d loss / d s[jj]; T the kept
+    tanh values; acc scratch (E,).  Each element sums over the keys in
+    ascending order (dQp, dvv) or over the queries (dKp, by the caller's
+    loop)."""
     E = Qp.shape[2]
     zero = ds.dtype.type(0.0)
     one = ds.dtype.type(1.0)
+    qr = Qp[b, i]
+    dq = dQp[b, i]
+    for e in range(E):
+        dq[e] = zero
     if kind == SCORE_DOT:
-        for e in range(E):
-            qe = Qp[b, i, e]
-            acc = zero
-            for jj in range(n):
-                if ok[jj] != 0:
-                    g = sc * ds[jj]
-                    acc += g * KT[b, e, j0 + jj]
-                    dKT[b, e, j0 + jj] += g * qe
-            dQp[b, i, e] = acc
+        for jj in range(n):
+            if ok[jj] != 0:
+                g = sc * ds[jj]
+                kr = Kp[b, j0 + jj]
+                dk = dKp[b, j0 + jj]
+                for e in range(E):
+                    dq[e] += g * kr[e]
+                    dk[e] += g * qr[e]
     else:
         for e in range(E):
-            c = vv[e]
-            acc = zero
-            accv = zero
-            for jj in range(n):
-                if ok[jj] != 0:
-                    t = T[e, jj]
-                    g = ds[jj]
-                    d = (g * c) * (one - t * t)
-                    acc += d
-                    dKT[b, e, j0 + jj] += d
-                    accv += g * t
-            dQp[b, i, e] = acc
-            dvv[b, e] += accv
+            acc[e] = zero
+        for jj in range(n):
+            if ok[jj] != 0:
+                t = T[jj]
+                g = ds[jj]
+                dk = dKp[b, j0 + jj]
+                for e in range(E):
+                    d = (g * vv[e]) * (one - t[e] * t[e])
+                    dq[e] += d
+                    dk[e] += d
+                    acc[e] += g * t[e]
+        dv = dvv[b]
+        for e in range(E):
+            dv[e] += acc[e]
 
 
 # Each parallel kernel is a thin prange driver over work items; the work
@@ -205,24 +233,24 @@ def _score_bwd_row(kind, Qp, KT, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKT, dvv):
 # small: start-up counts.
 
 @njit(cache=True, error_model="numpy")
-def _scores_rows(kind, Qp, KT, vv, sc, r0, r1, out):
+def _scores_rows(kind, Qp, Kp, vv, sc, r0, r1, out):
     Tq = Qp.shape[1]
-    Tk = KT.shape[2]
-    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    Tk = out.shape[2]
+    scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, out[b, i], dummy, False)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, Tk, out[b, i], scratch, False)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_scores(kind, Qp, KT, vv, scale, out):
+def attn_scores(kind, Qp, Kp, vv, scale, out):
     """out (B, Tq, Tk) = the scores of every query with every key."""
     nrows = Qp.shape[0] * Qp.shape[1]
     sc = Qp.dtype.type(scale)
     nch = min(nrows, 256)
     for c in prange(nch):
-        _scores_rows(kind, Qp, KT, vv, sc, c * nrows // nch, (c + 1) * nrows // nch, out)
+        _scores_rows(kind, Qp, Kp, vv, sc, c * nrows // nch, (c + 1) * nrows // nch, out)
 
 
 @njit(cache=True, error_model="numpy")
@@ -250,62 +278,77 @@ def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _fwd_rows(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, ctx,
-              wout, want_w):
+def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, ctx,
+              wout, want_w, check, bad):
     Tq = Qp.shape[1]
-    Tk = KT.shape[2]
+    E = Qp.shape[2]
+    Tk = V.shape[1]
+    Dv = V.shape[2]
     s = np.empty(Tk, dtype=Qp.dtype)
     w = np.empty(Tk, dtype=Qp.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, dummy, False)
+        n = _row_lim(b, i, Tq, Tk, L, causal)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, n, s, scratch, False)
+        fin = True
+        if check:  # a non-finite key makes its dot score non-finite; tanh hides inf
+            if kind == SCORE_DOT:
+                fin = all_finite(s, 0, n)
+            else:
+                fin = all_finite(Kp[b].reshape(Tk * E), 0, n * E)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
-        _weighted_sum(w, ok, Tk, V, b, 0, ctx, i)
+        _weighted_sum(w, ok, n, V, b, 0, ctx, i)
+        if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
+            bad[r] = 0 if fin and all_finite(ctx[b, i], 0, Dv) else 1
         if want_w:
             for j in range(Tk):
                 wout[b, i, j] = w[j]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_fwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
-             want_w):
+def attn_fwd(kind, Qp, Kp, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
+             want_w, check, bad):
     """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
-    (else wout may be any array).  Work item: a chunk of query rows (at most
-    256 chunks); scratch O(Tk) per item."""
+    (else wout may be any array).  With ``check``, bad (B * Tq,) uint8 flags
+    the query rows that met a non-finite value (module docstring; else bad
+    may be any array).  Work item: a chunk of query rows (at most 256 chunks); scratch
+    O(Tk + E) per item."""
     nrows = Qp.shape[0] * Qp.shape[1]
     sc = Qp.dtype.type(scale)
     nch = min(nrows, 256)
     for c in prange(nch):
-        _fwd_rows(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
-                  c * nrows // nch, (c + 1) * nrows // nch, ctx, wout, want_w)
+        _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
+                  c * nrows // nch, (c + 1) * nrows // nch, ctx, wout, want_w, check, bad)
 
 
 @njit(cache=True, error_model="numpy")
-def _bwd_batch(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
-               has_gw, dQp, dKT, dvv, dV, b):
+def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+               has_gw, dQp, dKp, dvv, dV, b):
     B, Tq, E = Qp.shape
-    Tk = KT.shape[2]
+    Tk = V.shape[1]
     Dv = V.shape[2]
     zero = Qp.dtype.type(0.0)
     s = np.empty(Tk, dtype=Qp.dtype)
     w = np.empty(Tk, dtype=Qp.dtype)
     dw = np.empty(Tk, dtype=Qp.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    T = np.empty((E if kind == SCORE_TANH else 1, Tk), dtype=Qp.dtype)
+    T = np.empty((Tk if kind == SCORE_TANH else 1, E), dtype=Qp.dtype)
+    accE = np.empty(E, dtype=Qp.dtype)
     for e in range(dvv.shape[1]):
         dvv[b, e] = zero
-    for e in range(E):
-        for j in range(Tk):
-            dKT[b, e, j] = zero
+    for j in range(Tk):
+        for e in range(E):
+            dKp[b, j, e] = zero
     for j in range(Tk):
         for d in range(Dv):
             dV[b, j, d] = zero
     for i in range(Tq):
-        _score_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, s, T, True)
+        n = _row_lim(b, i, Tq, Tk, L, causal)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, n, s, T, True)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         if not _softmax_row(s, ok, Tk, w):
             for e in range(E):
@@ -329,25 +372,25 @@ def _bwd_batch(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
                     dV[b, j, d] += a * dctx[b, i, d]
             else:
                 dw[j] = zero
-        _score_bwd_row(kind, Qp, KT, vv, sc, b, i, 0, Tk, dw, ok, T, dQp, dKT, dvv)
+        _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, 0, n, dw, ok, T, dQp, dKp, dvv, accE)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_bwd(kind, Qp, KT, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
-             has_gw, dQp, dKT, dvv, dV):
+def attn_bwd(kind, Qp, Kp, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+             has_gw, dQp, dKp, dvv, dV):
     """Backward of attn_fwd (recomputes the scores and weights).  Writes
-    dQp (B, Tq, E), dKT (B, E, Tk), dV (B, Tk, Dv) and per-batch-row partial
+    dQp (B, Tq, E), dKp (B, Tk, E), dV (B, Tk, Dv) and per-batch-row partial
     sums dvv (B, E) of the score vector's gradient (the caller sums them over
     b; dvv may be (B, 1) for SCORE_DOT).  Work item: one batch row (its keys'
     gradients are its own)."""
     sc = Qp.dtype.type(scale)
     for b in prange(Qp.shape[0]):
-        _bwd_batch(kind, Qp, KT, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
-                   has_gw, dQp, dKT, dvv, dV, b)
+        _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
+                   has_gw, dQp, dKp, dvv, dV, b)
 
 
 @njit(cache=True, error_model="numpy")
-def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
+def _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     """Window of query (b, i): returns (start, lo, n): keys lo..lo+n-1 are
     inside the sequence; s/w/g[0:n] = scores, softmax, Gaussian factors."""
     half = s.dtype.type(0.5)
@@ -360,7 +403,7 @@ def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
     n = hi - lo
     if n <= 0:
         return st, lo, 0
-    _score_row(kind, Qp, KT, vv, sc, b, i, lo, n, s, T, keep)
+    _score_row(kind, Qp, Kp, vv, sc, b, i, lo, n, s, T, keep)
     for jj in range(n):
         ok[jj] = 1
     _softmax_row(s, ok, n, w)
@@ -377,7 +420,7 @@ def _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
 
 
 @njit(cache=True, error_model="numpy")
-def _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout):
+def _local_fwd_rows(kind, Qp, Kp, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout):
     Tq = Qp.shape[1]
     nw = 2 * D + 1
     zero = Qp.dtype.type(0.0)
@@ -385,11 +428,12 @@ def _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout)
     w = np.empty(nw, dtype=Qp.dtype)
     g = np.empty(nw, dtype=Qp.dtype)
     ok = np.empty(nw, dtype=np.uint8)
-    dummy = np.empty((1, 1), dtype=Qp.dtype)
+    scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, dummy, False)
+        st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, scratch,
+                               False)
         starts[b, i] = st
         for jj in range(nw):
             wout[b, i, jj] = zero
@@ -400,7 +444,7 @@ def _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
+def attn_local_fwd(kind, Qp, Kp, vv, scale, V, L, p, D, starts, ctx, wout):
     """Luong local attention at positions p (B, Tq): window keys
     start..start+2D (start = floor(p + 1/2) - D, written to starts (B, Tq)),
     softmax over those inside [0, L[b]), times exp(-(j - p)^2 / (D^2 / 2))
@@ -409,14 +453,14 @@ def attn_local_fwd(kind, Qp, KT, vv, scale, V, L, p, D, starts, ctx, wout):
     sc = Qp.dtype.type(scale)
     nch = min(nrows, 256)
     for c in prange(nch):
-        _local_fwd_rows(kind, Qp, KT, vv, sc, V, L, p, D, c * nrows // nch,
+        _local_fwd_rows(kind, Qp, Kp, vv, sc, V, L, p, D, c * nrows // nch,
                         (c + 1) * nrows // nch, starts, ctx, wout)
 
 
 @njit(cache=True, error_model="numpy")
-def _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp, b):
+def _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp, b):
     B, Tq, E = Qp.shape
-    Tk = KT.shape[2]
+    Tk = V.shape[1]
     Dv = V.shape[2]
     nw = 2 * D + 1
     zero = Qp.dtype.type(0.0)
@@ -425,17 +469,18 @@ def _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, 
     g = np.empty(nw, dtype=Qp.dtype)
     ds = np.empty(nw, dtype=Qp.dtype)
     ok = np.empty(nw, dtype=np.uint8)
-    T = np.empty((E if kind == SCORE_TANH else 1, nw), dtype=Qp.dtype)
+    T = np.empty((nw if kind == SCORE_TANH else 1, E), dtype=Qp.dtype)
+    accE = np.empty(E, dtype=Qp.dtype)
     for e in range(dvv.shape[1]):
         dvv[b, e] = zero
-    for e in range(E):
-        for j in range(Tk):
-            dKT[b, e, j] = zero
+    for j in range(Tk):
+        for e in range(E):
+            dKp[b, j, e] = zero
     for j in range(Tk):
         for d in range(Dv):
             dV[b, j, d] = zero
     for i in range(Tq):
-        st, lo, n = _local_row(kind, Qp, KT, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
+        st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
         for e in range(E):
             dQp[b, i, e] = zero
         dp[b, i] = zero
@@ -461,16 +506,16 @@ def _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, 
             dp[b, i] = accp / Qp.dtype.type(D * D * 0.5)
         for jj in range(n):
             ds[jj] = w[jj] * (ds[jj] - dot)
-        _score_bwd_row(kind, Qp, KT, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKT, dvv)
+        _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, lo, n, ds, ok, T, dQp, dKp, dvv, accE)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_local_bwd(kind, Qp, KT, vv, scale, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp):
-    """Backward of attn_local_fwd: dQp, dKT, dV, dvv (per batch row, as in
+def attn_local_bwd(kind, Qp, Kp, vv, scale, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp):
+    """Backward of attn_local_fwd: dQp, dKp, dV, dvv (per batch row, as in
     attn_bwd) and dp (B, Tq), the gradient of the positions."""
     sc = Qp.dtype.type(scale)
     for b in prange(Qp.shape[0]):
-        _local_bwd_batch(kind, Qp, KT, vv, sc, V, L, p, D, dctx, dQp, dKT, dvv, dV, dp, b)
+        _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp, b)
 
 
 @njit(cache=True, error_model="numpy")
