@@ -229,6 +229,29 @@ def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
     assert np.isfinite(ctx[0, 0]).all() and w[0, 0, 5] == 0
 
 
+@pytest.mark.parametrize("shape", [(300, 17, 9), (128, 5, 3), (129, 1, 1), (0, 4, 3),
+                                   (5, 0, 3), (5, 4, 0)])
+def test_projection_in_tiles(backend, dtype, shape, restore_threads):
+    # attn_project: X @ W in tiles of PROJ_ROWS rows (single-threaded gemm
+    # each): equal to NumPy's product within float rounding, the same bits
+    # for 1 and 2 threads, zeros when the inner size is 0.
+    from dlkernels.bindings.attention import _eng
+    eng = _eng(backend)
+    N, D, H = shape
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((N, D)).astype(dtype)
+    W = rng.standard_normal((D, H)).astype(dtype)
+    outs = []
+    for th in (1, 2):
+        dlkernels.set_num_threads(th)
+        out = np.full((N, H), np.nan, dtype)
+        with dlkernels.blas_single_threaded():
+            eng.attn_project(X, W, out)
+        outs.append(out)
+    close(outs[0], X.astype(np.float64) @ W.astype(np.float64), dtype)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def _all_outputs(backend, dtype, seed=10):
     rng = np.random.default_rng(seed)
     out = []
@@ -252,6 +275,16 @@ def test_backends_bit_identical(dtype):
     a, b = _all_outputs("numba", dtype), _all_outputs("cython", dtype)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_backends_bit_identical_projection_tiles(dtype):
+    # more than PROJ_ROWS projected rows: several GEMM tiles in both backends
+    require_backend("numba", FAMILY)
+    require_backend("cython", FAMILY)
+    rng = np.random.default_rng(14)
+    q, k, v, P = case("additive", dtype, rng, B=3, Tq=50, Tk=60, H=16)
+    a, b = (A.attend(q, k, v, score="additive", params=P, backend=be) for be in ("numba", "cython"))
+    np.testing.assert_array_equal(a, b)
 
 
 def test_threads_bit_identical(backend, dtype, restore_threads):

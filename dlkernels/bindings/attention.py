@@ -40,6 +40,7 @@ import numpy as np
 
 from ._backend import resolve
 from ._checks import _describe, check_alloc, check_array, check_bool, check_choice, check_int
+from ._threads import blas_single_threaded
 
 __all__ = ["SCORES", "scores", "masked_softmax", "attend", "attend_backward", "local_attend",
            "local_attend_backward", "LocalAttention", "attention_pool", "attention_pool_backward",
@@ -241,29 +242,35 @@ def _clean_kv(k, v, name_k, name_v, B, Tq, L, causal, mk, check):
 
 # ---- projections (GEMMs, once per call) ---------------------------------------------
 
-def _project(x, W):
-    """x (B, T, D) @ W (D, H) as one GEMM (x is C-contiguous)."""
+def _project(eng, x, W):
+    """x (B, T, D) @ W (D, H) by the engine's tiled GEMM (x C-contiguous): on
+    the kernels' own threads, so that NumPy's BLAS threads do not spin against
+    them between the projection and the kernel (2x on a decoding step)."""
     B, T, D = x.shape
-    return (x.reshape(B * T, D) @ W).reshape(B, T, W.shape[1])
+    out = np.empty((B, T, W.shape[1]), dtype=x.dtype)
+    with blas_single_threaded():
+        eng.attn_project(x.reshape(B * T, D), np.ascontiguousarray(W),
+                         out.reshape(B * T, W.shape[1]))
+    return out
 
 
-def _prepare(score, q, k, P):
+def _prepare(eng, score, q, k, P):
     """(kind, Qp (B, Tq, E), Kp (B, Tk, E), vv (E,), scale)."""
     dt = q.dtype
     if score in ("dot", "scaled_dot"):
         scale = 1.0 if score == "dot" else 1.0 / np.sqrt(k.shape[2]) if k.shape[2] else 1.0
         return 0, q, k, np.zeros(1, dt), scale
     if score == "general":
-        return 0, _project(q, P["W"]), k, np.zeros(1, dt), 1.0
+        return 0, _project(eng, q, P["W"]), k, np.zeros(1, dt), 1.0
     Dq = q.shape[2]
     if score == "additive":
         Wq, Wk = P["Wq"], P["Wk"]
     else:
         Wq, Wk = P["W"][:Dq], P["W"][Dq:]
-    Qp = _project(q, Wq)
+    Qp = _project(eng, q, Wq)
     if "b" in P:
         Qp += P["b"]
-    Kp = _project(k, Wk)
+    Kp = _project(eng, k, Wk)
     v = P["v"]
     if "g" in P:
         v = (P["g"] * v / np.linalg.norm(v)).astype(dt)
@@ -354,7 +361,7 @@ def scores(q, k, *, score, params=None, backend=None):
     _finite(q, "q")
     _finite(k, "k")
     eng = _eng(backend)
-    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
     out = np.empty((q.shape[0], q.shape[1], k.shape[1]), dtype=dt)
     eng.attn_scores(kind, Qp, Kp, vv, scale, out)
     return out
@@ -451,7 +458,7 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     return_weights = check_bool(return_weights, "return_weights")
     eng = _eng(backend)
     B, Tq, _ = q.shape
-    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
     # The kernel checks keys and values in the pass that reads them (a separate
@@ -514,7 +521,7 @@ def attend_backward(grad_context, q, k, v, *, score="dot", params=None, lengths=
         _finite(gw, "grad_weights")
     eng = _eng(backend)
     k, v = _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, check_finite)
-    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
     E = Qp.shape[2]
     dQp = np.empty_like(Qp)
     dKp = np.empty_like(Kp)
@@ -617,7 +624,7 @@ def local_attend(q, k, v, *, window, position="monotonic", position_params=None,
     k, v = _clean_kv(k, v, "k", "v", B, 1, L, False, _mask(None, B, 1, k.shape[1], dt),
                      check_finite)
     p, _ = _positions(q, L, position, PP, dt)
-    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, 2 * D + 1), dtype=dt)
     starts = np.empty((B, Tq), dtype=np.int64)
@@ -661,7 +668,7 @@ def local_attend_backward(grad_context, q, k, v, *, window, position="monotonic"
     k, v = _clean_kv(k, v, "k", "v", B, 1, L, False, _mask(None, B, 1, k.shape[1], dt),
                      check_finite)
     p, cache = _positions(q, L, position, PP, dt)
-    kind, Qp, Kp, vv, scale = _prepare(score, q, k, P)
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
     E = Qp.shape[2]
     dQp = np.empty_like(Qp)
     dKp = np.empty_like(Kp)

@@ -12,14 +12,19 @@ from libc.math cimport floor, floorf, INFINITY
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
 from cython cimport floating
+from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd",
-             "attn_local_fwd", "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_project", "attn_scores",
+             "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
+             "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
+
+cpdef enum:
+    PROJ_ROWS = 128  # rows of X per work item of attn_project (see the Numba twin)
 
 
 cdef inline floating _at_tanh(floating x) noexcept nogil:
@@ -230,6 +235,28 @@ cdef inline void _at_score_bwd_row(int kind, const floating* qrow, const floatin
 
 cdef inline Py_ssize_t _at_min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
+
+
+# ---- projections ------------------------------------------------------------------------
+
+def attn_project(const floating[:, ::1] X, const floating[:, ::1] W, floating[:, ::1] out):
+    """out (N, H) = X (N, D) @ W (D, H): tiles of PROJ_ROWS rows, one
+    single-threaded gemm each, in parallel (see the Numba twin)."""
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W.shape[1], nt, t, r0, r1
+    if N == 0 or H == 0:
+        return
+    if D == 0:
+        out[:, :] = 0
+        return
+    cdef const floating* xp = &X[0, 0]
+    cdef const floating* wp = &W[0, 0]
+    cdef floating* op = &out[0, 0]
+    nt = (N + PROJ_ROWS - 1) // PROJ_ROWS
+    for t in prange(nt, nogil=True, schedule="static"):
+        r0 = t * PROJ_ROWS
+        r1 = _at_min(r0 + PROJ_ROWS, N)
+        gemm(False, False, <int>(r1 - r0), <int>H, <int>D, <floating>1, xp + r0 * D, <int>D,
+             wp, <int>H, <floating>0, op + r0 * H, <int>H)
 
 
 # ---- scores and masked softmax ------------------------------------------------------

@@ -49,6 +49,11 @@ names, arguments and semantics and gives the same bits):
   8-lane order above) and the same in both backends; every parallel work item (a chunk of query rows, a
   batch row in the backward, a segment) writes only its own outputs, so
   results do not depend on the thread count.
+* The projections themselves: ``attn_project`` (X W in tiles of PROJ_ROWS
+  rows, one single-threaded GEMM per tile, tiles in parallel; the bindings
+  call it inside ``blas_single_threaded``).  Doing them on the kernels' own
+  threads, not in NumPy's multi-threaded BLAS, keeps two thread pools from
+  spinning against each other between the projection and the kernel.
 * No random numbers are drawn.
 """
 import math
@@ -57,13 +62,20 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
-__all__ = ["SCORE_DOT", "SCORE_TANH", "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd",
-           "attn_local_fwd", "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
+__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_project", "attn_scores",
+           "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
+           "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
 
+#: rows of X per work item of ``attn_project`` (fixed: the tiling, hence the
+#: bits, depend on the sizes only; 128 rows keep a GEMM tile near its peak
+#: rate for any inner size while giving 2-8 threads enough tiles)
+PROJ_ROWS = 128
 
+
+from ._blas import gemm_at
 from ._fastmath import all_finite
 from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
 from ._sdpa import _dot_lanes
@@ -226,6 +238,37 @@ def _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKp, dvv, 
         dv = dvv[b]
         for e in range(E):
             dv[e] += acc[e]
+
+
+@njit(cache=True, error_model="numpy")
+def _proj_tile(t, X, W, out, one, zero, no):
+    N, D = X.shape
+    H = W.shape[1]
+    r0 = t * PROJ_ROWS
+    r1 = min(r0 + PROJ_ROWS, N)
+    gemm_at(no, no, r1 - r0, H, D, one, X, r0 * D, D, W, r0 - r0, H, zero, out, r0 * H, H)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def attn_project(X, W, out):
+    """out (N, H) = X (N, D) @ W (D, H), all C-contiguous: tiles of PROJ_ROWS
+    rows, one single-threaded gemm each, in parallel (the BLAS must be
+    single-threaded meanwhile)."""
+    N, D = X.shape
+    H = W.shape[1]
+    if N == 0 or H == 0:
+        return
+    if D == 0:
+        for r in range(N):
+            for h in range(H):
+                out[r, h] = 0.0
+        return
+    one = X.dtype.type(1.0)
+    zero = X.dtype.type(0.0)
+    no = N < 0  # a run-time False: literal arguments would compile gemm_at once more
+    nt = (N + PROJ_ROWS - 1) // PROJ_ROWS
+    for t in prange(nt):
+        _proj_tile(np.int64(t), X, W, out, one, zero, no)
 
 
 # Each parallel kernel is a thin prange driver over work items; the work
