@@ -231,24 +231,27 @@ def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
 
 @pytest.mark.parametrize("shape", [(300, 17, 9), (128, 5, 3), (129, 1, 1), (0, 4, 3),
                                    (5, 0, 3), (5, 4, 0)])
-def test_projection_in_tiles(backend, dtype, shape, restore_threads):
-    # attn_project: X @ W in tiles of PROJ_ROWS rows (single-threaded gemm
-    # each): equal to NumPy's product within float rounding, the same bits
-    # for 1 and 2 threads, zeros when the inner size is 0.
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+def test_engine_gemm_in_tiles(backend, dtype, shape, ta, tb, restore_threads):
+    # attn_gemm (the projections and their gradients): op(A) op(B) in tiles
+    # of PROJ_ROWS rows (single-threaded gemm each): equal to NumPy's product
+    # within float rounding, the same bits for 1 and 2 threads, zeros when
+    # the inner size is 0.
     from dlkernels.bindings.attention import _eng
     eng = _eng(backend)
-    N, D, H = shape
+    M, K, N = shape
     rng = np.random.default_rng(13)
-    X = rng.standard_normal((N, D)).astype(dtype)
-    W = rng.standard_normal((D, H)).astype(dtype)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
     outs = []
     for th in (1, 2):
         dlkernels.set_num_threads(th)
-        out = np.full((N, H), np.nan, dtype)
+        out = np.full((M, N), np.nan, dtype)
         with dlkernels.blas_single_threaded():
-            eng.attn_project(X, W, out)
+            eng.attn_gemm(ta, tb, A, B, out)
         outs.append(out)
-    close(outs[0], X.astype(np.float64) @ W.astype(np.float64), dtype)
+    a64, b64 = A.astype(np.float64), B.astype(np.float64)
+    close(outs[0], (a64.T if ta else a64) @ (b64.T if tb else b64), dtype)
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
@@ -285,6 +288,12 @@ def test_backends_bit_identical_projection_tiles(dtype):
     q, k, v, P = case("additive", dtype, rng, B=3, Tq=50, Tk=60, H=16)
     a, b = (A.attend(q, k, v, score="additive", params=P, backend=be) for be in ("numba", "cython"))
     np.testing.assert_array_equal(a, b)
+    dctx = rng.standard_normal(a.shape).astype(dtype)
+    ga, gb = (A.attend_backward(dctx, q, k, v, score="additive", params=P, backend=be)
+              for be in ("numba", "cython"))
+    for x, y in [(ga["q"], gb["q"]), (ga["k"], gb["k"]), (ga["v"], gb["v"])] + [
+            (ga["params"][n], gb["params"][n]) for n in P]:
+        np.testing.assert_array_equal(x, y)
 
 
 def test_threads_bit_identical(backend, dtype, restore_threads):

@@ -242,16 +242,23 @@ def _clean_kv(k, v, name_k, name_v, B, Tq, L, causal, mk, check):
 
 # ---- projections (GEMMs, once per call) ---------------------------------------------
 
-def _project(eng, x, W):
-    """x (B, T, D) @ W (D, H) by the engine's tiled GEMM (x C-contiguous): on
-    the kernels' own threads, so that NumPy's BLAS threads do not spin against
-    them between the projection and the kernel (2x on a decoding step)."""
-    B, T, D = x.shape
-    out = np.empty((B, T, W.shape[1]), dtype=x.dtype)
+def _gemm(eng, A, B, ta=False, tb=False):
+    """op(A) op(B) of 2-d arrays by the engine's tiled GEMM: on the kernels'
+    own threads, so that NumPy's BLAS threads and the kernels' do not spin
+    against each other between a product and a kernel (measured: 2x on an
+    additive decoding step, 2x on the additive backward)."""
+    A = np.ascontiguousarray(A)
+    B = np.ascontiguousarray(B)
+    C = np.empty((A.shape[1] if ta else A.shape[0], B.shape[0] if tb else B.shape[1]), A.dtype)
     with blas_single_threaded():
-        eng.attn_project(x.reshape(B * T, D), np.ascontiguousarray(W),
-                         out.reshape(B * T, W.shape[1]))
-    return out
+        eng.attn_gemm(ta, tb, A, B, C)
+    return C
+
+
+def _project(eng, x, W):
+    """x (B, T, D) @ W (D, H) (x C-contiguous)."""
+    B, T, D = x.shape
+    return _gemm(eng, x.reshape(B * T, D), W).reshape(B, T, W.shape[1])
 
 
 def _prepare(eng, score, q, k, P):
@@ -277,7 +284,7 @@ def _prepare(eng, score, q, k, P):
     return 1, Qp, Kp, v, 1.0
 
 
-def _project_back(score, q, k, P, dQp, dKp, dvv):
+def _project_back(eng, score, q, k, P, dQp, dKp, dvv):
     """Gradients of q, k and the params from those of Qp, Kp and vv."""
     B, Tq, Dq = q.shape
     g = {}
@@ -286,8 +293,8 @@ def _project_back(score, q, k, P, dQp, dKp, dvv):
     q2 = q.reshape(-1, Dq)
     if score == "general":
         W = P["W"]
-        g["W"] = q2.T @ dQp.reshape(-1, W.shape[1])
-        return np.matmul(dQp, W.T), dKp, g
+        g["W"] = _gemm(eng, q2, dQp.reshape(-1, W.shape[1]), ta=True)
+        return _gemm(eng, dQp.reshape(-1, W.shape[1]), W, tb=True).reshape(q.shape), dKp, g
     if score == "additive":
         Wq, Wk = P["Wq"], P["Wk"]
     else:
@@ -295,8 +302,9 @@ def _project_back(score, q, k, P, dQp, dKp, dvv):
     H = Wq.shape[1]
     dQ2 = dQp.reshape(-1, H)
     dK2 = dKp.reshape(-1, H)
-    dWq = q2.T @ dQ2
-    dWk = k.reshape(-1, k.shape[2]).T @ dK2
+    k2 = k.reshape(-1, k.shape[2])
+    dWq = _gemm(eng, q2, dQ2, ta=True)
+    dWk = _gemm(eng, k2, dK2, ta=True)
     if score == "additive":
         g["Wq"], g["Wk"] = dWq, dWk
     else:
@@ -312,7 +320,8 @@ def _project_back(score, q, k, P, dQp, dKp, dvv):
         g["v"] = (P["g"] / nv * (dvv - proj * vhat)).astype(q.dtype)
     else:
         g["v"] = dvv
-    return np.matmul(dQp, Wq.T), np.matmul(dKp, Wk.T), g
+    return (_gemm(eng, dQ2, Wq, tb=True).reshape(q.shape),
+            _gemm(eng, dK2, Wk, tb=True).reshape(k.shape), g)
 
 
 def _setup(q, k, v, score, params, lengths, mask, causal, check_finite):
@@ -528,7 +537,7 @@ def attend_backward(grad_context, q, k, v, *, score="dot", params=None, lengths=
     dvv = np.empty((B, E if kind else 1), dtype=dt)
     dV = np.empty_like(v)
     eng.attn_bwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, dctx, gw, has_gw, dQp, dKp, dvv, dV)
-    dq, dk, gp = _project_back(score, q, k, P, dQp, dKp, dvv.sum(axis=0))
+    dq, dk, gp = _project_back(eng, score, q, k, P, dQp, dKp, dvv.sum(axis=0))
     return {"q": dq, "k": dk, "v": dV, "params": gp}
 
 
@@ -676,7 +685,7 @@ def local_attend_backward(grad_context, q, k, v, *, window, position="monotonic"
     dV = np.empty_like(v)
     dp = np.empty((B, Tq), dtype=dt)
     eng.attn_local_bwd(kind, Qp, Kp, vv, scale, v, L, p, D, dctx, dQp, dKp, dvv, dV, dp)
-    dq, dk, gp = _project_back(score, q, k, P, dQp, dKp, dvv.sum(axis=0))
+    dq, dk, gp = _project_back(eng, score, q, k, P, dQp, dKp, dvv.sum(axis=0))
     gpp = {}
     if position == "predictive":
         th, sig = cache

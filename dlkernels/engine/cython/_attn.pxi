@@ -16,7 +16,7 @@ from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_project", "attn_scores",
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_gemm", "attn_scores",
              "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
              "attn_pool_fwd", "attn_pool_bwd"]
 
@@ -24,7 +24,7 @@ SCORE_DOT = 0
 SCORE_TANH = 1
 
 cpdef enum:
-    PROJ_ROWS = 128  # rows of X per work item of attn_project (see the Numba twin)
+    PROJ_ROWS = 128  # rows of the product per work item of attn_gemm (see the Numba twin)
 
 
 cdef inline floating _at_tanh(floating x) noexcept nogil:
@@ -239,24 +239,26 @@ cdef inline Py_ssize_t _at_min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 # ---- projections ------------------------------------------------------------------------
 
-def attn_project(const floating[:, ::1] X, const floating[:, ::1] W, floating[:, ::1] out):
-    """out (N, H) = X (N, D) @ W (D, H): tiles of PROJ_ROWS rows, one
+def attn_gemm(bint ta, bint tb, const floating[:, ::1] A, const floating[:, ::1] B,
+              floating[:, ::1] C):
+    """C (M, N) = op(A) op(B): tiles of PROJ_ROWS rows of C, one
     single-threaded gemm each, in parallel (see the Numba twin)."""
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W.shape[1], nt, t, r0, r1
-    if N == 0 or H == 0:
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1], K = A.shape[0] if ta else A.shape[1]
+    cdef Py_ssize_t lda = A.shape[1], ldb = B.shape[1], nt, t, r0, r1
+    if M == 0 or N == 0:
         return
-    if D == 0:
-        out[:, :] = 0
+    if K == 0:
+        C[:, :] = 0
         return
-    cdef const floating* xp = &X[0, 0]
-    cdef const floating* wp = &W[0, 0]
-    cdef floating* op = &out[0, 0]
-    nt = (N + PROJ_ROWS - 1) // PROJ_ROWS
+    cdef const floating* ap = &A[0, 0]
+    cdef const floating* bp = &B[0, 0]
+    cdef floating* cp = &C[0, 0]
+    nt = (M + PROJ_ROWS - 1) // PROJ_ROWS
     for t in prange(nt, nogil=True, schedule="static"):
         r0 = t * PROJ_ROWS
-        r1 = _at_min(r0 + PROJ_ROWS, N)
-        gemm(False, False, <int>(r1 - r0), <int>H, <int>D, <floating>1, xp + r0 * D, <int>D,
-             wp, <int>H, <floating>0, op + r0 * H, <int>H)
+        r1 = _at_min(r0 + PROJ_ROWS, M)
+        gemm(ta, tb, <int>(r1 - r0), <int>N, <int>K, <floating>1, ap + (r0 if ta else r0 * lda),
+             <int>lda, bp, <int>ldb, <floating>0, cp + r0 * N, <int>N)
 
 
 # ---- scores and masked softmax ------------------------------------------------------

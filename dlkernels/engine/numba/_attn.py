@@ -49,9 +49,9 @@ names, arguments and semantics and gives the same bits):
   8-lane order above) and the same in both backends; every parallel work item (a chunk of query rows, a
   batch row in the backward, a segment) writes only its own outputs, so
   results do not depend on the thread count.
-* The projections themselves: ``attn_project`` (X W in tiles of PROJ_ROWS
-  rows, one single-threaded GEMM per tile, tiles in parallel; the bindings
-  call it inside ``blas_single_threaded``).  Doing them on the kernels' own
+* The projections themselves and their gradients: ``attn_gemm`` (tiles of
+  PROJ_ROWS rows of the product, one single-threaded GEMM per tile, tiles
+  in parallel; the bindings call it inside ``blas_single_threaded``).  Doing them on the kernels' own
   threads, not in NumPy's multi-threaded BLAS, keeps two thread pools from
   spinning against each other between the projection and the kernel.
 * No random numbers are drawn.
@@ -62,14 +62,14 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
-__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_project", "attn_scores",
+__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_gemm", "attn_scores",
            "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
            "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
 
-#: rows of X per work item of ``attn_project`` (fixed: the tiling, hence the
+#: rows of the product per work item of ``attn_gemm`` (fixed: the tiling, hence the
 #: bits, depend on the sizes only; 128 rows keep a GEMM tile near its peak
 #: rate for any inner size while giving 2-8 threads enough tiles)
 PROJ_ROWS = 128
@@ -241,34 +241,36 @@ def _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKp, dvv, 
 
 
 @njit(cache=True, error_model="numpy")
-def _proj_tile(t, X, W, out, one, zero, no):
-    N, D = X.shape
-    H = W.shape[1]
+def _gemm_rows(t, ta, tb, A, B, C, one, zero):
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
+    lda = A.shape[1]
     r0 = t * PROJ_ROWS
-    r1 = min(r0 + PROJ_ROWS, N)
-    gemm_at(no, no, r1 - r0, H, D, one, X, r0 * D, D, W, r0 - r0, H, zero, out, r0 * H, H)
+    r1 = min(r0 + PROJ_ROWS, M)
+    gemm_at(ta, tb, r1 - r0, N, K, one, A, r0 if ta else r0 * lda, lda, B, r0 - r0,
+            B.shape[1], zero, C, r0 * N, N)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_project(X, W, out):
-    """out (N, H) = X (N, D) @ W (D, H), all C-contiguous: tiles of PROJ_ROWS
-    rows, one single-threaded gemm each, in parallel (the BLAS must be
-    single-threaded meanwhile)."""
-    N, D = X.shape
-    H = W.shape[1]
-    if N == 0 or H == 0:
+def attn_gemm(ta, tb, A, B, C):
+    """C (M, N) = op(A) op(B) (op = transpose when ta / tb; all C-contiguous,
+    A (M, K) or (K, M), B (K, N) or (N, K)): tiles of PROJ_ROWS rows of C,
+    one single-threaded gemm each, in parallel (the BLAS must be
+    single-threaded meanwhile).  The projections and their gradients."""
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
+    if M == 0 or N == 0:
         return
-    if D == 0:
-        for r in range(N):
-            for h in range(H):
-                out[r, h] = 0.0
+    if K == 0:
+        for r in range(M):
+            for c in range(N):
+                C[r, c] = 0.0
         return
-    one = X.dtype.type(1.0)
-    zero = X.dtype.type(0.0)
-    no = N < 0  # a run-time False: literal arguments would compile gemm_at once more
-    nt = (N + PROJ_ROWS - 1) // PROJ_ROWS
+    one = C.dtype.type(1.0)
+    zero = C.dtype.type(0.0)
+    nt = (M + PROJ_ROWS - 1) // PROJ_ROWS
     for t in prange(nt):
-        _proj_tile(np.int64(t), X, W, out, one, zero, no)
+        _gemm_rows(np.int64(t), ta, tb, A, B, C, one, zero)
 
 
 # Each parallel kernel is a thin prange driver over work items; the work
