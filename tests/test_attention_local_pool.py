@@ -95,6 +95,43 @@ def test_pool_matches_reference(backend, dtype):
     assert (pooled[0] == 0).all()
 
 
+def test_pool_many_work_items(backend, dtype, restore_threads):
+    # attn_pool_fwd cuts the segments into work items of about POOL_ROWS rows
+    # (one gemm each): many items, empty segments at item boundaries, a
+    # segment longer than an item; against the reference, 1 == 2 threads,
+    # the backward's recomputation equal to the forward's weights
+    rng = np.random.default_rng(28)
+    lens = rng.integers(0, 12, 150)
+    lens[[0, 40, 41, 149]] = 0
+    lens[70] = 600
+    off = np.concatenate([[0], np.cumsum(lens)])
+    X = rng.standard_normal((off[-1], 6)).astype(dtype)
+    W, b, u = _pool_params(6, 5, rng, dtype)
+    outs = []
+    for th in (1, 2):
+        dlkernels.set_num_threads(th)
+        outs.append(A.attention_pool(X, off, W, b, u, backend=backend))
+    p2, w2 = ref.attention_pool(X, off, W, b, u)
+    close(outs[0][0], p2, dtype)
+    close(outs[0][1], w2, dtype)
+    for x, y in zip(outs[0], outs[1]):
+        np.testing.assert_array_equal(x, y)
+    assert (outs[0][0][lens == 0] == 0).all()
+    dpo = rng.standard_normal(p2.shape).astype(dtype)
+    g = A.attention_pool_backward(dpo, X, off, W, b, u, backend=backend)
+    # the same gradients segment by segment (one work item each)
+    tot = {n: np.zeros(x.shape) for n, x in (("W", W), ("b", b), ("u", u))}
+    for s in range(150):
+        Xs = X[off[s]:off[s + 1]]
+        gs = A.attention_pool_backward(dpo[s:s + 1], Xs, [0, lens[s]], W, b, u, backend=backend)
+        np.testing.assert_allclose(g["states"][off[s]:off[s + 1]], gs["states"],
+                                   **TOL[np.dtype(dtype)])
+        for n in tot:
+            tot[n] += gs[n]
+    for n in tot:
+        np.testing.assert_allclose(g[n], tot[n], **TOL[np.dtype(dtype)])
+
+
 def test_pool_padded_equals_ragged(backend, dtype):
     rng = np.random.default_rng(23)
     X, off, lens = _segments(rng, 6, 4, 5, dtype)

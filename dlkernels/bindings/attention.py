@@ -733,15 +733,28 @@ def _offsets(offsets, N, name):
     return arr
 
 
-def _pool_fwd(eng, X, starts, counts, W, b, u):
+def _pool_chunks(eng, starts):
+    """Work items of attn_pool_fwd: runs of consecutive segments, cut where a
+    segment starts in a new block of POOL_ROWS rows (by the sizes only)."""
+    S = starts.shape[0]
+    if S == 0:
+        return np.zeros(1, np.int64)
+    cut = np.flatnonzero(np.diff(starts // eng.POOL_ROWS)) + 1
+    return np.concatenate(([0], cut, [S])).astype(np.int64)
+
+
+def _pool_fwd(eng, X, starts, counts, W, b, u, keep=False):
+    """pooled, weights and, when ``keep``, the tanh values T (N, A) (else
+    None): one fused kernel, X W computed a work item at a time (nothing of
+    size N x A is made unless T is kept)."""
     N, H = X.shape
-    P = X @ W
-    P += b
-    T = np.zeros_like(P)
     weights = np.zeros(N, dtype=X.dtype)
     pooled = np.empty((starts.shape[0], H), dtype=X.dtype)
-    eng.attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T)
-    return pooled, weights, T
+    T = np.zeros((N, W.shape[1]) if keep else (1, 1), dtype=X.dtype)
+    with blas_single_threaded():
+        eng.attn_pool_fwd(X, np.ascontiguousarray(W), b, u, starts, counts,
+                          _pool_chunks(eng, starts), pooled, weights, T, keep)
+    return pooled, weights, (T if keep else None)
 
 
 def _pool_bwd(eng, X, starts, counts, W, u, weights, T, dpooled, gw):
@@ -752,8 +765,8 @@ def _pool_bwd(eng, X, starts, counts, W, u, weights, T, dpooled, gw):
     has = gw is not None
     eng.attn_pool_bwd(T, u, X, starts, counts, weights, dpooled,
                       gw if has else np.zeros(1, X.dtype), has, dX, dP, dsc)
-    dX += dP @ W.T
-    return {"states": dX, "W": X.T @ dP, "b": dP.sum(axis=0), "u": dsc @ T}
+    dX += _gemm(eng, dP, W, tb=True)
+    return {"states": dX, "W": _gemm(eng, X, dP, ta=True), "b": dP.sum(axis=0), "u": dsc @ T}
 
 
 def _ragged(states, offsets, W, b, u, check_finite):
@@ -831,7 +844,7 @@ def attention_pool_backward(grad_pooled, states, offsets, W, b, u, *, grad_weigh
         gw = check_array(grad_weights, "grad_weights", dtype=X.dtype, shape=(X.shape[0],))
     eng = _eng(backend)
     starts, counts = off[:-1], np.diff(off)
-    _, weights, T = _pool_fwd(eng, X, starts, counts, W, b, u)
+    _, weights, T = _pool_fwd(eng, X, starts, counts, W, b, u, keep=True)
     return _pool_bwd(eng, X, starts, counts, W, u, weights, T, dpo, gw)
 
 
@@ -908,7 +921,7 @@ def attention_pool_padded_backward(grad_pooled, states, lengths, W, b, u, *, gra
         gw = check_array(grad_weights, "grad_weights", dtype=X.dtype, shape=(B, T)).reshape(-1)
     eng = _eng(backend)
     X2 = X.reshape(B * T, H)
-    _, weights, Tt = _pool_fwd(eng, X2, starts, L, W, b, u)
+    _, weights, Tt = _pool_fwd(eng, X2, starts, L, W, b, u, keep=True)
     g = _pool_bwd(eng, X2, starts, L, W, u, weights, Tt, dpo, gw)
     g["states"] = g["states"].reshape(B, T, H)
     return g
@@ -1015,8 +1028,8 @@ def han_pool_backward(grad_documents, word_states, sentence_offsets, document_of
                      shape=(do.size - 1, X.shape[1]))
     eng = _eng(backend)
     s1, c1, s2, c2 = so[:-1], np.diff(so), do[:-1], np.diff(do)
-    sent, w1, T1 = _pool_fwd(eng, X, s1, c1, *pw)
-    _, w2, T2 = _pool_fwd(eng, sent, s2, c2, *ps)
+    sent, w1, T1 = _pool_fwd(eng, X, s1, c1, *pw, keep=True)
+    _, w2, T2 = _pool_fwd(eng, sent, s2, c2, *ps, keep=True)
     g2 = _pool_bwd(eng, sent, s2, c2, ps[0], ps[2], w2, T2, dd, None)
     g1 = _pool_bwd(eng, X, s1, c1, pw[0], pw[2], w1, T1, g2["states"], None)
     return {"word_states": g1["states"],

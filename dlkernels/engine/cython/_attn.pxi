@@ -16,7 +16,7 @@ from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_gemm", "attn_scores",
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "attn_gemm", "attn_scores",
              "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
              "attn_pool_fwd", "attn_pool_bwd"]
 
@@ -24,6 +24,7 @@ SCORE_DOT = 0
 SCORE_TANH = 1
 
 cpdef enum:
+    POOL_ROWS = 256  # rows of X per work item of attn_pool_fwd (see the Numba twin)
     PROJ_ROWS = 128  # rows of the product per work item of attn_gemm (see the Numba twin)
 
 
@@ -83,6 +84,13 @@ cdef extern from *:
             }                                                                          \
         }                                                                              \
     }                                                                                  \
+    /* attention pooling: t = tanh(t + b) in place, returns dot(t, u) */           \
+    DLK_CLONES static T dlk_at_pool_row_##SUF(T *restrict t, const T *restrict b,     \
+                                              const T *restrict u, Py_ssize_t A) {     \
+        Py_ssize_t h;                                                                  \
+        for (h = 0; h < A; h++) t[h] = TANH(t[h] + b[h]);                              \
+        return dlk_at_dot_##SUF(t, u, A);                                              \
+    }                                                                                  \
     /* out[0:Dv] = sum over the attended jj < n of w[jj] * V row jj (keys in     \
        order; the twin of _attn.py's _weighted_sum) */                             \
     DLK_CLONES static void dlk_at_wsum_##SUF(const T *restrict w,                     \
@@ -106,6 +114,10 @@ cdef extern from *:
     void dlk_at_score_row_f64(int kind, const double* qrow, const double* Kb, Py_ssize_t E,
                               const double* vv, double sc, Py_ssize_t n, double* s, double* Tb,
                               int keep) noexcept nogil
+    float dlk_at_pool_row_f32(float* t, const float* b, const float* u,
+                              Py_ssize_t A) noexcept nogil
+    double dlk_at_pool_row_f64(double* t, const double* b, const double* u,
+                               Py_ssize_t A) noexcept nogil
     void dlk_at_wsum_f32(const float* w, const uint8_t* ok, Py_ssize_t n, const float* V,
                          Py_ssize_t Dv, float* out) noexcept nogil
     void dlk_at_wsum_f64(const double* w, const uint8_t* ok, Py_ssize_t n, const double* V,
@@ -654,51 +666,81 @@ def attn_local_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, 
 
 # ---- attention pooling over ragged segments -------------------------------------------
 
-cdef void _at_pool_seg(const floating* P, const floating* u, const floating* X, Py_ssize_t a0,
-                       Py_ssize_t a1, Py_ssize_t A, Py_ssize_t H, floating* pooled,
-                       floating* weights, floating* T) noexcept nogil:
-    cdef Py_ssize_t r, h
-    cdef floating m = -INFINITY, acc, z = 0, e, a
-    for h in range(H):
-        pooled[h] = 0
-    if a1 <= a0:
-        return
-    for r in range(a0, a1):
-        for h in range(A):
-            T[r * A + h] = _at_tanh(P[r * A + h])
-        acc = 0
-        for h in range(A):
-            acc += T[r * A + h] * u[h]
-        weights[r] = acc
-        if acc > m:
-            m = acc
-    for r in range(a0, a1):
-        e = _at_exp(weights[r] - m)
-        weights[r] = e
-        z += e
-    for r in range(a0, a1):
-        weights[r] = weights[r] / z
-    for r in range(a0, a1):
-        a = weights[r]
+cdef inline floating _at_pool_row(floating* t, const floating* b, const floating* u,
+                                  Py_ssize_t A) noexcept nogil:
+    if floating is float:
+        return dlk_at_pool_row_f32(t, b, u, A)
+    else:
+        return dlk_at_pool_row_f64(t, b, u, A)
+
+
+cdef void _at_pool_chunk(const floating* X, const floating* W, const floating* b,
+                         const floating* u, const int64_t* starts, const int64_t* counts,
+                         Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t H, Py_ssize_t A,
+                         floating* pooled, floating* weights, floating* T,
+                         bint keep) noexcept nogil:
+    """Segments s0..s1-1 (the twin of _attn.py's _pool_chunk)."""
+    cdef Py_ssize_t r0 = starts[s0], r1 = starts[s1 - 1] + counts[s1 - 1], nr, sg, a0, a1, r, h
+    cdef floating m, acc, z, e, a
+    cdef floating* t
+    nr = r1 - r0 if r1 > r0 else 0
+    cdef floating* S = <floating*>malloc(((nr if nr > 0 else 1) * A + 1) * sizeof(floating))
+    if nr > 0 and A > 0:
+        if H > 0:
+            gemm(False, False, <int>nr, <int>A, <int>H, <floating>1, X + r0 * H, <int>H, W,
+                 <int>A, <floating>0, S, <int>A)
+        else:
+            for r in range(nr * A):
+                S[r] = 0
+    for sg in range(s0, s1):
+        a0 = starts[sg]
+        a1 = a0 + counts[sg]
         for h in range(H):
-            pooled[h] += a * X[r * H + h]
+            pooled[sg * H + h] = 0
+        if a1 <= a0:
+            continue
+        m = -INFINITY
+        for r in range(a0, a1):
+            t = S + (r - r0) * A
+            acc = _at_pool_row(t, b, u, A)
+            if keep:
+                for h in range(A):
+                    T[r * A + h] = t[h]
+            weights[r] = acc
+            if acc > m:
+                m = acc
+        z = 0
+        for r in range(a0, a1):
+            e = _at_exp(weights[r] - m)
+            weights[r] = e
+            z += e
+        for r in range(a0, a1):
+            weights[r] = weights[r] / z
+        for r in range(a0, a1):
+            a = weights[r]
+            for h in range(H):
+                pooled[sg * H + h] += a * X[r * H + h]
+    free(S)
 
 
-def attn_pool_fwd(const floating[:, ::1] P, const floating[::1] u, const floating[:, ::1] X,
-                  const int64_t[::1] starts, const int64_t[::1] counts,
-                  floating[:, ::1] pooled, floating[::1] weights, floating[:, ::1] T):
+def attn_pool_fwd(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+                  const floating[::1] u, const int64_t[::1] starts, const int64_t[::1] counts,
+                  const int64_t[::1] chunks, floating[:, ::1] pooled, floating[::1] weights,
+                  floating[:, ::1] T, bint keep):
     """Attention pooling of segments (see the Numba twin's docstring)."""
-    cdef Py_ssize_t S = starts.shape[0], A = P.shape[1], H = X.shape[1], N = X.shape[0], sg
-    if S == 0 or H == 0:
+    cdef Py_ssize_t nc = chunks.shape[0] - 1, A = W.shape[1], H = X.shape[1], N = X.shape[0], c
+    if nc <= 0:
         return
-    cdef floating* po = &pooled[0, 0]
-    cdef const floating* pp = &P[0, 0] if N * A else <const floating*>po
-    cdef const floating* xp = &X[0, 0] if N else <const floating*>po
-    cdef floating* wp = &weights[0] if N else po
-    cdef floating* tp = &T[0, 0] if N * A else po
+    cdef floating* wp = &weights[0] if N else NULL
+    cdef floating* po = &pooled[0, 0] if H else wp
+    cdef const floating* xp = &X[0, 0] if N * H else <const floating*>po
+    cdef const floating* Wp = &W[0, 0] if H * A else <const floating*>po
+    cdef const floating* bp = &b[0] if A else <const floating*>po
     cdef const floating* up = &u[0] if A else <const floating*>po
-    for sg in prange(S, nogil=True, schedule="static"):
-        _at_pool_seg(pp, up, xp, starts[sg], starts[sg] + counts[sg], A, H, po + sg * H, wp, tp)
+    cdef floating* tp = &T[0, 0] if T.shape[0] * T.shape[1] else po
+    for c in prange(nc, nogil=True, schedule="static"):
+        _at_pool_chunk(xp, Wp, bp, up, &starts[0], &counts[0], chunks[c], chunks[c + 1], H, A,
+                       po, wp, tp, keep)
 
 
 cdef void _at_pool_bwd_seg(const floating* T, const floating* u, const floating* X,

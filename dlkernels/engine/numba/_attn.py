@@ -62,12 +62,17 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
-__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "attn_gemm", "attn_scores",
+__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "attn_gemm", "attn_scores",
            "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
            "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
+
+#: rows of X per work item of ``attn_pool_fwd`` (whole segments are added
+#: to a work item until it has at least this many rows: one gemm per item of
+#: 256 x H x A, large enough that a BLAS call's fixed cost does not count)
+POOL_ROWS = 256
 
 #: rows of the product per work item of ``attn_gemm`` (fixed: the tiling, hence the
 #: bits, depend on the sizes only; 128 rows keep a GEMM tile near its peak
@@ -564,44 +569,72 @@ def attn_local_bwd(kind, Qp, Kp, vv, scale, V, L, p, D, dctx, dQp, dKp, dvv, dV,
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_seg(P, u, X, a0, a1, sg, pooled, weights, T):
-    A = P.shape[1]
+def _pool_chunk(X, W, b, u, starts, counts, s0, s1, pooled, weights, T, keep, one, zero, no):
+    """Segments s0..s1-1 (consecutive; their rows r0..r1-1, gaps included):
+    one single-threaded gemm S = X[r0:r1] W, then per row t = tanh(S + b)
+    (kept in T when ``keep``), its score dot(t, u) (8-lane order), the
+    segment's softmax and the weighted sum of its rows of X."""
     H = X.shape[1]
-    zero = P.dtype.type(0.0)
-    for h in range(H):
-        pooled[sg, h] = zero
-    if a1 <= a0:
-        return
-    m = P.dtype.type(-np.inf)
-    for r in range(a0, a1):
-        for h in range(A):
-            T[r, h] = _tanh(P[r, h])
-        acc = zero
-        for h in range(A):
-            acc += T[r, h] * u[h]
-        weights[r] = acc
-        if acc > m:
-            m = acc
-    z = zero
-    for r in range(a0, a1):
-        e = _exp(weights[r] - m)
-        weights[r] = e
-        z += e
-    for r in range(a0, a1):
-        weights[r] = weights[r] / z
-    for r in range(a0, a1):
-        a = weights[r]
+    A = W.shape[1]
+    r0 = starts[s0]
+    r1 = starts[s1 - 1] + counts[s1 - 1]
+    nr = max(r1 - r0, 0)
+    S = np.empty((max(nr, 1), A), dtype=X.dtype)
+    if nr > 0 and A > 0:
+        if H > 0:
+            gemm_at(no, no, nr, A, H, one, X, r0 * H, H, W, r0 - r0, A, zero, S, r0 - r0, A)
+        else:
+            for r in range(nr):
+                for h in range(A):
+                    S[r, h] = zero
+    for sg in range(s0, s1):
+        a0 = starts[sg]
+        a1 = a0 + counts[sg]
         for h in range(H):
-            pooled[sg, h] += a * X[r, h]
+            pooled[sg, h] = zero
+        if a1 <= a0:
+            continue
+        m = X.dtype.type(-np.inf)
+        for r in range(a0, a1):
+            t = S[r - r0]
+            for h in range(A):
+                t[h] = _tanh(t[h] + b[h])
+            if keep:
+                tr = T[r]
+                for h in range(A):
+                    tr[h] = t[h]
+            acc = _dot_lanes(t, 0, u, 0, A)
+            weights[r] = acc
+            if acc > m:
+                m = acc
+        z = zero
+        for r in range(a0, a1):
+            e = _exp(weights[r] - m)
+            weights[r] = e
+            z += e
+        for r in range(a0, a1):
+            weights[r] = weights[r] / z
+        for r in range(a0, a1):
+            a = weights[r]
+            for h in range(H):
+                pooled[sg, h] += a * X[r, h]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_pool_fwd(P, u, X, starts, counts, pooled, weights, T):
+def attn_pool_fwd(X, W, b, u, starts, counts, chunks, pooled, weights, T, keep):
     """Attention pooling of segments: rows starts[s]..starts[s]+counts[s]-1 of
-    X (N, H) pool into pooled[s]; T = tanh(P) and weights (softmax of T u per
-    segment) written for those rows only.  Work item: one segment."""
-    for sg in prange(starts.shape[0]):
-        _pool_seg(P, u, X, starts[sg], starts[sg] + counts[sg], sg, pooled, weights, T)
+    X (N, H) pool into pooled[s] with the weights softmax(tanh(X W + b) u)
+    over the segment, written to ``weights`` for those rows only (and the
+    tanh values to T (N, A) when ``keep``; else T may be any array).  The
+    segments are consecutive in X; work item c: segments chunks[c] ..
+    chunks[c+1]-1 (the binding cuts them by rows, POOL_ROWS, fixed by the
+    sizes), one gemm for their rows (the BLAS single-threaded meanwhile)."""
+    one = X.dtype.type(1.0)
+    zero = X.dtype.type(0.0)
+    no = X.shape[0] < 0  # a run-time False (see attn_gemm)
+    for c in prange(chunks.shape[0] - 1):
+        _pool_chunk(X, W, b, u, starts, counts, chunks[c], chunks[c + 1], pooled, weights, T,
+                    keep, one, zero, no)
 
 
 @njit(cache=True, error_model="numpy")
