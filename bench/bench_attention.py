@@ -7,7 +7,9 @@ Cases (sizes of the "full" preset; "quick" and "smoke" run smaller shapes):
   its backward: attend_backward (recomputes the forward) vs PyTorch autograd through the
       broadcast (forward + backward timed: autograd needs its forward graph);
   decoder step, B=64, Tq=1, Tk=50, D=256, "dot" and "additive" with lengths: one call each,
-      vs PyTorch eager (masked_fill + softmax + bmm) and NumPy;
+      vs PyTorch eager (masked_fill + softmax + bmm) and NumPy; and the additive step with the
+      keys' projection made once per sequence by every implementation (no target: what a
+      decoder's steps cost with attention.project_keys);
   HAN pooling of ragged documents: 2,000 documents of 1-30 sentences of 1-40 words, H=64:
       han_pool vs a padded-and-masked NumPy implementation (the padding built per call).
 The peers are in this file (plain broadcast code, as a user would write it).
@@ -207,6 +209,49 @@ def test_decoder_step(bench, impl, score):
         kw = dict(score=score, params=None if score == "dot" else prm, lengths=lengths,
                   backend=impl)
         bench.run(lambda: attention.attend(q, k, v, **kw))
+
+
+@pytest.mark.parametrize("impl", OURS + ("numpy", "torch"))
+def test_decoder_step_projected_keys(bench, impl):
+    # the same step with the keys' projection made once per sequence, by
+    # every implementation (ours: attention.project_keys; the peers: k @ Wk
+    # outside the timed call): what a decoder does at each step
+    B, Tk, D = P["dec_B"], P["dec_Tk"], P["dec_D"]
+    q, k, v, prm = _additive_inputs(B, 1, Tk, D, seed=2)
+    lengths = np.random.default_rng(3).integers(Tk // 2, Tk + 1, B)
+    bench.describe(family=FAMILY, case=f"decoder step additive, keys projected once, B={B} Tq=1 "
+                   f"Tk={Tk} D={D}, lengths", impl=impl, work=B * Tk, unit="scores",
+                   note="keys projected once per sequence by every implementation (not timed)")
+    if impl == "numpy":
+        Kp = k @ prm["Wk"]
+
+        def f():
+            pre = (q @ prm["Wq"])[:, :, None, :] + Kp[:, None, :, :] + prm["b"]
+            s = np.tanh(pre) @ prm["v"]
+            s = np.where(np.arange(Tk)[None, None, :] < lengths[:, None, None], s, -np.inf)
+            w = np.exp(s - s.max(axis=2, keepdims=True))
+            return (w / w.sum(axis=2, keepdims=True)) @ v
+        bench.run(f)
+    elif impl == "torch":
+        bench.require_module("torch")
+        t, T = _torch(dict(q=q, k=k, vals=v, L=lengths, **prm))
+        with t.no_grad():
+            Kp = T["k"] @ T["Wk"]
+
+            def f():
+                pre = (T["q"] @ T["Wq"])[:, :, None, :] + Kp[:, None, :, :] + T["b"]
+                s = t.tanh(pre) @ T["v"]
+                s = s.masked_fill(t.arange(Tk)[None, None, :] >= T["L"][:, None, None],
+                                  float("-inf"))
+                return t.softmax(s, dim=2) @ T["vals"]
+            bench.run(f)
+    else:
+        bench.require_backend(FAMILY)
+        from dlkernels import attention
+
+        Kp = attention.project_keys(k, score="additive", params=prm, backend=impl)
+        bench.run(lambda: attention.attend(q, k, v, score="additive", params=prm,
+                                           lengths=lengths, projected_keys=Kp, backend=impl))
 
 
 def _han_inputs(docs, H=64, seed=4):

@@ -12,7 +12,8 @@ is a small hand-set recurrent cell whose state at step t asks for object t
 (as a trained captioner's state does when the next word names that object).
 Per step: e_ti = v . tanh(h_{t-1} Wq + a_i Wk + b) over the 196 regions,
 alpha_t = softmax(e_t), context z_t = sum_i alpha_ti a_i
-(``dlkernels.attention.attend``, one query per image), then
+(``dlkernels.attention.attend``, one query per image; the annotations'
+projection a_i Wk is made once, by ``attention.project_keys``), then
 h_t = tanh(h_{t-1} Wh + z_t Wz + word_t).  Needs matplotlib (the ``plot``
 extra) for the picture.
 """
@@ -65,12 +66,14 @@ def main(argv=None):
     Wh = (0.2 * rng.standard_normal((D, D))).astype(dt)
     Wz = (0.2 * rng.standard_normal((D, D))).astype(dt)
     h = np.zeros((1, 1, D), dt)
+    # the annotations are the same at every step: their projection is made once
+    keys = attention.project_keys(a, score="additive", params=params, backend=args.backend)
     weights, contexts = [], []
     for t in range(T):
         # the state that asks for object t: the previous word's embedding drives the cell
         query = np.tanh(h + 2.0 * sig[t].astype(dt))
         z, w = attention.attend(query, a, a, score="additive", params=params,
-                                return_weights=True, backend=args.backend)
+                                projected_keys=keys, return_weights=True, backend=args.backend)
         weights.append(w[0, 0].reshape(GRID, GRID))
         contexts.append(z[0, 0])
         h = np.tanh(h @ Wh + z @ Wz).astype(dt)

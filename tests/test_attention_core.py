@@ -255,6 +255,55 @@ def test_engine_gemm_in_tiles(backend, dtype, shape, ta, tb, restore_threads):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("score", ["additive", "concat"])
+def test_projected_keys_reused(backend, dtype, score):
+    # project_keys once, attend at several steps with new queries: the same
+    # bits as attend projecting the keys itself
+    rng = np.random.default_rng(15)
+    q, k, v, P = case(score, dtype, rng, B=3, Tq=1, Tk=7, g=(score == "additive"))
+    Kp = A.project_keys(k, score=score, params=P, backend=backend)
+    assert Kp.shape == (3, 7, P["v"].shape[0]) and Kp.dtype == dtype
+    W = P["Wk"] if score == "additive" else P["W"][q.shape[2]:]
+    close(Kp, k.astype(np.float64) @ W.astype(np.float64), dtype)
+    kw = dict(score=score, params=P, lengths=[7, 3, 0], return_weights=True, backend=backend)
+    for _ in range(3):
+        qs = rng.standard_normal(q.shape).astype(dtype)
+        for x, y in zip(A.attend(qs, k, v, projected_keys=Kp, **kw), A.attend(qs, k, v, **kw)):
+            np.testing.assert_array_equal(x, y)
+    # non-finite projected keys: ignored beyond lengths, refused where attended
+    Kb = Kp.copy()
+    Kb[1, 5, 0] = np.nan
+    A.attend(q, k, v, projected_keys=Kb, **kw)
+    Kb[1, 2, 0] = np.inf
+    with pytest.raises(ValueError, match="projected_keys: expected finite values at attended"):
+        A.attend(q, k, v, projected_keys=Kb, **kw)
+
+
+def test_projected_keys_errors(backend):
+    rng = np.random.default_rng(16)
+    q, k, v, P = case("additive", np.float64, rng)
+    Kp = A.project_keys(k, score="additive", params=P, backend=backend)
+    with pytest.raises(ValueError, match="score: expected 'additive' or 'concat'"):
+        A.project_keys(k, score="general", params={"W": np.ones((4, 6))}, backend=backend)
+    with pytest.raises(ValueError, match="projected_keys: expected None for score 'dot'"):
+        A.attend(q, k[:, :, :4], v, projected_keys=Kp, backend=backend)
+    with pytest.raises(ValueError, match="projected_keys: expected"):
+        A.attend(q, k, v, score="additive", params=P, projected_keys=Kp[:, :-1],
+                 backend=backend)
+    with pytest.raises(TypeError, match="projected_keys"):
+        A.attend(q, k, v, score="additive", params=P, projected_keys=Kp.astype(np.float32),
+                 backend=backend)
+    with pytest.raises(ValueError, match="params: expected keys"):
+        A.project_keys(k, score="additive", params={"Wk": P["Wk"], "v": P["v"]},
+                       backend=backend)
+    with pytest.raises(ValueError, match="params\\['Wk'\\]: expected"):
+        A.project_keys(k, score="additive", params=dict(P, Wk=P["Wk"][:-1]), backend=backend)
+    kb = k.copy()
+    kb[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="k: expected finite"):
+        A.project_keys(kb, score="additive", params=P, backend=backend)
+
+
 def _all_outputs(backend, dtype, seed=10):
     rng = np.random.default_rng(seed)
     out = []

@@ -276,6 +276,10 @@ TABLE.update({
         ("causal", "bool", bool(c.g.random() < 0.5))], True, ()),
     "attention.attend": (attention.attend, lambda c: _attn_common(c) + [("return_weights", "bool", True)],
                          True, ()),
+    "attention.project_keys": (attention.project_keys, lambda c: [
+        ("k", "array", c.floats(c.rows, c.m, c.n + 1)), ("score", "choice", "additive"),
+        ("params", "params", {"Wq": c.floats(2, 3), "Wk": c.floats(c.n + 1, 3), "v": c.floats(3)})],
+        True, ()),
     "attention.attend_backward": (attention.attend_backward, lambda c: _attn_common(c, grad=True), True, ()),
     "attention.local_attend": (attention.local_attend, lambda c: [
         p for p in _attn_common(c) if p[0] in ("q", "k", "v", "lengths")] + [

@@ -19,9 +19,11 @@ Score functions (``score=`` and its ``params`` dict of arrays):
   concatenating.
 
 The projections (q Wq, k Wk, q W) are GEMMs computed once per call (the key
-side once, not once per query); the kernels then loop over H inside each
-score (additive, concat) with a vectorizable tanh, so the (B, Tq, Tk, H)
-tensor of the usual broadcast implementation is never built.
+side once, not once per query; ``project_keys`` computes it once for many
+calls, as a decoder's steps share their keys), on the kernels' own threads;
+the kernels then loop over H inside each score (additive, concat) with a
+vectorizable tanh, so the (B, Tq, Tk, H) tensor of the usual broadcast
+implementation is never built.
 
 Masks (``lengths``, ``mask``, ``causal``): key j is attended by query i of
 row b iff ``j < lengths[b]``; a boolean ``mask`` broadcastable to
@@ -42,10 +44,10 @@ from ._backend import resolve
 from ._checks import _describe, check_alloc, check_array, check_bool, check_choice, check_int
 from ._threads import blas_single_threaded
 
-__all__ = ["SCORES", "scores", "masked_softmax", "attend", "attend_backward", "local_attend",
-           "local_attend_backward", "LocalAttention", "attention_pool", "attention_pool_backward",
-           "attention_pool_padded", "attention_pool_padded_backward", "han_pool",
-           "han_pool_backward", "HANResult"]
+__all__ = ["SCORES", "scores", "project_keys", "masked_softmax", "attend", "attend_backward",
+           "local_attend", "local_attend_backward", "LocalAttention", "attention_pool",
+           "attention_pool_backward", "attention_pool_padded", "attention_pool_padded_backward",
+           "han_pool", "han_pool_backward", "HANResult"]
 
 SCORES = ("dot", "scaled_dot", "general", "additive", "concat")
 _PREFER = ("cython", "numba")
@@ -261,8 +263,9 @@ def _project(eng, x, W):
     return _gemm(eng, x.reshape(B * T, D), W).reshape(B, T, W.shape[1])
 
 
-def _prepare(eng, score, q, k, P):
-    """(kind, Qp (B, Tq, E), Kp (B, Tk, E), vv (E,), scale)."""
+def _prepare(eng, score, q, k, P, Kp=None):
+    """(kind, Qp (B, Tq, E), Kp (B, Tk, E), vv (E,), scale); Kp, when given,
+    is the key side of an additive / concat score (``project_keys``)."""
     dt = q.dtype
     if score in ("dot", "scaled_dot"):
         scale = 1.0 if score == "dot" else 1.0 / np.sqrt(k.shape[2]) if k.shape[2] else 1.0
@@ -277,7 +280,8 @@ def _prepare(eng, score, q, k, P):
     Qp = _project(eng, q, Wq)
     if "b" in P:
         Qp += P["b"]
-    Kp = _project(eng, k, Wk)
+    if Kp is None:
+        Kp = _project(eng, k, Wk)
     v = P["v"]
     if "g" in P:
         v = (P["g"] * v / np.linalg.norm(v)).astype(dt)
@@ -376,6 +380,60 @@ def scores(q, k, *, score, params=None, backend=None):
     return out
 
 
+def _key_weights(score, params, Dk):
+    """The query feature size the params of an additive / concat score imply
+    (0 when they do not say: ``_params`` then names what is wrong)."""
+    W = params.get("Wq" if score == "additive" else "W") if isinstance(params, dict) else None
+    shp = np.shape(W) if W is not None else ()
+    if len(shp) != 2:
+        return 0
+    return shp[0] if score == "additive" else max(shp[0] - Dk, 0)
+
+
+def project_keys(k, *, score, params, backend=None):
+    """The key side of an additive or concat score, computed once.
+
+    ``k Wk`` (additive) or ``k W[Dq:]`` (concat): what ``attend`` computes
+    from the keys on every call.  A decoder attends to the same keys
+    (encoder states, image regions) at every step: project them once per
+    sequence and pass the result as ``attend(..., projected_keys=...)``,
+    which then computes only the query side and the scores (for B = 64,
+    Tk = 50, H = 256 the key projection is most of a step's time).
+
+    Parameters
+    ----------
+    k : array (B, Tk, Dk), float32 or float64
+    score : {"additive", "concat"}
+    params : dict of arrays
+        The score's parameters, as for ``attend`` (all of them are checked).
+    backend : {"auto", "numba", "cython"}, optional
+
+    Returns
+    -------
+    array (B, Tk, H) of k's dtype: bit for bit what ``attend`` computes
+    internally for these keys and params.
+
+    Raises
+    ------
+    TypeError
+        Non-float k, params not a dict or with arrays of another dtype.
+    ValueError
+        A score without a key-side projection ("dot", "scaled_dot",
+        "general": their keys enter the scores as they are), params with
+        missing or unknown keys or wrong shapes, NaN or inf in k or params.
+    """
+    k = _arr3(k, "k")
+    score = check_choice(score, "score", SCORES)
+    if score not in ("additive", "concat"):
+        raise ValueError(f"score: expected 'additive' or 'concat' (the scores with a key-side "
+                         f"projection), got {score!r}")
+    P = _params(score, params, _key_weights(score, params, k.shape[2]), k.shape[2], k.dtype, True)
+    _finite(k, "k")
+    eng = _eng(backend)
+    Wk = P["Wk"] if score == "additive" else P["W"][P["W"].shape[0] - k.shape[2]:]
+    return _project(eng, k, Wk)
+
+
 def masked_softmax(scores, *, lengths=None, mask=None, causal=False, backend=None):
     """Softmax over the last axis of ``scores`` with masking.
 
@@ -417,7 +475,7 @@ def masked_softmax(scores, *, lengths=None, mask=None, causal=False, backend=Non
 
 
 def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal=False,
-           return_weights=False, check_finite=True, backend=None):
+           return_weights=False, check_finite=True, projected_keys=None, backend=None):
     """Fused attention: scores, masked stable softmax and the weighted sum of
     the values, one pass per query row, without the (B, Tq, Tk, H) tensor.
 
@@ -444,6 +502,13 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
         are finite (q and the params by a pass over each; the keys and values
         inside the kernel's own pass over them, so the check costs no extra
         pass over memory; False skips it).
+    projected_keys : array (B, Tk, H), optional
+        "additive" and "concat" only: ``project_keys(k, score=score,
+        params=params)``, computed once for keys that several calls share
+        (a decoder's steps); the key projection is then not recomputed and
+        k serves for its shape only.  The same results as without it.  It
+        is checked (shape, dtype, finite at attended positions), but not
+        that it is the projection of these k and params.
     backend : {"auto", "numba", "cython"}, optional
 
     Returns
@@ -460,14 +525,23 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     ValueError
         Mismatched batch / key / feature sizes, lengths outside [0, Tk],
         params with missing or unknown keys or wrong shapes, NaN or inf in q,
-        the params or an attended key or value (when ``check_finite``).
+        the params or an attended key or value (when ``check_finite``);
+        ``projected_keys`` with a score other than "additive" / "concat" or
+        of the wrong shape.
     """
     q, k, v, dt, P, L, causal, mk = _setup(q, k, v, score, params, lengths, mask, causal,
                                            check_finite)
     return_weights = check_bool(return_weights, "return_weights")
     eng = _eng(backend)
     B, Tq, _ = q.shape
-    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P)
+    Kp = None
+    if projected_keys is not None:
+        if score not in ("additive", "concat"):
+            raise ValueError(f"projected_keys: expected None for score {score!r} (only "
+                             f"'additive' and 'concat' project the keys)")
+        Kp = check_array(projected_keys, "projected_keys", dtype=dt,
+                         shape=(B, k.shape[1], P["v"].shape[0]))
+    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P, Kp)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
     # The kernel checks keys and values in the pass that reads them (a separate
@@ -479,7 +553,10 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     eng.attn_fwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, ctx, w, return_weights,
                  check_finite, bad)
     if check_finite and bad.any():
-        _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
+        if projected_keys is None:
+            _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
+        else:
+            _clean_kv(Kp, v, "projected_keys", "v", B, Tq, L, causal, mk, True)
     return (ctx, w) if return_weights else ctx
 
 
