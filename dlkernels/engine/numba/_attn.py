@@ -46,14 +46,16 @@ names, arguments and semantics and gives the same bits):
   position not attended, so a bad one elsewhere does not change the
   results).
 * Summation orders are fixed (keys ascending, features ascending or the
-  8-lane order above) and the same in both backends; every parallel work item (a chunk of query rows, a
-  batch row in the backward, a segment) writes only its own outputs, so
-  results do not depend on the thread count.
+  8-lane order above) and the same in both backends; every parallel work
+  item (a chunk of query rows, a batch row in the backward, a run of
+  segments) writes only its own outputs, so results do not depend on the
+  thread count.
 * The projections themselves and their gradients: ``attn_gemm`` (tiles of
   PROJ_ROWS rows of the product, one single-threaded GEMM per tile, tiles
-  in parallel; the bindings call it inside ``blas_single_threaded``).  Doing them on the kernels' own
-  threads, not in NumPy's multi-threaded BLAS, keeps two thread pools from
-  spinning against each other between the projection and the kernel.
+  in parallel; the bindings call it inside ``blas_single_threaded``).
+  Doing them on the kernels' own threads, not in NumPy's multi-threaded
+  BLAS, keeps two thread pools from spinning against each other between a
+  projection and a kernel.
 * No random numbers are drawn.
 """
 import math
@@ -287,10 +289,12 @@ def _scores_rows(kind, Qp, Kp, vv, sc, r0, r1, out):
     Tq = Qp.shape[1]
     Tk = out.shape[2]
     scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
+    z = r0 - r0       # run-time 0 and False: literal arguments would compile the
+    no = r0 < z       # callees once more per literal (CONTRIBUTING: Numba habits)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, Tk, out[b, i], scratch, False)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, z, Tk, out[b, i], scratch, no)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -338,22 +342,24 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
     w = np.empty(Tk, dtype=Qp.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
     scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
+    z = r0 - r0       # run-time 0 and False (see _scores_rows)
+    no = r0 < z
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, n, s, scratch, False)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
         fin = True
         if check:  # a non-finite key makes its dot score non-finite; tanh hides inf
             if kind == SCORE_DOT:
-                fin = all_finite(s, 0, n)
+                fin = all_finite(s, z, n)
             else:
-                fin = all_finite(Kp[b].reshape(Tk * E), 0, n * E)
+                fin = all_finite(Kp[b].reshape(Tk * E), z, n * E)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
-        _weighted_sum(w, ok, n, V, b, 0, ctx, i)
+        _weighted_sum(w, ok, n, V, b, z, ctx, i)
         if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
-            bad[r] = 0 if fin and all_finite(ctx[b, i], 0, Dv) else 1
+            bad[r] = 0 if fin and all_finite(ctx[b, i], z, Dv) else 1
         if want_w:
             for j in range(Tk):
                 wout[b, i, j] = w[j]
@@ -388,6 +394,8 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
     ok = np.empty(Tk, dtype=np.uint8)
     T = np.empty((Tk if kind == SCORE_TANH else 1, E), dtype=Qp.dtype)
     accE = np.empty(E, dtype=Qp.dtype)
+    z = b - b         # run-time 0 and True (see _scores_rows)
+    yes = b >= z
     for e in range(dvv.shape[1]):
         dvv[b, e] = zero
     for j in range(Tk):
@@ -398,7 +406,7 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
             dV[b, j, d] = zero
     for i in range(Tq):
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        _score_row(kind, Qp, Kp, vv, sc, b, i, 0, n, s, T, True)
+        _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, T, yes)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         if not _softmax_row(s, ok, Tk, w):
             for e in range(E):
@@ -422,7 +430,7 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
                     dV[b, j, d] += a * dctx[b, i, d]
             else:
                 dw[j] = zero
-        _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, 0, n, dw, ok, T, dQp, dKp, dvv, accE)
+        _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, z, n, dw, ok, T, dQp, dKp, dvv, accE)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -435,8 +443,9 @@ def attn_bwd(kind, Qp, Kp, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk
     gradients are its own)."""
     sc = Qp.dtype.type(scale)
     for b in prange(Qp.shape[0]):
+        # int64: prange hands its index over as uint64 in the parallel version
         _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, dctx, gw,
-                   has_gw, dQp, dKp, dvv, dV, b)
+                   has_gw, dQp, dKp, dvv, dV, np.int64(b))
 
 
 @njit(cache=True, error_model="numpy")
@@ -479,11 +488,12 @@ def _local_fwd_rows(kind, Qp, Kp, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout)
     g = np.empty(nw, dtype=Qp.dtype)
     ok = np.empty(nw, dtype=np.uint8)
     scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
+    no = r0 < r0 - r0  # run-time False (see _scores_rows)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
         st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, scratch,
-                               False)
+                               no)
         starts[b, i] = st
         for jj in range(nw):
             wout[b, i, jj] = zero
@@ -521,6 +531,7 @@ def _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, 
     ok = np.empty(nw, dtype=np.uint8)
     T = np.empty((nw if kind == SCORE_TANH else 1, E), dtype=Qp.dtype)
     accE = np.empty(E, dtype=Qp.dtype)
+    yes = b >= b - b  # run-time True (see _scores_rows)
     for e in range(dvv.shape[1]):
         dvv[b, e] = zero
     for j in range(Tk):
@@ -530,7 +541,7 @@ def _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, 
         for d in range(Dv):
             dV[b, j, d] = zero
     for i in range(Tq):
-        st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, True)
+        st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, yes)
         for e in range(E):
             dQp[b, i, e] = zero
         dp[b, i] = zero
@@ -565,7 +576,8 @@ def attn_local_bwd(kind, Qp, Kp, vv, scale, V, L, p, D, dctx, dQp, dKp, dvv, dV,
     attn_bwd) and dp (B, Tq), the gradient of the positions."""
     sc = Qp.dtype.type(scale)
     for b in prange(Qp.shape[0]):
-        _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp, b)
+        _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp,
+                         np.int64(b))
 
 
 @njit(cache=True, error_model="numpy")
@@ -669,5 +681,5 @@ def attn_pool_bwd(T, u, X, starts, counts, weights, dpooled, gw, has_gw, dX, dP,
     (the direct part; the caller adds dP W^T), dsc = d loss / d score,
     dP = dsc * u * (1 - T^2)."""
     for sg in prange(starts.shape[0]):
-        _pool_bwd_seg(T, u, X, starts[sg], starts[sg] + counts[sg], sg, weights, dpooled, gw,
-                      has_gw, dX, dP, dsc)
+        _pool_bwd_seg(T, u, X, starts[sg], starts[sg] + counts[sg], np.int64(sg), weights,
+                      dpooled, gw, has_gw, dX, dP, dsc)
