@@ -132,6 +132,21 @@ def test_pool_many_work_items(backend, dtype, restore_threads):
         np.testing.assert_allclose(g[n], tot[n], **TOL[np.dtype(dtype)])
 
 
+def test_pool_wide_attention_dim(backend, dtype):
+    # A > POOL_SCRATCH / POOL_ROWS: the gemm blocks have fewer rows (the
+    # scratch stays bounded); a 600-row segment spans several blocks
+    from dlkernels.engine.numba import attention as eng
+    A_ = eng.POOL_SCRATCH // eng.POOL_ROWS + 904
+    rng = np.random.default_rng(29)
+    off = np.array([0, 3, 603, 610])
+    X = rng.standard_normal((610, 2)).astype(dtype)
+    W, b, u = _pool_params(2, A_, rng, dtype)
+    pooled, w = A.attention_pool(X, off, W, b, u, backend=backend)
+    p2, w2 = ref.attention_pool(X, off, W, b, u)
+    close(pooled, p2, dtype)
+    close(w, w2, dtype)
+
+
 def test_pool_padded_equals_ragged(backend, dtype):
     rng = np.random.default_rng(23)
     X, off, lens = _segments(rng, 6, 4, 5, dtype)

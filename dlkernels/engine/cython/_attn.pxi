@@ -16,15 +16,16 @@ from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "attn_gemm", "attn_scores",
-             "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
-             "attn_pool_fwd", "attn_pool_bwd"]
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH", "attn_gemm",
+             "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd",
+             "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
 
 cpdef enum:
     POOL_ROWS = 256  # rows of X per work item of attn_pool_fwd (see the Numba twin)
+    POOL_SCRATCH = 1 << 20  # scratch elements per work item of attn_pool_fwd (Numba twin)
     PROJ_ROWS = 128  # rows of the product per work item of attn_gemm (see the Numba twin)
 
 
@@ -674,52 +675,83 @@ cdef inline floating _at_pool_row(floating* t, const floating* b, const floating
         return dlk_at_pool_row_f64(t, b, u, A)
 
 
+cdef inline Py_ssize_t _at_pool_block(Py_ssize_t A) noexcept nogil:
+    """Rows per gemm block of attn_pool_fwd (twin of _pool_block)."""
+    cdef Py_ssize_t r = POOL_SCRATCH // (A if A > 1 else 1)
+    r = r if r < POOL_ROWS else POOL_ROWS
+    return r if r > 1 else 1
+
+
 cdef void _at_pool_chunk(const floating* X, const floating* W, const floating* b,
                          const floating* u, const int64_t* starts, const int64_t* counts,
                          Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t H, Py_ssize_t A,
-                         floating* pooled, floating* weights, floating* T,
-                         bint keep) noexcept nogil:
-    """Segments s0..s1-1 (the twin of _attn.py's _pool_chunk)."""
-    cdef Py_ssize_t r0 = starts[s0], r1 = starts[s1 - 1] + counts[s1 - 1], nr, sg, a0, a1, r, h
-    cdef floating m, acc, z, e, a
+                         floating* pooled, floating* weights, floating* T, bint keep,
+                         floating* S) noexcept nogil:
+    """Segments s0..s1-1 (the twin of _attn.py's _pool_chunk); S scratch
+    (_at_pool_block(A), A)."""
+    cdef Py_ssize_t r0 = starts[s0], r1 = starts[s1 - 1] + counts[s1 - 1]
+    cdef Py_ssize_t q0, q1, sg, a0, a1, r, h, end, blk = _at_pool_block(A)
+    cdef floating m, zs, e, a
     cdef floating* t
-    nr = r1 - r0 if r1 > r0 else 0
-    cdef floating* S = <floating*>malloc(((nr if nr > 0 else 1) * A + 1) * sizeof(floating))
-    if nr > 0 and A > 0:
-        if H > 0:
-            gemm(False, False, <int>nr, <int>A, <int>H, <floating>1, X + r0 * H, <int>H, W,
-                 <int>A, <floating>0, S, <int>A)
-        else:
-            for r in range(nr * A):
-                S[r] = 0
+    q0 = r0
+    while q0 < r1:
+        q1 = _at_min(q0 + blk, r1)
+        if A > 0:
+            if H > 0:
+                gemm(False, False, <int>(q1 - q0), <int>A, <int>H, <floating>1, X + q0 * H,
+                     <int>H, W, <int>A, <floating>0, S, <int>A)
+            else:
+                for r in range((q1 - q0) * A):
+                    S[r] = 0
+        for r in range(q0, q1):
+            t = S + (r - q0) * A
+            weights[r] = _at_pool_row(t, b, u, A)
+            if keep:
+                for h in range(A):
+                    T[r * A + h] = t[h]
+        q0 = q1
+    end = r0
     for sg in range(s0, s1):
         a0 = starts[sg]
         a1 = a0 + counts[sg]
+        for r in range(end, a0):
+            weights[r] = 0
+            if keep:
+                for h in range(A):
+                    T[r * A + h] = 0
+        if a1 > end:
+            end = a1
         for h in range(H):
             pooled[sg * H + h] = 0
         if a1 <= a0:
             continue
         m = -INFINITY
         for r in range(a0, a1):
-            t = S + (r - r0) * A
-            acc = _at_pool_row(t, b, u, A)
-            if keep:
-                for h in range(A):
-                    T[r * A + h] = t[h]
-            weights[r] = acc
-            if acc > m:
-                m = acc
-        z = 0
+            if weights[r] > m:
+                m = weights[r]
+        zs = 0
         for r in range(a0, a1):
             e = _at_exp(weights[r] - m)
             weights[r] = e
-            z += e
+            zs += e
         for r in range(a0, a1):
-            weights[r] = weights[r] / z
+            weights[r] = weights[r] / zs
         for r in range(a0, a1):
             a = weights[r]
             for h in range(H):
                 pooled[sg * H + h] += a * X[r * H + h]
+
+
+cdef void _at_pool_chunks(const floating* X, const floating* W, const floating* b,
+                          const floating* u, const int64_t* starts, const int64_t* counts,
+                          const int64_t* chunks, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t H,
+                          Py_ssize_t A, floating* pooled, floating* weights, floating* T,
+                          bint keep) noexcept nogil:
+    cdef floating* S = <floating*>malloc((_at_pool_block(A) * A + 1) * sizeof(floating))
+    cdef Py_ssize_t c
+    for c in range(c0, c1):
+        _at_pool_chunk(X, W, b, u, starts, counts, chunks[c], chunks[c + 1], H, A, pooled,
+                       weights, T, keep, S)
     free(S)
 
 
@@ -738,9 +770,10 @@ def attn_pool_fwd(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef const floating* bp = &b[0] if A else <const floating*>po
     cdef const floating* up = &u[0] if A else <const floating*>po
     cdef floating* tp = &T[0, 0] if T.shape[0] * T.shape[1] else po
-    for c in prange(nc, nogil=True, schedule="static"):
-        _at_pool_chunk(xp, Wp, bp, up, &starts[0], &counts[0], chunks[c], chunks[c + 1], H, A,
-                       po, wp, tp, keep)
+    cdef Py_ssize_t ng = _at_min(nc, 256)  # groups of chunks: one scratch per group
+    for c in prange(ng, nogil=True, schedule="static"):
+        _at_pool_chunks(xp, Wp, bp, up, &starts[0], &counts[0], &chunks[0], c * nc // ng,
+                        (c + 1) * nc // ng, H, A, po, wp, tp, keep)
 
 
 cdef void _at_pool_bwd_seg(const floating* T, const floating* u, const floating* X,

@@ -64,17 +64,22 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
-__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "attn_gemm", "attn_scores",
-           "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
-           "attn_pool_fwd", "attn_pool_bwd"]
+__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH", "attn_gemm",
+           "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd",
+           "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1
 
 #: rows of X per work item of ``attn_pool_fwd`` (whole segments are added
-#: to a work item until it has at least this many rows: one gemm per item of
-#: 256 x H x A, large enough that a BLAS call's fixed cost does not count)
+#: to a work item until it has at least this many rows) and per gemm inside
+#: it (256 x H x A: large enough that a BLAS call's fixed cost does not
+#: count, small enough for a fixed scratch whatever a segment's length)
 POOL_ROWS = 256
+#: at most this many elements of scratch per work item of ``attn_pool_fwd``:
+#: a gemm block has POOL_ROWS rows, or fewer when A is larger than
+#: POOL_SCRATCH / POOL_ROWS (``_pool_block``; at least one row)
+POOL_SCRATCH = 1 << 20
 
 #: rows of the product per work item of ``attn_gemm`` (fixed: the tiling, hence the
 #: bits, depend on the sizes only; 128 rows keep a GEMM tile near its peak
@@ -581,51 +586,71 @@ def attn_local_bwd(kind, Qp, Kp, vv, scale, V, L, p, D, dctx, dQp, dKp, dvv, dV,
 
 
 @njit(cache=True, error_model="numpy")
+def _pool_block(A):
+    """Rows per gemm block of attn_pool_fwd for A columns (sizes only)."""
+    return max(1, min(POOL_ROWS, POOL_SCRATCH // max(A, 1)))
+
+
+@njit(cache=True, error_model="numpy")
 def _pool_chunk(X, W, b, u, starts, counts, s0, s1, pooled, weights, T, keep, one, zero, no):
-    """Segments s0..s1-1 (consecutive; their rows r0..r1-1, gaps included):
-    one single-threaded gemm S = X[r0:r1] W, then per row t = tanh(S + b)
-    (kept in T when ``keep``), its score dot(t, u) (8-lane order), the
-    segment's softmax and the weighted sum of its rows of X."""
+    """Segments s0..s1-1 (consecutive; their rows r0..r1-1, gaps included).
+    Rows in blocks of _pool_block(A) rows (the scratch stays at most
+    POOL_SCRATCH elements however long a segment is): one single-threaded
+    gemm S = X[block] W, then per row t = tanh(S + b) (kept in T when
+    ``keep``) and its score dot(t, u) (8-lane order) in ``weights``; rows in
+    gaps between segments are set back to 0; then per segment the softmax
+    and the weighted sum of its rows of X."""
     H = X.shape[1]
     A = W.shape[1]
     r0 = starts[s0]
     r1 = starts[s1 - 1] + counts[s1 - 1]
-    nr = max(r1 - r0, 0)
-    S = np.empty((max(nr, 1), A), dtype=X.dtype)
-    if nr > 0 and A > 0:
-        if H > 0:
-            gemm_at(no, no, nr, A, H, one, X, r0 * H, H, W, r0 - r0, A, zero, S, r0 - r0, A)
-        else:
-            for r in range(nr):
-                for h in range(A):
-                    S[r, h] = zero
-    for sg in range(s0, s1):
-        a0 = starts[sg]
-        a1 = a0 + counts[sg]
-        for h in range(H):
-            pooled[sg, h] = zero
-        if a1 <= a0:
-            continue
-        m = X.dtype.type(-np.inf)
-        for r in range(a0, a1):
-            t = S[r - r0]
+    blk = _pool_block(A)
+    S = np.empty((blk, A), dtype=X.dtype)
+    z = r0 - r0
+    for q0 in range(r0, r1, blk):
+        q1 = min(q0 + blk, r1)
+        if A > 0:
+            if H > 0:
+                gemm_at(no, no, q1 - q0, A, H, one, X, q0 * H, H, W, z, A, zero, S, z, A)
+            else:
+                for r in range(q1 - q0):
+                    for h in range(A):
+                        S[r, h] = zero
+        for r in range(q0, q1):
+            t = S[r - q0]
             for h in range(A):
                 t[h] = _tanh(t[h] + b[h])
             if keep:
                 tr = T[r]
                 for h in range(A):
                     tr[h] = t[h]
-            acc = _dot_lanes(t, 0, u, 0, A)
-            weights[r] = acc
-            if acc > m:
-                m = acc
-        z = zero
+            weights[r] = _dot_lanes(t, z, u, z, A)
+    end = r0
+    for sg in range(s0, s1):
+        a0 = starts[sg]
+        a1 = a0 + counts[sg]
+        for r in range(end, a0):   # a gap (padding rows): no weight, no tanh values
+            weights[r] = zero
+            if keep:
+                for h in range(A):
+                    T[r, h] = zero
+        if a1 > end:
+            end = a1
+        for h in range(H):
+            pooled[sg, h] = zero
+        if a1 <= a0:
+            continue
+        m = X.dtype.type(-np.inf)
+        for r in range(a0, a1):
+            if weights[r] > m:
+                m = weights[r]
+        zs = zero
         for r in range(a0, a1):
             e = _exp(weights[r] - m)
             weights[r] = e
-            z += e
+            zs += e
         for r in range(a0, a1):
-            weights[r] = weights[r] / z
+            weights[r] = weights[r] / zs
         for r in range(a0, a1):
             a = weights[r]
             for h in range(H):
