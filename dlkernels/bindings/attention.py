@@ -380,7 +380,7 @@ def scores(q, k, *, score, params=None, backend=None):
     return out
 
 
-def _key_weights(score, params, Dk):
+def _query_size(score, params, Dk):
     """The query feature size the params of an additive / concat score imply
     (0 when they do not say: ``_params`` then names what is wrong)."""
     W = params.get("Wq" if score == "additive" else "W") if isinstance(params, dict) else None
@@ -427,7 +427,7 @@ def project_keys(k, *, score, params, backend=None):
     if score not in ("additive", "concat"):
         raise ValueError(f"score: expected 'additive' or 'concat' (the scores with a key-side "
                          f"projection), got {score!r}")
-    P = _params(score, params, _key_weights(score, params, k.shape[2]), k.shape[2], k.dtype, True)
+    P = _params(score, params, _query_size(score, params, k.shape[2]), k.shape[2], k.dtype, True)
     _finite(k, "k")
     eng = _eng(backend)
     Wk = P["Wk"] if score == "additive" else P["W"][P["W"].shape[0] - k.shape[2]:]

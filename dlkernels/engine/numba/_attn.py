@@ -8,8 +8,9 @@ names, arguments and semantics and gives the same bits):
 * No validation here: the bindings (``dlkernels.bindings.attention``) check
   shapes, dtypes and ranges and hand over C-contiguous arrays of one float
   dtype (float32 or float64); index arrays are int64, boolean masks uint8.
-* The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs done
-  by the caller; the kernels take their results in two shapes:
+* The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs the
+  binding makes (with ``attn_gemm``, below); the score kernels take their
+  results in two shapes:
   ``Qp`` (B, Tq, E), one projected query per row, and ``Kp`` (B, Tk, E), one
   projected key per row (the keys as the user holds them for "dot",
   "scaled_dot" and "general": no transposed copy).  Two score kinds cover
