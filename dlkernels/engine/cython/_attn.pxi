@@ -152,12 +152,8 @@ cdef inline void _at_row_ok(floating* s, Py_ssize_t b, Py_ssize_t i, Py_ssize_t 
                             Py_ssize_t Tk, const int64_t* L, bint causal, int mmode,
                             const uint8_t* mb, const floating* mf, Py_ssize_t msb,
                             Py_ssize_t msq, Py_ssize_t msk, uint8_t* ok) noexcept nogil:
-    cdef Py_ssize_t j, lim = L[b], c, base = b * msb + i * msq
+    cdef Py_ssize_t j, lim = _at_row_lim(b, i, Tq, Tk, L, causal), base = b * msb + i * msq
     cdef floating f, ninf = -INFINITY
-    if causal:
-        c = i + Tk - Tq + 1
-        if c < lim:
-            lim = c
     for j in range(Tk):
         if j >= lim:
             ok[j] = 0
@@ -351,18 +347,17 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const 
     cdef floating* t = w + Tk
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
     cdef Py_ssize_t r, b, i, j, n
-    cdef bint fin
+    cdef bint fin, kfin = True
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
+        if check and kind != 0 and (i == 0 or r == r0):
+            kfin = _at_all_finite(Kp + b * Tk * E, _at_min(L[b], Tk) * E)
         n = _at_row_lim(b, i, Tq, Tk, L, causal)
         _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, t, False)
-        fin = True
-        if check:
-            if kind == 0:
-                fin = _at_all_finite(s, n)
-            else:
-                fin = _at_all_finite(Kp + b * Tk * E, n * E)
+        fin = kfin
+        if check and kind == 0:
+            fin = _at_all_finite(s, n)
         _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _at_softmax_row(s, ok, Tk, w)
         _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)

@@ -38,11 +38,11 @@ names, arguments and semantics and gives the same bits):
 * Non-finite input (``attn_fwd`` with ``check``): row r = (b, i) sets
   ``bad[r]`` = 1 when, among the keys j below its limit (``L[b]`` and
   causality), a score is non-finite (SCORE_DOT: a non-finite key always
-  gives one, 0 * inf being NaN; or finite inputs overflowed) or a projected
-  key is (SCORE_TANH: tanh(inf) is finite, so the keys are scanned), or its
-  context is (an attended non-finite value always reaches it); else 0.  The
-  checks read what the row's pass has just read, so they add no pass over
-  memory.  The binding then decides exactly, from the mask, whether an
+  gives one, 0 * inf being NaN; or finite inputs overflowed), or (SCORE_TANH:
+  tanh(inf) is finite, so the keys are scanned, once per batch row and work
+  item) a projected key below ``L[b]`` is, or its context is (an attended
+  non-finite value always reaches it); else 0.  The checks read what the
+  row's pass reads, so they add no pass over memory.  The binding then decides exactly, from the mask, whether an
   attended position is bad (the kernels never use a score or value at a
   position not attended, so a bad one elsewhere does not change the
   results).
@@ -149,11 +149,7 @@ def _row_lim(b, i, Tq, Tk, L, causal):
 @njit(cache=True, error_model="numpy")
 def _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok):
     """ok[j] = 1 where key j is attended by row (b, i); adds a float mask to s."""
-    lim = L[b]
-    if causal:
-        c = i + Tk - Tq + 1
-        if c < lim:
-            lim = c
+    lim = _row_lim(b, i, Tq, Tk, L, causal)
     base = b * msb + i * msq
     ninf = s.dtype.type(-np.inf)
     for j in range(Tk):
@@ -350,17 +346,18 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
     scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
     z = r0 - r0       # run-time 0 and False (see _scores_rows)
     no = r0 < z
+    kfin = True
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
+        if check and kind != SCORE_DOT and (i == 0 or r == r0):
+            # tanh hides inf: the keys below L[b], once per batch row and work item
+            kfin = all_finite(Kp[b].reshape(Tk * E), z, min(L[b], Tk) * E)
         n = _row_lim(b, i, Tq, Tk, L, causal)
         _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
-        fin = True
-        if check:  # a non-finite key makes its dot score non-finite; tanh hides inf
-            if kind == SCORE_DOT:
-                fin = all_finite(s, z, n)
-            else:
-                fin = all_finite(Kp[b].reshape(Tk * E), z, n * E)
+        fin = kfin
+        if check and kind == SCORE_DOT:  # a non-finite key makes its score non-finite
+            fin = all_finite(s, z, n)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
