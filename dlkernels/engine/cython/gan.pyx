@@ -102,24 +102,14 @@ cdef void _gemm_small(bint ta, int M, int N, int K, const floating* A, int lda,
             free(T)
             return
     for i in range(M):
+        cr = C + i * ldc
         for j in range(N):
-            C[i * ldc + j] = 0
-    if ta:
+            cr[j] = 0
         for k in range(K):
+            a = A[k * lda + i] if ta else A[i * lda + k]
             br = B + k * ldb
-            for i in range(M):
-                a = A[k * lda + i]
-                cr = C + i * ldc
-                for j in range(N):
-                    cr[j] = cr[j] + a * br[j]
-    else:
-        for i in range(M):
-            cr = C + i * ldc
-            for k in range(K):
-                a = A[i * lda + k]
-                br = B + k * ldb
-                for j in range(N):
-                    cr[j] = cr[j] + a * br[j]
+            for j in range(N):
+                cr[j] = cr[j] + a * br[j]
 
 
 cdef void _gemm_tiled(bint ta, bint tb, int M, int N, int K, const floating* A, int lda,

@@ -158,7 +158,7 @@ def _gemm_small(ta, M, N, K, A, lda, B, ldb, C, ldc):
     inner loops index row views from 0 (no negative-index fix-up: they vectorize)."""
     if ta and N < _SMALL_T_VEC:
         # C^T row by row, the inner loop over the M contiguous entries of a row of A
-        T = np.zeros(M, C.dtype)
+        T = np.empty(M, C.dtype)
         for j in range(N):
             for i in range(M):
                 T[i] = 0.0
@@ -174,22 +174,11 @@ def _gemm_small(ta, M, N, K, A, lda, B, ldb, C, ldc):
         cr = C[i * ldc:i * ldc + N]
         for j in range(N):
             cr[j] = 0.0
-    if ta:
         for k in range(K):
+            a = A[k * lda + i] if ta else A[i * lda + k]
             br = B[k * ldb:k * ldb + N]
-            for i in range(M):
-                a = A[k * lda + i]
-                cr = C[i * ldc:i * ldc + N]
-                for j in range(N):
-                    cr[j] = cr[j] + a * br[j]
-    else:
-        for i in range(M):
-            cr = C[i * ldc:i * ldc + N]
-            for k in range(K):
-                a = A[i * lda + k]
-                br = B[k * ldb:k * ldb + N]
-                for j in range(N):
-                    cr[j] = cr[j] + a * br[j]
+            for j in range(N):
+                cr[j] = cr[j] + a * br[j]
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
