@@ -233,7 +233,7 @@ def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
                                    (5, 0, 3), (5, 4, 0)])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
 def test_engine_gemm_in_tiles(backend, dtype, shape, ta, tb, restore_threads):
-    # attn_gemm (the projections and their gradients): op(A) op(B) in tiles
+    # attn_gemm (the projections' gradients): op(A) op(B) in tiles
     # of PROJ_ROWS rows (single-threaded gemm each): equal to NumPy's product
     # within float rounding, the same bits for 1 and 2 threads, zeros when
     # the inner size is 0.
@@ -343,6 +343,84 @@ def test_backends_bit_identical_projection_tiles(dtype):
     for x, y in [(ga["q"], gb["q"]), (ga["k"], gb["k"]), (ga["v"], gb["v"])] + [
             (ga["params"][n], gb["params"][n]) for n in P]:
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape", [(2, 300, 17, 9), (3, 128, 5, 3), (1, 129, 1, 1), (2, 0, 4, 3),
+                                   (2, 5, 0, 3), (2, 5, 4, 0), (0, 3, 4, 5)])
+def test_engine_project_in_tiles(backend, dtype, shape, restore_threads):
+    # attn_project (every projection of the score functions): x @ W (+ b) by
+    # tiles of PROJ_ROWS rows within each batch row: NumPy's product within
+    # rounding, the bias added, the same bits for 1 and 2 threads, zeros
+    # when D is 0.
+    from dlkernels.bindings.attention import _eng
+    eng = _eng(backend)
+    B, T, D, E = shape
+    rng = np.random.default_rng(23)
+    X = rng.standard_normal((B, T, D)).astype(dtype)
+    W = rng.standard_normal((D, E)).astype(dtype)
+    b = rng.standard_normal(E).astype(dtype)
+    outs = []
+    for th in (1, 2):
+        dlkernels.set_num_threads(th)
+        out = np.full((B, T, E), np.nan, dtype)
+        with dlkernels.blas_single_threaded():
+            eng.attn_project(X, W, b, True, out)
+        outs.append(out)
+    close(outs[0], X.astype(np.float64) @ W + b, dtype)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("score", ["general", "additive", "concat"])
+def test_fused_projections_tiles(backend, dtype, score, restore_threads):
+    # attend projects inside its work items (query and key tiles of PROJ_ROWS
+    # rows per batch row; key tiles past the lengths / causal limit skipped):
+    # more than PROJ_ROWS queries and keys, one batch row with keys in the
+    # second tile only, one empty.  Against the reference; the weights bit for
+    # bit those of masked_softmax(scores(...)) (same projection calls, same
+    # orders); projected_keys and 1 or 2 threads change no bit.
+    from dlkernels.bindings.attention import _eng
+    R = _eng(backend).PROJ_ROWS
+    rng = np.random.default_rng(21)
+    B, Tq, Tk = 3, R + 22, R + 37
+    q, k, v, P = case(score, dtype, rng, B=B, Tq=Tq, Tk=Tk, H=9, g=(score == "additive"))
+    kw = dict(lengths=[Tk, R + 3, 0], causal=True)
+    ctx, w = A.attend(q, k, v, score=score, params=P, return_weights=True, backend=backend, **kw)
+    rc, rw = ref.attend(q, k, v, score, P, **kw)
+    close(ctx, rc, dtype)
+    close(w, rw, dtype)
+    S = A.scores(q, k, score=score, params=P, backend=backend)
+    np.testing.assert_array_equal(w, A.masked_softmax(S, backend=backend, **kw))
+    if score != "general":
+        Kp = A.project_keys(k, score=score, params=P, backend=backend)
+        np.testing.assert_array_equal(ctx, A.attend(q, k, v, score=score, params=P,
+                                                    projected_keys=Kp, backend=backend, **kw))
+    dlkernels.set_num_threads(1)
+    one = A.attend(q, k, v, score=score, params=P, backend=backend, **kw)
+    np.testing.assert_array_equal(ctx, one)
+
+
+@pytest.mark.parametrize("score", ["general", "additive"])
+def test_fused_projections_allocate_no_projection(backend, score, restore_threads):
+    # the (B, Tq, H) and (B, Tk, H) projections are never allocated by attend:
+    # its peak (tracemalloc: the binding's NumPy arrays, and the Numba
+    # kernels' scratch, which numba's allocator reports to it; the Cython
+    # kernels' malloc is not traced) stays within the context plus each
+    # thread's scratch -- one work item's query and key tiles, O((Tq + Tk) H)
+    # -- a small fraction of the query projection alone.
+    import tracemalloc
+    dlkernels.set_num_threads(2)
+    rng = np.random.default_rng(22)
+    B, Tq, Tk = 64, 40, 60
+    q, k, v, P = case(score, np.float64, rng, B=B, Tq=Tq, Tk=Tk, Dq=16, Dk=64, Dv=2, H=64)
+    A.attend(q, k, v, score=score, params=P, backend=backend)   # compile, warm
+    tracemalloc.start()
+    ctx = A.attend(q, k, v, score=score, params=P, backend=backend)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    H = P["W"].shape[1] if score == "general" else P["v"].shape[0]
+    per_thread = (Tq + Tk + 4) * H * 8 + 3 * Tk * 8
+    bound = ctx.nbytes + 2 * per_thread + (16 << 10)
+    assert peak < bound < B * Tq * H * 8 // 4, (peak, bound)
 
 
 def test_threads_bit_identical(backend, dtype, restore_threads):

@@ -257,10 +257,17 @@ def _gemm(eng, A, B, ta=False, tb=False):
     return C
 
 
-def _project(eng, x, W):
-    """x (B, T, D) @ W (D, H) (x C-contiguous)."""
-    B, T, D = x.shape
-    return _gemm(eng, x.reshape(B * T, D), W).reshape(B, T, W.shape[1])
+def _project(eng, x, W, bias=None):
+    """x (B, T, D) @ W (D, H) (+ bias) (x C-contiguous), by the engine's
+    ``attn_project``: tiles of PROJ_ROWS rows within each batch row, the
+    gemm calls the fused forward (``attn_fwd_proj``) makes too, so every
+    projection of a batch row has the same bits wherever it is made."""
+    out = np.empty(x.shape[:2] + (W.shape[1],), x.dtype)
+    has_b = bias is not None
+    with blas_single_threaded():
+        eng.attn_project(x, np.ascontiguousarray(W), bias if has_b else np.zeros(1, x.dtype),
+                         has_b, out)
+    return out
 
 
 def _prepare(eng, score, q, k, P, Kp=None):
@@ -277,15 +284,45 @@ def _prepare(eng, score, q, k, P, Kp=None):
         Wq, Wk = P["Wq"], P["Wk"]
     else:
         Wq, Wk = P["W"][:Dq], P["W"][Dq:]
-    Qp = _project(eng, q, Wq)
-    if "b" in P:
-        Qp += P["b"]
+    Qp = _project(eng, q, Wq, P.get("b"))
     if Kp is None:
         Kp = _project(eng, k, Wk)
     v = P["v"]
     if "g" in P:
         v = (P["g"] * v / np.linalg.norm(v)).astype(dt)
     return 1, Qp, Kp, v, 1.0
+
+
+def _fwd_proj(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, want_w, check, bad):
+    """attend's kernel call for the scores with projections ("general",
+    "additive", "concat"): the engine projects inside its work items, so the
+    (B, Tq, E) and (B, Tk, E) projections are never allocated (extra memory
+    O(threads x tile)); the same products as ``_prepare``'s."""
+    dt = q.dtype
+    one = np.zeros(1, dt)
+    kgiven = True
+    Wk = np.zeros((1, 1), dt)
+    if score == "general":
+        kind, Wq, bq, Kp, vv = 0, P["W"], one, k, one
+    else:
+        Dq = q.shape[2]
+        kind = 1
+        if score == "additive":
+            Wq, Wk = P["Wq"], P["Wk"]
+        else:
+            Wq, Wk = P["W"][:Dq], P["W"][Dq:]
+        bq = P.get("b", one)
+        vv = P["v"]
+        if "g" in P:
+            vv = (P["g"] * vv / np.linalg.norm(vv)).astype(dt)
+        if Kp is None:
+            kgiven, Kp = False, np.zeros((1, 1, 1), dt)
+    with blas_single_threaded():
+        eng.attn_fwd_proj(kind=kind, Xq=q, Wq=np.ascontiguousarray(Wq), bq=bq, has_b="b" in P,
+                          Xk=k, Wk=np.ascontiguousarray(Wk), Kp=Kp, kgiven=kgiven, vv=vv,
+                          scale=1.0, V=v, L=L, causal=causal, mmode=mk[0], mb=mk[1], mf=mk[2],
+                          msb=mk[3], msq=mk[4], msk=mk[5], ctx=ctx, wout=w, want_w=want_w,
+                          check=check, bad=bad)
 
 
 def _project_back(eng, score, q, k, P, dQp, dKp, dvv):
@@ -479,6 +516,13 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     """Fused attention: scores, masked stable softmax and the weighted sum of
     the values, one pass per query row, without the (B, Tq, Tk, H) tensor.
 
+    The projections of "general", "additive" and "concat" are made inside
+    the kernel's work items (a batch row and up to 128 of its queries; its
+    keys up to the last one a row may attend): neither (B, Tq, H) nor
+    (B, Tk, H) is allocated, so the memory beyond the outputs is O(threads
+    x (128 + Tk) x H).  A batch row with more than 128 queries projects its
+    keys once per 128 queries (a few percent of the score's work).
+
     Parameters
     ----------
     q : array (B, Tq, Dq), float32 or float64
@@ -541,7 +585,6 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
                              f"'additive' and 'concat' project the keys)")
         Kp = check_array(projected_keys, "projected_keys", dtype=dt,
                          shape=(B, k.shape[1], P["v"].shape[0]))
-    kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P, Kp)
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
     # The kernel checks keys and values in the pass that reads them (a separate
@@ -550,8 +593,13 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     # here, by the mask.  Positions not attended never reach a result, so
     # nothing is recomputed.
     bad = np.zeros(B * Tq if check_finite and B * Tq else 1, np.uint8)
-    eng.attn_fwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, ctx, w, return_weights,
-                 check_finite, bad)
+    if score in ("dot", "scaled_dot"):
+        kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P, Kp)
+        eng.attn_fwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, ctx, w, return_weights,
+                     check_finite, bad)
+    else:
+        _fwd_proj(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, return_weights,
+                  check_finite, bad)
     if check_finite and bad.any():
         if projected_keys is None:
             _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)

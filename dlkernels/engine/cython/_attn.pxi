@@ -16,8 +16,8 @@ from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH", "attn_gemm",
-             "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd",
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "PROJ_SMALL", "POOL_ROWS", "POOL_SCRATCH",
+             "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd",
              "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
@@ -27,6 +27,7 @@ cpdef enum:
     POOL_ROWS = 256  # rows of X per work item of attn_pool_fwd (see the Numba twin)
     POOL_SCRATCH = 1 << 20  # scratch elements per work item of attn_pool_fwd (Numba twin)
     PROJ_ROWS = 128  # rows of the product per work item of attn_gemm (see the Numba twin)
+    PROJ_SMALL = 8  # a projection tile of at most this many rows is a loop (Numba twin)
 
 
 cdef inline floating _at_tanh(floating x) noexcept nogil:
@@ -105,6 +106,20 @@ cdef extern from *:
                 for (d = 0; d < Dv; d++) out[d] = out[d] + a * vr[d];                  \
             }                                                                          \
         }                                                                              \
+    }                                                                                  \
+    /* out (n, E) = X (n, K) @ W (K, E), each element summed over d ascending   \
+       from 0 (the twin of _attn.py's _proj_rows loop for small tiles) */            \
+    DLK_CLONES static void dlk_at_rows_##SUF(const T *restrict X, Py_ssize_t n,        \
+            Py_ssize_t K, const T *restrict W, Py_ssize_t E, T *restrict out) {        \
+        Py_ssize_t r, d, e; T a; const T *restrict wr; T *restrict orow;               \
+        for (r = 0; r < n * E; r++) out[r] = 0;                                        \
+        for (d = 0; d < K; d++) {                                                      \
+            wr = W + d * E;                                                            \
+            for (r = 0; r < n; r++) {                                                  \
+                a = X[r * K + d]; orow = out + r * E;                                  \
+                for (e = 0; e < E; e++) orow[e] = orow[e] + a * wr[e];                 \
+            }                                                                          \
+        }                                                                              \
     }
     DLK_AT_SCORE_ROW(float, f32, dlk_tanh32)
     DLK_AT_SCORE_ROW(double, f64, dlk_tanh64)
@@ -123,6 +138,10 @@ cdef extern from *:
                          Py_ssize_t Dv, float* out) noexcept nogil
     void dlk_at_wsum_f64(const double* w, const uint8_t* ok, Py_ssize_t n, const double* V,
                          Py_ssize_t Dv, double* out) noexcept nogil
+    void dlk_at_rows_f32(const float* X, Py_ssize_t n, Py_ssize_t K, const float* W,
+                         Py_ssize_t E, float* out) noexcept nogil
+    void dlk_at_rows_f64(const double* X, Py_ssize_t n, Py_ssize_t K, const double* W,
+                         Py_ssize_t E, double* out) noexcept nogil
 
 
 cdef inline void _at_score_row(int kind, const floating* qrow, const floating* Kb,
@@ -394,6 +413,138 @@ def attn_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] K
         _at_fwd_chunk(kind, qp, kpp, &vv[0], sc, vp, c * nrows // nch, (c + 1) * nrows // nch,
                       Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk, cp,
                       wp, want_w, check, &bad[0])
+
+
+cdef void _at_proj_rows(const floating* X, Py_ssize_t n, Py_ssize_t K, const floating* W,
+                        Py_ssize_t E, const floating* bias, bint has_b,
+                        floating* out) noexcept nogil:
+    """out (n, E) = X (n, K) @ W (K, E) (+ bias): one single-threaded gemm, or
+    a loop for at most PROJ_SMALL rows; zeros for K == 0 (Numba twin:
+    _proj_rows)."""
+    cdef Py_ssize_t r, e
+    if n == 0 or E == 0:
+        return
+    if K == 0 or n <= PROJ_SMALL:
+        if floating is float:
+            dlk_at_rows_f32(X, n, K, W, E, out)
+        else:
+            dlk_at_rows_f64(X, n, K, W, E, out)
+    else:
+        gemm(False, False, <int>n, <int>E, <int>K, <floating>1, X, <int>K, W, <int>E,
+             <floating>0, out, <int>E)
+    if has_b:
+        for r in range(n):
+            for e in range(E):
+                out[r * E + e] = out[r * E + e] + bias[e]
+
+
+def attn_project(const floating[:, :, ::1] X, const floating[:, ::1] W,
+                 const floating[::1] bias, bint has_b, floating[:, :, ::1] out):
+    """out (B, T, E) = X (B, T, D) @ W (+ bias): tiles of PROJ_ROWS rows within
+    each batch row, one single-threaded gemm each, in parallel (Numba twin)."""
+    cdef Py_ssize_t B = X.shape[0], T = X.shape[1], D = X.shape[2], E = W.shape[1]
+    cdef Py_ssize_t nt = (T + PROJ_ROWS - 1) // PROJ_ROWS, nit = B * nt, t, b, c0
+    if nit == 0 or E == 0:
+        return
+    cdef const floating* xp = &X[0, 0, 0] if D else NULL
+    cdef const floating* wp = &W[0, 0] if D else NULL
+    cdef const floating* bp = &bias[0] if bias.shape[0] else NULL
+    cdef floating* op = &out[0, 0, 0]
+    for t in prange(nit, nogil=True, schedule="static"):
+        b = t // nt
+        c0 = (t - b * nt) * PROJ_ROWS
+        _at_proj_rows(xp + (b * T + c0) * D, _at_min(c0 + PROJ_ROWS, T) - c0, D, wp, E, bp,
+                      has_b, op + (b * T + c0) * E)
+
+
+cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize_t Dq,
+                            const floating* Wq, const floating* bq, bint has_b,
+                            const floating* Xk, Py_ssize_t Dk, const floating* Wk,
+                            const floating* Kp, bint kgiven, const floating* vv, floating sc,
+                            const floating* V, Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
+                            Py_ssize_t Dv, const int64_t* L, bint causal, int mmode,
+                            const uint8_t* mb, const floating* mf, Py_ssize_t msb,
+                            Py_ssize_t msq, Py_ssize_t msk, floating* ctx, floating* wout,
+                            bint want_w, bint check, uint8_t* bad) noexcept nogil:
+    cdef Py_ssize_t nqt = (Tq + PROJ_ROWS - 1) // PROJ_ROWS
+    cdef Py_ssize_t b = t // nqt, i0 = (t - b * nqt) * PROJ_ROWS
+    cdef Py_ssize_t i1 = _at_min(i0 + PROJ_ROWS, Tq), nq, nk, ii, i, r, j, n, c0
+    cdef bint fin, kfin = True
+    nq = i1 - i0
+    nk = _at_row_lim(b, i1 - 1, Tq, Tk, L, causal)
+    cdef floating* Qs = <floating*>malloc((nq * E + 2 * Tk + E + 1) * sizeof(floating))
+    cdef floating* s = Qs + nq * E
+    cdef floating* w = s + Tk
+    cdef floating* tt = w + Tk
+    cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
+    cdef floating* Kown = NULL
+    cdef const floating* Ks
+    _at_proj_rows(Xq + (b * Tq + i0) * Dq, nq, Dq, Wq, E, bq, has_b, Qs)
+    if kgiven:
+        Ks = Kp + b * Tk * E
+    else:
+        # the key tiles holding keys 0..nk-1 (padding beyond them is not projected)
+        Kown = <floating*>malloc((Tk * E + 1) * sizeof(floating))
+        c0 = 0
+        while c0 < nk:
+            _at_proj_rows(Xk + (b * Tk + c0) * Dk, _at_min(c0 + PROJ_ROWS, Tk) - c0, Dk, Wk, E,
+                          bq, False, Kown + c0 * E)
+            c0 += PROJ_ROWS
+        Ks = Kown
+    if check and kind != 0:  # tanh hides inf: the keys the item reads
+        kfin = _at_all_finite(Ks, nk * E)
+    for ii in range(nq):
+        i = i0 + ii
+        r = b * Tq + i
+        n = _at_row_lim(b, i, Tq, Tk, L, causal)
+        _at_score_row(kind, Qs + ii * E, Ks, E, vv, sc, n, s, tt, False)
+        fin = kfin
+        if check and kind == 0:
+            fin = _at_all_finite(s, n)
+        _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _at_softmax_row(s, ok, Tk, w)
+        _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)
+        if check:
+            bad[r] = 0 if fin and _at_all_finite(ctx + r * Dv, Dv) else 1
+        if want_w:
+            for j in range(Tk):
+                wout[r * Tk + j] = w[j]
+    free(Qs)
+    free(ok)
+    free(Kown)
+
+
+def attn_fwd_proj(int kind, const floating[:, :, ::1] Xq, const floating[:, ::1] Wq,
+                  const floating[::1] bq, bint has_b, const floating[:, :, ::1] Xk,
+                  const floating[:, ::1] Wk, const floating[:, :, ::1] Kp, bint kgiven,
+                  const floating[::1] vv, double scale, const floating[:, :, ::1] V,
+                  const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
+                  const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
+                  floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w, bint check,
+                  uint8_t[::1] bad):
+    """attn_fwd with the projections made inside the work items (batch row b,
+    a tile of PROJ_ROWS of its queries; the same gemm calls as attn_project;
+    see the Numba twin)."""
+    cdef Py_ssize_t B = Xq.shape[0], Tq = Xq.shape[1], Dq = Xq.shape[2], E = Wq.shape[1]
+    cdef Py_ssize_t Tk = V.shape[1], Dv = V.shape[2], Dk = Xk.shape[2], nit, t
+    cdef floating sc = <floating>scale
+    if B * Tq == 0:
+        return
+    cdef const floating* xq = &Xq[0, 0, 0] if Dq else NULL
+    cdef const floating* wq = &Wq[0, 0] if Dq * E else NULL
+    cdef const floating* xk = &Xk[0, 0, 0] if Xk.shape[0] * Xk.shape[1] * Dk else NULL
+    cdef const floating* wk = &Wk[0, 0] if Wk.shape[0] * Wk.shape[1] else NULL
+    cdef const floating* kpp = &Kp[0, 0, 0] if Kp.shape[0] * Kp.shape[1] * Kp.shape[2] else NULL
+    cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else NULL
+    cdef floating* cp = &ctx[0, 0, 0] if Dv else NULL
+    cdef floating* wp = &wout[0, 0, 0] if wout.shape[0] * wout.shape[1] * wout.shape[2] else NULL
+    cdef const floating* vvp = &vv[0] if vv.shape[0] else NULL
+    cdef const floating* bp = &bq[0] if bq.shape[0] else NULL
+    nit = B * ((Tq + PROJ_ROWS - 1) // PROJ_ROWS)
+    for t in prange(nit, nogil=True, schedule="static"):
+        _at_fwd_proj_item(t, kind, xq, Dq, wq, bp, has_b, xk, Dk, wk, kpp, kgiven, vvp, sc, vp,
+                          Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk,
+                          cp, wp, want_w, check, &bad[0])
 
 
 cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const floating* vv,

@@ -8,9 +8,14 @@ names, arguments and semantics and gives the same bits):
 * No validation here: the bindings (``dlkernels.bindings.attention``) check
   shapes, dtypes and ranges and hand over C-contiguous arrays of one float
   dtype (float32 or float64); index arrays are int64, boolean masks uint8.
-* The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs the
-  binding makes (with ``attn_gemm``, below); the score kernels take their
-  results in two shapes:
+* The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs in
+  tiles of PROJ_ROWS rows within each batch row (``attn_project``; a tile of
+  at most PROJ_SMALL rows is a loop): the same calls wherever a projection is
+  made, so it has the same bits in the fused forward (``attn_fwd_proj``,
+  which projects inside its work items and never allocates the
+  projections), in ``attn_project`` (the backward, ``scores``,
+  ``project_keys``) and in either backend.  The score kernels take the
+  projections in two shapes:
   ``Qp`` (B, Tq, E), one projected query per row, and ``Kp`` (B, Tk, E), one
   projected key per row (the keys as the user holds them for "dot",
   "scaled_dot" and "general": no transposed copy).  Two score kinds cover
@@ -51,9 +56,9 @@ names, arguments and semantics and gives the same bits):
   item (a chunk of query rows, a batch row in the backward, a run of
   segments) writes only its own outputs, so results do not depend on the
   thread count.
-* The projections themselves and their gradients: ``attn_gemm`` (tiles of
-  PROJ_ROWS rows of the product, one single-threaded GEMM per tile, tiles
-  in parallel; the bindings call it inside ``blas_single_threaded``).
+* The gradients' products: ``attn_gemm`` (tiles of PROJ_ROWS rows of the
+  product, one single-threaded GEMM per tile, tiles in parallel); it and
+  the projecting kernels are called inside ``blas_single_threaded``.
   Doing them on the kernels' own threads, not in NumPy's multi-threaded
   BLAS, keeps two thread pools from spinning against each other between a
   projection and a kernel.
@@ -65,8 +70,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
-__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH", "attn_gemm",
-           "attn_scores", "attn_softmax", "attn_fwd", "attn_bwd", "attn_local_fwd",
+__all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH",
+           "PROJ_SMALL", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj",
+           "attn_project", "attn_bwd", "attn_local_fwd",
            "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
@@ -82,10 +88,22 @@ POOL_ROWS = 256
 #: POOL_SCRATCH / POOL_ROWS (``_pool_block``; at least one row)
 POOL_SCRATCH = 1 << 20
 
-#: rows of the product per work item of ``attn_gemm`` (fixed: the tiling, hence the
-#: bits, depend on the sizes only; 128 rows keep a GEMM tile near its peak
-#: rate for any inner size while giving 2-8 threads enough tiles)
+#: rows of the product per work item of ``attn_gemm``, and per tile of a
+#: projection (``attn_project``, ``attn_fwd_proj``: tiles of PROJ_ROWS rows
+#: within each batch row, one gemm each -- a BLAS's bits depend on the rows
+#: of the call, so every projection of a batch row is made by the same calls
+#: and the forward, the backward and ``project_keys`` see the same bits).
+#: Fixed: the tiling, hence the bits, depend on the sizes only; 128 rows keep
+#: a GEMM tile near its peak rate for any inner size while giving 2-8 threads
+#: enough tiles
 PROJ_ROWS = 128
+
+#: a projection tile of at most this many rows is a plain loop, not a gemm
+#: call: a BLAS packs all of W (K x E) on every call, which costs about as
+#: much as 8-16 rows of the product (measured: sgemm 2-17 GFLOP/s at 1-8 rows
+#: against the loop's 15-26, K = E = 256) -- a decoding step projects one
+#: query per batch row
+PROJ_SMALL = 8
 
 
 from ._blas import gemm_at
@@ -265,7 +283,7 @@ def attn_gemm(ta, tb, A, B, C):
     """C (M, N) = op(A) op(B) (op = transpose when ta / tb; all C-contiguous,
     A (M, K) or (K, M), B (K, N) or (N, K)): tiles of PROJ_ROWS rows of C,
     one single-threaded gemm each, in parallel (the BLAS must be
-    single-threaded meanwhile).  The projections and their gradients."""
+    single-threaded meanwhile).  The gradients' products."""
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
     if M == 0 or N == 0:
@@ -382,6 +400,140 @@ def attn_fwd(kind, Qp, Kp, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk
     for c in prange(nch):
         _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
                   c * nrows // nch, (c + 1) * nrows // nch, ctx, wout, want_w, check, bad)
+
+
+@njit(cache=True, error_model="numpy")
+def _proj_rows(X, r0, n, W, bias, has_b, out, o0):
+    """out[o0:o0+n] = X[r0:r0+n] @ W (+ bias): one single-threaded gemm, or for
+    at most PROJ_SMALL rows a loop (X (R, K), W (K, E), out (>= o0 + n, E), all
+    2-d C-contiguous); zeros for K == 0."""
+    K = X.shape[1]
+    E = W.shape[1]
+    if n == 0 or E == 0:
+        return
+    zero = out.dtype.type(0.0)
+    if K == 0 or n <= PROJ_SMALL:
+        for r in range(o0, o0 + n):
+            for e in range(E):
+                out[r, e] = zero
+        for d in range(K):   # each element summed over d ascending from 0
+            for r in range(n):
+                a = X[r0 + r, d]
+                orow = out[o0 + r]
+                wrow = W[d]
+                for e in range(E):
+                    orow[e] += a * wrow[e]
+    else:
+        gemm_at(False, False, n, E, K, out.dtype.type(1.0), X, r0 * K, K, W, r0 - r0, E, zero,
+                out, o0 * E, E)
+    if has_b:
+        for r in range(o0, o0 + n):
+            for e in range(E):
+                out[r, e] = out[r, e] + bias[e]
+
+
+@njit(cache=True, error_model="numpy")
+def _project_item(t, X, W, bias, has_b, out):
+    B, T, D = X.shape
+    nt = (T + PROJ_ROWS - 1) // PROJ_ROWS
+    b = t // nt
+    c0 = (t - b * nt) * PROJ_ROWS
+    c1 = min(c0 + PROJ_ROWS, T)
+    _proj_rows(X.reshape(B * T, D), b * T + c0, c1 - c0, W, bias, has_b,
+               out.reshape(B * T, W.shape[1]), b * T + c0)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def attn_project(X, W, bias, has_b, out):
+    """out (B, T, E) = X (B, T, D) @ W (D, E) (+ bias (E,) when has_b, else any
+    1-d array): tiles of PROJ_ROWS rows within each batch row, one
+    single-threaded gemm each, in parallel (the BLAS must be single-threaded
+    meanwhile).  The projections of the score functions."""
+    B, T, D = X.shape
+    nit = B * ((T + PROJ_ROWS - 1) // PROJ_ROWS)
+    for t in prange(nit):
+        _project_item(np.int64(t), X, W, bias, has_b, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L, causal, mmode,
+                   mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
+    B, Tq, Dq = Xq.shape
+    Tk = V.shape[1]
+    Dv = V.shape[2]
+    E = Wq.shape[1]
+    nqt = (Tq + PROJ_ROWS - 1) // PROJ_ROWS
+    b = t // nqt
+    i0 = (t - b * nqt) * PROJ_ROWS
+    i1 = min(i0 + PROJ_ROWS, Tq)
+    nq = i1 - i0
+    z = t - t          # run-time 0 and False (see _scores_rows)
+    no = t < z
+    nk = _row_lim(b, i1 - 1, Tq, Tk, L, causal)   # the most keys a row of the item attends
+    Qs = np.empty((nq, E), dtype=V.dtype)
+    _proj_rows(Xq.reshape(B * Tq, Dq), b * Tq + i0, nq, Wq, bq, has_b, Qs, z)
+    if kgiven:
+        Ks = Kp[b]
+    else:
+        # the key tiles holding keys 0..nk-1 (padding beyond them is not projected)
+        Ks = np.empty((Tk, E), dtype=V.dtype)
+        X2 = Xk.reshape(B * Tk, Xk.shape[2])
+        for c0 in range(z, nk, PROJ_ROWS):
+            _proj_rows(X2, b * Tk + c0, min(c0 + PROJ_ROWS, Tk) - c0, Wk, bq, no, Ks, c0)
+    Q3 = Qs.reshape(1, nq, E)
+    K3 = Ks.reshape(1, Tk, E)
+    s = np.empty(Tk, dtype=V.dtype)
+    w = np.empty(Tk, dtype=V.dtype)
+    ok = np.empty(Tk, dtype=np.uint8)
+    scratch = np.empty((1, E), dtype=V.dtype)
+    kfin = True
+    if check and kind != SCORE_DOT:  # tanh hides inf: the keys the item reads
+        kfin = all_finite(Ks.reshape(Tk * E), z, nk * E)
+    for ii in range(nq):
+        i = i0 + ii
+        n = _row_lim(b, i, Tq, Tk, L, causal)
+        _score_row(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no)
+        fin = kfin
+        if check and kind == SCORE_DOT:
+            fin = all_finite(s, z, n)
+        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _softmax_row(s, ok, Tk, w)
+        _weighted_sum(w, ok, n, V, b, z, ctx, i)
+        if check:
+            bad[b * Tq + i] = 0 if fin and all_finite(ctx[b, i], z, Dv) else 1
+        if want_w:
+            for j in range(Tk):
+                wout[b, i, j] = w[j]
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def attn_fwd_proj(kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, scale, V, L, causal, mmode,
+                  mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
+    """``attn_fwd`` with the projections made inside the work items, so that
+    neither (B, Tq, E) nor (B, Tk, E) is ever allocated: an item is a batch
+    row b and a tile of PROJ_ROWS of its queries (i0 = a multiple of
+    PROJ_ROWS); it computes ``Xq[b, i0:i1] @ Wq (+ bq when has_b)`` and,
+    unless ``kgiven`` (then the projected keys are ``Kp[b]``), ``Xk[b] @ Wk``
+    for the key tiles (of PROJ_ROWS keys) that hold the keys its rows may
+    attend (lengths, causality: the tiles of padding are not projected) --
+    the same gemm calls as ``attn_project``, so the same bits; then the rows
+    as in ``attn_fwd``.  A batch row with Tq > PROJ_ROWS projects its keys
+    once per query tile: at most Dk / (60 PROJ_ROWS) of the score's tanh
+    work (a multiply-add in a GEMM costs ~1/60 of a tanh here), ~3% at Dk =
+    256.  Xq (B, Tq, Dq), Wq (Dq, E), Xk (B, Tk, Dk), Wk (Dk, E), Kp (B, Tk,
+    E) (any 3-d array unless kgiven; Xk, Wk any 3-d / 2-d arrays when
+    kgiven), bq (E,) (any 1-d array unless has_b).  Scratch O((PROJ_ROWS +
+    Tk) E) per item; the BLAS must be single-threaded meanwhile; same bits
+    for any thread count."""
+    B = Xq.shape[0]
+    Tq = Xq.shape[1]
+    if B * Tq == 0:
+        return
+    sc = V.dtype.type(scale)
+    nit = B * ((Tq + PROJ_ROWS - 1) // PROJ_ROWS)
+    for t in prange(nit):
+        _fwd_proj_item(np.int64(t), kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
+                       causal, mmode, mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad)
 
 
 @njit(cache=True, error_model="numpy")
