@@ -229,6 +229,27 @@ def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
     assert np.isfinite(ctx[0, 0]).all() and w[0, 0, 5] == 0
 
 
+@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_query_checked_in_the_kernel(backend, score, bad):
+    # attend leaves q's check to its kernel's row flags: a non-finite query
+    # raises wherever it is -- in a row that attends keys, in a row with no
+    # key at all (lengths 0), past PROJ_ROWS queries -- and check_finite=False
+    # returns.
+    from dlkernels.bindings.attention import _eng
+    R = _eng(backend).PROJ_ROWS
+    rng = np.random.default_rng(24)
+    q, k, v, P = case(score, np.float64, rng, B=3, Tq=R + 2, Tk=4)
+    kw = dict(score=score, params=P, lengths=[4, 0, 2], backend=backend)
+    A.attend(q, k, v, **kw)
+    for b, i, d in [(0, 0, 0), (1, 3, -1), (2, R + 1, 1)]:
+        x = q.copy()
+        x[b, i, d] = bad
+        with pytest.raises(ValueError, match="q: expected finite values"):
+            A.attend(x, k, v, **kw)
+        A.attend(x, k, v, check_finite=False, **kw)
+
+
 @pytest.mark.parametrize("shape", [(300, 17, 9), (128, 5, 3), (129, 1, 1), (0, 4, 3),
                                    (5, 0, 3), (5, 4, 0)])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])

@@ -171,7 +171,11 @@ def _lengths(lengths, B, T, name="lengths"):
         raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
     if arr.shape != (B,):
         raise ValueError(f"{name}: expected shape ({B},), got {arr.shape}")
-    if B and (arr.min() < 0 or arr.max() > T):
+    if arr.dtype == np.int64:   # one comparison: negatives are huge as uint64
+        out_of_range = B and bool((arr.view(np.uint64) > T).any())
+    else:
+        out_of_range = B and (arr.min() < 0 or arr.max() > T)
+    if out_of_range:
         bad = arr[(arr < 0) | (arr > T)][0]
         raise ValueError(f"{name}: expected values in [0, {T}], got {int(bad)}")
     return np.ascontiguousarray(arr, dtype=np.int64)
@@ -365,7 +369,9 @@ def _project_back(eng, score, q, k, P, dQp, dKp, dvv):
             _gemm(eng, dK2, Wk, tb=True).reshape(k.shape), g)
 
 
-def _setup(q, k, v, score, params, lengths, mask, causal, check_finite):
+def _setup(q, k, v, score, params, lengths, mask, causal, check_finite, check_q=True):
+    """Validated arguments; q is checked for NaN / inf here when check_q
+    (``attend`` leaves it to its kernel's flags)."""
     q, k, v, dt = _qkv(q, k, v)
     B, Tq, Dq = q.shape
     Tk, Dk = k.shape[1], k.shape[2]
@@ -373,7 +379,7 @@ def _setup(q, k, v, score, params, lengths, mask, causal, check_finite):
     L = _lengths(lengths, B, Tk)
     causal = check_bool(causal, "causal")
     mk = _mask(mask, B, Tq, Tk, dt)
-    if check_finite:
+    if check_finite and check_q:
         _finite(q, "q")
     return q, k, v, dt, P, L, causal, mk
 
@@ -574,7 +580,7 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
         of the wrong shape.
     """
     q, k, v, dt, P, L, causal, mk = _setup(q, k, v, score, params, lengths, mask, causal,
-                                           check_finite)
+                                           check_finite, check_q=False)
     return_weights = check_bool(return_weights, "return_weights")
     eng = _eng(backend)
     B, Tq, _ = q.shape
@@ -587,10 +593,10 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
                          shape=(B, k.shape[1], P["v"].shape[0]))
     ctx = np.empty((B, Tq, v.shape[2]), dtype=dt)
     w = np.empty((B, Tq, k.shape[1]) if return_weights else (1, 1, 1), dtype=dt)
-    # The kernel checks keys and values in the pass that reads them (a separate
-    # pass would double a decoding step's memory traffic; see "Non-finite
-    # input" in the engine's docstring); a flagged row is then judged exactly
-    # here, by the mask.  Positions not attended never reach a result, so
+    # The kernel checks queries, keys and values in the pass that reads them (a
+    # separate pass would double a decoding step's memory traffic; see
+    # "Non-finite input" in the engine's docstring); a flagged row is then
+    # judged exactly here (keys and values by the mask).  Positions not attended never reach a result, so
     # nothing is recomputed.
     bad = np.zeros(B * Tq if check_finite and B * Tq else 1, np.uint8)
     if score in ("dot", "scaled_dot"):
@@ -601,6 +607,7 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
         _fwd_proj(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, return_weights,
                   check_finite, bad)
     if check_finite and bad.any():
+        _finite(q, "q")   # the kernel flags a non-finite query row too
         if projected_keys is None:
             _clean_kv(k, v, "k", "v", B, Tq, L, causal, mk, True)
         else:

@@ -381,7 +381,8 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const 
         _at_softmax_row(s, ok, Tk, w)
         _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)
         if check:
-            bad[r] = 0 if fin and _at_all_finite(ctx + r * Dv, Dv) else 1
+            bad[r] = 0 if (fin and _at_all_finite(Qp + r * E, E)
+                           and _at_all_finite(ctx + r * Dv, Dv)) else 1
         if want_w:
             for j in range(Tk):
                 wout[r * Tk + j] = w[j]
@@ -505,7 +506,8 @@ cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize
         _at_softmax_row(s, ok, Tk, w)
         _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)
         if check:
-            bad[r] = 0 if fin and _at_all_finite(ctx + r * Dv, Dv) else 1
+            bad[r] = 0 if (fin and _at_all_finite(Xq + r * Dq, Dq)
+                           and _at_all_finite(ctx + r * Dv, Dv)) else 1
         if want_w:
             for j in range(Tk):
                 wout[r * Tk + j] = w[j]

@@ -40,16 +40,19 @@ names, arguments and semantics and gives the same bits):
   ``b*msb + i*msq + j*msk`` (strides 0 on broadcast axes).  A row with no
   attended key gets weights 0 and context 0; scores, keys and values at
   positions not attended are never read into a result.
-* Non-finite input (``attn_fwd`` with ``check``): row r = (b, i) sets
-  ``bad[r]`` = 1 when, among the keys j below its limit (``L[b]`` and
-  causality), a score is non-finite (SCORE_DOT: a non-finite key always
-  gives one, 0 * inf being NaN; or finite inputs overflowed), or (SCORE_TANH:
-  tanh(inf) is finite, so the keys are scanned, once per batch row and work
-  item) a projected key below ``L[b]`` is, or its context is (an attended
-  non-finite value always reaches it); else 0.  The checks read what the
-  row's pass reads, so they add no pass over memory.  The binding then decides exactly, from the mask, whether an
-  attended position is bad (the kernels never use a score or value at a
-  position not attended, so a bad one elsewhere does not change the
+* Non-finite input (``attn_fwd`` / ``attn_fwd_proj`` with ``check``): row r
+  = (b, i) sets ``bad[r]`` = 1 when its query row (``Qp[b, i]``; the
+  unprojected ``Xq[b, i]`` in ``attn_fwd_proj``) is non-finite, when, among
+  the keys j below its limit (``L[b]`` and causality), a score is
+  non-finite (SCORE_DOT: a non-finite key always gives one, 0 * inf being
+  NaN; or finite inputs overflowed), or (SCORE_TANH: tanh(inf) is finite,
+  so the keys are scanned, once per batch row and work item) a projected
+  key below the limit is, or when its context is (an attended non-finite
+  value always reaches it); else 0.  The checks read what the row's pass
+  reads, so they add no pass over memory.  The binding then decides
+  exactly which input is bad and, for keys and values, from the mask,
+  whether an attended position is (the kernels never use a score or value
+  at a position not attended, so a bad one elsewhere does not change the
   results).
 * Summation orders are fixed (keys ascending, features ascending or the
   8-lane order above) and the same in both backends; every parallel work
@@ -380,7 +383,8 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
         if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
-            bad[r] = 0 if fin and all_finite(ctx[b, i], z, Dv) else 1
+            bad[r] = 0 if (fin and all_finite(Qp[b, i], z, E)
+                           and all_finite(ctx[b, i], z, Dv)) else 1
         if want_w:
             for j in range(Tk):
                 wout[b, i, j] = w[j]
@@ -500,7 +504,8 @@ def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
         if check:
-            bad[b * Tq + i] = 0 if fin and all_finite(ctx[b, i], z, Dv) else 1
+            bad[b * Tq + i] = 0 if (fin and all_finite(Xq[b, i], z, Dq)
+                                    and all_finite(ctx[b, i], z, Dv)) else 1
         if want_w:
             for j in range(Tk):
                 wout[b, i, j] = w[j]
