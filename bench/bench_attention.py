@@ -30,7 +30,7 @@ FOOTNOTES = (
     "padding built inside the timed call. Memory note: tracemalloc peak of attend(...) "
     "(NumPy-side allocations, with the outputs; the Numba kernels' scratch, which numba's "
     "allocator reports to tracemalloc; the Cython kernels' scratch added by its formula, "
-    "threads x ((min(Tq, 128) + Tk) H + 2 Tk + H) scalars), over the weights tensor's size; "
+    "threads x ((min(Tq, 128) + 3 Tk) H + 2 Tk + 3 H) scalars), over the weights tensor's size; "
     "also without the outputs (context, weights).",
 )
 PRESETS = {
@@ -124,7 +124,7 @@ def _memory_note(q, k, v, prm, backend):
     H, Dv = prm["v"].shape[0], v.shape[2]
     if backend == "cython":   # its kernels' malloc is not traced (numba's allocator is)
         threads = int(os.environ.get("DLKBENCH_THREADS", "2"))
-        peak += threads * ((min(Tq, 128) + Tk) * H + 2 * Tk + H) * 4 + threads * Tk
+        peak += threads * ((min(Tq, 128) + 3 * Tk) * H + 2 * Tk + 3 * H) * 4 + 2 * threads * Tk
     wbytes = B * Tq * Tk * 4
     beyond = peak - wbytes - B * Tq * Dv * 4
     return (f"peak extra memory {peak / wbytes:.2f}x the weights tensor ({peak / 2**20:.2f} MiB), "

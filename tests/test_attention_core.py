@@ -229,6 +229,49 @@ def test_nonfinite_checked_in_the_kernel(backend, score, where, bad):
     assert np.isfinite(ctx[0, 0]).all() and w[0, 0, 5] == 0
 
 
+@pytest.mark.parametrize("score", ["additive", "concat"])
+def test_tanh_from_exponentials(backend, dtype, score, restore_threads):
+    # With Tq >= TANH_PAIR_ROWS the tanh score takes exp(2|q + k|) as a
+    # product of per-query and per-key exponentials, for the (query, key)
+    # pairs whose projected rows are both within +-TANH_PAIR_MAX, the plain
+    # tanh for the others (here: one query row and one key row scaled far
+    # out).  Against the reference; the same rows with Tq below the rule
+    # (plain tanh throughout) agree to rounding; the kernels agree bit for
+    # bit: attend's weights are masked_softmax(scores(...))'s, the backward
+    # matches the reference, 1 == 2 threads.
+    from dlkernels.bindings.attention import _eng
+    R = _eng(backend).TANH_PAIR_ROWS
+    rng = np.random.default_rng(25)
+    Tq = R + 2
+    q, k, v, P = case(score, dtype, rng, B=2, Tq=Tq, Tk=7, H=11, g=(score == "additive"))
+    q[0, 1] *= 200   # its projected row leaves the range: plain tanh for the row
+    k[1, 3] *= 200   # and for this key with every query
+    kw = dict(score=score, params=P, lengths=[7, 5], backend=backend)
+    ctx, w = A.attend(q, k, v, return_weights=True, **kw)
+    rc, rw = ref.attend(q, k, v, score, P, lengths=[7, 5])
+    close(ctx, rc, dtype)
+    close(w, rw, dtype)
+    S = A.scores(q, k, score=score, params=P, backend=backend)
+    np.testing.assert_array_equal(w, A.masked_softmax(S, lengths=[7, 5], backend=backend))
+    few = A.attend(q[:, :R - 1], k, v, **kw)          # below the rule: plain tanh
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(ctx[:, :R - 1], few, **tol)
+    dctx = rng.standard_normal(ctx.shape).astype(dtype)
+    g = A.attend_backward(dctx, q, k, v, **kw)
+    r = ref.attend_backward(dctx, q, k, v, score, P, lengths=[7, 5])
+    gtol = dict(rtol=2e-3, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+    for n in "qkv":
+        np.testing.assert_allclose(g[n], r[n], **gtol, err_msg=n)
+    dlkernels.set_num_threads(1)
+    np.testing.assert_array_equal(ctx, A.attend(q, k, v, **kw))
+    g1 = A.attend_backward(dctx, q, k, v, **kw)
+    for n in "qkv":
+        np.testing.assert_array_equal(g[n], g1[n])
+    other = "cython" if backend == "numba" else "numba"
+    if other in dlkernels.backend_info("attention")["available"]:
+        np.testing.assert_array_equal(ctx, A.attend(q, k, v, **dict(kw, backend=other)))
+
+
 @pytest.mark.parametrize("score", ["dot", "general", "additive"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_query_checked_in_the_kernel(backend, score, bad):
@@ -426,8 +469,9 @@ def test_fused_projections_allocate_no_projection(backend, score, restore_thread
     # its peak (tracemalloc: the binding's NumPy arrays, and the Numba
     # kernels' scratch, which numba's allocator reports to it; the Cython
     # kernels' malloc is not traced) stays within the context plus each
-    # thread's scratch -- one work item's query and key tiles, O((Tq + Tk) H)
-    # -- a small fraction of the query projection alone.
+    # thread's scratch -- one work item's query and key tiles, O((Tq + Tk) H),
+    # and the keys' exponentials of the tanh score (2 Tk H) -- a small
+    # fraction of the query projection alone.
     import tracemalloc
     dlkernels.set_num_threads(2)
     rng = np.random.default_rng(22)
@@ -439,7 +483,7 @@ def test_fused_projections_allocate_no_projection(backend, score, restore_thread
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     H = P["W"].shape[1] if score == "general" else P["v"].shape[0]
-    per_thread = (Tq + Tk + 4) * H * 8 + 3 * Tk * 8
+    per_thread = (Tq + 3 * Tk + 8) * H * 8 + 4 * Tk * 8   # tiles, and the tanh exps
     bound = ctx.nbytes + 2 * per_thread + (16 << 10)
     assert peak < bound < B * Tq * H * 8 // 4, (peak, bound)
 

@@ -167,3 +167,40 @@ def test_usable_from_user_njit():
         return nf.tanh32(x) + nf.exp64(1.0)
 
     assert f(np.float32(0.5)) == pytest.approx(np.tanh(0.5) + np.e, rel=1e-6)
+
+
+def test_tanh_pair_accuracy(dtype):
+    # tanh_pair32/64 (attention's tanh score from per-query and per-key
+    # exponentials): <= 2.5 ulp of tanh(q + k) (the rounded sum, what the
+    # plain tanh gets) for |q|, |k| <= TANH_PAIR_MAX, the range the kernels
+    # use it in (measured max 2.1-2.2 ulp); the sign of a zero sum kept.  The
+    # C twins are held to the same bits by the attention kernels' Numba ==
+    # Cython tests.
+    from numba import njit
+
+    pair, ex = (nf.tanh_pair32, nf.exp32) if dtype == np.float32 else (nf.tanh_pair64, nf.exp64)
+
+    @njit
+    def run(q, k, out):
+        two = q.dtype.type(2.0)
+        for i in range(q.size):
+            ep = ex(two * q[i]) * ex(two * k[i])
+            en = ex(-two * q[i]) * ex(-two * k[i])
+            out[i] = pair(q[i] + k[i], ep, en)
+
+    g = np.random.default_rng(8)
+    lim = nf.TANH_PAIR_MAX
+    for scale in (0.05, 0.5, 2.0, 8.0, 30.0):
+        q = np.clip(g.standard_normal(300_000) * scale, -lim, lim).astype(dtype)
+        k = np.clip(g.standard_normal(300_000) * scale, -lim, lim).astype(dtype)
+        out = np.empty_like(q)
+        run(q, k, out)
+        err, ok = _ulp_errors(out, np.tanh((q + k).astype(L)), dtype)
+        assert ok.all() and err.max() <= 2.5, (scale, float(err.max()))
+    q = np.array([0.5, -0.0, 0.0, -3.0, lim, -lim], dtype)
+    k = np.array([-0.5, -0.0, -0.0, 3.0, lim, -lim], dtype)
+    out = np.empty_like(q)
+    run(q, k, out)
+    np.testing.assert_array_equal(np.signbit(out), [False, True, False, False, False, True])
+    np.testing.assert_array_equal(out[:4], 0)
+    assert out[4] == 1 and out[5] == -1

@@ -16,7 +16,8 @@ from dlkernels.engine.cython._blas cimport gemm
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
-_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "PROJ_SMALL", "POOL_ROWS", "POOL_SCRATCH",
+_ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "PROJ_SMALL", "TANH_PAIR_ROWS", "POOL_ROWS",
+             "POOL_SCRATCH",
              "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd",
              "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
@@ -28,6 +29,7 @@ cpdef enum:
     POOL_SCRATCH = 1 << 20  # scratch elements per work item of attn_pool_fwd (Numba twin)
     PROJ_ROWS = 128  # rows of the product per work item of attn_gemm (see the Numba twin)
     PROJ_SMALL = 8  # a projection tile of at most this many rows is a loop (Numba twin)
+    TANH_PAIR_ROWS = 4  # tanh score from per-query / per-key exponentials (Numba twin)
 
 
 cdef inline floating _at_tanh(floating x) noexcept nogil:
@@ -61,7 +63,7 @@ cdef extern from *:
        8-lane order of _sdpa._dot_lanes (lane t sums the features e = t mod 8
        of the full blocks of 8, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
        (l6 + l7)), then the tail in order). */
-    #define DLK_AT_SCORE_ROW(T, SUF, TANH)                                              \
+    #define DLK_AT_SCORE_ROW(T, SUF, TANH, EXP, TPAIR)                                  \
     static inline T dlk_at_dot_##SUF(const T *restrict x, const T *restrict y,          \
                                      Py_ssize_t n) {                                    \
         T l[8], a; Py_ssize_t c; int t;                                                \
@@ -84,6 +86,47 @@ cdef extern from *:
                 for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
                 s[jj] = dlk_at_dot_##SUF(vv, t, E);                                    \
             }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= 20 (NaN: no) (twin   \
+       of _attn.py's _pair_row) */                                                  \
+    DLK_CLONES static int dlk_at_pair_row_##SUF(const T *restrict x, Py_ssize_t E,    \
+            T *restrict P, T *restrict N) {                                        \
+        Py_ssize_t e, nbad = 0; T a;                                               \
+        for (e = 0; e < E; e++) {                                                  \
+            a = x[e];                                                              \
+            nbad += (a <= (T)20.0 && a >= -(T)20.0) ? 0 : 1;                       \
+            P[e] = EXP((T)2.0 * a);                                                \
+            N[e] = EXP(-(T)2.0 * a);                                               \
+        }                                                                          \
+        return nbad == 0;                                                          \
+    }                                                                              \
+    static void dlk_at_pair_keys_##SUF(const T *restrict Kb, Py_ssize_t n,            \
+            Py_ssize_t E, T *restrict KP, T *restrict KN, uint8_t *restrict kok) {     \
+        Py_ssize_t j;                                                              \
+        for (j = 0; j < n; j++)                                                    \
+            kok[j] = dlk_at_pair_row_##SUF(Kb + j * E, E, KP + j * E, KN + j * E) ? 1 : 0; \
+    }                                                                              \
+    /* the tanh scores of one query with keys 0..n-1 of Kb; with pair, a pair of    \
+       rows both in range takes TPAIR from the exponentials (twin of _tanh_row) */  \
+    DLK_CLONES static void dlk_at_tanh_row_##SUF(const T *restrict qrow,               \
+            const T *restrict Kb, Py_ssize_t E, const T *restrict vv, Py_ssize_t n,     \
+            T *restrict s, T *restrict Tb, int keep, int pair, T *restrict EP,         \
+            T *restrict EN, const T *restrict KP, const T *restrict KN,                \
+            const uint8_t *restrict kok) {                                             \
+        Py_ssize_t e, jj; const T *restrict kr; const T *restrict kp;                  \
+        const T *restrict kn; T *restrict t;                                           \
+        int qok = pair && dlk_at_pair_row_##SUF(qrow, E, EP, EN);                       \
+        for (jj = 0; jj < n; jj++) {                                                   \
+            kr = Kb + jj * E; t = keep ? Tb + jj * E : Tb;                             \
+            if (qok && kok[jj] != 0) {                                                 \
+                kp = KP + jj * E; kn = KN + jj * E;                                    \
+                for (e = 0; e < E; e++)                                                \
+                    t[e] = TPAIR(qrow[e] + kr[e], EP[e] * kp[e], EN[e] * kn[e]);       \
+            } else {                                                                   \
+                for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
+            }                                                                          \
+            s[jj] = dlk_at_dot_##SUF(vv, t, E);                                        \
         }                                                                              \
     }                                                                                  \
     /* attention pooling: t = tanh(t + b) in place, returns dot(t, u) */           \
@@ -121,8 +164,8 @@ cdef extern from *:
             }                                                                          \
         }                                                                              \
     }
-    DLK_AT_SCORE_ROW(float, f32, dlk_tanh32)
-    DLK_AT_SCORE_ROW(double, f64, dlk_tanh64)
+    DLK_AT_SCORE_ROW(float, f32, dlk_tanh32, dlk_exp32, dlk_tanh_pair32)
+    DLK_AT_SCORE_ROW(double, f64, dlk_tanh64, dlk_exp64, dlk_tanh_pair64)
     """
     void dlk_at_score_row_f32(int kind, const float* qrow, const float* Kb, Py_ssize_t E,
                               const float* vv, float sc, Py_ssize_t n, float* s, float* Tb,
@@ -138,6 +181,18 @@ cdef extern from *:
                          Py_ssize_t Dv, float* out) noexcept nogil
     void dlk_at_wsum_f64(const double* w, const uint8_t* ok, Py_ssize_t n, const double* V,
                          Py_ssize_t Dv, double* out) noexcept nogil
+    void dlk_at_pair_keys_f32(const float* Kb, Py_ssize_t n, Py_ssize_t E, float* KP,
+                              float* KN, uint8_t* kok) noexcept nogil
+    void dlk_at_pair_keys_f64(const double* Kb, Py_ssize_t n, Py_ssize_t E, double* KP,
+                              double* KN, uint8_t* kok) noexcept nogil
+    void dlk_at_tanh_row_f32(const float* qrow, const float* Kb, Py_ssize_t E, const float* vv,
+                             Py_ssize_t n, float* s, float* Tb, int keep, int pair, float* EP,
+                             float* EN, const float* KP, const float* KN,
+                             const uint8_t* kok) noexcept nogil
+    void dlk_at_tanh_row_f64(const double* qrow, const double* Kb, Py_ssize_t E,
+                             const double* vv, Py_ssize_t n, double* s, double* Tb, int keep,
+                             int pair, double* EP, double* EN, const double* KP,
+                             const double* KN, const uint8_t* kok) noexcept nogil
     void dlk_at_rows_f32(const float* X, Py_ssize_t n, Py_ssize_t K, const float* W,
                          Py_ssize_t E, float* out) noexcept nogil
     void dlk_at_rows_f64(const double* X, Py_ssize_t n, Py_ssize_t K, const double* W,
@@ -154,6 +209,32 @@ cdef inline void _at_score_row(int kind, const floating* qrow, const floating* K
         dlk_at_score_row_f32(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
     else:
         dlk_at_score_row_f64(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
+
+
+cdef inline void _at_pair_keys(const floating* Kb, Py_ssize_t n, Py_ssize_t E, floating* PB,
+                               Py_ssize_t m, uint8_t* kok) noexcept nogil:
+    """Exponentials and range flags of keys 0..n-1 of Kb into the scratch PB
+    (EP, EN: E each; KP, KN: m x E each) (Numba twin: _pair_keys)."""
+    if floating is float:
+        dlk_at_pair_keys_f32(Kb, n, E, PB + 2 * E, PB + 2 * E + m * E, kok)
+    else:
+        dlk_at_pair_keys_f64(Kb, n, E, PB + 2 * E, PB + 2 * E + m * E, kok)
+
+
+cdef inline void _at_score_any(int kind, const floating* qrow, const floating* Kb,
+                               Py_ssize_t E, const floating* vv, floating sc, Py_ssize_t n,
+                               floating* s, floating* T, bint keep, bint pair, floating* PB,
+                               Py_ssize_t m, const uint8_t* kok) noexcept nogil:
+    """_at_score_row for kind 0, the tanh row (with the exponentials of PB when
+    pair) for kind 1 (Numba twin: _score_row / _tanh_row)."""
+    if kind == 0:
+        _at_score_row(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
+    elif floating is float:
+        dlk_at_tanh_row_f32(qrow, Kb, E, vv, n, s, T, keep, pair, PB, PB + E, PB + 2 * E,
+                            PB + 2 * E + m * E, kok)
+    else:
+        dlk_at_tanh_row_f64(qrow, Kb, E, vv, n, s, T, keep, pair, PB, PB + E, PB + 2 * E,
+                            PB + 2 * E + m * E, kok)
 
 
 cdef inline Py_ssize_t _at_row_lim(Py_ssize_t b, Py_ssize_t i, Py_ssize_t Tq, Py_ssize_t Tk,
@@ -296,11 +377,21 @@ cdef void _at_scores_chunk(int kind, const floating* Qp, const floating* Kp,
                            Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
                            floating* out) noexcept nogil:
     cdef floating* t = <floating*>malloc((E + 1) * sizeof(floating))
-    cdef Py_ssize_t r, b
+    cdef Py_ssize_t r, b, i
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
     for r in range(r0, r1):
         b = r // Tq
-        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, Tk, out + r * Tk, t, False)
+        i = r - b * Tq
+        if pair and (i == 0 or r == r0):
+            _at_pair_keys(Kp + b * Tk * E, Tk, E, PB, m, kok)
+        _at_score_any(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, Tk, out + r * Tk, t, False,
+                      pair, PB, m, kok)
     free(t)
+    free(PB)
+    free(kok)
 
 
 def attn_scores(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
@@ -365,15 +456,24 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const 
     cdef floating* w = s + Tk
     cdef floating* t = w + Tk
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
-    cdef Py_ssize_t r, b, i, j, n
+    cdef Py_ssize_t r, b, i, j, n, nb
     cdef bint fin, kfin = True
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        if check and kind != 0 and (i == 0 or r == r0):
-            kfin = _at_all_finite(Kp + b * Tk * E, _at_min(L[b], Tk) * E)
+        if kind != 0 and (i == 0 or r == r0):
+            nb = _at_min(L[b], Tk)
+            if check:
+                kfin = _at_all_finite(Kp + b * Tk * E, nb * E)
+            if pair:
+                _at_pair_keys(Kp + b * Tk * E, nb, E, PB, m, kok)
         n = _at_row_lim(b, i, Tq, Tk, L, causal)
-        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, t, False)
+        _at_score_any(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, t, False, pair, PB, m,
+                      kok)
         fin = kfin
         if check and kind == 0:
             fin = _at_all_finite(s, n)
@@ -388,6 +488,8 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const 
                 wout[r * Tk + j] = w[j]
     free(s)
     free(ok)
+    free(PB)
+    free(kok)
 
 
 def attn_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
@@ -492,13 +594,19 @@ cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize
                           bq, False, Kown + c0 * E)
             c0 += PROJ_ROWS
         Ks = Kown
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
+    if pair:
+        _at_pair_keys(Ks, nk, E, PB, m, kok)
     if check and kind != 0:  # tanh hides inf: the keys the item reads
         kfin = _at_all_finite(Ks, nk * E)
     for ii in range(nq):
         i = i0 + ii
         r = b * Tq + i
         n = _at_row_lim(b, i, Tq, Tk, L, causal)
-        _at_score_row(kind, Qs + ii * E, Ks, E, vv, sc, n, s, tt, False)
+        _at_score_any(kind, Qs + ii * E, Ks, E, vv, sc, n, s, tt, False, pair, PB, m, kok)
         fin = kfin
         if check and kind == 0:
             fin = _at_all_finite(s, n)
@@ -514,6 +622,8 @@ cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize
     free(Qs)
     free(ok)
     free(Kown)
+    free(PB)
+    free(kok)
 
 
 def attn_fwd_proj(int kind, const floating[:, :, ::1] Xq, const floating[:, ::1] Wq,
@@ -569,6 +679,12 @@ cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const 
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
+    if pair:
+        _at_pair_keys(Kp + b * Tk * E, _at_min(L[b], Tk), E, PB, m, kok)
     for e in range(nvv):
         dvv[b * nvv + e] = 0
     for j in range(E * Tk):
@@ -579,7 +695,8 @@ cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const 
         r = b * Tq + i
         dc = dctx + r * Dv
         n = _at_row_lim(b, i, Tq, Tk, L, causal)
-        _at_score_row(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, T, True)
+        _at_score_any(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, T, True, pair, PB, m,
+                      kok)
         _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         if not _at_softmax_row(s, ok, Tk, w):
             for e in range(E):
@@ -607,6 +724,8 @@ cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const 
                           dQp + r * E, dKpb, dvv + b * nvv, ac)
     free(s)
     free(ok)
+    free(PB)
+    free(kok)
 
 
 def attn_bwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
@@ -744,6 +863,12 @@ cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* Kp,
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
+    if pair:
+        _at_pair_keys(Kp + b * Tk * E, _at_min(L[b], Tk), E, PB, m, kok)
     for e in range(nvv):
         dvv[b * nvv + e] = 0
     for j in range(E * Tk):

@@ -22,6 +22,9 @@ cdef extern from "dlk_fastmath.h" nogil:
     double dlk_log_sigmoid64(double x) noexcept
     float dlk_tanh32(float x) noexcept
     double dlk_tanh64(double x) noexcept
+    # tanh(x) of x = q + k from ep = exp(2q) exp(2k), en = exp(-2q) exp(-2k)
+    float dlk_tanh_pair32(float x, float ep, float en) noexcept
+    double dlk_tanh_pair64(double x, double ep, double en) noexcept
     double dlk_sigmoid64_split(double x) noexcept
     double dlk_expneg64(double x) noexcept
     # whether x[:n] holds only finite values (an exponent-field max reduction)

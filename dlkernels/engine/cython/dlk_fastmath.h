@@ -83,12 +83,16 @@ static inline double dlk_softplus64(double x) {
 static inline float dlk_log_sigmoid32(float x) { return -dlk_softplus32(-x); }
 static inline double dlk_log_sigmoid64(double x) { return -dlk_softplus64(-x); }
 
+static inline float dlk__tanh_small32(float ax) {
+    float z = ax * ax;
+    return (((((float)-5.70498872745e-3 * z + (float)2.06390887954e-2) * z
+             + (float)-5.37397155531e-2) * z + (float)1.33314422036e-1) * z
+             + (float)-3.33332819422e-1) * z * ax + ax;
+}
+
 static inline float dlk_tanh32(float x) {
-    float ax = fabsf(x), z, ps, axc, t, kf, r, e, pl, res;
-    z = ax * ax;
-    ps = (((((float)-5.70498872745e-3 * z + (float)2.06390887954e-2) * z
-            + (float)-5.37397155531e-2) * z + (float)1.33314422036e-1) * z
-            + (float)-3.33332819422e-1) * z * ax + ax;
+    float ax = fabsf(x), ps, axc, t, kf, r, e, pl, res;
+    ps = dlk__tanh_small32(ax);
     axc = ax < (float)9.5 ? ax : (float)9.5;
     t = (float)2.0 * axc;
     kf = (t * (float)1.44269504088896341 + (float)12582912.0) - (float)12582912.0;
@@ -126,14 +130,18 @@ static inline double dlk_exp64(double x) {
     return x != x ? x : e;
 }
 
+static inline double dlk__tanh_small64(double ax) {
+    double z = ax * ax;
+    return ax + ax * z * (((-9.64399179425052238628e-1 * z + -9.92877231001918586564e1) * z
+                           + -1.61468768441708447952e3)
+                          / (((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
+                             + 4.84406305325125486048e3));
+}
+
 static inline double dlk_tanh64(double x) {
-    double ax = fabs(x), z, ps, axc, p, e, pl, res;
+    double ax = fabs(x), ps, axc, p, e, pl, res;
     int64_t k;
-    z = ax * ax;
-    ps = ax + ax * z * (((-9.64399179425052238628e-1 * z + -9.92877231001918586564e1) * z
-                         + -1.61468768441708447952e3)
-                        / (((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
-                           + 4.84406305325125486048e3));
+    ps = dlk__tanh_small64(ax);
     axc = ax < 20.0 ? ax : 20.0;
     p = dlk__exp64_red(2.0 * axc, &k);
     e = p * dlk_f64_from_bits((k + 1023) << 52);
@@ -141,6 +149,27 @@ static inline double dlk_tanh64(double x) {
     res = ax < 0.625 ? ps : pl;
     res = copysign(res, x);
     return x != x ? x : res;
+}
+
+/* tanh of x = q + k from ep ~ exp(2q) exp(2k), en ~ exp(-2q) exp(-2k) made by
+   the caller (twins of _fastmath.py's tanh_pair32 / tanh_pair64; the caller
+   keeps |q|, |k| <= 20) */
+static inline float dlk_tanh_pair32(float x, float ep, float en) {
+    float ax = fabsf(x), ps, ee, pl, res;
+    ps = dlk__tanh_small32(ax);
+    ee = x >= (float)0.0 ? ep : en;
+    pl = (float)1.0 - (float)2.0 / (ee + (float)1.0);
+    res = ax < (float)0.625 ? ps : pl;
+    return copysignf(res, x);
+}
+
+static inline double dlk_tanh_pair64(double x, double ep, double en) {
+    double ax = fabs(x), ps, ee, pl, res;
+    ps = dlk__tanh_small64(ax);
+    ee = x >= 0.0 ? ep : en;
+    pl = 1.0 - 2.0 / (ee + 1.0);
+    res = ax < 0.625 ? ps : pl;
+    return copysign(res, x);
 }
 
 /* ---- distinct variants kept for the RBM MCMC kernels' recorded bits ----

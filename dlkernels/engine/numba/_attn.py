@@ -26,7 +26,9 @@ names, arguments and semantics and gives the same bits):
   - ``SCORE_TANH`` (1): ``s[b,i,j] = dot(vv, tanh(Qp[b,i] + Kp[b,j]))``
     (additive, concat: the bias is folded into Qp).  The (B, Tq, Tk, E)
     tensor is never built: one key's E tanh values are made in a scratch
-    row and reduced at once.
+    row and reduced at once.  With Tq >= TANH_PAIR_ROWS the tanh of a pair
+    of rows both within +-TANH_PAIR_MAX comes from exponentials made once
+    per query and per key (``_fastmath.tanh_pair32``, <= 2.5 ulp).
 
   ``dot`` sums over the features in a fixed 8-lane order (lane t takes the
   features e = t mod 8 of the full blocks of 8; the lanes are combined
@@ -74,7 +76,7 @@ from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
 __all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH",
-           "PROJ_SMALL", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj",
+           "PROJ_SMALL", "TANH_PAIR_ROWS", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj",
            "attn_project", "attn_bwd", "attn_local_fwd",
            "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
@@ -101,6 +103,17 @@ POOL_SCRATCH = 1 << 20
 #: enough tiles
 PROJ_ROWS = 128
 
+#: the tanh score ("additive", "concat") of a batch row with at least this
+#: many queries takes its tanh from exponentials made once per query and per
+#: key (``_fastmath.tanh_pair32``: exp(2|q + k|) = exp(2q) exp(2k) (or their
+#: inverses), one product per element instead of an exp; ~2x the tanh rate):
+#: 2 E exps per query and per key then serve Tq Tk E tanh.  Below it (a
+#: decoding step) they would not pay.  Per (query, key) pair only when all of
+#: both rows' projected features are within +-TANH_PAIR_MAX (finite
+#: products); else the plain tanh.  Sizes and values decide it, never the
+#: work division: the same bits from every kernel and thread count.
+TANH_PAIR_ROWS = 4
+
 #: a projection tile of at most this many rows is a plain loop, not a gemm
 #: call: a BLAS packs all of W (K x E) on every call, which costs about as
 #: much as 8-16 rows of the product (measured: sgemm 2-17 GFLOP/s at 1-8 rows
@@ -112,6 +125,7 @@ PROJ_SMALL = 8
 from ._blas import gemm_at
 from ._fastmath import all_finite
 from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
+from ._fastmath import tanh_pair32 as _tanh_pair32, tanh_pair64 as _tanh_pair64, TANH_PAIR_MAX
 from ._sdpa import _dot_lanes
 
 
@@ -128,6 +142,17 @@ def _ol_tanh(x):
 
 def _exp(x):  # pragma: no cover - replaced by the overload
     return math.exp(x)
+
+
+def _tanh_pair(x, ep, en):  # pragma: no cover - replaced by the overload
+    return math.tanh(x)
+
+
+@overload(_tanh_pair)
+def _ol_tanh_pair(x, ep, en):
+    if x == types.float32:
+        return lambda x, ep, en: _tanh_pair32(x, ep, en)
+    return lambda x, ep, en: _tanh_pair64(x, ep, en)
 
 
 @overload(_exp)
@@ -154,6 +179,50 @@ def _score_row(kind, Qp, Kp, vv, sc, b, i, j0, n, s, T, keep):
             for e in range(E):
                 t[e] = _tanh(qr[e] + kr[e])
             s[jj] = _dot_lanes(vv, 0, t, 0, E)
+
+
+@njit(cache=True, error_model="numpy")
+def _pair_row(x, P, N):
+    """P = exp(2x), N = exp(-2x) for the row x (E,); whether all |x| <=
+    TANH_PAIR_MAX (NaN: no)."""
+    lim = x.dtype.type(TANH_PAIR_MAX)
+    two = x.dtype.type(2.0)
+    nbad = 0
+    for e in range(x.shape[0]):
+        a = x[e]
+        nbad += 0 if (a <= lim and a >= -lim) else 1
+        P[e] = _exp(two * a)
+        N[e] = _exp(-two * a)
+    return nbad == 0
+
+
+@njit(cache=True, error_model="numpy")
+def _pair_keys(Kp, b, n, KP, KN, kok):
+    """The exponentials and range flags of keys 0..n-1 of Kp[b] (TANH_PAIR_ROWS)."""
+    for j in range(n):
+        kok[j] = 1 if _pair_row(Kp[b, j], KP[j], KN[j]) else 0
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_row(Qp, Kp, vv, b, i, n, s, T, keep, pair, EP, EN, KP, KN, kok):
+    """SCORE_TANH scores of query (b, i) with keys 0..n-1 (as _score_row);
+    with ``pair`` (TANH_PAIR_ROWS; the keys' KP, KN, kok made by _pair_keys)
+    a pair whose rows are both in range takes tanh_pair, else tanh."""
+    E = Qp.shape[2]
+    qr = Qp[b, i]
+    qok = pair and _pair_row(qr, EP, EN)
+    for jj in range(n):
+        t = T[jj] if keep else T[0]
+        kr = Kp[b, jj]
+        if qok and kok[jj] != 0:
+            kp = KP[jj]
+            kn = KN[jj]
+            for e in range(E):
+                t[e] = _tanh_pair(qr[e] + kr[e], EP[e] * kp[e], EN[e] * kn[e])
+        else:
+            for e in range(E):
+                t[e] = _tanh(qr[e] + kr[e])
+        s[jj] = _dot_lanes(vv, 0, t, 0, E)
 
 
 @njit(cache=True, error_model="numpy")
@@ -311,13 +380,24 @@ def attn_gemm(ta, tb, A, B, C):
 def _scores_rows(kind, Qp, Kp, vv, sc, r0, r1, out):
     Tq = Qp.shape[1]
     Tk = out.shape[2]
-    scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
+    E = Qp.shape[2]
+    dt = Qp.dtype
+    scratch = np.empty((1, E), dtype=dt)
     z = r0 - r0       # run-time 0 and False: literal arguments would compile the
     no = r0 < z       # callees once more per literal (CONTRIBUTING: Numba habits)
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
+    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        _score_row(kind, Qp, Kp, vv, sc, b, i, z, Tk, out[b, i], scratch, no)
+        if kind == SCORE_DOT:
+            _score_row(kind, Qp, Kp, vv, sc, b, i, z, Tk, out[b, i], scratch, no)
+        else:
+            if pair and (i == 0 or r == r0):
+                _pair_keys(Kp, b, Tk, KP, KN, kok)
+            _tanh_row(Qp, Kp, vv, b, i, Tk, out[b, i], scratch, no, pair, EP, EN, KP, KN, kok)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -364,18 +444,29 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
     s = np.empty(Tk, dtype=Qp.dtype)
     w = np.empty(Tk, dtype=Qp.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
+    dt = Qp.dtype
+    scratch = np.empty((1, E), dtype=dt)
     z = r0 - r0       # run-time 0 and False (see _scores_rows)
     no = r0 < z
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
+    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
     kfin = True
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
-        if check and kind != SCORE_DOT and (i == 0 or r == r0):
-            # tanh hides inf: the keys below L[b], once per batch row and work item
-            kfin = all_finite(Kp[b].reshape(Tk * E), z, min(L[b], Tk) * E)
+        if kind != SCORE_DOT and (i == 0 or r == r0):
+            nb = min(L[b], Tk)
+            if check:   # tanh hides inf: the keys below L[b], once per batch row and item
+                kfin = all_finite(Kp[b].reshape(Tk * E), z, nb * E)
+            if pair:
+                _pair_keys(Kp, b, nb, KP, KN, kok)
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
+        if kind == SCORE_DOT:
+            _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
+        else:
+            _tanh_row(Qp, Kp, vv, b, i, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
         fin = kfin
         if check and kind == SCORE_DOT:  # a non-finite key makes its score non-finite
             fin = all_finite(s, z, n)
@@ -489,14 +580,24 @@ def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
     s = np.empty(Tk, dtype=V.dtype)
     w = np.empty(Tk, dtype=V.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    scratch = np.empty((1, E), dtype=V.dtype)
+    dt = V.dtype
+    scratch = np.empty((1, E), dtype=dt)
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
+    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    if pair:
+        _pair_keys(K3, z, nk, KP, KN, kok)
     kfin = True
     if check and kind != SCORE_DOT:  # tanh hides inf: the keys the item reads
         kfin = all_finite(Ks.reshape(Tk * E), z, nk * E)
     for ii in range(nq):
         i = i0 + ii
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        _score_row(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no)
+        if kind == SCORE_DOT:
+            _score_row(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no)
+        else:
+            _tanh_row(Q3, K3, vv, z, ii, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
         fin = kfin
         if check and kind == SCORE_DOT:
             fin = all_finite(s, z, n)
@@ -556,6 +657,13 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
     accE = np.empty(E, dtype=Qp.dtype)
     z = b - b         # run-time 0 and True (see _scores_rows)
     yes = b >= z
+    dt = Qp.dtype
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
+    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    if pair:
+        _pair_keys(Kp, b, min(L[b], Tk), KP, KN, kok)
     for e in range(dvv.shape[1]):
         dvv[b, e] = zero
     for j in range(Tk):
@@ -566,7 +674,10 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
             dV[b, j, d] = zero
     for i in range(Tq):
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, T, yes)
+        if kind == SCORE_DOT:
+            _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, T, yes)
+        else:
+            _tanh_row(Qp, Kp, vv, b, i, n, s, T, yes, pair, EP, EN, KP, KN, kok)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         if not _softmax_row(s, ok, Tk, w):
             for e in range(E):

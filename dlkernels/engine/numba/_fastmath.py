@@ -28,6 +28,11 @@ sigmoid             <= 3       <= 2.5     f32: ``1 / (1 + exp(-x))`` with the
 tanh                <= 1.5     <= 1.5     odd Cephes polynomial / rational for
                                           |x| < 0.625, ``1 - 2 / (exp(2|x|) + 1)``
                                           above, sign restored with copysign
+tanh_pair           <= 2.5     <= 2.5     tanh(q + k) from exp(+-2q) exp(+-2k) made
+                                          by the caller (|q|, |k| <= 20): tanh's
+                                          small-argument form, else
+                                          ``1 - 2 / (exp(2|x|) + 1)`` with one
+                                          product for the exp (attention)
 softplus            <= 2       <= 2       ``max(x,0) + log1p(exp(-|x|))``, libm
 log_sigmoid         <= 2       <= 2       ``-softplus(-x)``
 ==================  =========  =========  ========================================
@@ -50,7 +55,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 __all__ = ["exp32", "exp64", "sigmoid32", "sigmoid64", "softplus32", "softplus64",
-           "log_sigmoid32", "log_sigmoid64", "tanh32", "tanh64", "f32_from_bits",
+           "log_sigmoid32", "log_sigmoid64", "tanh32", "tanh64", "tanh_pair32", "tanh_pair64",
+           "TANH_PAIR_MAX", "f32_from_bits",
            "f64_from_bits", "map_unary", "pmap_unary", "OP_EXP", "OP_SIGMOID", "OP_TANH",
            "OP_SOFTPLUS", "OP_LOG_SIGMOID", "sigmoid64_split", "expneg64", "f64_bits",
            "f64_from_ubits", "all_finite"]
@@ -187,11 +193,17 @@ _TBIG32 = np.float32(9.5)  # tanh rounds to 1 in float32 above ~9.01
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _tanh_small32(ax):
+    """tanh(ax) for 0 <= ax < 0.625 (Cephes tanhf's odd polynomial)."""
+    z = ax * ax
+    return ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * ax + ax
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def tanh32(x):
     """tanh(x) in float32, vectorizable, <= 1.5 ulp; tanh(-0) = -0, NaN -> NaN."""
     ax = abs(x)
-    z = ax * ax
-    ps = ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * ax + ax
+    ps = _tanh_small32(ax)
     axc = ax if ax < _TBIG32 else _TBIG32
     t = _TWO32 * axc
     kf = (t * _LOG2E32 + _MAGIC32) - _MAGIC32
@@ -256,11 +268,17 @@ _TBIG64 = 20.0  # tanh rounds to 1 in float64 above ~19.06
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _tanh_small64(ax):
+    """tanh(ax) for 0 <= ax < 0.625 (Cephes tanh's rational form)."""
+    z = ax * ax
+    return ax + ax * z * (((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def tanh64(x):
     """tanh(x) in float64, vectorizable, <= 1.5 ulp; tanh(-0) = -0, NaN -> NaN."""
     ax = abs(x)
-    z = ax * ax
-    ps = ax + ax * z * (((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+    ps = _tanh_small64(ax)
     axc = ax if ax < _TBIG64 else _TBIG64
     p, k = _exp64_red(2.0 * axc)
     e = p * f64_from_bits((k + _I1023) << _I52)
@@ -268,6 +286,38 @@ def tanh64(x):
     res = ps if ax < 0.625 else pl
     res = math.copysign(res, x)
     return x if x != x else res
+
+
+# tanh of a sum x = q + k whose exponentials the caller has made once per q and
+# per k (attention's additive score: Tq + Tk rows of exps serve Tq * Tk rows of
+# tanh): ep = exp(2q) exp(2k), en = exp(-2q) exp(-2k); then exp(2|x|) is ep
+# or en, one product instead of an exp per element.  The caller must keep
+# |q|, |k| <= TANH_PAIR_MAX (products within the normal range, no inf * 0).
+TANH_PAIR_MAX = 20.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def tanh_pair32(x, ep, en):
+    """tanh(x) in float32 from ep ~ exp(2x), en ~ exp(-2x) (see above): the
+    small-argument polynomial of tanh32 below 0.625, ``1 - 2 / (exp(2|x|) +
+    1)`` above, sign restored; vectorizable, <= 2.5 ulp (tests/test_fastmath.py)."""
+    ax = abs(x)
+    ps = _tanh_small32(ax)
+    ee = ep if x >= _ZERO32 else en
+    pl = _ONE32 - _TWO32 / (ee + _ONE32)
+    res = ps if ax < _TSMALL32 else pl
+    return math.copysign(res, x)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def tanh_pair64(x, ep, en):
+    """tanh(x) in float64 from ep ~ exp(2x), en ~ exp(-2x) (see tanh_pair32)."""
+    ax = abs(x)
+    ps = _tanh_small64(ax)
+    ee = ep if x >= 0.0 else en
+    pl = 1.0 - 2.0 / (ee + 1.0)
+    res = ps if ax < 0.625 else pl
+    return math.copysign(res, x)
 
 
 # ---- array maps (tests, benchmarks, users who want a fast ufunc-like call) ----
