@@ -461,6 +461,10 @@ def test_fused_projections_tiles(backend, dtype, score, restore_threads):
     dlkernels.set_num_threads(1)
     one = A.attend(q, k, v, score=score, params=P, backend=backend, **kw)
     np.testing.assert_array_equal(ctx, one)
+    other = "cython" if backend == "numba" else "numba"
+    if other in dlkernels.backend_info("attention")["available"]:
+        np.testing.assert_array_equal(ctx, A.attend(q, k, v, score=score, params=P,
+                                                    backend=other, **kw))
 
 
 @pytest.mark.parametrize("score", ["general", "additive"])

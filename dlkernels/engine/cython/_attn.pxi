@@ -95,9 +95,12 @@ cdef extern from *:
         Py_ssize_t e, nbad = 0; T a;                                               \
         for (e = 0; e < E; e++) {                                                  \
             a = x[e];                                                              \
-            nbad += (a <= (T)20.0 && a >= -(T)20.0) ? 0 : 1;                       \
             P[e] = EXP((T)2.0 * a);                                                \
             N[e] = EXP(-(T)2.0 * a);                                               \
+        }                                                                          \
+        for (e = 0; e < E; e++) {                                                  \
+            a = x[e];                                                              \
+            nbad += (a <= (T)20.0 && a >= -(T)20.0) ? 0 : 1;                       \
         }                                                                          \
         return nbad == 0;                                                          \
     }                                                                              \

@@ -187,12 +187,14 @@ def _pair_row(x, P, N):
     TANH_PAIR_MAX (NaN: no)."""
     lim = x.dtype.type(TANH_PAIR_MAX)
     two = x.dtype.type(2.0)
+    for e in range(x.shape[0]):   # two loops: LLVM vectorizes each, not the pair
+        a = x[e]
+        P[e] = _exp(two * a)
+        N[e] = _exp(-two * a)
     nbad = 0
     for e in range(x.shape[0]):
         a = x[e]
-        nbad += 0 if (a <= lim and a >= -lim) else 1
-        P[e] = _exp(two * a)
-        N[e] = _exp(-two * a)
+        nbad += 0 if (a <= lim) & (a >= -lim) else 1
     return nbad == 0
 
 
