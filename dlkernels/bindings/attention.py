@@ -531,8 +531,9 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     the kernel's work items (a batch row and up to 128 of its queries; its
     keys up to the last one a row may attend): neither (B, Tq, H) nor
     (B, Tk, H) is allocated, so the memory beyond the outputs is O(threads
-    x (128 + Tk) x H).  A batch row with more than 128 queries projects its
-    keys once per 128 queries (a few percent of the score's work).
+    x (128 + 3 Tk) x H) (the tiles and the keys' exponentials of the tanh
+    score).  A batch row with more than 128 queries projects its keys once
+    per 128 queries (a few percent of the score's work).
 
     Parameters
     ----------
@@ -601,8 +602,8 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     # The kernel checks queries, keys and values in the pass that reads them (a
     # separate pass would double a decoding step's memory traffic; see
     # "Non-finite input" in the engine's docstring); a flagged row is then
-    # judged exactly here (keys and values by the mask).  Positions not attended never reach a result, so
-    # nothing is recomputed.
+    # judged exactly here (keys and values by the mask).  Positions not
+    # attended never reach a result, so nothing is recomputed.
     bad = np.zeros(B * Tq if check_finite and B * Tq else 1, np.uint8)
     if score in ("dot", "scaled_dot"):
         kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P, Kp)

@@ -17,9 +17,9 @@ from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
 _ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "PROJ_SMALL", "TANH_PAIR_ROWS", "POOL_ROWS",
-             "POOL_SCRATCH",
-             "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd",
-             "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
+             "POOL_SCRATCH", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd",
+             "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
+             "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
 SCORE_TANH = 1

@@ -76,8 +76,8 @@ from numba import njit, prange, types
 from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
 
 __all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH",
-           "PROJ_SMALL", "TANH_PAIR_ROWS", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd", "attn_fwd_proj",
-           "attn_project", "attn_bwd", "attn_local_fwd",
+           "PROJ_SMALL", "TANH_PAIR_ROWS", "attn_gemm", "attn_scores", "attn_softmax",
+           "attn_fwd", "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd",
            "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
