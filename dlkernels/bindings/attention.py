@@ -279,27 +279,37 @@ def _project(eng, x, W, bias=None):
     return out
 
 
+def _dot_scale(score, Dk):
+    """The factor of a dot score: 1, or 1 / sqrt(Dk) for "scaled_dot"."""
+    return 1.0 / np.sqrt(Dk) if score == "scaled_dot" and Dk else 1.0
+
+
+def _tanh_weights(score, P, Dq):
+    """(Wq, Wk) of an additive / concat score: concat's W split at Dq rows."""
+    if score == "additive":
+        return P["Wq"], P["Wk"]
+    return P["W"][:Dq], P["W"][Dq:]
+
+
+def _tanh_v(P, dt):
+    """The score vector v, weight-normalised (g v / |v|) when P has "g"."""
+    v = P["v"]
+    return (P["g"] * v / np.linalg.norm(v)).astype(dt) if "g" in P else v
+
+
 def _prepare(eng, score, q, k, P, Kp=None):
     """(kind, Qp (B, Tq, E), Kp (B, Tk, E), vv (E,), scale); Kp, when given,
     is the key side of an additive / concat score (``project_keys``)."""
     dt = q.dtype
     if score in ("dot", "scaled_dot"):
-        scale = 1.0 if score == "dot" else 1.0 / np.sqrt(k.shape[2]) if k.shape[2] else 1.0
-        return 0, q, k, np.zeros(1, dt), scale
+        return 0, q, k, np.zeros(1, dt), _dot_scale(score, k.shape[2])
     if score == "general":
         return 0, _project(eng, q, P["W"]), k, np.zeros(1, dt), 1.0
-    Dq = q.shape[2]
-    if score == "additive":
-        Wq, Wk = P["Wq"], P["Wk"]
-    else:
-        Wq, Wk = P["W"][:Dq], P["W"][Dq:]
+    Wq, Wk = _tanh_weights(score, P, q.shape[2])
     Qp = _project(eng, q, Wq, P.get("b"))
     if Kp is None:
         Kp = _project(eng, k, Wk)
-    v = P["v"]
-    if "g" in P:
-        v = (P["g"] * v / np.linalg.norm(v)).astype(dt)
-    return 1, Qp, Kp, v, 1.0
+    return 1, Qp, Kp, _tanh_v(P, dt), 1.0
 
 
 def _fwd(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, want_w, check, bad):
@@ -314,20 +324,14 @@ def _fwd(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, want_w, check, bad):
     bq, vv, scale = one, one, 1.0
     qgiven = kgiven = True
     if score in ("dot", "scaled_dot"):
-        kind, Kp, scale = 0, k, _prepare(eng, score, q, k, P)[4]
+        kind, Kp, scale = 0, k, _dot_scale(score, k.shape[2])
     elif score == "general":
         kind, Wq, Kp, qgiven = 0, P["W"], k, False
     else:
-        Dq = q.shape[2]
         kind, qgiven = 1, False
-        if score == "additive":
-            Wq, Wk = P["Wq"], P["Wk"]
-        else:
-            Wq, Wk = P["W"][:Dq], P["W"][Dq:]
+        Wq, Wk = _tanh_weights(score, P, q.shape[2])
         bq = P.get("b", one)
-        vv = P["v"]
-        if "g" in P:
-            vv = (P["g"] * vv / np.linalg.norm(vv)).astype(dt)
+        vv = _tanh_v(P, dt)
         if Kp is None:
             kgiven, Kp = False, np.zeros((1, 1, 1), dt)
     with blas_single_threaded():
@@ -349,10 +353,7 @@ def _project_back(eng, score, q, k, P, dQp, dKp, dvv):
         W = P["W"]
         g["W"] = _gemm(eng, q2, dQp.reshape(-1, W.shape[1]), ta=True)
         return _gemm(eng, dQp.reshape(-1, W.shape[1]), W, tb=True).reshape(q.shape), dKp, g
-    if score == "additive":
-        Wq, Wk = P["Wq"], P["Wk"]
-    else:
-        Wq, Wk = P["W"][:Dq], P["W"][Dq:]
+    Wq, Wk = _tanh_weights(score, P, Dq)
     H = Wq.shape[1]
     dQ2 = dQp.reshape(-1, H)
     dK2 = dKp.reshape(-1, H)
@@ -482,7 +483,7 @@ def project_keys(k, *, score, params, backend=None):
     P = _params(score, params, _query_size(score, params, k.shape[2]), k.shape[2], k.dtype, True)
     _finite(k, "k")
     eng = _eng(backend)
-    Wk = P["Wk"] if score == "additive" else P["W"][P["W"].shape[0] - k.shape[2]:]
+    Wk = _tanh_weights(score, P, P["W"].shape[0] - k.shape[2] if score == "concat" else 0)[1]
     return _project(eng, k, Wk)
 
 
