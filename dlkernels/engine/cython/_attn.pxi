@@ -74,20 +74,6 @@ cdef extern from *:
         for (; c < n; c++) a = a + x[c] * y[c];                                        \
         return a;                                                                      \
     }                                                                                  \
-    DLK_CLONES static void dlk_at_score_row_##SUF(int kind, const T *restrict qrow,     \
-            const T *restrict Kb, Py_ssize_t E, const T *restrict vv, T sc,             \
-            Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) {                   \
-        Py_ssize_t e, jj; const T *restrict kr; T *restrict t;                         \
-        if (kind == 0) {                                                               \
-            for (jj = 0; jj < n; jj++) s[jj] = sc * dlk_at_dot_##SUF(qrow, Kb + jj * E, E); \
-        } else {                                                                       \
-            for (jj = 0; jj < n; jj++) {                                               \
-                kr = Kb + jj * E; t = keep ? Tb + jj * E : Tb;                         \
-                for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
-                s[jj] = dlk_at_dot_##SUF(vv, t, E);                                    \
-            }                                                                          \
-        }                                                                              \
-    }                                                                                  \
     /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= 20 (NaN: no) (twin   \
        of _attn.py's _pair_row) */                                                  \
     DLK_CLONES static int dlk_at_pair_row_##SUF(const T *restrict x, Py_ssize_t E,    \
@@ -130,6 +116,19 @@ cdef extern from *:
                 for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
             }                                                                          \
             s[jj] = dlk_at_dot_##SUF(vv, t, E);                                        \
+        }                                                                              \
+    }                                                                                  \
+    /* kind 0: the dot scores; kind 1: the plain tanh row (tanh_row without the     \
+       exponentials) */                                                             \
+    DLK_CLONES static void dlk_at_score_row_##SUF(int kind, const T *restrict qrow,    \
+            const T *restrict Kb, Py_ssize_t E, const T *restrict vv, T sc,             \
+            Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) {                   \
+        Py_ssize_t jj;                                                                 \
+        if (kind == 0) {                                                               \
+            for (jj = 0; jj < n; jj++) s[jj] = sc * dlk_at_dot_##SUF(qrow, Kb + jj * E, E); \
+        } else {                                                                       \
+            dlk_at_tanh_row_##SUF(qrow, Kb, E, vv, n, s, Tb, keep, 0, NULL, NULL, NULL,    \
+                                  NULL, NULL);                                         \
         }                                                                              \
     }                                                                                  \
     /* attention pooling: t = tanh(t + b) in place, returns dot(t, u) */           \
