@@ -908,13 +908,7 @@ cdef void _at_pool_chunk(const floating* X, const floating* W, const floating* b
     q0 = r0
     while q0 < r1:
         q1 = _at_min(q0 + blk, r1)
-        if A > 0:
-            if H > 0:
-                gemm(False, False, <int>(q1 - q0), <int>A, <int>H, <floating>1, X + q0 * H,
-                     <int>H, W, <int>A, <floating>0, S, <int>A)
-            else:
-                for r in range((q1 - q0) * A):
-                    S[r] = 0
+        _at_proj_rows(X + q0 * H, q1 - q0, H, W, A, b, False, S)   # S = X[q0:q1] W
         for r in range(q0, q1):
             t = S + (r - q0) * A
             weights[r] = _at_pool_row(t, b, u, A)

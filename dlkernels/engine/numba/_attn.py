@@ -808,14 +808,16 @@ def _pool_block(A):
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_chunk(X, W, b, u, starts, counts, s0, s1, pooled, weights, T, keep, one, zero, no):
+def _pool_chunk(X, W, b, u, starts, counts, s0, s1, pooled, weights, T, keep, zero, no):
     """Segments s0..s1-1 (consecutive; their rows r0..r1-1, gaps included).
     Rows in blocks of _pool_block(A) rows (the scratch stays at most
     POOL_SCRATCH elements however long a segment is): one single-threaded
     gemm S = X[block] W, then per row t = tanh(S + b) (kept in T when
     ``keep``) and its score dot(t, u) (8-lane order) in ``weights``; rows in
     gaps between segments are set back to 0; then per segment the softmax
-    and the weighted sum of its rows of X."""
+    and the weighted sum of its rows of X.  The block products are
+    ``_proj_rows``'s (a gemm, or a loop for a block of at most PROJ_SMALL
+    rows)."""
     H = X.shape[1]
     A = W.shape[1]
     r0 = starts[s0]
@@ -825,13 +827,7 @@ def _pool_chunk(X, W, b, u, starts, counts, s0, s1, pooled, weights, T, keep, on
     z = r0 - r0
     for q0 in range(r0, r1, blk):
         q1 = min(q0 + blk, r1)
-        if A > 0:
-            if H > 0:
-                gemm_at(no, no, q1 - q0, A, H, one, X, q0 * H, H, W, z, A, zero, S, z, A)
-            else:
-                for r in range(q1 - q0):
-                    for h in range(A):
-                        S[r, h] = zero
+        _proj_rows(X, q0, q1 - q0, W, b, no, S, z)   # S = X[q0:q1] W (zeros when H = 0)
         for r in range(q0, q1):
             t = S[r - q0]
             for h in range(A):
@@ -882,12 +878,11 @@ def attn_pool_fwd(X, W, b, u, starts, counts, chunks, pooled, weights, T, keep):
     segments are consecutive in X; work item c: segments chunks[c] ..
     chunks[c+1]-1 (the binding cuts them by rows, POOL_ROWS, fixed by the
     sizes), one gemm for their rows (the BLAS single-threaded meanwhile)."""
-    one = X.dtype.type(1.0)
     zero = X.dtype.type(0.0)
     no = X.shape[0] < 0  # a run-time False (see attn_gemm)
     for c in prange(chunks.shape[0] - 1):
         _pool_chunk(X, W, b, u, starts, counts, chunks[c], chunks[c + 1], pooled, weights, T,
-                    keep, one, zero, no)
+                    keep, zero, no)
 
 
 @njit(cache=True, error_model="numpy")
