@@ -269,7 +269,7 @@ def _gemm(eng, A, B, ta=False, tb=False):
 def _project(eng, x, W, bias=None):
     """x (B, T, D) @ W (D, H) (+ bias) (x C-contiguous), by the engine's
     ``attn_project``: tiles of PROJ_ROWS rows within each batch row, the
-    gemm calls the fused forward (``attn_fwd``) makes too, so every
+    gemm calls the fused forward (``attn_fwd_proj``) makes too, so every
     projection of a batch row has the same bits wherever it is made."""
     out = np.empty(x.shape[:2] + (W.shape[1],), x.dtype)
     has_b = bias is not None
@@ -312,34 +312,30 @@ def _prepare(eng, score, q, k, P, Kp=None):
     return 1, Qp, Kp, _tanh_v(P, dt), 1.0
 
 
-def _fwd(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, want_w, check, bad):
-    """attend's kernel call: the engine's ``attn_fwd`` projects inside its work
-    items ("general", "additive", "concat"), so the (B, Tq, E) and (B, Tk, E)
-    projections are never allocated (extra memory O(threads x tile)); the
-    same products as ``_prepare``'s.  Kp, when given, is the key side of an
-    additive / concat score (``project_keys``)."""
+def _fwd_proj(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, want_w, check, bad):
+    """attend's kernel call for the scores with projections ("general",
+    "additive", "concat"): the engine projects inside its work items, so the
+    (B, Tq, E) and (B, Tk, E) projections are never allocated (extra memory
+    O(threads x tile)); the same products as ``_prepare``'s."""
     dt = q.dtype
     one = np.zeros(1, dt)
-    Wq = Wk = np.zeros((1, 1), dt)
-    bq, vv, scale = one, one, 1.0
-    qgiven = kgiven = True
-    if score in ("dot", "scaled_dot"):
-        kind, Kp, scale = 0, k, _dot_scale(score, k.shape[2])
-    elif score == "general":
-        kind, Wq, Kp, qgiven = 0, P["W"], k, False
+    kgiven = True
+    Wk = np.zeros((1, 1), dt)
+    if score == "general":
+        kind, Wq, bq, Kp, vv = 0, P["W"], one, k, one
     else:
-        kind, qgiven = 1, False
+        kind = 1
         Wq, Wk = _tanh_weights(score, P, q.shape[2])
         bq = P.get("b", one)
         vv = _tanh_v(P, dt)
         if Kp is None:
             kgiven, Kp = False, np.zeros((1, 1, 1), dt)
     with blas_single_threaded():
-        eng.attn_fwd(kind=kind, Xq=q, Wq=np.ascontiguousarray(Wq), bq=bq, has_b="b" in P,
-                     qgiven=qgiven, Xk=k, Wk=np.ascontiguousarray(Wk), Kp=Kp, kgiven=kgiven,
-                     vv=vv, scale=scale, V=v, L=L, causal=causal, mmode=mk[0], mb=mk[1],
-                     mf=mk[2], msb=mk[3], msq=mk[4], msk=mk[5], ctx=ctx, wout=w, want_w=want_w,
-                     check=check, bad=bad)
+        eng.attn_fwd_proj(kind=kind, Xq=q, Wq=np.ascontiguousarray(Wq), bq=bq, has_b="b" in P,
+                          Xk=k, Wk=np.ascontiguousarray(Wk), Kp=Kp, kgiven=kgiven, vv=vv,
+                          scale=1.0, V=v, L=L, causal=causal, mmode=mk[0], mb=mk[1], mf=mk[2],
+                          msb=mk[3], msq=mk[4], msk=mk[5], ctx=ctx, wout=w, want_w=want_w,
+                          check=check, bad=bad)
 
 
 def _project_back(eng, score, q, k, P, dQp, dKp, dvv):
@@ -610,7 +606,13 @@ def attend(q, k, v, *, score="dot", params=None, lengths=None, mask=None, causal
     # judged exactly here (keys and values by the mask).  Positions not
     # attended never reach a result, so nothing is recomputed.
     bad = np.zeros(B * Tq if check_finite and B * Tq else 1, np.uint8)
-    _fwd(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, return_weights, check_finite, bad)
+    if score in ("dot", "scaled_dot"):
+        kind, Qp, Kp, vv, scale = _prepare(eng, score, q, k, P, Kp)
+        eng.attn_fwd(kind, Qp, Kp, vv, scale, v, L, causal, *mk, ctx, w, return_weights,
+                     check_finite, bad)
+    else:
+        _fwd_proj(eng, score, q, k, v, P, Kp, L, causal, mk, ctx, w, return_weights,
+                  check_finite, bad)
     if check_finite and bad.any():
         _finite(q, "q")   # the kernel flags a non-finite query row too
         if projected_keys is None:

@@ -18,7 +18,7 @@ from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32
 
 _ATTN_ALL = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "PROJ_SMALL", "TANH_PAIR_ROWS", "POOL_ROWS",
              "POOL_SCRATCH", "attn_gemm", "attn_scores", "attn_softmax", "attn_fwd",
-             "attn_project", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
+             "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd", "attn_local_bwd",
              "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
@@ -447,6 +447,79 @@ def attn_softmax(const floating[:, :, ::1] S, const int64_t[::1] L, bint causal,
 
 # ---- fused attention ------------------------------------------------------------------
 
+cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const floating* vv,
+                        floating sc, const floating* V, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E, Py_ssize_t Dv,
+                        const int64_t* L, bint causal, int mmode, const uint8_t* mb,
+                        const floating* mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
+                        floating* ctx, floating* wout, bint want_w, bint check,
+                        uint8_t* bad) noexcept nogil:
+    cdef floating* s = <floating*>malloc((2 * Tk + E + 1) * sizeof(floating))
+    cdef floating* w = s + Tk
+    cdef floating* t = w + Tk
+    cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
+    cdef Py_ssize_t r, b, i, j, n, nb
+    cdef bint fin, kfin = True
+    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef Py_ssize_t m = Tk if pair else 1
+    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
+    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
+    for r in range(r0, r1):
+        b = r // Tq
+        i = r - b * Tq
+        if kind != 0 and (i == 0 or r == r0):
+            nb = _at_min(L[b], Tk)
+            if check:
+                kfin = _at_all_finite(Kp + b * Tk * E, nb * E)
+            if pair:
+                _at_pair_keys(Kp + b * Tk * E, nb, E, PB, m, kok)
+        n = _at_row_lim(b, i, Tq, Tk, L, causal)
+        _at_score_any(kind, Qp + r * E, Kp + b * Tk * E, E, vv, sc, n, s, t, False, pair, PB, m,
+                      kok)
+        fin = kfin
+        if check and kind == 0:
+            fin = _at_all_finite(s, n)
+        _at_row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _at_softmax_row(s, ok, Tk, w)
+        _at_weighted_sum(w, ok, n, V + b * Tk * Dv, Dv, ctx + r * Dv)
+        if check:
+            bad[r] = 0 if (fin and _at_all_finite(Qp + r * E, E)
+                           and _at_all_finite(ctx + r * Dv, Dv)) else 1
+        if want_w:
+            for j in range(Tk):
+                wout[r * Tk + j] = w[j]
+    free(s)
+    free(ok)
+    free(PB)
+    free(kok)
+
+
+def attn_fwd(int kind, const floating[:, :, ::1] Qp, const floating[:, :, ::1] Kp,
+             const floating[::1] vv, double scale, const floating[:, :, ::1] V,
+             const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
+             const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
+             floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w, bint check,
+             uint8_t[::1] bad):
+    """Fused attention: ctx (B, Tq, Dv) and, when want_w, wout (B, Tq, Tk);
+    with check, bad (B * Tq,) flags the rows that met a non-finite value (see
+    the Numba twin)."""
+    cdef Py_ssize_t B = Qp.shape[0], Tq = Qp.shape[1], E = Qp.shape[2], Tk = Kp.shape[1]
+    cdef Py_ssize_t Dv = V.shape[2], nrows = B * Tq, nch, c
+    cdef floating sc = <floating>scale
+    if nrows == 0:
+        return
+    cdef const floating* qp = &Qp[0, 0, 0] if E else NULL
+    cdef const floating* kpp = &Kp[0, 0, 0] if E * Tk else NULL
+    cdef const floating* vp = &V[0, 0, 0] if Tk * Dv else NULL
+    cdef floating* cp = &ctx[0, 0, 0] if Dv else NULL
+    cdef floating* wp = &wout[0, 0, 0] if wout.shape[0] * wout.shape[1] * wout.shape[2] else NULL
+    nch = _at_min(nrows, 256)
+    for c in prange(nch, nogil=True, schedule="static"):
+        _at_fwd_chunk(kind, qp, kpp, &vv[0], sc, vp, c * nrows // nch, (c + 1) * nrows // nch,
+                      Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk, cp,
+                      wp, want_w, check, &bad[0])
+
+
 cdef void _at_proj_rows(const floating* X, Py_ssize_t n, Py_ssize_t K, const floating* W,
                         Py_ssize_t E, const floating* bias, bint has_b,
                         floating* out) noexcept nogil:
@@ -489,36 +562,29 @@ def attn_project(const floating[:, :, ::1] X, const floating[:, ::1] W,
                       has_b, op + (b * T + c0) * E)
 
 
-cdef void _at_fwd_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize_t Dq,
-                       const floating* Wq, const floating* bq, bint has_b, bint qgiven,
-                       const floating* Xk, Py_ssize_t Dk, const floating* Wk,
-                       const floating* Kp, bint kgiven, const floating* vv, floating sc,
-                       const floating* V, Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
-                       Py_ssize_t Dv, const int64_t* L, bint causal, int mmode,
-                       const uint8_t* mb, const floating* mf, Py_ssize_t msb,
-                       Py_ssize_t msq, Py_ssize_t msk, floating* ctx, floating* wout,
-                       bint want_w, bint check, uint8_t* bad) noexcept nogil:
+cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize_t Dq,
+                            const floating* Wq, const floating* bq, bint has_b,
+                            const floating* Xk, Py_ssize_t Dk, const floating* Wk,
+                            const floating* Kp, bint kgiven, const floating* vv, floating sc,
+                            const floating* V, Py_ssize_t Tq, Py_ssize_t Tk, Py_ssize_t E,
+                            Py_ssize_t Dv, const int64_t* L, bint causal, int mmode,
+                            const uint8_t* mb, const floating* mf, Py_ssize_t msb,
+                            Py_ssize_t msq, Py_ssize_t msk, floating* ctx, floating* wout,
+                            bint want_w, bint check, uint8_t* bad) noexcept nogil:
     cdef Py_ssize_t nqt = (Tq + PROJ_ROWS - 1) // PROJ_ROWS
     cdef Py_ssize_t b = t // nqt, i0 = (t - b * nqt) * PROJ_ROWS
     cdef Py_ssize_t i1 = _at_min(i0 + PROJ_ROWS, Tq), nq, nk, ii, i, r, j, n, c0
     cdef bint fin, kfin = True
     nq = i1 - i0
     nk = _at_row_lim(b, i1 - 1, Tq, Tk, L, causal)
-    cdef Py_ssize_t nqs = 0 if qgiven else nq * E
-    cdef floating* Qs = <floating*>malloc((nqs + 2 * Tk + E + 1) * sizeof(floating))
-    cdef floating* s = Qs + nqs
+    cdef floating* Qs = <floating*>malloc((nq * E + 2 * Tk + E + 1) * sizeof(floating))
+    cdef floating* s = Qs + nq * E
     cdef floating* w = s + Tk
     cdef floating* tt = w + Tk
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
     cdef floating* Kown = NULL
-    cdef const floating* Qrows      # query row ii of the item: Qrows + ii * E
     cdef const floating* Ks
-    if qgiven:
-        # the queries as given ("dot", "scaled_dot"; the keys are given then too)
-        Qrows = Xq + (b * Tq + i0) * Dq
-    else:
-        _at_proj_rows(Xq + (b * Tq + i0) * Dq, nq, Dq, Wq, E, bq, has_b, Qs)
-        Qrows = Qs
+    _at_proj_rows(Xq + (b * Tq + i0) * Dq, nq, Dq, Wq, E, bq, has_b, Qs)
     if kgiven:
         Ks = Kp + b * Tk * E
     else:
@@ -542,7 +608,7 @@ cdef void _at_fwd_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize_t Dq
         i = i0 + ii
         r = b * Tq + i
         n = _at_row_lim(b, i, Tq, Tk, L, causal)
-        _at_score_any(kind, Qrows + ii * E, Ks, E, vv, sc, n, s, tt, False, pair, PB, m, kok)
+        _at_score_any(kind, Qs + ii * E, Ks, E, vv, sc, n, s, tt, False, pair, PB, m, kok)
         fin = kfin
         if check and kind == 0:
             fin = _at_all_finite(s, n)
@@ -562,27 +628,24 @@ cdef void _at_fwd_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize_t Dq
     free(kok)
 
 
-def attn_fwd(int kind, const floating[:, :, ::1] Xq, const floating[:, ::1] Wq,
-             const floating[::1] bq, bint has_b, bint qgiven, const floating[:, :, ::1] Xk,
-             const floating[:, ::1] Wk, const floating[:, :, ::1] Kp, bint kgiven,
-             const floating[::1] vv, double scale, const floating[:, :, ::1] V,
-             const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
-             const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
-             floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w, bint check,
-             uint8_t[::1] bad):
-    """Fused attention: ctx (B, Tq, Dv), wout (B, Tq, Tk) when want_w, bad
-    flags when check; the queries as given (qgiven) or Xq @ Wq, the keys as
-    given (kgiven) or Xk @ Wk, projected inside the work items (a batch row
-    and a tile of PROJ_ROWS of its queries; the same gemm calls as
-    attn_project).  See the Numba twin."""
-    cdef Py_ssize_t B = Xq.shape[0], Tq = Xq.shape[1], Dq = Xq.shape[2]
-    cdef Py_ssize_t E = Dq if qgiven else Wq.shape[1]
+def attn_fwd_proj(int kind, const floating[:, :, ::1] Xq, const floating[:, ::1] Wq,
+                  const floating[::1] bq, bint has_b, const floating[:, :, ::1] Xk,
+                  const floating[:, ::1] Wk, const floating[:, :, ::1] Kp, bint kgiven,
+                  const floating[::1] vv, double scale, const floating[:, :, ::1] V,
+                  const int64_t[::1] L, bint causal, int mmode, const uint8_t[::1] mb,
+                  const floating[::1] mf, Py_ssize_t msb, Py_ssize_t msq, Py_ssize_t msk,
+                  floating[:, :, ::1] ctx, floating[:, :, ::1] wout, bint want_w, bint check,
+                  uint8_t[::1] bad):
+    """attn_fwd with the projections made inside the work items (batch row b,
+    a tile of PROJ_ROWS of its queries; the same gemm calls as attn_project;
+    see the Numba twin)."""
+    cdef Py_ssize_t B = Xq.shape[0], Tq = Xq.shape[1], Dq = Xq.shape[2], E = Wq.shape[1]
     cdef Py_ssize_t Tk = V.shape[1], Dv = V.shape[2], Dk = Xk.shape[2], nit, t
     cdef floating sc = <floating>scale
     if B * Tq == 0:
         return
     cdef const floating* xq = &Xq[0, 0, 0] if Dq else NULL
-    cdef const floating* wq = &Wq[0, 0] if Wq.shape[0] * Wq.shape[1] else NULL
+    cdef const floating* wq = &Wq[0, 0] if Dq * E else NULL
     cdef const floating* xk = &Xk[0, 0, 0] if Xk.shape[0] * Xk.shape[1] * Dk else NULL
     cdef const floating* wk = &Wk[0, 0] if Wk.shape[0] * Wk.shape[1] else NULL
     cdef const floating* kpp = &Kp[0, 0, 0] if Kp.shape[0] * Kp.shape[1] * Kp.shape[2] else NULL
@@ -593,9 +656,9 @@ def attn_fwd(int kind, const floating[:, :, ::1] Xq, const floating[:, ::1] Wq,
     cdef const floating* bp = &bq[0] if bq.shape[0] else NULL
     nit = B * ((Tq + PROJ_ROWS - 1) // PROJ_ROWS)
     for t in prange(nit, nogil=True, schedule="static"):
-        _at_fwd_item(t, kind, xq, Dq, wq, bp, has_b, qgiven, xk, Dk, wk, kpp, kgiven, vvp, sc, vp,
-                     Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk, cp, wp,
-                     want_w, check, &bad[0])
+        _at_fwd_proj_item(t, kind, xq, Dq, wq, bp, has_b, xk, Dk, wk, kpp, kgiven, vvp, sc, vp,
+                          Tq, Tk, E, Dv, &L[0], causal, mmode, &mb[0], &mf[0], msb, msq, msk,
+                          cp, wp, want_w, check, &bad[0])
 
 
 cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const floating* vv,

@@ -11,7 +11,7 @@ names, arguments and semantics and gives the same bits):
 * The projections of the score functions (q Wq, k Wk, q W, ...) are GEMMs in
   tiles of PROJ_ROWS rows within each batch row (``attn_project``; a tile of
   at most PROJ_SMALL rows is a loop): the same calls wherever a projection is
-  made, so it has the same bits in the fused forward (``attn_fwd``,
+  made, so it has the same bits in the fused forward (``attn_fwd_proj``,
   which projects inside its work items and never allocates the
   projections), in ``attn_project`` (the backward, ``scores``,
   ``project_keys``) and in either backend.  The score kernels take the
@@ -42,10 +42,11 @@ names, arguments and semantics and gives the same bits):
   ``b*msb + i*msq + j*msk`` (strides 0 on broadcast axes).  A row with no
   attended key gets weights 0 and context 0; scores, keys and values at
   positions not attended are never read into a result.
-* Non-finite input (``attn_fwd`` with ``check``): row r = (b, i) sets
-  ``bad[r]`` = 1 when its query row (``Xq[b, i]``, before any projection)
-  is non-finite, when, among the keys j below its limit (``L[b]`` and
-  causality), a score is non-finite (SCORE_DOT: a non-finite key always gives one, 0 * inf being
+* Non-finite input (``attn_fwd`` / ``attn_fwd_proj`` with ``check``): row r
+  = (b, i) sets ``bad[r]`` = 1 when its query row (``Qp[b, i]``; the
+  unprojected ``Xq[b, i]`` in ``attn_fwd_proj``) is non-finite, when, among
+  the keys j below its limit (``L[b]`` and causality), a score is
+  non-finite (SCORE_DOT: a non-finite key always gives one, 0 * inf being
   NaN; or finite inputs overflowed), or (SCORE_TANH: tanh(inf) is finite,
   so the keys are scanned, once per batch row and work item) a projected
   key below the limit is, or when its context is (an attended non-finite
@@ -76,7 +77,7 @@ from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh
 
 __all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH",
            "PROJ_SMALL", "TANH_PAIR_ROWS", "attn_gemm", "attn_scores", "attn_softmax",
-           "attn_fwd", "attn_project", "attn_bwd", "attn_local_fwd",
+           "attn_fwd", "attn_fwd_proj", "attn_project", "attn_bwd", "attn_local_fwd",
            "attn_local_bwd", "attn_pool_fwd", "attn_pool_bwd"]
 
 SCORE_DOT = 0
@@ -93,7 +94,7 @@ POOL_ROWS = 256
 POOL_SCRATCH = 1 << 20
 
 #: rows of the product per work item of ``attn_gemm``, and per tile of a
-#: projection (``attn_project``, ``attn_fwd``: tiles of PROJ_ROWS rows
+#: projection (``attn_project``, ``attn_fwd_proj``: tiles of PROJ_ROWS rows
 #: within each batch row, one gemm each -- a BLAS's bits depend on the rows
 #: of the call, so every projection of a batch row is made by the same calls
 #: and the forward, the backward and ``project_keys`` see the same bits).
@@ -436,6 +437,69 @@ def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, ctx,
+              wout, want_w, check, bad):
+    Tq = Qp.shape[1]
+    E = Qp.shape[2]
+    Tk = V.shape[1]
+    Dv = V.shape[2]
+    s = np.empty(Tk, dtype=Qp.dtype)
+    w = np.empty(Tk, dtype=Qp.dtype)
+    ok = np.empty(Tk, dtype=np.uint8)
+    dt = Qp.dtype
+    scratch = np.empty((1, E), dtype=dt)
+    z = r0 - r0       # run-time 0 and False (see _scores_rows)
+    no = r0 < z
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
+    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    kfin = True
+    for r in range(r0, r1):
+        b = r // Tq
+        i = r - b * Tq
+        if kind != SCORE_DOT and (i == 0 or r == r0):
+            nb = min(L[b], Tk)
+            if check:   # tanh hides inf: the keys below L[b], once per batch row and item
+                kfin = all_finite(Kp[b].reshape(Tk * E), z, nb * E)
+            if pair:
+                _pair_keys(Kp, b, nb, KP, KN, kok)
+        n = _row_lim(b, i, Tq, Tk, L, causal)
+        if kind == SCORE_DOT:
+            _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
+        else:
+            _tanh_row(Qp, Kp, vv, b, i, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
+        fin = kfin
+        if check and kind == SCORE_DOT:  # a non-finite key makes its score non-finite
+            fin = all_finite(s, z, n)
+        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+        _softmax_row(s, ok, Tk, w)
+        _weighted_sum(w, ok, n, V, b, z, ctx, i)
+        if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
+            bad[r] = 0 if (fin and all_finite(Qp[b, i], z, E)
+                           and all_finite(ctx[b, i], z, Dv)) else 1
+        if want_w:
+            for j in range(Tk):
+                wout[b, i, j] = w[j]
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def attn_fwd(kind, Qp, Kp, vv, scale, V, L, causal, mmode, mb, mf, msb, msq, msk, ctx, wout,
+             want_w, check, bad):
+    """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
+    (else wout may be any array).  With ``check``, bad (B * Tq,) uint8 flags
+    the query rows that met a non-finite value (module docstring; else bad
+    may be any array).  Work item: a chunk of query rows (at most 256 chunks); scratch
+    O(Tk + E) per item."""
+    nrows = Qp.shape[0] * Qp.shape[1]
+    sc = Qp.dtype.type(scale)
+    nch = min(nrows, 256)
+    for c in prange(nch):
+        _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
+                  c * nrows // nch, (c + 1) * nrows // nch, ctx, wout, want_w, check, bad)
+
+
+@njit(cache=True, error_model="numpy")
 def _proj_rows(X, r0, n, W, bias, has_b, out, o0):
     """out[o0:o0+n] = X[r0:r0+n] @ W (+ bias): one single-threaded gemm, or for
     at most PROJ_SMALL rows a loop (X (R, K), W (K, E), out (>= o0 + n, E), all
@@ -489,13 +553,12 @@ def attn_project(X, W, bias, has_b, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _fwd_item(t, kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, sc, V, L, causal,
-              mmode, mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
+def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L, causal, mmode,
+                   mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
     B, Tq, Dq = Xq.shape
     Tk = V.shape[1]
     Dv = V.shape[2]
-    E = Dq if qgiven else Wq.shape[1]
-    dt = V.dtype
+    E = Wq.shape[1]
     nqt = (Tq + PROJ_ROWS - 1) // PROJ_ROWS
     b = t // nqt
     i0 = (t - b * nqt) * PROJ_ROWS
@@ -504,54 +567,46 @@ def _fwd_item(t, kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, sc, V,
     z = t - t          # run-time 0 and False (see _scores_rows)
     no = t < z
     nk = _row_lim(b, i1 - 1, Tq, Tk, L, causal)   # the most keys a row of the item attends
-    if qgiven:
-        # the queries as given ("dot", "scaled_dot"; the keys are given then too)
-        Q3 = Xq
-        K3 = Kp
-        qb = b
-        qi0 = i0
+    Qs = np.empty((nq, E), dtype=V.dtype)
+    _proj_rows(Xq.reshape(B * Tq, Dq), b * Tq + i0, nq, Wq, bq, has_b, Qs, z)
+    if kgiven:
+        Ks = Kp[b]
     else:
-        Qs = np.empty((nq, E), dtype=dt)
-        _proj_rows(Xq.reshape(B * Tq, Dq), b * Tq + i0, nq, Wq, bq, has_b, Qs, z)
-        if kgiven:
-            Ks = Kp[b]
-        else:
-            # the key tiles holding keys 0..nk-1 (padding beyond them is not projected)
-            Ks = np.empty((Tk, E), dtype=dt)
-            X2 = Xk.reshape(B * Tk, Xk.shape[2])
-            for c0 in range(z, nk, PROJ_ROWS):
-                _proj_rows(X2, b * Tk + c0, min(c0 + PROJ_ROWS, Tk) - c0, Wk, bq, no, Ks, c0)
-        Q3 = Qs.reshape(1, nq, E)
-        K3 = Ks.reshape(1, Tk, E)
-        qb = z
-        qi0 = z
-    s = np.empty(Tk, dtype=dt)
-    w = np.empty(Tk, dtype=dt)
+        # the key tiles holding keys 0..nk-1 (padding beyond them is not projected)
+        Ks = np.empty((Tk, E), dtype=V.dtype)
+        X2 = Xk.reshape(B * Tk, Xk.shape[2])
+        for c0 in range(z, nk, PROJ_ROWS):
+            _proj_rows(X2, b * Tk + c0, min(c0 + PROJ_ROWS, Tk) - c0, Wk, bq, no, Ks, c0)
+    Q3 = Qs.reshape(1, nq, E)
+    K3 = Ks.reshape(1, Tk, E)
+    s = np.empty(Tk, dtype=V.dtype)
+    w = np.empty(Tk, dtype=V.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
+    dt = V.dtype
     scratch = np.empty((1, E), dtype=dt)
     pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
     m = Tk if pair else 1
     EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
     KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
     if pair:
-        _pair_keys(K3, qb, nk, KP, KN, kok)
+        _pair_keys(K3, z, nk, KP, KN, kok)
     kfin = True
     if check and kind != SCORE_DOT:  # tanh hides inf: the keys the item reads
-        kfin = all_finite(K3[qb].reshape(Tk * E), z, nk * E)
+        kfin = all_finite(Ks.reshape(Tk * E), z, nk * E)
     for ii in range(nq):
         i = i0 + ii
         n = _row_lim(b, i, Tq, Tk, L, causal)
         if kind == SCORE_DOT:
-            _score_row(kind, Q3, K3, vv, sc, qb, qi0 + ii, z, n, s, scratch, no)
+            _score_row(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no)
         else:
-            _tanh_row(Q3, K3, vv, qb, qi0 + ii, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
+            _tanh_row(Q3, K3, vv, z, ii, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
         fin = kfin
-        if check and kind == SCORE_DOT:  # a non-finite key makes its score non-finite
+        if check and kind == SCORE_DOT:
             fin = all_finite(s, z, n)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
-        if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
+        if check:
             bad[b * Tq + i] = 0 if (fin and all_finite(Xq[b, i], z, Dq)
                                     and all_finite(ctx[b, i], z, Dv)) else 1
         if want_w:
@@ -560,27 +615,24 @@ def _fwd_item(t, kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, sc, V,
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def attn_fwd(kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, scale, V, L, causal,
-             mmode, mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
-    """Fused attention: ctx (B, Tq, Dv) and, when ``want_w``, wout (B, Tq, Tk)
-    (else wout may be any array); with ``check``, bad (B * Tq,) uint8 flags
-    the query rows that met a non-finite value (module docstring; else bad
-    may be any array).  The queries are ``Xq`` (B, Tq, Dq) as given when
-    ``qgiven`` (the dot scores), else ``Xq @ Wq (+ bq when has_b)``; the
-    keys ``Kp`` (B, Tk, E) as given when ``kgiven``, else ``Xk @ Wk``.
-
-    A work item is a batch row b and a tile of PROJ_ROWS of its queries (i0 =
-    a multiple of PROJ_ROWS); it makes the projections itself, so neither
-    (B, Tq, E) nor (B, Tk, E) is ever allocated: ``Xq[b, i0:i1] @ Wq`` and
-    the key tiles (of PROJ_ROWS keys) that hold the keys its rows may attend
-    (lengths, causality: the tiles of padding are not projected) -- the same
-    gemm calls as ``attn_project``, so the same bits.  A batch row with Tq >
-    PROJ_ROWS projects its keys once per query tile: at most Dk / (60
-    PROJ_ROWS) of the score's tanh work (a multiply-add in a GEMM costs ~1/60
-    of a tanh here), ~3% at Dk = 256.  Wq (Dq, E), Xk (B, Tk, Dk), Wk (Dk, E)
-    (any 2-d / 3-d arrays when not used), bq (E,) (any 1-d array unless
-    has_b).  Scratch O((PROJ_ROWS + 3 Tk) E) per item; the BLAS must be
-    single-threaded meanwhile; same bits for any thread count."""
+def attn_fwd_proj(kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, scale, V, L, causal, mmode,
+                  mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad):
+    """``attn_fwd`` with the projections made inside the work items, so that
+    neither (B, Tq, E) nor (B, Tk, E) is ever allocated: an item is a batch
+    row b and a tile of PROJ_ROWS of its queries (i0 = a multiple of
+    PROJ_ROWS); it computes ``Xq[b, i0:i1] @ Wq (+ bq when has_b)`` and,
+    unless ``kgiven`` (then the projected keys are ``Kp[b]``), ``Xk[b] @ Wk``
+    for the key tiles (of PROJ_ROWS keys) that hold the keys its rows may
+    attend (lengths, causality: the tiles of padding are not projected) --
+    the same gemm calls as ``attn_project``, so the same bits; then the rows
+    as in ``attn_fwd``.  A batch row with Tq > PROJ_ROWS projects its keys
+    once per query tile: at most Dk / (60 PROJ_ROWS) of the score's tanh
+    work (a multiply-add in a GEMM costs ~1/60 of a tanh here), ~3% at Dk =
+    256.  Xq (B, Tq, Dq), Wq (Dq, E), Xk (B, Tk, Dk), Wk (Dk, E), Kp (B, Tk,
+    E) (any 3-d array unless kgiven; Xk, Wk any 3-d / 2-d arrays when
+    kgiven), bq (E,) (any 1-d array unless has_b).  Scratch O((PROJ_ROWS +
+    Tk) E) per item; the BLAS must be single-threaded meanwhile; same bits
+    for any thread count."""
     B = Xq.shape[0]
     Tq = Xq.shape[1]
     if B * Tq == 0:
@@ -588,8 +640,8 @@ def attn_fwd(kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, scale, V, 
     sc = V.dtype.type(scale)
     nit = B * ((Tq + PROJ_ROWS - 1) // PROJ_ROWS)
     for t in prange(nit):
-        _fwd_item(np.int64(t), kind, Xq, Wq, bq, has_b, qgiven, Xk, Wk, Kp, kgiven, vv, sc, V, L,
-                  causal, mmode, mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad)
+        _fwd_proj_item(np.int64(t), kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
+                       causal, mmode, mb, mf, msb, msq, msk, ctx, wout, want_w, check, bad)
 
 
 @njit(cache=True, error_model="numpy")
