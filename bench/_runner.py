@@ -378,6 +378,20 @@ def startup_table(rows):
                     out)
 
 
+def case_notes(cases):
+    """One bullet per (case, implementation) that recorded a note in this run
+    (``Bench.describe(note=...)``); a note shared by a case's implementations once."""
+    out = []
+    for name, case in cases.items():
+        seen = {}
+        for impl, e in case["impls"].items():
+            if e.get("note"):
+                seen.setdefault(e["note"], []).append(impl)
+        for note, impls in seen.items():
+            out.append(f"* {name} ({', '.join(impls)}): {note}")
+    return out
+
+
 def table_specs(suites):
     """[(table key, title, footnotes)] in the suites' order."""
     specs = []
@@ -401,6 +415,9 @@ def render(data, fams, startup, env, suites=()):
         parts += [f"## {title}", "", family_table(fam, cases, rates), ""]
         for note in footnotes:
             parts += [note, ""]
+        notes = case_notes(cases)
+        if notes:
+            parts += ["Notes of this run:", ""] + notes + [""]
     if "gemm" in fams:
         parts += ["## GEMM probes", "", gemm_table(fams["gemm"]), "",
                   "Best round of repeated calls into preallocated output; numpy's and scipy's BLAS "

@@ -142,6 +142,26 @@ def make_estimator(impl, **params):
         pytest.skip(f"not accepted: BernoulliRBM(backend=...) ({exc})")
 
 
+def path_note(impl, m, n, rows):
+    """What the binary-path rule is for these row counts (calibrated on this
+    machine on first use, or the default rule), for the table's notes; the
+    calibration itself happens here, before anything is timed."""
+    if impl not in OURS:
+        return None
+    try:
+        import dlkernels.rbm as rbm
+        from dlkernels.bindings import _calibrate
+        from dlkernels.bindings.rbm_paths import row_class
+
+        tab = rbm.path_thresholds(m, n, F32, rows, backend=impl)
+    except Exception:   # the case itself reports a missing backend
+        return None
+    how = "calibrated on this machine" if _calibrate.enabled() else "default rule"
+    parts = [f"{r} rows: binary path up to {tab[row_class(r, len(tab))] / 10:g}% on"
+             for r in rows]
+    return "; ".join(parts) + f" ({how})"
+
+
 # --- PCD-1 epochs through the estimators ---------------------------------------------------------
 
 FIT_CASES = [
@@ -167,7 +187,8 @@ def test_fit(bench, cfg, impl):
     epochs = f"{n_iter} epochs" if n_iter > 1 else "1 epoch"
     bench.describe(family="rbm", case=f"PCD-1 fit {what}, batch {batch}, {epochs}", impl=impl,
                    flops=CD_GEMMS * 2.0 * X.shape[0] * m * n_comp * n_iter,
-                   gemm=gemm_key(F32, batch, m, n_comp), target=target)
+                   gemm=gemm_key(F32, batch, m, n_comp), target=target,
+                   note=path_note(impl, m, n_comp, sorted({batch, X.shape[0] % batch} - {0})))
     if impl == "sklearn":
         bench.require_module("sklearn")
     else:
@@ -192,7 +213,8 @@ def test_block_gibbs(bench, impl):
     bench.describe(family="rbm", case=f"block Gibbs {C} chains {M}x{NH}, {k} sweeps", impl=impl,
                    flops=2 * 2.0 * C * M * NH * k, gemm=gemm_key(F32, C, M, NH),
                    target=[{"vs": "gemm", "frac": 0.85}, {"vs": "numpy", "ratio": 2.0},
-                           {"vs": "torch", "ratio": 2.0}])
+                           {"vs": "torch", "ratio": 2.0}],
+                   note=path_note(impl, M, NH, [C]))
     if impl == "numpy":
         rng = np.random.default_rng(0)
         bench.run(lambda: _peers.block_gibbs_numpy(v0, W, a, b, k, rng))

@@ -144,8 +144,11 @@ def test_render_takes_titles_and_footnotes_from_the_suites(tmp_path):
 
     (tmp_path / "bench_toy.py").write_text(TOY_SUITE)
     suites, _ = _registry.discover(tmp_path, package=None)
-    fams = {"toy": {"case 1": {"impls": {"numba": {"time": 2e-3}, "cython": {"reason": "not built"}},
-                               "meta": {}}},
+    fams = {"toy": {"case 1": {"impls": {"numba": {"time": 2e-3, "note": "path X"},
+                                         "cython": {"reason": "not built"}},
+                               "meta": {}},
+                    "case 3": {"impls": {"numba": {"time": 1e-3, "note": "same"},
+                                         "cython": {"time": 1e-3, "note": "same"}}, "meta": {}}},
             "stray": {"case 2": {"impls": {"numba": {"time": 1.0}}, "meta": {}}}}
     env = dict(preset="smoke", threads=2, blas_threads=2, machine="m", versions={}, blas=[],
                threads_in_effect={}, command="python -m bench", date="today")
@@ -154,6 +157,9 @@ def test_render_takes_titles_and_footnotes_from_the_suites(tmp_path):
     assert "## stray" in text                       # an undeclared table still shows, under its key
     assert text.index("## Toy kernels") < text.index("## stray")
     assert "skipped: not built" in text
+    # notes recorded by the cases are listed under their table, a shared one once
+    assert "* case 1 (numba): path X" in text and "* case 3 (numba, cython): same" in text
+    assert text.index("* case 1") < text.index("## stray")
 
 
 def test_startup_runs_only_the_startup_function(tmp_path):

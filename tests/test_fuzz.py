@@ -117,6 +117,9 @@ TABLE = {
                             False, ()),
     "rng.Streams": (rng.Streams, lambda c: [("seed", "seed", 7)], False, ()),
     "rng.as_streams": (rng.as_streams, lambda c: [("random_state", "seed", 3)], False, ()),
+    "rbm.path_thresholds": (rbm.path_thresholds, lambda c: [
+        ("m", "int", c.m), ("n", "int", c.n), ("dtype", "dtype", c.dt),
+        ("rows", "ints", np.array([c.rows, 70]))], True, ()),
     "rbm.energy": (rbm.energy, lambda c: [("v", "array", c.binary(c.rows, c.m)),
                                           ("h", "array", c.binary(c.rows, c.n))] + _model(c), True, ()),
     "rbm.free_energy": (rbm.free_energy, lambda c: [("v", "array", c.binary(c.rows, c.m))] + _model(c),

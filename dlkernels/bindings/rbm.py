@@ -30,10 +30,11 @@ from ._checks import (check_array, check_binary, check_bool, check_choice, check
                       check_work, _describe, COUNT_MAX, WORK_MAX)
 from ._progress import INTERRUPTIBLE_MIN_WORK, interruptible
 from .rng import as_streams
+from .rbm_paths import bin_max, path_thresholds
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "gibbs_chains", "cd_gradient", "cd_update", "CDResult",
-           "blas_single_threaded"]
+           "blas_single_threaded", "path_thresholds"]
 
 CDResult = namedtuple("CDResult", ["dW", "da", "db", "chains"])
 CDResult.__doc__ = """Result of ``cd_gradient``: dW (m, n), da (m,), db (n,) = E_data - E_model,
@@ -532,8 +533,10 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
     else:
         mv = mh = np.empty((0, 0), W.dtype)
     key, ctr = _rng(random_state)
-    _long(_kernels(backend).gibbs_chains, total, C * W.size, v=v, W=W, a=a, b=b, k=k, key=key,
-          ctr=ctr, h=h, mean_last=mean_last, mean_v=mv, mean_h=mh)
+    eng = _kernels(backend)
+    _long(eng.gibbs_chains, total, C * W.size, v=v, W=W, a=a, b=b, k=k, key=key,
+          ctr=ctr, h=h, mean_last=mean_last, mean_v=mv, mean_h=mh,
+          bin_max=bin_max(eng, W.dtype, m, n, C))
     if mean_last:
         return v, h, mv, mh
     if return_hidden:
@@ -669,7 +672,8 @@ def cd_gradient(v_data, W, a, b, *, k=1, r=1, persistent=None, persistent_hidden
     eng = _kernels(backend)
     _long(eng.cd_step, total, max(v_data.shape[0], C) * W.size, vdata=v_data, W=W, a=a, b=b,
           k=k, r=r, mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=dW, ga=da, gb=db,
-          scale_pos=1.0 / v_data.shape[0], scale_neg=-1.0 / (r * C), decay=1.0)
+          scale_pos=1.0 / v_data.shape[0], scale_neg=-1.0 / (r * C), decay=1.0,
+          bin_max=bin_max(eng, W.dtype, *W.shape, v_data.shape[0], C))
     return CDResult(dW, da, db, H if mode == "MODE_PCD_HIDDEN" else V)
 
 
@@ -802,11 +806,12 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
     sn = -lr / (r * (C if negative_scale == "chains" else B))
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
+    table = bin_max(eng, W.dtype, *W.shape, B, C)
     if velocity is None:
         with _restored_on_error(kept, total):
             _long(eng.cd_step, total, work, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
                   mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=W, ga=a, gb=b,
-                  scale_pos=sp, scale_neg=sn, decay=1.0 - lr * weight_decay)
+                  scale_pos=sp, scale_neg=sn, decay=1.0 - lr * weight_decay, bin_max=table)
     else:
         vW, va, vb = velocity
         with _restored_on_error(kept + tuple(velocity), total):   # scaled before the kernel
@@ -817,7 +822,7 @@ def cd_update(v_data, W, a, b, *, learning_rate, k=1, r=1, persistent=None,
             vb *= W.dtype.type(momentum)
             _long(eng.cd_step, total, work, vdata=v_data, W=W, a=a, b=b, k=k, r=r,
                   mode=getattr(eng, mode), V=V, H=H, key=key, ctr=ctr, gW=vW, ga=va, gb=vb,
-                  scale_pos=sp, scale_neg=sn, decay=1.0)
+                  scale_pos=sp, scale_neg=sn, decay=1.0, bin_max=table)
         W += vW
         a += va
         b += vb

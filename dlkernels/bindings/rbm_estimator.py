@@ -53,6 +53,7 @@ from ._checks import WORK_MAX as _WORK_MAX, check_max_work as _check_max_work
 from ._checks import check_work as _check_work
 from ._progress import interruptible as _interruptible
 from . import rng as _rng
+from .rbm_paths import bin_max
 from ._progress import DeferInterrupt as _DeferInterrupt
 from ._progress import Progress as _Progress
 
@@ -155,7 +156,8 @@ def _gibbs(v, W, a, b, n_steps, streams, backend):
     if n_steps > 1:
         _interruptible(eng.gibbs_chains, (n_steps - 1) * v.shape[0] * 2 * W.size, v=out, W=W,
                        a=a, b=b, k=n_steps - 1, key=streams.key, ctr=streams.next_counter(),
-                       h=h, mean_last=0, mean_v=_no_probs(dt), mean_h=_no_probs(dt))
+                       h=h, mean_last=0, mean_v=_no_probs(dt), mean_h=_no_probs(dt),
+                       bin_max=bin_max(eng, dt, *W.shape, v.shape[0]))
     return out
 
 
@@ -237,6 +239,7 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
 
     def step(v):
         B = v.shape[0]
+        table = bin_max(eng, dt, m, n, B, chains.shape[0])
         k_step = k
         if pt is not None:
             mode, V, H, s_neg, k_step = eng.MODE_PCD, V_chains, H_pt, s_neg_p, 0
@@ -256,7 +259,7 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
         if velocity is None:
             cd_step(vdata=v, W=W, a=a, b=b, k=k_step, r=r, mode=mode, V=V, H=H, key=streams.key,
                     ctr=ctr, gW=W, ga=a, gb=b, scale_pos=lr / B, scale_neg=s_neg, decay=decay,
-                    stop=_NEVER_STOP)
+                    bin_max=table, stop=_NEVER_STOP)
         else:
             # in-place ufuncs (an augmented assignment would make these names local)
             np.multiply(vW, f, out=vW)
@@ -266,7 +269,7 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
             np.multiply(vb, f, out=vb)
             cd_step(vdata=v, W=W, a=a, b=b, k=k_step, r=r, mode=mode, V=V, H=H, key=streams.key,
                     ctr=ctr, gW=vW, ga=va, gb=vb, scale_pos=lr / B, scale_neg=s_neg, decay=1.0,
-                    stop=_NEVER_STOP)
+                    bin_max=table, stop=_NEVER_STOP)
             np.add(W, vW, out=W)
             np.add(a, va, out=a)
             np.add(b, vb, out=b)
@@ -296,13 +299,15 @@ def _make_runner(W, a, b, chains, X, *, batch_size, lr, k, r, persistent, moment
     decay = 1.0 - lr * weight_decay
     no_order = np.empty(0, np.int64)
     run_kernel = eng.cd_minibatches
+    # every minibatch's row class (the last one may be short) and the chains'
+    table = bin_max(eng, dt, m, n, batch_size, X.shape[0] % batch_size, V.shape[0])
 
     def run(order, first, count):
         ctrs = streams.next_counters(count)
         run_kernel(X=X, order=no_order if order is None else order, first=first, count=count,
                    batch_size=batch_size, W=W, a=a, b=b, k=k, r=r, mode=mode, V=V, H=H,
                    key=streams.key, ctrs=ctrs, lr=lr, decay=decay, f=f, wd=wd, vW=vW, va=va,
-                   vb=vb, stop=_NEVER_STOP)
+                   vb=vb, bin_max=table, stop=_NEVER_STOP)
     return run
 
 

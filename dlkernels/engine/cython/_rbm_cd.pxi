@@ -9,9 +9,10 @@ cpdef enum:
 
 
 cdef void _hid_probs(const floating* V, Py_ssize_t C, Py_ssize_t m, const floating* W,
-                     Py_ssize_t n, const floating* b, floating* H) noexcept nogil:
+                     Py_ssize_t n, const floating* b, floating* H,
+                     const _i64* bin_max) noexcept nogil:
     """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
-    if _prefer_bin(V, C, m):
+    if _prefer_bin(V, C, m, bin_max):
         _bin_layer(V, C, m, W, n, b, NULL, NULL, 0, H, <floating*>NULL, OP_SIGMOID)
     else:
         _layer(V, C, m, W, n, False, b, NULL, NULL, 0, H, n, <floating*>NULL, OP_SIGMOID)
@@ -107,7 +108,8 @@ cdef int _cd_core(const floating* vdata, Py_ssize_t B, const floating* pW, Py_ss
                   Py_ssize_t n, const floating* a, const floating* b, Py_ssize_t k, Py_ssize_t r,
                   int mode, floating* V, floating* H, Py_ssize_t C, const uint64_t* kp,
                   const uint64_t* cp, floating* gW, floating* ga, floating* gb, double scale_pos,
-                  double scale_neg, double decay, const _i64* stp) noexcept nogil:
+                  double scale_neg, double decay, const _i64* bin_max,
+                  const _i64* stp) noexcept nogil:
     """cd_step on raw pointers (see there): 0 done, 1 stopped before the
     update, -1 out of memory (nothing changed).  pW is only read, so gW may
     be the same memory."""
@@ -137,7 +139,7 @@ cdef int _cd_core(const floating* vdata, Py_ssize_t B, const floating* pW, Py_ss
     # binary states (the chains always, the data when 0/1) take the binary
     # path for v W and for the gradient's v^T p (see the Numba twin)
     bin_data = _is_binary(vdata, B * m)
-    if bin_data and _prefer_bin(vdata, B, m):
+    if bin_data and _prefer_bin(vdata, B, m, bin_max):
         _bin_layer(vdata, B, m, pW, n, b, kp, cp, 0, ppos, <floating*>NULL, OP_SIGMOID)
     else:
         _layer(vdata, B, m, pW, n, False, b, kp, cp, 0, ppos, n, <floating*>NULL, OP_SIGMOID)
@@ -148,7 +150,7 @@ cdef int _cd_core(const floating* vdata, Py_ssize_t B, const floating* pW, Py_ss
             for j in range(n):
                 H[s * n + j] = ppos[s * n + j]
     elif mode == MODE_PCD:
-        _hid_probs(V, C, m, pW, n, b, H)
+        _hid_probs(V, C, m, pW, n, b, H, bin_max)
     for t in range(1, T + 1):
         if dlk_stopped(stp):
             rc = 1   # skip the update: gW, ga, gb are left as they were
@@ -159,7 +161,7 @@ cdef int _cd_core(const floating* vdata, Py_ssize_t B, const floating* pW, Py_ss
             _layer(H, C, n, pW, n, True, a, kp, cp, blk + bh, V, m, <floating*>NULL, OP_SAMPLE)
         else:
             _layer(H, C, n, pW, n, True, a, kp, cp, blk, V, m, <floating*>NULL, OP_SAMPLE)
-        _hid_probs(V, C, m, pW, n, b, H)
+        _hid_probs(V, C, m, pW, n, b, H, bin_max)
         if r > 1 and t >= k:
             _transpose_rows(VT, C, V, C, m, 0)
             _bin_layer(VT, m, C, H, n, b, kp, cp, 0, acc, <floating*>NULL, OP_ACCUMULATE)
@@ -209,7 +211,8 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
             const floating[::1] b, Py_ssize_t k, Py_ssize_t r, int mode, floating[:, ::1] V,
             floating[:, ::1] H, const uint64_t[::1] key, const uint64_t[::1] ctr,
             floating[:, ::1] gW, floating[::1] ga, floating[::1] gb, double scale_pos,
-            double scale_neg, double decay, const _i64[::1] stop):
+            double scale_neg, double decay, const _i64[::1] bin_max,
+            const _i64[::1] stop):
     """One CD-k / PCD minibatch (see the Numba twin for the full contract).
 
     gW, ga, gb may alias W, a, b: all reads of W, a, b precede the first write."""
@@ -218,7 +221,8 @@ def cd_step(const floating[:, ::1] vdata, const floating[:, ::1] W, const floati
     with nogil:
         rc = _cd_core(&vdata[0, 0], vdata.shape[0], &W[0, 0], W.shape[0], W.shape[1], &a[0],
                       &b[0], k, r, mode, &V[0, 0], &H[0, 0], V.shape[0], &key[0], &ctr[0],
-                      &gW[0, 0], &ga[0], &gb[0], scale_pos, scale_neg, decay, stp)
+                      &gW[0, 0], &ga[0], &gb[0], scale_pos, scale_neg, decay,
+                      &bin_max[0], stp)
     if rc < 0:
         raise MemoryError()
 
@@ -229,7 +233,7 @@ def cd_minibatches(const floating[:, ::1] X, const _i64[::1] order, Py_ssize_t f
                    floating[:, ::1] H, const uint64_t[::1] key, const uint64_t[:, ::1] ctrs,
                    double lr, double decay, const floating[::1] f, const floating[::1] wd,
                    floating[:, ::1] vW, floating[::1] va, floating[::1] vb,
-                   const _i64[::1] stop):
+                   const _i64[::1] bin_max, const _i64[::1] stop):
     """Minibatches first .. first + count - 1 of an epoch in one call (see the
     Numba twin for the contract); returns the number done."""
     cdef Py_ssize_t N = X.shape[0], m = X.shape[1], n = W.shape[1]
@@ -275,7 +279,7 @@ def cd_minibatches(const floating[:, ::1] X, const _i64[::1] order, Py_ssize_t f
             if not mom:
                 rc = _cd_core(vbuf, B, &W[0, 0], m, n, &a[0], &b[0], k, r, mode, Vc, Hc, C,
                               &key[0], &ctrs[i - first, 0], &W[0, 0], &a[0], &b[0],
-                              lr / <double>B, s_neg, decay, NULL)
+                              lr / <double>B, s_neg, decay, &bin_max[0], NULL)
             else:
                 fm = f[0]
                 for p in range(m):
@@ -292,7 +296,7 @@ def cd_minibatches(const floating[:, ::1] X, const _i64[::1] order, Py_ssize_t f
                     vb[j] = vb[j] * fm
                 rc = _cd_core(vbuf, B, &W[0, 0], m, n, &a[0], &b[0], k, r, mode, Vc, Hc, C,
                               &key[0], &ctrs[i - first, 0], &vW[0, 0], &va[0], &vb[0],
-                              lr / <double>B, s_neg, 1.0, NULL)
+                              lr / <double>B, s_neg, 1.0, &bin_max[0], NULL)
                 if rc == 0:
                     for p in range(m):
                         for j in range(n):

@@ -28,7 +28,8 @@ cdef void _scale_layer(floating* x, Py_ssize_t C, Py_ssize_t n, Py_ssize_t r) no
 def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
                  const floating[::1] b, Py_ssize_t k, const uint64_t[::1] key,
                  const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
-                 floating[:, ::1] mean_v, floating[:, ::1] mean_h, const _i64[::1] stop):
+                 floating[:, ::1] mean_v, floating[:, ::1] mean_h, const _i64[::1] bin_max,
+                 const _i64[::1] stop):
     """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
     cdef const _i64* stp = NULL if stop is None else &stop[0]
     cdef Py_ssize_t C = v.shape[0], m = W.shape[0], n = W.shape[1]
@@ -48,13 +49,13 @@ def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::
             if dlk_stopped(stp):
                 break   # the caller discards the results of a stopped call
             blk = <uint64_t>t * (bh + bv)
-            if _prefer_bin(&v[0, 0], C, m):
+            if _prefer_bin(&v[0, 0], C, m, &bin_max[0]):
                 _bin_layer(&v[0, 0], C, m, &W[0, 0], n, &b[0], &key[0], &ctr[0], blk,
                            &h[0, 0], <floating*>NULL, OP_SAMPLE)
             else:
                 _layer(&v[0, 0], C, m, &W[0, 0], n, False, &b[0], &key[0], &ctr[0], blk,
                        &h[0, 0], n, <floating*>NULL, OP_SAMPLE)
-            if _prefer_bin(&h[0, 0], C, n):
+            if _prefer_bin(&h[0, 0], C, n, &bin_max[0]):
                 _bin_layer(&h[0, 0], C, n, &WT[0, 0], m, &a[0], &key[0], &ctr[0], blk + bh,
                            &v[0, 0], <floating*>NULL, OP_SAMPLE)
             else:

@@ -256,18 +256,29 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
 
 
 cpdef enum:
+    # the path rule's table (see the Numba twin's _prefer_bin)
     BIN_SAMPLE_ROWS = 64
+    BIN_CLASSES = 12          # row classes 0 .. 11: R < 2, 2 <= R < 4, ..., R >= 2048
+    BIN_DEFAULT_SMALL = 1000  # per mille: classes 0 .. 5 (R < 64) always binary
+    BIN_DEFAULT_LARGE = 400   # per mille: classes 6 .. 11 binary up to 40% on
 
 
-cdef bint _prefer_bin(const floating* X, Py_ssize_t R, Py_ssize_t K) noexcept nogil:
-    """Path rule of the Numba twin: the binary path unless the layer has >= 64 rows
-    and its first 64 rows are more than 40% on."""
-    cdef Py_ssize_t i, cnt = 0
-    if R < BIN_SAMPLE_ROWS:
-        return True
-    for i in range(BIN_SAMPLE_ROWS * K):
+cpdef Py_ssize_t bin_class(Py_ssize_t R) noexcept nogil:
+    """The row class of a layer of R rows: floor(log2(R)) in 0 .. BIN_CLASSES - 1."""
+    cdef Py_ssize_t c = 0
+    while c < BIN_CLASSES - 1 and (R >> (c + 1)) > 0:
+        c += 1
+    return c
+
+
+cdef bint _prefer_bin(const floating* X, Py_ssize_t R, Py_ssize_t K,
+                      const _i64* bin_max) noexcept nogil:
+    """Path rule of the Numba twin: the binary path when the first
+    min(R, BIN_SAMPLE_ROWS) rows are at most bin_max[bin_class(R)] per mille on."""
+    cdef Py_ssize_t i, cnt = 0, S = min(R, <Py_ssize_t>BIN_SAMPLE_ROWS)
+    for i in range(S * K):
         cnt = cnt + (1 if X[i] != 0 else 0)
-    return cnt * 10 <= BIN_SAMPLE_ROWS * K * 4
+    return cnt * 1000 <= S * K * bin_max[bin_class(R)]
 
 
 # ---- C-level entry points (exported through rbm.pxd / __pyx_capi__) ---------------------

@@ -34,7 +34,8 @@ import numpy as np
 # The same names as the Numba module's __all__ (tests/test_twins.py checks it).
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "blocks_per_layer", "DRAWS_PER_BLOCK", "binary_layer", "TILE_R",
-           "TILE_C", "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "OP_LINEAR", "OP_SIGMOID",
+           "TILE_C", "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "BIN_CLASSES",
+           "BIN_DEFAULT_SMALL", "BIN_DEFAULT_LARGE", "bin_class", "OP_LINEAR", "OP_SIGMOID",
            "OP_SAMPLE", "OP_ACCUMULATE", "gibbs_chains", "cd_step", "cd_minibatches", "MODE_CD",
            "MODE_PCD", "MODE_PCD_HIDDEN", "single_site_gibbs", "SCAN_RANDOM", "SCAN_SYSTEMATIC",
            "SCAN_ALIAS", "ais", "ais_tile_rows", "expneg", "expneg_array", "AIS_MAX_TILE",

@@ -154,9 +154,9 @@ def _add_scaled_vec(y, sa, xa, sb, xb):
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
-def _hid_probs(V, W, b, key, ctr, H, noprobs):
+def _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max):
     """H = sigmoid(V W + b) for 0/1 states V (path rule: _prefer_bin)."""
-    if _prefer_bin(V):
+    if _prefer_bin(V, bin_max):
         _bin_layer(V, W, b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
     else:
         _layer(V, W, np.bool_(False), b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
@@ -164,7 +164,7 @@ def _hid_probs(V, W, b, key, ctr, H, noprobs):
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
 def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
-            scale_pos, scale_neg, decay, stop):
+            scale_pos, scale_neg, decay, bin_max, stop):
     """One CD-k / PCD minibatch: sample the negative chains, then
     gW = decay * gW + scale_pos * vdata^T P(vdata) + scale_neg * sum_t V_t^T P(V_t)
     and ga, gb likewise (no decay on the biases), P(v) = sigmoid(v W + b).
@@ -183,6 +183,8 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     v_t ~ p(v|h) from blocks (t-1)*(bh+bv).., then h ~ P(v_t) from blocks
     (t-1)*(bh+bv)+bv.. (the last one after the statistics are taken).
     At return H holds P(v_T) in modes 0/1 and the new hidden chains in mode 2.
+    bin_max (BIN_CLASSES,) int64: the path rule's table (``_prefer_bin``) for
+    the products v W of the data and of the chains.
     stop: a 1-element int64 flag, checked before every sweep; when set
     the kernel returns before writing gW, ga, gb (V, H may have advanced).
     """
@@ -201,7 +203,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     # grey data stay on the tiled GEMM.
     bin_data = _is_binary(vdata)
     ppos = np.empty((B, n), dt)
-    if bin_data and _prefer_bin(vdata):
+    if bin_data and _prefer_bin(vdata, bin_max):
         _bin_layer(vdata, W, b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
     else:
         _layer(vdata, W, np.bool_(False), b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
@@ -217,7 +219,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
         V[:, :] = vdata
         H[:, :] = ppos
     elif mode == MODE_PCD:
-        _hid_probs(V, W, b, key, ctr, H, noprobs)
+        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
     for t in range(1, T + 1):
         if stopped(stop):
             return
@@ -227,7 +229,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             _layer(H, W, np.bool_(True), a, key, ctr, blk + bh, V, noprobs, np.int64(OP_SAMPLE))
         else:
             _layer(H, W, np.bool_(True), a, key, ctr, blk, V, noprobs, np.int64(OP_SAMPLE))
-        _hid_probs(V, W, b, key, ctr, H, noprobs)
+        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
         if r > 1 and t >= k:
             _transpose_rows(VT, V, 0)
             _bin_layer(VT, H, b, key, ctr, np.int64(0), acc, noprobs, np.int64(OP_ACCUMULATE))
@@ -270,7 +272,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)
 def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H, key, ctrs,
-                   lr, decay, f, wd, vW, va, vb, stop):
+                   lr, decay, f, wd, vW, va, vb, bin_max, stop):
     """Minibatches ``first .. first + count - 1`` of an epoch of training, in
     one call: the loop that ``BernoulliRBM.fit`` otherwise runs in Python,
     one ``cd_step`` per minibatch, with the same arithmetic (bit-identical).
@@ -290,6 +292,7 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
     dtype, or empty when weight_decay is 0; per minibatch vW = f vW (- wd W),
     va = f va, vb = f vb, then cd_step adds the gradient to the velocity
     (decay 1), then W += vW, a += va, b += vb.
+    bin_max: the path rule's table, as in ``cd_step``.
     stop: a 1-element int64 flag checked before each minibatch.  Returns
     the number of minibatches done.
     """
@@ -329,7 +332,7 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
         ctr = ctrs[i - first]
         if not mom:
             cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, W, a, b, lr / B, s_neg, decay,
-                    never)
+                    bin_max, never)
         else:
             fm = f[0]
             for p in range(m):
@@ -345,7 +348,7 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
             for j in range(n):
                 vb[j] = vb[j] * fm
             cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, vW, va, vb, lr / B, s_neg, 1.0,
-                    never)
+                    bin_max, never)
             for p in range(m):
                 for j in range(n):
                     W[p, j] = W[p, j] + vW[p, j]

@@ -47,7 +47,7 @@ def _scale_layer(x, r):
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
-def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, stop):
+def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, bin_max, stop):
     """k block-Gibbs sweeps v -> h -> v of every chain (row of v), in place.
 
     v (C, m): start states in, final states out; h (C, n): out, the hidden
@@ -56,6 +56,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, stop):
     t*(bh+bv)+bh .. of stream s (bh, bv = blocks_per_layer of n, m).
     mean_last > 0: mean_v / mean_h (C, m) / (C, n) receive the mean of the
     visible / hidden states of the last mean_last sweeps (else 0-row arrays).
+    bin_max (BIN_CLASSES,) int64: the path rule's table (``_prefer_bin``),
+    applied to each layer's input states before each product.
     stop: a 1-element int64 flag, checked before every sweep; when
     set the kernel returns early (v, h, means then hold partial results).
     """
@@ -72,11 +74,11 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, stop):
         if stopped(stop):
             return
         blk = t * (bh + bv)
-        if _prefer_bin(v):
+        if _prefer_bin(v, bin_max):
             _bin_layer(v, W, b, key, ctr, blk, h, noprobs, np.int64(OP_SAMPLE))
         else:
             _layer(v, W, np.bool_(False), b, key, ctr, blk, h, noprobs, np.int64(OP_SAMPLE))
-        if _prefer_bin(h):
+        if _prefer_bin(h, bin_max):
             _bin_layer(h, WT, a, key, ctr, blk + bh, v, noprobs, np.int64(OP_SAMPLE))
         else:
             _layer(h, W, np.bool_(True), a, key, ctr, blk + bh, v, noprobs, np.int64(OP_SAMPLE))

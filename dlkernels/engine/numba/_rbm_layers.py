@@ -16,7 +16,8 @@ from .rng import fill_f32_from, stream_ctr
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
            "sample_visible", "blocks_per_layer", "DRAWS_PER_BLOCK", "binary_layer", "TILE_R",
-           "TILE_C", "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "OP_LINEAR", "OP_SIGMOID",
+           "TILE_C", "PAR_MIN_WORK", "BIN_CHUNK", "BIN_SAMPLE_ROWS", "BIN_CLASSES",
+           "BIN_DEFAULT_SMALL", "BIN_DEFAULT_LARGE", "bin_class", "OP_LINEAR", "OP_SIGMOID",
            "OP_SAMPLE", "OP_ACCUMULATE"]
 
 # ``op`` of the layer kernels (``_layer``, ``_bin_layer``, ``binary_layer``):
@@ -346,24 +347,41 @@ def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
             _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
 
 
-# Path rule (the same in both backends, decided from the data, never from
-# timings): a layer with at least BIN_SAMPLE_ROWS rows whose first
-# BIN_SAMPLE_ROWS rows are more than 40% on takes the tiled GEMM (a large GEMM
-# beats the row sums above about that density); everything else the binary path.
+# Path rule (the same in both backends, decided from the data and a table the
+# caller passes, never from timings inside a kernel): a layer whose input X
+# (R, K) has row class c = floor(log2(R)) (capped at BIN_CLASSES - 1) takes
+# the binary path when its first min(R, BIN_SAMPLE_ROWS) rows are at most
+# bin_max[c] per mille on, else the tiled GEMM.  The table is the caller's
+# (``dlkernels.rbm.path_thresholds``: measured on the machine, or the default
+# BIN_DEFAULT_SMALL below row class 6 -- fewer than 64 rows: always binary --
+# and BIN_DEFAULT_LARGE from there on, the rule this family had before the
+# table existed).  The choice changes rounding only; the two backends choose
+# alike for the same table.
 BIN_SAMPLE_ROWS = 64
+BIN_CLASSES = 12          # row classes 0 .. 11: R < 2, 2 <= R < 4, ..., R >= 2048
+BIN_DEFAULT_SMALL = 1000  # per mille: classes 0 .. 5 (R < 64) always binary
+BIN_DEFAULT_LARGE = 400   # per mille: classes 6 .. 11 binary up to 40% on
 
 
 @njit(cache=True, error_model="numpy")
-def _prefer_bin(X):
+def bin_class(R):
+    """The row class of a layer of R rows: floor(log2(R)) in 0 .. BIN_CLASSES - 1."""
+    c = 0
+    while c < BIN_CLASSES - 1 and (R >> (c + 1)) > 0:
+        c += 1
+    return c
+
+
+@njit(cache=True, error_model="numpy")
+def _prefer_bin(X, bin_max):
     R = X.shape[0]
     K = X.shape[1]
-    if R < BIN_SAMPLE_ROWS:
-        return True
+    S = min(R, BIN_SAMPLE_ROWS)
     cnt = 0
-    for s in range(BIN_SAMPLE_ROWS):
+    for s in range(S):
         for i in range(K):
             cnt += 1 if X[s, i] != 0 else 0
-    return cnt * 10 <= BIN_SAMPLE_ROWS * K * 4
+    return cnt * 1000 <= S * K * bin_max[bin_class(R)]
 
 
 # ---- public kernels ------------------------------------------------------------

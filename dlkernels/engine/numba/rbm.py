@@ -55,7 +55,11 @@ density d it does d / 2 of a GEMM's flops, but it streams W from L2 (about 22
 G adds/s per core here) where a large GEMM reuses W from registers, so it wins
 over a big GEMM only by about 1 / (2.5 d) and wins most for small batches.
 ``gibbs_chains`` samples both layers this way (h -> v with a transposed copy
-of W made once per call) unless ``_prefer_bin`` sees a dense layer; ``cd_step`` computes v W for the chains (and binary
+of W made once per call) unless ``_prefer_bin`` sees a dense layer for the
+caller's table ``bin_max`` (per row class, the largest density in per mille
+that takes the binary path; ``dlkernels.rbm.path_thresholds`` measures it per
+machine or gives the default rule ``BIN_DEFAULT_SMALL`` / ``_LARGE``);
+``cd_step`` computes v W for the chains (and binary
 data) this way and the gradient's v^T p as a scatter-add of the rows of p into
 the rows of W of the on-units (one pass over W); h W^T (a per-call transpose
 of W costs more than it saves) and grey data stay on the tiled GEMM.  The
