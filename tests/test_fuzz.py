@@ -99,6 +99,12 @@ def _model(c):
             ("b", "array", c.floats(c.n))]
 
 
+def _with_transpose(params):
+    """The params with ("W_T", "array", W's transpose) appended."""
+    W = next(v for name, _, v in params if name == "W")
+    return params + [("W_T", "array", np.ascontiguousarray(W.T))]
+
+
 def _key(c):
     return ("key", "array_key", rng.make_key(int(c.g.integers(0, 2**32))))
 
@@ -137,10 +143,10 @@ TABLE = {
     "rbm.sample_visible": (rbm.sample_visible, lambda c: [
         ("h", "array", c.binary(c.rows, c.n)), ("W", "array", c.floats(c.m, c.n)),
         ("a", "array", c.floats(c.m)), ("random_state", "seed", 1)], True, ()),
-    "rbm.gibbs_chains": (rbm.gibbs_chains, lambda c: [("v0", "array", c.binary(c.rows, c.m))]
-                         + _model(c) + [("k", "int", 2), ("random_state", "seed", 2),
-                                        ("return_hidden", "bool", False), ("mean_last", "int", 1)],
-                         True, ()),
+    "rbm.gibbs_chains": (rbm.gibbs_chains, lambda c: _with_transpose(
+        [("v0", "array", c.binary(c.rows, c.m))] + _model(c) + [
+            ("k", "int", 2), ("random_state", "seed", 2), ("return_hidden", "bool", False),
+            ("mean_last", "int", 1)]), True, ()),
     "rbm.cd_gradient": (rbm.cd_gradient, lambda c: [("v_data", "array", c.binary(c.rows, c.m))]
                         + _model(c) + [("k", "int", 1), ("r", "int", 2),
                                        ("persistent", "array", c.binary(3, c.m)),
@@ -172,10 +178,10 @@ TABLE = {
     "rbm.pseudo_likelihood": (rbm.pseudo_likelihood, lambda c: [
         ("v", "array", c.binary(c.rows, c.m))] + _model(c) + [("exact", "bool", False),
                                                              ("random_state", "seed", 7)], True, ()),
-    "rbm.parallel_tempering": (rbm.parallel_tempering, lambda c: [
+    "rbm.parallel_tempering": (rbm.parallel_tempering, lambda c: _with_transpose([
         ("v0", "array", c.binary(c.rows, c.m))] + _model(c) + [
         ("n_sweeps", "int", 3), ("betas", "array", np.array([0.4, 1.0])), ("swap_every", "int", 1),
-        ("return_all", "bool", False), ("random_state", "seed", 8)], True, ()),
+        ("return_all", "bool", False), ("random_state", "seed", 8)]), True, ()),
 }
 # Public names that are not kernels: result types, constants, context managers,
 # estimators (fuzzed by their own scikit-learn checks in test_rbm_estimator.py).

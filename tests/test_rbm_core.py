@@ -270,6 +270,63 @@ def test_binary_layer_backends_and_threads(dtype, restore_threads, R, K, N):
         np.testing.assert_array_equal(p, outs[0][1])
 
 
+def test_transposed_weights_kept_by_the_caller(backend, dtype):
+    """W_T (W's transpose kept between calls) gives the bits of a call that
+    makes it itself: gibbs_chains on both paths (sparse and dense states, 80
+    chains) and parallel_tempering; an F-ordered W.T view is accepted (copied)."""
+    m, n, C = 23, 17, 80
+    W, a, b = _model(m, n, dtype, seed=120, scale=0.3)
+    WT = np.ascontiguousarray(W.T)
+    for p_on in (0.1, 0.9):
+        v0 = (np.random.default_rng(121).random((C, m)) < p_on).astype(dtype)
+        ref_v, ref_h = rbm.gibbs_chains(v0, W, a, b, 3, random_state=4, return_hidden=True,
+                                        backend=backend)
+        for wt in (WT, W.T):
+            v, h = rbm.gibbs_chains(v0, W, a, b, 3, random_state=4, return_hidden=True, W_T=wt,
+                                    backend=backend)
+            np.testing.assert_array_equal(v, ref_v)
+            np.testing.assert_array_equal(h, ref_h)
+    v0 = _states(9, m, dtype, 122)
+    p0 = rbm.parallel_tempering(v0, W, a, b, 4, betas=[0.3, 0.6, 1.0], random_state=5,
+                                return_all=True, backend=backend)
+    p1 = rbm.parallel_tempering(v0, W, a, b, 4, betas=[0.3, 0.6, 1.0], random_state=5,
+                                return_all=True, W_T=WT, backend=backend)
+    for x, y in zip(p0.replicas + (p0.v, p0.h, p0.acceptance),
+                    p1.replicas + (p1.v, p1.h, p1.acceptance)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("fn", ["gibbs_chains", "parallel_tempering"])
+def test_transposed_weights_errors(fn):
+    """A W_T that is not W's transpose is refused, naming W_T: wrong shape or
+    dtype, non-finite, a copy made before W changed (one entry or all), W
+    itself for a square W."""
+    m, n = 12, 12
+    W, a, b = _model(m, n, np.float32, seed=123, scale=0.3)
+    v0 = _states(4, m, np.float32, 124)
+    extra = {"betas": [0.5, 1.0]} if fn == "parallel_tempering" else {}
+
+    def call(W_T, W=W):
+        return getattr(rbm, fn)(v0, W, a, b, 2, W_T=W_T, **extra)
+
+    WT = np.ascontiguousarray(W.T)
+    nan = WT.copy()
+    nan[3, 5] = np.nan
+    stale = W + np.float32(0.01)
+    corner = W.copy()
+    corner[m - 1, n - 1] += 1
+    cases = [(WT[:, :-1], ValueError, "shape"), (WT.astype(np.float64), TypeError, "dtype"),
+             (nan, ValueError, "finite"), (W, ValueError, "transpose"),
+             ("W_T", TypeError, ""), (WT[None], ValueError, "")]
+    for bad, err, word in cases:
+        with pytest.raises(err, match=f"^W_T: .*{word}"):
+            call(bad)
+    for changed in (stale, corner):
+        with pytest.raises(ValueError, match="^W_T: expected the transpose of W"):
+            call(WT, W=changed)
+    call(WT)   # and the right one is accepted
+
+
 def test_gibbs_chains_binary_path_extremes(backend, dtype):
     """Block Gibbs runs on the binary path: huge positive biases drive every unit
     on (all-one states), huge negative ones every unit off (all-zero states)."""

@@ -236,7 +236,7 @@ def test_calibrated_table_gives_the_same_bits_everywhere(calibrating, restore_th
     empty = np.empty((0, 0), np.float32)
     with rbm.blas_single_threaded():
         eng.gibbs_chains(v=v, W=W, a=a, b=b, k=4, key=st.key, ctr=st.next_counter(), h=h,
-                         mean_last=0, mean_v=empty, mean_h=empty, bin_max=tab,
+                         mean_last=0, mean_v=empty, mean_h=empty, WT=empty, bin_max=tab,
                          stop=np.zeros(1, np.int64))
     for ov, oh in outs:
         np.testing.assert_array_equal(ov, v)

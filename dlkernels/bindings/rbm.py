@@ -156,6 +156,30 @@ def _finite(arrays, names):
             raise ValueError(f"{name}: expected finite values, got NaN or inf")
 
 
+#: entries of W_T compared with W by ``_transposed`` (positions spread over
+#: every row and column class; a full comparison costs what the transpose saves)
+_WT_PROBES = 64
+
+
+def _transposed(W_T, W):
+    """W_T validated as W's transpose (n, m) for the engine, or a (0, 0)
+    array when None (the kernel then makes it).  Checked: dtype, shape,
+    finiteness (one pass) and W_T[j, i] == W[i, j] at _WT_PROBES positions
+    and at the four corners."""
+    if W_T is None:
+        return np.empty((0, 0), W.dtype)
+    m, n = W.shape
+    W_T = check_array(W_T, "W_T", dtype=W.dtype, shape=(n, m))
+    _finite((W_T,), ("W_T",))
+    t = np.arange(_WT_PROBES, dtype=np.int64)
+    i = np.concatenate([(t * 7919 + 13) % m, [0, 0, m - 1, m - 1]])
+    j = np.concatenate([(t * 104729 + 29) % n, [0, n - 1, 0, n - 1]])
+    if not np.array_equal(W_T[j, i], W[i, j]):
+        raise ValueError("W_T: expected the transpose of W (W_T[j, i] == W[i, j]; a copy made "
+                         "before W last changed is stale), got a different matrix")
+    return W_T
+
+
 def _states(x, name, dt, ncols, *, binary):
     """A (rows, ncols) non-empty array of dtype dt, binary or in [0, 1]
     (one cheap pass when the values are fine; NaN / inf are reported as such)."""
@@ -459,7 +483,7 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
 # ---- block Gibbs chains ----------------------------------------------------------------
 
 def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean_last=0,
-                 max_work=WORK_MAX, backend=None):
+                 W_T=None, max_work=WORK_MAX, backend=None):
     """Run k block-Gibbs sweeps v -> h -> v on every chain (row of v0) in one call.
 
     v0: (n_chains, m) binary start states (not modified).  Returns v_k, the
@@ -488,6 +512,13 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
         Also return h_k.
     mean_last : int, default 0
         r > 0: also return the means over the last r sweeps (0 <= r <= k).
+    W_T : numpy.ndarray or None, default None
+        W's transpose (n, m), C-contiguous, kept by the caller between calls
+        with the same W (e.g. ``np.ascontiguousarray(W.T)``): the call then
+        skips making it, which is most of a call with few chains and k = 1
+        (784 x 500: 0.3 ms of 0.5 ms).  Checked for dtype, shape,
+        finiteness, and against W at 68 entries (a copy made before W
+        changed is refused); None: the call makes it.
     max_work : int or None, default 2**46
         Refuse (ValueError naming k) a call estimated above this many
         multiply-adds, k * n_chains * (2 m n + m + n) (an hour or more);
@@ -532,10 +563,11 @@ def gibbs_chains(v0, W, a, b, k, *, random_state=None, return_hidden=False, mean
         mh = np.empty_like(h)
     else:
         mv = mh = np.empty((0, 0), W.dtype)
+    WT = _transposed(W_T, W)
     key, ctr = _rng(random_state)
     eng = _kernels(backend)
     _long(eng.gibbs_chains, total, C * W.size, v=v, W=W, a=a, b=b, k=k, key=key,
-          ctr=ctr, h=h, mean_last=mean_last, mean_v=mv, mean_h=mh,
+          ctr=ctr, h=h, mean_last=mean_last, mean_v=mv, mean_h=mh, WT=WT,
           bin_max=bin_max(eng, W.dtype, m, n, C))
     if mean_last:
         return v, h, mv, mh

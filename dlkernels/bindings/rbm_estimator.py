@@ -157,7 +157,7 @@ def _gibbs(v, W, a, b, n_steps, streams, backend):
         _interruptible(eng.gibbs_chains, (n_steps - 1) * v.shape[0] * 2 * W.size, v=out, W=W,
                        a=a, b=b, k=n_steps - 1, key=streams.key, ctr=streams.next_counter(),
                        h=h, mean_last=0, mean_v=_no_probs(dt), mean_h=_no_probs(dt),
-                       bin_max=bin_max(eng, dt, *W.shape, v.shape[0]))
+                       WT=_no_probs(dt), bin_max=bin_max(eng, dt, *W.shape, v.shape[0]))
     return out
 
 
@@ -253,7 +253,7 @@ def _make_step(W, a, b, chains, *, lr, k, r, persistent, momentum, velocity, wei
         if pt is not None:
             eng.parallel_tempering(V=V_rep, H=H_rep, W=W, a=a, b=b, betas=betas, n_sweeps=k,
                                    swap_every=1, key=streams.key, ctr=ctr, accepted=accepted,
-                                   stop=_NEVER_STOP)
+                                   WT=_no_probs(dt), stop=_NEVER_STOP)
             V[:] = V_rep[:, -1]
             chains[:] = H_rep[:, -1]
         if velocity is None:

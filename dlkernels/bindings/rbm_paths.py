@@ -25,6 +25,7 @@ thread and stored), so a machine gives the same bits for a seed with either
 backend and any number of threads.
 """
 import math
+import os
 import time
 
 import numpy as np
@@ -69,6 +70,7 @@ def _measure(eng, dt, m, n, cls):
     k = int(min(64, max(1, math.ceil(_SWEEP_WORK / (2 * R * m * n)))))
     ncls = int(eng.BIN_CLASSES)
     W = np.zeros((m, n), dt)          # sums of zeros cost what any sums cost
+    WT = np.zeros((n, m), dt)         # the transpose kept, as by a caller with W_T
     streams = as_streams(12345)
     stop = np.zeros(1, np.int64)
     empty = np.empty((0, 0), dt)
@@ -87,7 +89,8 @@ def _measure(eng, dt, m, n, cls):
         ctr = streams.next_counter()
         t0 = time.perf_counter()
         eng.gibbs_chains(v=v, W=W, a=bias_v, b=bias_h, k=k, key=streams.key, ctr=ctr, h=h,
-                         mean_last=0, mean_v=empty, mean_h=empty, bin_max=table, stop=stop)
+                         mean_last=0, mean_v=empty, mean_h=empty, WT=WT, bin_max=table,
+                         stop=stop)
         best[i] = min(best[i], time.perf_counter() - t0)
 
     threads = get_num_threads()
@@ -193,9 +196,23 @@ def _table(eng, dt, m, n, classes):
     return table
 
 
+_fast = {}
+
+
 def bin_max(eng, dt, m, n, *rows):
     """The bindings' table for engine ``eng`` (no validation, not copied: the
-    kernels only read it)."""
-    ncls = int(eng.BIN_CLASSES)
-    return _table(eng, np.dtype(dt), int(m), int(n),
-                  tuple(sorted({row_class(r, ncls) for r in rows if r > 0})))
+    kernels only read it).  Memoised on the call's sizes and the environment
+    that decides the file (a few microseconds per call)."""
+    env = os.environ
+    key = (eng.__name__, dt, m, n, rows, env.get(_calibrate.ENV_SWITCH),
+           env.get(_calibrate.ENV_DIR), env.get("XDG_CACHE_HOME"), env.get("HOME"),
+           _calibrate.generation())
+    table = _fast.get(key)
+    if table is None:
+        ncls = int(eng.BIN_CLASSES)
+        table = _table(eng, np.dtype(dt), int(m), int(n),
+                       tuple(sorted({row_class(r, ncls) for r in rows if r > 0})))
+        if len(_fast) > 4096:   # many distinct row counts: start over
+            _fast.clear()
+        _fast[key] = table
+    return table

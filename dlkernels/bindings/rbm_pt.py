@@ -14,7 +14,7 @@ import numpy as np
 from ._backend import resolve
 from ._checks import check_array, check_bool, check_int, check_max_work, check_work, WORK_MAX
 from ._progress import interruptible
-from .rbm import _check_values, _finite, _rng, _weights
+from .rbm import _check_values, _finite, _rng, _transposed, _weights
 
 __all__ = ["parallel_tempering", "PTResult"]
 
@@ -49,7 +49,7 @@ def _check_betas(betas, name="betas"):
 
 
 def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all=False,
-                       random_state=None, max_work=WORK_MAX, backend=None):
+                       random_state=None, W_T=None, max_work=WORK_MAX, backend=None):
     """Parallel tempering (replica exchange) with block Gibbs sweeps, in one call.
 
     Each of the C chains keeps K replicas at the inverse temperatures
@@ -86,6 +86,9 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
         ``dlkernels.engine.numba._rbm_pt``); the result is the same for any
         thread count and either backend.  Float32 and float64 models use the
         same uniforms (one 32-bit half-word per draw).
+    W_T : numpy.ndarray or None, default None
+        W's transpose (n, m), kept by the caller between calls with the same
+        W; checked as in ``gibbs_chains``.  None: the call makes it.
     max_work : int or None, default 2**46
         Refuse (ValueError naming n_sweeps) a call estimated above this many
         multiply-adds, n_sweeps * chains * K * 2 m n (an hour or more); None:
@@ -135,10 +138,11 @@ def parallel_tempering(v0, W, a, b, n_sweeps, *, betas, swap_every=1, return_all
     check_work(total, max_work, "n_sweeps", "sweeps")
     H = np.zeros((C, K, n), dt)
     accepted = np.zeros((C, max(K - 1, 1)), np.int64)
+    WT = _transposed(W_T, W)
     key, ctr = _rng(random_state)
     interruptible(resolve(backend, "rbm", _PREFER).parallel_tempering, total, V=V, H=H, W=W, a=a,
                   b=b, betas=betas, n_sweeps=n_sweeps, swap_every=swap_every, key=key, ctr=ctr,
-                  accepted=accepted)
+                  accepted=accepted, WT=WT)
     rounds = n_sweeps // swap_every
     with np.errstate(invalid="ignore", divide="ignore"):
         acceptance = accepted[:, :K - 1].sum(axis=0) / float(C * rounds) if rounds else \

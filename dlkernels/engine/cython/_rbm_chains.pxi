@@ -28,17 +28,21 @@ cdef void _scale_layer(floating* x, Py_ssize_t C, Py_ssize_t n, Py_ssize_t r) no
 def gibbs_chains(floating[:, ::1] v, const floating[:, ::1] W, const floating[::1] a,
                  const floating[::1] b, Py_ssize_t k, const uint64_t[::1] key,
                  const uint64_t[::1] ctr, floating[:, ::1] h, Py_ssize_t mean_last,
-                 floating[:, ::1] mean_v, floating[:, ::1] mean_h, const _i64[::1] bin_max,
-                 const _i64[::1] stop):
-    """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba twin)."""
+                 floating[:, ::1] mean_v, floating[:, ::1] mean_h, const floating[:, ::1] WT,
+                 const _i64[::1] bin_max, const _i64[::1] stop):
+    """k block-Gibbs sweeps v -> h -> v of every chain, in place (see the Numba
+    twin; WT: W's transpose, or (0, 0) to have it made here)."""
     cdef const _i64* stp = NULL if stop is None else &stop[0]
     cdef Py_ssize_t C = v.shape[0], m = W.shape[0], n = W.shape[1]
     cdef uint64_t bh = _blocks(n), bv = _blocks(m), blk
     cdef Py_ssize_t t, s, j
-    WT_arr = np.empty((n, m), np.float32 if floating is float else np.float64)
-    cdef floating[:, ::1] WT = WT_arr
+    cdef floating[:, ::1] WT_made
+    if WT.shape[0] == 0:
+        WT_made = np.empty((n, m), np.float32 if floating is float else np.float64)
+        with nogil:
+            _transpose(&W[0, 0], m, n, &WT_made[0, 0])
+        WT = WT_made
     with nogil:
-        _transpose(&W[0, 0], m, n, &WT[0, 0])
         if mean_last > 0:
             for s in range(C):
                 for j in range(m):

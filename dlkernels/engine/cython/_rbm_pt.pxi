@@ -108,9 +108,10 @@ cdef void _pt_chain(floating* Vc, floating* Hc, const floating* W, const floatin
 cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:, ::1] W,
                   const floating[::1] a, const floating[::1] b, const double[::1] betas,
                   _pt_i64 n_sweeps, _pt_i64 swap_every, const _pt_u64[::1] key,
-                  const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted,
+                  const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted, const floating* WT_given,
                   const _pt_i64* stop) noexcept nogil:
-    """0, or -1 when scratch memory could not be allocated."""
+    """0, or -1 when scratch memory could not be allocated.  WT_given: W's
+    transpose (n, m), or NULL to make it here."""
     cdef Py_ssize_t C = V.shape[0], K = V.shape[1], m = V.shape[2], n = W.shape[1]
     cdef Py_ssize_t U = K * (n + m) + K - 1, s, k
     cdef _pt_u64 bps = <_pt_u64>((U + 7) // 8)
@@ -120,7 +121,8 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
     cdef floating* f
     cdef floating* g
     cdef floating* bdt
-    cdef floating* WT
+    cdef floating* WT_made = NULL
+    cdef const floating* WT
     cdef double* E
     failed[0] = 0
     bdt = <floating*>_pt_malloc(K * sizeof(floating))
@@ -128,13 +130,17 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
         return -1
     for k in range(K):
         bdt[k] = <floating>betas[k]
-    WT = <floating*>_pt_malloc(m * n * sizeof(floating))
-    if WT == NULL:
-        _pt_free(bdt)
-        return -1
-    for s in range(m):
-        for k in range(n):
-            WT[k * m + s] = W[s, k]
+    if WT_given != NULL:
+        WT = WT_given
+    else:
+        WT_made = <floating*>_pt_malloc(m * n * sizeof(floating))
+        if WT_made == NULL:
+            _pt_free(bdt)
+            return -1
+        for s in range(m):
+            for k in range(n):
+                WT_made[k * m + s] = W[s, k]
+        WT = WT_made
     with _pt_parallel():
         u = <float*>_pt_malloc(U * sizeof(float))
         f = <floating*>_pt_malloc(n * sizeof(floating))
@@ -159,7 +165,7 @@ cdef int _pt_run(floating[:, :, ::1] V, floating[:, :, ::1] H, const floating[:,
         _pt_free(E)
         _pt_free(c)
     _pt_free(bdt)
-    _pt_free(WT)
+    _pt_free(WT_made)
     return -1 if failed[0] else 0
 
 
@@ -167,11 +173,13 @@ def parallel_tempering(floating[:, :, ::1] V, floating[:, :, ::1] H, const float
                        const floating[::1] a, const floating[::1] b, const double[::1] betas,
                        _pt_i64 n_sweeps, _pt_i64 swap_every, const _pt_u64[::1] key,
                        const _pt_u64[::1] ctr, _pt_i64[:, ::1] accepted,
-                       const _pt_i64[::1] stop):
-    """See dlkernels.engine.numba._rbm_pt (module docstring)."""
+                       const floating[:, ::1] WT, const _pt_i64[::1] stop):
+    """See dlkernels.engine.numba._rbm_pt (module docstring); WT: W's
+    transpose (n, m), or a (0, 0) array to have it made here."""
     cdef int rc
     cdef const _pt_i64* stp = NULL if stop is None else &stop[0]
+    cdef const floating* wt = NULL if WT.shape[0] == 0 else &WT[0, 0]
     with nogil:
-        rc = _pt_run(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, stp)
+        rc = _pt_run(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, wt, stp)
     if rc != 0:
         raise MemoryError("parallel_tempering: could not allocate per-thread scratch")

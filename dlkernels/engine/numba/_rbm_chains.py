@@ -47,7 +47,7 @@ def _scale_layer(x, r):
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
-def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, bin_max, stop):
+def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, WT, bin_max, stop):
     """k block-Gibbs sweeps v -> h -> v of every chain (row of v), in place.
 
     v (C, m): start states in, final states out; h (C, n): out, the hidden
@@ -56,6 +56,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, bin_max,
     t*(bh+bv)+bh .. of stream s (bh, bv = blocks_per_layer of n, m).
     mean_last > 0: mean_v / mean_h (C, m) / (C, n) receive the mean of the
     visible / hidden states of the last mean_last sweeps (else 0-row arrays).
+    WT (n, m): W's transpose, C-contiguous (the caller keeps it between calls
+    with the same W), or a (0, 0) array: the kernel makes it (blocked copy).
     bin_max (BIN_CLASSES,) int64: the path rule's table (``_prefer_bin``),
     applied to each layer's input states before each product.
     stop: a 1-element int64 flag, checked before every sweep; when
@@ -69,7 +71,8 @@ def gibbs_chains(v, W, a, b, k, key, ctr, h, mean_last, mean_v, mean_h, bin_max,
     if mean_last > 0:
         mean_v[:, :] = 0.0
         mean_h[:, :] = 0.0
-    WT = _transpose(W)
+    if WT.shape[0] == 0:
+        WT = _transpose(W)
     for t in range(k):
         if stopped(stop):
             return

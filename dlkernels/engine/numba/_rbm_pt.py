@@ -133,9 +133,10 @@ def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, stop):
-    """See the module docstring; stop: a 1-element int64 flag, checked
-    before every sweep (the chains return early when it is set)."""
+def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, accepted, WT, stop):
+    """See the module docstring.  WT (n, m): W's transpose, C-contiguous, or
+    a (0, 0) array to have it made here; stop: a 1-element int64 flag,
+    checked before every sweep (the chains return early when it is set)."""
     C, K, m = V.shape
     n = W.shape[1]
     bps = pt_blocks_per_sweep(K, m, n)
@@ -143,10 +144,11 @@ def parallel_tempering(V, H, W, a, b, betas, n_sweeps, swap_every, key, ctr, acc
     bdt = np.empty(K, W.dtype)
     for k in range(K):
         bdt[k] = betas[k]
-    WT = np.empty((n, m), W.dtype)
-    for i in range(m):
-        for j in range(n):
-            WT[j, i] = W[i, j]
+    if WT.shape[0] == 0:
+        WT = np.empty((n, m), W.dtype)
+        for i in range(m):
+            for j in range(n):
+                WT[j, i] = W[i, j]
     for s in prange(C):
         c = stream_counter(ctr, s)
         u = np.empty(U, np.float32)
