@@ -12,7 +12,8 @@ from libc.math cimport floor, floorf, INFINITY
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
 from cython cimport floating
-from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._blas cimport gemm, gemm_tiles
+cimport openmp
 from dlkernels.engine.cython._fastmath cimport (dlk_exp32, dlk_exp64, dlk_tanh32, dlk_tanh64,
                                                 dlk_all_finite_f32, dlk_all_finite_f64)
 
@@ -353,23 +354,17 @@ cdef inline Py_ssize_t _at_min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 def attn_gemm(bint ta, bint tb, const floating[:, ::1] A, const floating[:, ::1] B,
               floating[:, ::1] C):
     """C (M, N) = op(A) op(B): tiles of PROJ_ROWS rows of C, one
-    single-threaded gemm each, in parallel (see the Numba twin)."""
+    single-threaded gemm each, in parallel (``_blas.pxd``'s gemm_tiles; see
+    the Numba twin)."""
     cdef Py_ssize_t M = C.shape[0], N = C.shape[1], K = A.shape[0] if ta else A.shape[1]
-    cdef Py_ssize_t lda = A.shape[1], ldb = B.shape[1], nt, t, r0, r1
     if M == 0 or N == 0:
         return
     if K == 0:
         C[:, :] = 0
         return
-    cdef const floating* ap = &A[0, 0]
-    cdef const floating* bp = &B[0, 0]
-    cdef floating* cp = &C[0, 0]
-    nt = (M + PROJ_ROWS - 1) // PROJ_ROWS
-    for t in prange(nt, nogil=True, schedule="static"):
-        r0 = t * PROJ_ROWS
-        r1 = _at_min(r0 + PROJ_ROWS, M)
-        gemm(ta, tb, <int>(r1 - r0), <int>N, <int>K, <floating>1, ap + (r0 if ta else r0 * lda),
-             <int>lda, bp, <int>ldb, <floating>0, cp + r0 * N, <int>N)
+    with nogil:
+        gemm_tiles(ta, tb, M, N, K, <floating>1, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1],
+                   <floating>0, &C[0, 0], N, PROJ_ROWS, N, openmp.omp_get_max_threads())
 
 
 # ---- scores and masked softmax ------------------------------------------------------

@@ -9,6 +9,7 @@ strides of A / B as stored (pass pointers already offset).  It calls
 the Numba backend does, so both backends get bit-identical products.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 cimport scipy.linalg.cython_blas as _cyblas
 
 
@@ -23,3 +24,37 @@ cdef inline void gemm(bint ta, bint tb, int M, int N, int K, floating alpha, con
     else:
         _cyblas.dgemm(&cb, &ca, &N, &M, &K, &alpha, <double*>B, &ldb, <double*>A, &lda,
                       &beta, C, &ldc)
+
+
+# ---- tiled products (twin of the Numba _blas.gemm_tiles) ----------------------------------
+cdef inline void _gemm_tile(Py_ssize_t t, bint ta, bint tb, Py_ssize_t M, Py_ssize_t N,
+                            Py_ssize_t K, floating alpha, const floating* A, Py_ssize_t lda,
+                            const floating* B, Py_ssize_t ldb, floating beta, floating* C,
+                            Py_ssize_t ldc, Py_ssize_t th, Py_ssize_t ntc,
+                            Py_ssize_t tw) noexcept nogil:
+    cdef Py_ssize_t tr = t // ntc
+    cdef Py_ssize_t r0 = tr * th, c0 = (t - tr * ntc) * tw
+    cdef Py_ssize_t r1 = r0 + th if r0 + th < M else M
+    cdef Py_ssize_t c1 = c0 + tw if c0 + tw < N else N
+    gemm(ta, tb, <int>(r1 - r0), <int>(c1 - c0), <int>K, alpha, A + (r0 if ta else r0 * lda),
+         <int>lda, B + (c0 * ldb if tb else c0), <int>ldb, beta, C + r0 * ldc + c0, <int>ldc)
+
+
+cdef inline void gemm_tiles(bint ta, bint tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                            floating alpha, const floating* A, Py_ssize_t lda,
+                            const floating* B, Py_ssize_t ldb, floating beta, floating* C,
+                            Py_ssize_t ldc, Py_ssize_t th, Py_ssize_t tw,
+                            int nthreads) noexcept nogil:
+    """Row-major C (M, N, row stride ldc) = alpha op(A) op(B) + beta C in
+    tiles of th x tw elements of C, one ``gemm`` call each; the tiles run on
+    ``nthreads`` OpenMP threads when it is > 1 and there are several (the
+    BLAS must then be single-threaded).  The tiles, not the threads, decide
+    every bit (twin: ``dlkernels.engine.numba._blas.gemm_tiles``)."""
+    cdef Py_ssize_t ntc = (N + tw - 1) // tw
+    cdef Py_ssize_t ntiles = ((M + th - 1) // th) * ntc, t
+    if nthreads > 1 and ntiles > 1:
+        for t in prange(ntiles, schedule="dynamic", num_threads=nthreads):
+            _gemm_tile(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw)
+    else:
+        for t in range(ntiles):
+            _gemm_tile(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw)

@@ -38,19 +38,11 @@ cdef void _transpose_rows(floating* dst, Py_ssize_t ld, const floating* src, Py_
 
 cdef void _gemm_tn(double alpha, const floating* A, Py_ssize_t K, const floating* B,
                    floating beta, floating* C, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n); parallel over tiles."""
+    """C (m, n) = alpha A^T B + beta C for A (K, m), B (K, n): TILE_R x TILE_C
+    tiles, in parallel above PAR_MIN_WORK (``_blas.pxd``'s gemm_tiles)."""
     cdef Py_ssize_t ntr = (m + TILE_R - 1) // TILE_R, ntc = (n + TILE_C - 1) // TILE_C
-    cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1
-    cdef int nth = _nthreads(ntr * ntc, m * n * K)
-    for t in prange(ntr * ntc, schedule="static", num_threads=nth):
-        tr = t // ntc
-        tc = t - tr * ntc
-        r0 = tr * TILE_R
-        r1 = min(r0 + TILE_R, m)
-        c0 = tc * TILE_C
-        c1 = min(c0 + TILE_C, n)
-        gemm(True, False, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>alpha, A + r0,
-              <int>m, B + c0, <int>n, beta, C + r0 * n + c0, <int>n)
+    gemm_tiles(True, False, m, n, K, <floating>alpha, A, m, B, n, beta, C, n, TILE_R, TILE_C,
+               _nthreads(ntr * ntc, m * n * K))
 
 
 cdef void _bern_layer(floating* p, Py_ssize_t C, Py_ssize_t n, const uint64_t* key,

@@ -17,7 +17,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 from libc.stdlib cimport malloc, free
 
-from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._blas cimport gemm, gemm_tiles
+cimport openmp
 from dlkernels.engine.cython._fastmath cimport (dlk_all_finite_f32, dlk_all_finite_f64,
                                               dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,
                                               dlk_softplus64, dlk_tanh32, dlk_tanh64)
@@ -118,7 +119,7 @@ cdef void _gemm_tiled(bint ta, bint tb, int M, int N, int K, const floating* A, 
     one BLAS call below PAR_MIN_WORK multiply-adds, else TILE_R x TILE_C output
     tiles in parallel (one single-threaded BLAS call each; the tiling depends
     on the sizes only)."""
-    cdef Py_ssize_t ntr, th, ntc, tw, t, r0, c0, r1, c1
+    cdef Py_ssize_t ntr, th, ntc, tw
     if not tb and (K <= SMALL_DIM_ or (ta and (M <= SMALL_DIM_ or N <= SMALL_DIM_))):
         _gemm_small(ta, M, N, K, A, lda, B, ldb, C, ldc)
         return
@@ -129,18 +130,8 @@ cdef void _gemm_tiled(bint ta, bint tb, int M, int N, int K, const floating* A, 
     th = (M + ntr - 1) // ntr
     ntc = (N + TILE_C_ - 1) // TILE_C_
     tw = (N + ntc - 1) // ntc
-    for t in prange(ntr * ntc, schedule="dynamic"):
-        r0 = (t // ntc) * th
-        c0 = (t % ntc) * tw
-        r1 = r0 + th
-        if r1 > M:
-            r1 = M
-        c1 = c0 + tw
-        if c1 > N:
-            c1 = N
-        gemm(ta, tb, <int>(r1 - r0), <int>(c1 - c0), K, <floating>1.0,
-             A + (r0 if ta else r0 * lda), lda, B + (c0 * ldb if tb else c0), ldb,
-             <floating>0.0, C + r0 * ldc + c0, ldc)
+    gemm_tiles(ta, tb, M, N, K, <floating>1.0, A, lda, B, ldb, <floating>0.0, C, ldc, th, tw,
+               openmp.omp_get_max_threads())
 
 
 # ---- element-wise passes -------------------------------------------------------------------

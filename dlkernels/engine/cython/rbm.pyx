@@ -22,7 +22,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 cimport openmp
 from cython cimport floating
-from dlkernels.engine.cython._blas cimport gemm
+from dlkernels.engine.cython._blas cimport gemm, gemm_tiles
 from dlkernels.engine.cython._interrupt cimport dlk_stopped
 from libc.stdint cimport int64_t as _i64
 from dlkernels.engine.cython._fastmath cimport (dlk_sigmoid32, dlk_sigmoid64, dlk_softplus32,

@@ -122,7 +122,8 @@ TANH_PAIR_ROWS = 4
 PROJ_SMALL = 8
 
 
-from ._blas import gemm_at
+from ._blas import gemm_at, gemm_tiles
+from ._flags import CALLS_PARALLEL
 from ._fastmath import all_finite
 from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
 from ._fastmath import tanh_pair32 as _tanh_pair32, tanh_pair64 as _tanh_pair64, TANH_PAIR_MAX
@@ -341,23 +342,13 @@ def _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKp, dvv, 
             dv[e] += acc[e]
 
 
-@njit(cache=True, error_model="numpy")
-def _gemm_rows(t, ta, tb, A, B, C, one, zero):
-    M, N = C.shape
-    K = A.shape[0] if ta else A.shape[1]
-    lda = A.shape[1]
-    r0 = t * PROJ_ROWS
-    r1 = min(r0 + PROJ_ROWS, M)
-    gemm_at(ta, tb, r1 - r0, N, K, one, A, r0 if ta else r0 * lda, lda, B, r0 - r0,
-            B.shape[1], zero, C, r0 * N, N)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def attn_gemm(ta, tb, A, B, C):
     """C (M, N) = op(A) op(B) (op = transpose when ta / tb; all C-contiguous,
     A (M, K) or (K, M), B (K, N) or (N, K)): tiles of PROJ_ROWS rows of C,
     one single-threaded gemm each, in parallel (the BLAS must be
-    single-threaded meanwhile).  The gradients' products."""
+    single-threaded meanwhile; the shared ``_blas.gemm_tiles``).  The
+    gradients' products."""
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
     if M == 0 or N == 0:
@@ -367,11 +358,8 @@ def attn_gemm(ta, tb, A, B, C):
             for c in range(N):
                 C[r, c] = 0.0
         return
-    one = C.dtype.type(1.0)
-    zero = C.dtype.type(0.0)
-    nt = (M + PROJ_ROWS - 1) // PROJ_ROWS
-    for t in prange(nt):
-        _gemm_rows(np.int64(t), ta, tb, A, B, C, one, zero)
+    gemm_tiles(ta, tb, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, C, N, PROJ_ROWS, N,
+               np.bool_(True))
 
 
 # Each parallel kernel is a thin prange driver over work items; the work

@@ -10,11 +10,13 @@ are the parallel work items.
 """
 import llvmlite.binding as _llb
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-__all__ = ["gemm_at", "ptr"]
+from ._flags import CALLS_PARALLEL
+
+__all__ = ["gemm_at", "gemm_tiles", "ptr"]
 
 for _nm in ("sgemm", "dgemm"):
     _llb.add_symbol("dlk_cyblas_" + _nm,
@@ -72,3 +74,47 @@ def gemm_at(ta, tb, M, N, K, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, l
         _dgemm(ptr(ch, 0), ptr(ch, 1), ptr(ints, 0), ptr(ints, 1), ptr(ints, 2),
                ptr(sc, 0), ptr(B, offb), ptr(ints, 3), ptr(A, offa), ptr(ints, 4),
                ptr(sc, 1), ptr(C, offc), ptr(ints, 5))
+
+
+# ---- tiled products: one single-threaded gemm per tile of C, tiles in parallel ----
+# The tiling is the caller's (its tile sizes are part of its results' bits:
+# a BLAS's last bits depend on the call's shape), the driver is shared.
+
+@njit(cache=True, error_model="numpy")
+def _gemm_tile(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw):
+    """Tile t (row-major over ntc tiles per row of tiles) of gemm_tiles."""
+    tr = t // ntc
+    r0 = tr * th
+    c0 = (t - tr * ntc) * tw
+    r1 = min(r0 + th, M)
+    c1 = min(c0 + tw, N)
+    gemm_at(ta, tb, r1 - r0, c1 - c0, K, alpha, A, r0 if ta else r0 * lda, lda, B,
+            c0 * ldb if tb else c0, ldb, beta, C, r0 * ldc + c0, ldc)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gemm_tiles_par(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw, ntiles):
+    for t in prange(ntiles):
+        # int64: prange hands its index over as uint64 in the parallel version,
+        # int64 in the serial one (two compilations of the callee otherwise)
+        _gemm_tile(np.int64(t), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc,
+                   tw)
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
+def gemm_tiles(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, tw, par):
+    """Row-major C (M, N, row stride ldc) = alpha op(A) op(B) + beta C in tiles of
+    th x tw elements of C, one ``gemm_at`` call each (A, B with row strides
+    lda, ldb, read from their first element); the tiles run in parallel when
+    ``par`` and there are several (the BLAS must then be single-threaded).
+    Pass alpha / beta as float64 and ta / tb / par as np.bool_ (one
+    compilation per dtype for every caller).  Twin: ``_blas.pxd``'s
+    ``gemm_tiles``; the tiles, not the threads, decide every bit."""
+    ntc = (N + tw - 1) // tw
+    ntiles = ((M + th - 1) // th) * ntc
+    if par and ntiles > 1:
+        _gemm_tiles_par(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw,
+                        ntiles)
+    else:
+        for t in range(ntiles):
+            _gemm_tile(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, th, ntc, tw)

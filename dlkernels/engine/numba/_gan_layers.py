@@ -41,11 +41,11 @@ GEMMs run in parallel tiles (``gemm_tiled``), with the BLAS single-threaded;
 the element-wise passes run on the calling thread.  No random numbers are drawn here.
 """
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from ._flags import CALLS_PARALLEL
-from ._blas import gemm_at
+from ._blas import gemm_at, gemm_tiles
 from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
@@ -122,26 +122,6 @@ def _tiles(M, N):
     return ntr, th, ntc, tw
 
 
-@njit(cache=True, error_model="numpy")
-def _gemm_tile(t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw):
-    r0 = (t // ntc) * th
-    c0 = (t % ntc) * tw
-    r1 = min(r0 + th, M)
-    c1 = min(c0 + tw, N)
-    offa = r0 if ta else r0 * lda
-    offb = c0 * ldb if tb else c0
-    gemm_at(ta, tb, r1 - r0, c1 - c0, K, 1.0, A, offa, lda, B, offb, ldb, 0.0, C,
-            r0 * ldc + c0, ldc)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntiles, th, ntc, tw):
-    for t in prange(ntiles):
-        # int64: prange hands its index over as uint64 in the parallel version,
-        # int64 in the serial one (two compilations of the callee otherwise)
-        _gemm_tile(np.int64(t), ta, tb, M, N, K, A, lda, B, ldb, C, ldc, th, ntc, tw)
-
-
 # A product op(A) B with a dimension of at most SMALL_DIM (A^T B) or an inner
 # dimension K of at most SMALL_DIM (A B) is computed by plain loops, not BLAS:
 # with so thin an operand a BLAS call spends most of its time packing panels it
@@ -195,7 +175,7 @@ def gemm_tiled(ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
         gemm_at(ta, tb, M, N, K, 1.0, A, z, lda, B, z, ldb, 0.0, C, z, ldc)
         return
     ntr, th, ntc, tw = _tiles(M, N)
-    _gemm_par(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ntr * ntc, th, ntc, tw)
+    gemm_tiles(ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc, th, tw, np.bool_(True))
 
 
 # ---- element-wise passes ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
-from ._blas import gemm_at
+from ._blas import gemm_tiles
 from ._interrupt import stopped
 from ._rbm_layers import (DRAWS_PER_BLOCK, OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK,
                           TILE_C, TILE_R, _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
@@ -22,26 +22,6 @@ MODE_CD = 0          # CD-k: one chain per data row, started at the data
 MODE_PCD = 1         # PCD: persistent visible chains
 MODE_PCD_HIDDEN = 2  # PCD with persistent hidden chains (scikit-learn's scheme)
 
-@njit(cache=True, error_model="numpy")
-def _gemm_tn_tile(t, ntc, alpha, A, B, beta, C):
-    m = C.shape[0]
-    n = C.shape[1]
-    K = A.shape[0]
-    tr = t // ntc
-    tc = t - tr * ntc
-    r0 = tr * TILE_R
-    r1 = min(r0 + TILE_R, m)
-    c0 = tc * TILE_C
-    c1 = min(c0 + TILE_C, n)
-    gemm_at(np.bool_(True), np.bool_(False), r1 - r0, c1 - c0, K, alpha, A, r0, m, B, c0, n, beta,
-             C, r0 * n + c0, n)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc):
-    for t in prange(ntiles):
-        _gemm_tn_tile(np.int64(t), ntc, alpha, A, B, beta, C)
-
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _gemm_tn(alpha, A, B, beta, C):
@@ -49,13 +29,9 @@ def _gemm_tn(alpha, A, B, beta, C):
     TILE_R x TILE_C tiles of C (single-threaded gemm each)."""
     m = C.shape[0]
     n = C.shape[1]
-    ntc = (n + TILE_C - 1) // TILE_C
-    ntiles = ((m + TILE_R - 1) // TILE_R) * ntc
-    if ntiles > 1 and m * n * A.shape[0] >= PAR_MIN_WORK:
-        _gemm_tn_par(alpha, A, B, beta, C, ntiles, ntc)
-    else:
-        for t in range(ntiles):
-            _gemm_tn_tile(t, ntc, alpha, A, B, beta, C)
+    K = A.shape[0]
+    gemm_tiles(np.bool_(True), np.bool_(False), m, n, K, np.float64(alpha), A, m, B, n,
+               np.float64(beta), C, n, TILE_R, TILE_C, m * n * K >= PAR_MIN_WORK)
 
 
 @njit(cache=True, error_model="numpy")
