@@ -103,8 +103,8 @@ def _ov_like(x, v):
 # ---- GEMM in tiles --------------------------------------------------------------------------
 # A product of at least PAR_MIN_WORK multiply-adds is computed in tiles of the
 # output (TILE_R rows x equal column tiles of at most TILE_C), one
-# single-threaded BLAS call per tile, tiles in parallel (prange); smaller
-# products are one BLAS call.  The tiling depends on the sizes only (never on
+# single-threaded BLAS call per tile, tiles in parallel (the shared driver
+# ``_blas.gemm_tiles``); smaller products are one BLAS call.  The tiling depends on the sizes only (never on
 # the thread count) and the Cython backend uses the same one, so results are
 # bit-identical for any thread count and either backend.  The BLAS must be
 # single-threaded meanwhile (the bindings enter ``blas_single_threaded``).
