@@ -256,3 +256,14 @@ def test_calibrated_table_gives_the_same_bits_everywhere(calibrating, restore_th
 def test_path_thresholds_errors(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+def test_measurements_use_the_precompiled_kernels(calibrating, monkeypatch):
+    """A Numba user's first call does not compile the Numba gibbs_chains just
+    to time the paths: the Cython kernels time them when they are built."""
+    if "cython" not in dlkernels.available_backends("rbm"):
+        pytest.skip("the Cython backend is not built")
+    seen = []
+    monkeypatch.setattr(rbm_paths, "_measure", lambda eng, *a: seen.append(eng.__name__) or 500)
+    assert rbm.path_thresholds(30, 20, rows=(100,), backend="numba")[6] == 500
+    assert seen == ["dlkernels.engine.cython.rbm"]

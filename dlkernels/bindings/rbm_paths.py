@@ -140,8 +140,9 @@ def path_thresholds(m, n, dtype=np.float32, rows=(), *, backend=None):
         entries of their row classes are measured (or read from the
         calibration file); the other entries hold the default rule.
     backend : str or None
-        The backend that times the paths when a measurement is needed (the
-        stored value serves both backends).
+        The backend whose kernels the table is for (it serves both: a
+        measurement is timed with the Cython kernels when they are built,
+        so that it never adds a JIT compilation, else with this backend's).
 
     Returns
     -------
@@ -177,6 +178,18 @@ def row_class(R, ncls):
 _tables = {}
 
 
+def _timing_engine(eng):
+    """The engine that times the paths: the Cython kernels when they are built
+    (precompiled: a measurement never adds a JIT compilation -- the Numba
+    ``gibbs_chains`` would cost a cold-cache user of ``cd_step`` alone
+    seconds), else ``eng``.  Either gives the table for both backends."""
+    from ._backend import resolve
+    try:
+        return resolve("auto", "rbm", prefer=("cython", "numba"))
+    except ImportError:
+        return eng
+
+
 def _table(eng, dt, m, n, classes):
     """path_thresholds' table (memoised per process and calibration file)."""
     on = _calibrate.enabled()
@@ -189,7 +202,8 @@ def _table(eng, dt, m, n, classes):
     if on:
         for cls in classes:
             key = f"{dt.name} m{_shape_class(m)} n{_shape_class(n)} r{cls}"
-            val = _calibrate.lookup(SECTION, key, lambda: _measure(eng, dt, m, n, cls), _valid)
+            val = _calibrate.lookup(SECTION, key,
+                                    lambda: _measure(_timing_engine(eng), dt, m, n, cls), _valid)
             if val is not None:
                 table[cls] = val
     _tables[memo] = table
