@@ -267,3 +267,22 @@ def test_measurements_use_the_precompiled_kernels(calibrating, monkeypatch):
     monkeypatch.setattr(rbm_paths, "_measure", lambda eng, *a: seen.append(eng.__name__) or 500)
     assert rbm.path_thresholds(30, 20, rows=(100,), backend="numba")[6] == 500
     assert seen == ["dlkernels.engine.cython.rbm"]
+
+
+def _lookup_in_forked_child():
+    value = _calibrate.lookup("test.fork", "entry", lambda: 7)
+    os._exit(0 if value == 7 else 3)
+
+
+def test_a_child_forked_during_a_measurement_does_not_hang(calibrating):
+    """The lock that serialises measurements is held by another thread of the
+    parent at fork time: the child gets a fresh one and measures itself."""
+    ctx = mp.get_context("fork")
+    with _calibrate._lock:
+        child = ctx.Process(target=_lookup_in_forked_child)
+        child.start()
+        child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on the calibration lock")
+    assert child.exitcode == 0

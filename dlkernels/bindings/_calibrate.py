@@ -174,6 +174,17 @@ def lookup(section, key, measure, valid=lambda v: True):
             lockf.close()   # releases the flock
 
 
+def _after_fork_in_child():
+    """A child forked while another thread held the lock (measuring) must not
+    wait for it forever: it gets a fresh lock (its memory of the file stays)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def forget():
     """Drop this process's memory of the file (tests; the file is kept):
     the next lookup reads it again, and callers' memos keyed on

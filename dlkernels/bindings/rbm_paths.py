@@ -4,9 +4,10 @@ A product x W with 0/1 states x can be computed two ways (see
 ``dlkernels.engine.numba.rbm``): the binary path adds the rows of W of the
 units that are on (about d / 2 of a GEMM's flops at density d, but at the
 speed of streaming W), the tiled GEMM calls BLAS.  Which is faster depends
-on the density, the batch, the layer's shape -- and on the machine: an
-AVX-512 core runs a large GEMM about twice as fast as an AVX2 core and
-moves the crossover density down.  The kernels take the rule as a table
+on the density, the batch, the layer's shape -- and on the machine: a
+GEMM gains more from wider vectors than the row sums, which stream W from
+cache (a 2-core AVX-512 Xeon runs the 784 x 500 GEMMs at 141-185 GFLOP/s,
+this 2-core AVX2 Zen 3 at 120-137), so the crossover density moves.  The kernels take the rule as a table
 ``bin_max`` (``BIN_CLASSES`` int64 values, per mille): a layer whose input
 has R rows (row class ``bin_class(R)`` = floor(log2 R), capped) takes the
 binary path when its first ``min(R, BIN_SAMPLE_ROWS)`` rows are at most
@@ -15,8 +16,8 @@ binary path when its first ``min(R, BIN_SAMPLE_ROWS)`` rows are at most
 ``path_thresholds(m, n, dtype, rows)`` gives that table.  With calibration
 on (the default, ``dlkernels.bindings._calibrate``) each entry a call needs
 is measured once per machine, layer-shape class and dtype -- a few block
-Gibbs sweeps of each path at two densities, single-threaded, about 0.1-0.5 s
--- and read back from the calibration file afterwards; with
+Gibbs sweeps of each path at two densities, single-threaded, 0.05-1 s
+here -- and read back from the calibration file afterwards; with
 ``DLKERNELS_CALIBRATE=0`` it is the fixed default rule (fewer than 64 rows:
 always binary; 64 and more: binary up to 40% on, the crossover measured on
 an AMD Zen 3).  The two paths' results differ by rounding only; the table
