@@ -860,12 +860,6 @@ cdef void _at_local_bwd_batch(int kind, const floating* Qp, const floating* Kp,
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
-    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
-    cdef Py_ssize_t m = Tk if pair else 1
-    cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
-    cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
-    if pair:
-        _at_pair_keys(Kp + b * Tk * E, _at_min(L[b], Tk), E, PB, m, kok)
     for e in range(nvv):
         dvv[b * nvv + e] = 0
     for j in range(E * Tk):
