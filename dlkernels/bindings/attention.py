@@ -476,10 +476,11 @@ def project_keys(k, *, score, params, backend=None):
     if score not in ("additive", "concat"):
         raise ValueError(f"score: expected 'additive' or 'concat' (the scores with a key-side "
                          f"projection), got {score!r}")
-    P = _params(score, params, _query_size(score, params, k.shape[2]), k.shape[2], k.dtype, True)
+    Dq = _query_size(score, params, k.shape[2])
+    P = _params(score, params, Dq, k.shape[2], k.dtype, True)
     _finite(k, "k")
     eng = _eng(backend)
-    Wk = _tanh_weights(score, P, P["W"].shape[0] - k.shape[2] if score == "concat" else 0)[1]
+    _, Wk = _tanh_weights(score, P, Dq)
     return _project(eng, k, Wk)
 
 

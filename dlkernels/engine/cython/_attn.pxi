@@ -75,8 +75,8 @@ cdef extern from *:
         for (; c < n; c++) a = a + x[c] * y[c];                                        \
         return a;                                                                      \
     }                                                                                  \
-    /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= 20 (NaN: no) (twin   \
-       of _attn.py's _pair_row) */                                                  \
+    /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= DLK_TANH_PAIR_MAX  \
+       (NaN: no) (twin of _attn.py's _pair_row) */                                  \
     DLK_CLONES static int dlk_at_pair_row_##SUF(const T *restrict x, Py_ssize_t E,    \
             T *restrict P, T *restrict N) {                                        \
         Py_ssize_t e, nbad = 0; T a;                                               \
@@ -87,7 +87,7 @@ cdef extern from *:
         }                                                                          \
         for (e = 0; e < E; e++) {                                                  \
             a = x[e];                                                              \
-            nbad += (a <= (T)20.0 && a >= -(T)20.0) ? 0 : 1;                       \
+            nbad += (a <= (T)DLK_TANH_PAIR_MAX && a >= -(T)DLK_TANH_PAIR_MAX) ? 0 : 1; \
         }                                                                          \
         return nbad == 0;                                                          \
     }                                                                              \
@@ -212,6 +212,13 @@ cdef inline void _at_score_row(int kind, const floating* qrow, const floating* K
         dlk_at_score_row_f32(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
     else:
         dlk_at_score_row_f64(kind, qrow, Kb, E, vv, sc, n, s, T, keep)
+
+
+cdef inline bint _at_pair_rule(int kind, Py_ssize_t Tq) noexcept nogil:
+    """Whether the tanh rows of a batch row of Tq queries take the exponentials
+    (the TANH_PAIR_ROWS rule of every kernel; Numba twin: _pair_scratch).  The
+    scratch PB then holds EP, EN (E each), KP, KN (Tk x E each), else 1 x E."""
+    return kind == 1 and Tq >= TANH_PAIR_ROWS
 
 
 cdef inline void _at_pair_keys(const floating* Kb, Py_ssize_t n, Py_ssize_t E, floating* PB,
@@ -375,7 +382,7 @@ cdef void _at_scores_chunk(int kind, const floating* Qp, const floating* Kp,
                            floating* out) noexcept nogil:
     cdef floating* t = <floating*>malloc((E + 1) * sizeof(floating))
     cdef Py_ssize_t r, b, i
-    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef bint pair = _at_pair_rule(kind, Tq)
     cdef Py_ssize_t m = Tk if pair else 1
     cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
     cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
@@ -455,7 +462,7 @@ cdef void _at_fwd_chunk(int kind, const floating* Qp, const floating* Kp, const 
     cdef uint8_t* ok = <uint8_t*>malloc(Tk + 1)
     cdef Py_ssize_t r, b, i, j, n, nb
     cdef bint fin, kfin = True
-    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef bint pair = _at_pair_rule(kind, Tq)
     cdef Py_ssize_t m = Tk if pair else 1
     cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
     cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
@@ -591,7 +598,7 @@ cdef void _at_fwd_proj_item(Py_ssize_t t, int kind, const floating* Xq, Py_ssize
                           bq, False, Kown + c0 * E)
             c0 += PROJ_ROWS
         Ks = Kown
-    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef bint pair = _at_pair_rule(kind, Tq)
     cdef Py_ssize_t m = Tk if pair else 1
     cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
     cdef uint8_t* kok = <uint8_t*>malloc(m + 1)
@@ -676,7 +683,7 @@ cdef void _at_bwd_batch(int kind, const floating* Qp, const floating* Kp, const 
     cdef floating* dVb = dV + b * Tk * Dv
     cdef const floating* Vb = V + b * Tk * Dv
     cdef const floating* dc
-    cdef bint pair = kind == 1 and Tq >= TANH_PAIR_ROWS
+    cdef bint pair = _at_pair_rule(kind, Tq)
     cdef Py_ssize_t m = Tk if pair else 1
     cdef floating* PB = <floating*>malloc((2 * E + 2 * m * E + 1) * sizeof(floating))
     cdef uint8_t* kok = <uint8_t*>malloc(m + 1)

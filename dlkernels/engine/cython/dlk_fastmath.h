@@ -153,7 +153,8 @@ static inline double dlk_tanh64(double x) {
 
 /* tanh of x = q + k from ep ~ exp(2q) exp(2k), en ~ exp(-2q) exp(-2k) made by
    the caller (twins of _fastmath.py's tanh_pair32 / tanh_pair64; the caller
-   keeps |q|, |k| <= 20) */
+   keeps |q|, |k| <= DLK_TANH_PAIR_MAX, _fastmath.py's TANH_PAIR_MAX) */
+#define DLK_TANH_PAIR_MAX 20.0
 static inline float dlk_tanh_pair32(float x, float ep, float en) {
     float ax = fabsf(x), ps, ee, pl, res;
     ps = dlk__tanh_small32(ax);

@@ -207,6 +207,19 @@ def _pair_keys(Kp, b, n, KP, KN, kok):
 
 
 @njit(cache=True, error_model="numpy")
+def _pair_scratch(kind, Tq, Tk, E, like):
+    """(pair, EP, EN, KP, KN, kok) of a work item: whether its tanh rows take
+    the exponentials (the TANH_PAIR_ROWS rule, the same for every kernel), the
+    query's EP, EN (E,) and the keys' KP, KN (m, E), kok (m,), m = Tk when they
+    do (else 1); ``like``: an array of the dtype."""
+    dt = like.dtype
+    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
+    m = Tk if pair else 1
+    return (pair, np.empty(E, dt), np.empty(E, dt), np.empty((m, E), dt), np.empty((m, E), dt),
+            np.empty(m, np.uint8))
+
+
+@njit(cache=True, error_model="numpy")
 def _tanh_row(Qp, Kp, vv, b, i, n, s, T, keep, pair, EP, EN, KP, KN, kok):
     """SCORE_TANH scores of query (b, i) with keys 0..n-1 (as _score_row);
     with ``pair`` (TANH_PAIR_ROWS; the keys' KP, KN, kok made by _pair_keys)
@@ -371,14 +384,10 @@ def _scores_rows(kind, Qp, Kp, vv, sc, r0, r1, out):
     Tq = Qp.shape[1]
     Tk = out.shape[2]
     E = Qp.shape[2]
-    dt = Qp.dtype
-    scratch = np.empty((1, E), dtype=dt)
+    scratch = np.empty((1, E), dtype=Qp.dtype)
     z = r0 - r0       # run-time 0 and False: literal arguments would compile the
     no = r0 < z       # callees once more per literal (CONTRIBUTING: Numba habits)
-    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
-    m = Tk if pair else 1
-    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
-    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    pair, EP, EN, KP, KN, kok = _pair_scratch(kind, Tq, Tk, E, scratch)
     for r in range(r0, r1):
         b = r // Tq
         i = r - b * Tq
@@ -434,14 +443,10 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
     s = np.empty(Tk, dtype=Qp.dtype)
     w = np.empty(Tk, dtype=Qp.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    dt = Qp.dtype
-    scratch = np.empty((1, E), dtype=dt)
+    scratch = np.empty((1, E), dtype=Qp.dtype)
     z = r0 - r0       # run-time 0 and False (see _scores_rows)
     no = r0 < z
-    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
-    m = Tk if pair else 1
-    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
-    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    pair, EP, EN, KP, KN, kok = _pair_scratch(kind, Tq, Tk, E, scratch)
     kfin = True
     for r in range(r0, r1):
         b = r // Tq
@@ -570,12 +575,8 @@ def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
     s = np.empty(Tk, dtype=V.dtype)
     w = np.empty(Tk, dtype=V.dtype)
     ok = np.empty(Tk, dtype=np.uint8)
-    dt = V.dtype
-    scratch = np.empty((1, E), dtype=dt)
-    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
-    m = Tk if pair else 1
-    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
-    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    scratch = np.empty((1, E), dtype=V.dtype)
+    pair, EP, EN, KP, KN, kok = _pair_scratch(kind, Tq, Tk, E, scratch)
     if pair:
         _pair_keys(K3, z, nk, KP, KN, kok)
     kfin = True
@@ -647,11 +648,7 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
     accE = np.empty(E, dtype=Qp.dtype)
     z = b - b         # run-time 0 and True (see _scores_rows)
     yes = b >= z
-    dt = Qp.dtype
-    pair = kind == SCORE_TANH and Tq >= TANH_PAIR_ROWS
-    m = Tk if pair else 1
-    EP, EN, kok = np.empty(E, dt), np.empty(E, dt), np.empty(m, np.uint8)
-    KP, KN = np.empty((m, E), dt), np.empty((m, E), dt)
+    pair, EP, EN, KP, KN, kok = _pair_scratch(kind, Tq, Tk, E, T)
     if pair:
         _pair_keys(Kp, b, min(L[b], Tk), KP, KN, kok)
     for e in range(dvv.shape[1]):
@@ -919,7 +916,7 @@ def attn_pool_fwd(X, W, b, u, starts, counts, chunks, pooled, weights, T, keep):
     chunks[c+1]-1 (the binding cuts them by rows, POOL_ROWS, fixed by the
     sizes), one gemm for their rows (the BLAS single-threaded meanwhile)."""
     zero = X.dtype.type(0.0)
-    no = X.shape[0] < 0  # a run-time False (see attn_gemm)
+    no = X.shape[0] < 0  # a run-time False (see _scores_rows)
     for c in prange(chunks.shape[0] - 1):
         _pool_chunk(X, W, b, u, starts, counts, chunks[c], chunks[c + 1], pooled, weights, T,
                     keep, zero, no)
