@@ -153,16 +153,13 @@ def lookup(section, key, measure, valid=lambda v: True):
             except (ImportError, OSError):   # no flock here: the atomic replace still holds
                 pass
             data = _read(path)
-            entry = data.get(mk, {}).get(section, {}).get(key) \
-                if isinstance(data.get(mk), dict) and isinstance(data[mk].get(section), dict) \
-                else None
+            mach = data.get(mk)          # a part of the wrong type counts as empty
+            data[mk] = mach = mach if isinstance(mach, dict) else {}
+            sec = mach.get(section)
+            mach[section] = sec = sec if isinstance(sec, dict) else {}
+            entry = sec.get(key)
             if entry is None or not valid(entry):
-                entry = measure()
-                mach = data.setdefault(mk, {}) if isinstance(data.get(mk), dict) else {}
-                data[mk] = mach
-                sec = mach.get(section) if isinstance(mach.get(section), dict) else {}
-                mach[section] = sec
-                sec[key] = entry
+                entry = sec[key] = measure()
                 try:
                     _write(path, data)
                 except OSError as e:

@@ -167,8 +167,7 @@ def path_thresholds(m, n, dtype=np.float32, rows=(), *, backend=None):
         raise TypeError(f"rows: expected an iterable of integers, got {_describe(rows)}")
     rows = [check_int(r, "rows", min=0) for r in rows]
     eng = _kernels(backend)
-    classes = tuple(sorted({row_class(r, int(eng.BIN_CLASSES)) for r in rows if r > 0}))
-    return _table(eng, dt, m, n, classes).copy()
+    return bin_max(eng, dt, m, n, *rows).copy()
 
 
 def row_class(R, ncls):

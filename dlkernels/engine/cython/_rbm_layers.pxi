@@ -276,9 +276,12 @@ cdef bint _prefer_bin(const floating* X, Py_ssize_t R, Py_ssize_t K,
     """Path rule of the Numba twin: the binary path when the first
     min(R, BIN_SAMPLE_ROWS) rows are at most bin_max[bin_class(R)] per mille on."""
     cdef Py_ssize_t i, cnt = 0, S = min(R, <Py_ssize_t>BIN_SAMPLE_ROWS)
+    cdef _i64 lim = bin_max[bin_class(R)]
+    if lim >= 1000:   # any density (the count cannot exceed it): no pass over X
+        return True
     for i in range(S * K):
         cnt = cnt + (1 if X[i] != 0 else 0)
-    return cnt * 1000 <= S * K * bin_max[bin_class(R)]
+    return cnt * 1000 <= S * K * lim
 
 
 # ---- C-level entry points (exported through rbm.pxd / __pyx_capi__) ---------------------

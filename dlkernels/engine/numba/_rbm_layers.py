@@ -376,12 +376,15 @@ def bin_class(R):
 def _prefer_bin(X, bin_max):
     R = X.shape[0]
     K = X.shape[1]
+    lim = bin_max[bin_class(R)]
+    if lim >= 1000:   # any density (the count cannot exceed it): no pass over X
+        return True
     S = min(R, BIN_SAMPLE_ROWS)
     cnt = 0
     for s in range(S):
         for i in range(K):
             cnt += 1 if X[s, i] != 0 else 0
-    return cnt * 1000 <= S * K * bin_max[bin_class(R)]
+    return cnt * 1000 <= S * K * lim
 
 
 # ---- public kernels ------------------------------------------------------------
