@@ -286,3 +286,13 @@ def test_a_child_forked_during_a_measurement_does_not_hang(calibrating):
         child.kill()
         pytest.fail("the forked child hung on the calibration lock")
     assert child.exitcode == 0
+
+
+def test_huge_layers_are_not_timed(calibrating, monkeypatch):
+    """A layer of more than 2**26 weights (or a huge size passed by mistake)
+    keeps the default rule: nothing is allocated or timed for it."""
+    monkeypatch.setattr(rbm_paths, "_measure", lambda *a: pytest.fail("measured"))
+    for m, n in [(2**13, 2**13 + 1), (2**40, 5), (2**62, 2**62)]:
+        np.testing.assert_array_equal(rbm.path_thresholds(m, n, rows=(10, 1000)),
+                                      rbm_paths.default_table(_engines()[0]))
+    assert not (calibrating / _calibrate.FILE_NAME).exists()

@@ -40,6 +40,7 @@ __all__ = ["path_thresholds"]
 SECTION = "rbm.binary_path"
 DENSITIES = (0.2, 0.6)      # the binary path is timed at these densities (linear in d)
 _MAX_CAL_WORK = 1 << 27     # multiply-adds of one calibration layer (rows are cut to fit)
+_MAX_CAL_WEIGHTS = 1 << 26  # larger layers are not timed (their W alone would be >= 256 MiB)
 _SWEEP_WORK = 1 << 25       # multiply-adds per timed run (sweeps are added to reach it)
 _REPEAT = 5                 # best of
 
@@ -139,7 +140,8 @@ def path_thresholds(m, n, dtype=np.float32, rows=(), *, backend=None):
     rows : iterable of int
         The row counts (batch sizes, chains) of the calls to come: the
         entries of their row classes are measured (or read from the
-        calibration file); the other entries hold the default rule.
+        calibration file); the other entries hold the default rule, as do
+        all entries of a layer of more than 2**26 weights (not timed).
     backend : str or None
         The backend whose kernels the table is for (it serves both: a
         measurement is timed with the Cython kernels when they are built,
@@ -199,7 +201,7 @@ def _table(eng, dt, m, n, classes):
     if table is not None:
         return table
     table = default_table(eng)
-    if on:
+    if on and m * n <= _MAX_CAL_WEIGHTS:
         for cls in classes:
             key = f"{dt.name} m{_shape_class(m)} n{_shape_class(n)} r{cls}"
             val = _calibrate.lookup(SECTION, key,
