@@ -305,6 +305,32 @@ def _out2(out, shape, dt, inputs=()):
     return out
 
 
+def _layer_inputs(x, xname, W, bias, bname, to_hidden):
+    """The validated (x, W, bias, result shape) of a conditional: x (batch, m)
+    to the hidden units when ``to_hidden`` (bias b), else x (batch, n) to the
+    visible units (bias a)."""
+    if to_hidden:
+        W, _, bias = _weights(W, _UNUSED, bias)
+    else:
+        W, bias, _ = _weights(W, bias, _UNUSED)
+    _finite((W, bias), ("W", bname))
+    x = _states(x, xname, W.dtype, W.shape[0 if to_hidden else 1], binary=False)
+    return x, W, bias, (x.shape[0], W.shape[1 if to_hidden else 0])
+
+
+def _sample(x, xname, W, bias, bname, to_hidden, random_state, return_probs, backend):
+    """``sample_hidden`` (to_hidden) or ``sample_visible``."""
+    x, W, bias, shape = _layer_inputs(x, xname, W, bias, bname, to_hidden)
+    return_probs = check_bool(return_probs, "return_probs")
+    key, ctr = _rng(random_state)
+    out = np.empty(shape, W.dtype)
+    probs = np.empty(shape if return_probs else (0, 0), W.dtype)
+    eng = _kernels(backend)
+    _run(eng.sample_hidden if to_hidden else eng.sample_visible, x, W, bias, key, ctr, out, probs,
+         work=x.shape[0] * W.size)
+    return (out, probs) if return_probs else out
+
+
 def hidden_probs(v, W, b, *, out=None, backend=None):
     """p(h=1|v) = sigmoid(v W + b), shape (batch, n); v in [0, 1].
 
@@ -336,10 +362,8 @@ def hidden_probs(v, W, b, *, out=None, backend=None):
     ImportError
         If the requested backend cannot be imported.
     """
-    W, _, b = _weights(W, _UNUSED, b)
-    _finite((W, b), ("W", "b"))
-    v = _states(v, "v", W.dtype, W.shape[0], binary=False)
-    out = _out2(out, (v.shape[0], W.shape[1]), W.dtype, ((v, "v"), (W, "W"), (b, "b")))
+    v, W, b, shape = _layer_inputs(v, "v", W, b, "b", True)
+    out = _out2(out, shape, W.dtype, ((v, "v"), (W, "W"), (b, "b")))
     _run(_kernels(backend).hidden_probs, v, W, b, out, work=v.shape[0] * W.size)
     return out
 
@@ -375,10 +399,8 @@ def visible_probs(h, W, a, *, out=None, backend=None):
     ImportError
         If the requested backend cannot be imported.
     """
-    W, a, _ = _weights(W, a, _UNUSED)
-    _finite((W, a), ("W", "a"))
-    h = _states(h, "h", W.dtype, W.shape[1], binary=False)
-    out = _out2(out, (h.shape[0], W.shape[0]), W.dtype, ((h, "h"), (W, "W"), (a, "a")))
+    h, W, a, shape = _layer_inputs(h, "h", W, a, "a", False)
+    out = _out2(out, shape, W.dtype, ((h, "h"), (W, "W"), (a, "a")))
     _run(_kernels(backend).visible_probs, h, W, a, out, work=h.shape[0] * W.size)
     return out
 
@@ -420,16 +442,7 @@ def sample_hidden(v, W, b, *, random_state=None, return_probs=False, backend=Non
     ImportError
         If the requested backend cannot be imported.
     """
-    W, _, b = _weights(W, _UNUSED, b)
-    _finite((W, b), ("W", "b"))
-    v = _states(v, "v", W.dtype, W.shape[0], binary=False)
-    return_probs = check_bool(return_probs, "return_probs")
-    key, ctr = _rng(random_state)
-    shape = (v.shape[0], W.shape[1])
-    out = np.empty(shape, W.dtype)
-    probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_kernels(backend).sample_hidden, v, W, b, key, ctr, out, probs, work=v.shape[0] * W.size)
-    return (out, probs) if return_probs else out
+    return _sample(v, "v", W, b, "b", True, random_state, return_probs, backend)
 
 
 def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=None):
@@ -467,17 +480,7 @@ def sample_visible(h, W, a, *, random_state=None, return_probs=False, backend=No
     ImportError
         If the requested backend cannot be imported.
     """
-    W, a, _ = _weights(W, a, _UNUSED)
-    _finite((W, a), ("W", "a"))
-    h = _states(h, "h", W.dtype, W.shape[1], binary=False)
-    return_probs = check_bool(return_probs, "return_probs")
-    key, ctr = _rng(random_state)
-    shape = (h.shape[0], W.shape[0])
-    out = np.empty(shape, W.dtype)
-    probs = np.empty(shape if return_probs else (0, 0), W.dtype)
-    _run(_kernels(backend).sample_visible, h, W, a, key, ctr, out, probs,
-         work=h.shape[0] * W.size)
-    return (out, probs) if return_probs else out
+    return _sample(h, "h", W, a, "a", False, random_state, return_probs, backend)
 
 
 # ---- block Gibbs chains ----------------------------------------------------------------
