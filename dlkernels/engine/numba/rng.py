@@ -95,7 +95,15 @@ def philox4x64_10_x2(a0, a1, a2, a3, b0, b1, b2, b3, k0, k1):
     return (a0, a1, a2, a3), (b0, b1, b2, b3)
 
 
-@njit(cache=True)
+# One signature, compiled when the module is imported: the callers pass
+# literal words and deltas (``ctr_add(c0, c1, c2, c3, 1, 0)``), for which
+# Numba would otherwise compile one specialisation per literal (three in a
+# first ``gibbs_chains``, ~0.9 s); LLVM still folds the constants once it is
+# inlined into a caller.
+_U64 = types.uint64
+
+
+@njit(types.UniTuple(_U64, 4)(_U64, _U64, _U64, _U64, types.int64, types.int64), cache=True)
 def ctr_add(c0, c1, c2, c3, delta, word):
     """(c0..c3) + delta * 2**(64*word) mod 2**256, as a 4-tuple of uint64."""
     c = (np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3))
