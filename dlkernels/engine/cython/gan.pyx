@@ -229,23 +229,10 @@ cdef inline void _add_row(floating* gb, const floating* g, Py_ssize_t N) noexcep
         gb[c] += g[c]
 
 
-cdef void _grad_pass(const floating* GY, const floating* D, int B, int n, floating* GPRE,
-                     floating* gb, bint need_gw) noexcept nogil:
-    cdef Py_ssize_t r, c
-    cdef floating* g
-    if need_gw:
-        for c in range(n):
-            gb[c] = 0
-    for r in range(B):
-        g = GPRE + r * n
-        for c in range(n):
-            g[c] = GY[r * n + c] * D[r * n + c]
-        if need_gw:
-            _add_row(gb, g, n)
-
-
-cdef void _maxout_grad_pass(const floating* GY, const int* idx, int B, int n, int p,
-                            floating* GPRE, floating* gb, bint need_gw) noexcept nogil:
+cdef void _grad_pass(const floating* GY, const floating* D, const int* idx, bint maxout, int B,
+                     int n, int p, floating* GPRE, floating* gb, bint need_gw) noexcept nogil:
+    """GPRE = GY * D, or with maxout GPRE[r, j*p + idx[r, j]] = GY[r, j] and
+    zeros elsewhere (p = 1 otherwise); gb = column sums of GPRE when need_gw."""
     cdef Py_ssize_t r, c, j
     cdef int N = n * p
     cdef floating* g
@@ -254,10 +241,14 @@ cdef void _maxout_grad_pass(const floating* GY, const int* idx, int B, int n, in
             gb[c] = 0
     for r in range(B):
         g = GPRE + r * N
-        for c in range(N):
-            g[c] = 0
-        for j in range(n):
-            g[j * p + idx[r * n + j]] = GY[r * n + j]
+        if maxout:
+            for c in range(N):
+                g[c] = 0
+            for j in range(n):
+                g[j * p + idx[r * n + j]] = GY[r * n + j]
+        else:
+            for c in range(n):
+                g[c] = GY[r * n + c] * D[r * n + c]
         if need_gw:
             _add_row(gb, g, N)
 
@@ -267,10 +258,7 @@ cdef inline void _backward(const floating* X, const floating* W, floating* GY,
                            int act, floating* GPRE, floating* GX, floating* GW, floating* gb,
                            bint need_gx, bint need_gw) noexcept nogil:
     cdef int N = n * p
-    if act == A_MAXOUT:
-        _maxout_grad_pass(GY, idx, B, n, p, GPRE, gb, need_gw)
-    else:
-        _grad_pass(GY, D, B, n, GPRE, gb, need_gw)
+    _grad_pass(GY, D, idx, act == A_MAXOUT, B, n, p, GPRE, gb, need_gw)
     if need_gw:
         _gemm_tiled(True, False, K, N, B, X, K, GPRE, N, GW, N)
     if need_gx:

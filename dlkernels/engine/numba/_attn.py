@@ -72,8 +72,7 @@ names, arguments and semantics and gives the same bits):
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload  # noqa: F401  (the dtype dispatch of _tanh, _exp)
+from numba import njit, prange
 
 __all__ = ["SCORE_DOT", "SCORE_TANH", "PROJ_ROWS", "POOL_ROWS", "POOL_SCRATCH",
            "PROJ_SMALL", "TANH_PAIR_ROWS", "attn_gemm", "attn_scores", "attn_softmax",
@@ -125,42 +124,8 @@ PROJ_SMALL = 8
 from ._blas import gemm_at, gemm_tiles
 from ._flags import CALLS_PARALLEL
 from ._fastmath import all_finite
-from ._fastmath import exp32 as _exp32, exp64 as _exp64, tanh32 as _tanh32, tanh64 as _tanh64
-from ._fastmath import tanh_pair32 as _tanh_pair32, tanh_pair64 as _tanh_pair64, TANH_PAIR_MAX
+from ._fastmath import exp as _exp, tanh as _tanh, tanh_pair as _tanh_pair, TANH_PAIR_MAX
 from ._sdpa import _dot_lanes
-
-
-def _tanh(x):  # pragma: no cover - replaced by the overload
-    return math.tanh(x)
-
-
-@overload(_tanh)
-def _ol_tanh(x):
-    if x == types.float32:
-        return lambda x: _tanh32(x)
-    return lambda x: _tanh64(x)
-
-
-def _exp(x):  # pragma: no cover - replaced by the overload
-    return math.exp(x)
-
-
-def _tanh_pair(x, ep, en):  # pragma: no cover - replaced by the overload
-    return math.tanh(x)
-
-
-@overload(_tanh_pair)
-def _ol_tanh_pair(x, ep, en):
-    if x == types.float32:
-        return lambda x, ep, en: _tanh_pair32(x, ep, en)
-    return lambda x, ep, en: _tanh_pair64(x, ep, en)
-
-
-@overload(_exp)
-def _ol_exp(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    return lambda x: _exp64(x)
 
 
 @njit(cache=True, error_model="numpy")
@@ -651,14 +616,9 @@ def _bwd_batch(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk,
     pair, EP, EN, KP, KN, kok = _pair_scratch(kind, Tq, Tk, E, T)
     if pair:
         _pair_keys(Kp, b, min(L[b], Tk), KP, KN, kok)
-    for e in range(dvv.shape[1]):
-        dvv[b, e] = zero
-    for j in range(Tk):
-        for e in range(E):
-            dKp[b, j, e] = zero
-    for j in range(Tk):
-        for d in range(Dv):
-            dV[b, j, d] = zero
+    dvv[b, :] = zero
+    dKp[b, :, :] = zero
+    dV[b, :, :] = zero
     for i in range(Tq):
         n = _row_lim(b, i, Tq, Tk, L, causal)
         if kind == SCORE_DOT:
@@ -737,14 +697,19 @@ def _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, keep):
 
 
 @njit(cache=True, error_model="numpy")
+def _window_scratch(Qp, nw):
+    """Scratch of one local-attention window of nw keys: scores, weights,
+    Gaussian factors (Qp's dtype) and the keys' flags."""
+    return (np.empty(nw, dtype=Qp.dtype), np.empty(nw, dtype=Qp.dtype),
+            np.empty(nw, dtype=Qp.dtype), np.empty(nw, dtype=np.uint8))
+
+
+@njit(cache=True, error_model="numpy")
 def _local_fwd_rows(kind, Qp, Kp, vv, sc, V, L, p, D, r0, r1, starts, ctx, wout):
     Tq = Qp.shape[1]
     nw = 2 * D + 1
     zero = Qp.dtype.type(0.0)
-    s = np.empty(nw, dtype=Qp.dtype)
-    w = np.empty(nw, dtype=Qp.dtype)
-    g = np.empty(nw, dtype=Qp.dtype)
-    ok = np.empty(nw, dtype=np.uint8)
+    s, w, g, ok = _window_scratch(Qp, nw)
     scratch = np.empty((1, Qp.shape[2]), dtype=Qp.dtype)
     no = r0 < r0 - r0  # run-time False (see _scores_rows)
     for r in range(r0, r1):
@@ -782,22 +747,14 @@ def _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, 
     Dv = V.shape[2]
     nw = 2 * D + 1
     zero = Qp.dtype.type(0.0)
-    s = np.empty(nw, dtype=Qp.dtype)
-    w = np.empty(nw, dtype=Qp.dtype)
-    g = np.empty(nw, dtype=Qp.dtype)
+    s, w, g, ok = _window_scratch(Qp, nw)
     ds = np.empty(nw, dtype=Qp.dtype)
-    ok = np.empty(nw, dtype=np.uint8)
     T = np.empty((nw if kind == SCORE_TANH else 1, E), dtype=Qp.dtype)
     accE = np.empty(E, dtype=Qp.dtype)
     yes = b >= b - b  # run-time True (see _scores_rows)
-    for e in range(dvv.shape[1]):
-        dvv[b, e] = zero
-    for j in range(Tk):
-        for e in range(E):
-            dKp[b, j, e] = zero
-    for j in range(Tk):
-        for d in range(Dv):
-            dV[b, j, d] = zero
+    dvv[b, :] = zero
+    dKp[b, :, :] = zero
+    dV[b, :, :] = zero
     for i in range(Tq):
         st, lo, n = _local_row(kind, Qp, Kp, vv, sc, V, L, p, D, b, i, s, w, g, ok, T, yes)
         for e in range(E):

@@ -52,40 +52,37 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 __all__ = ["exp32", "exp64", "sigmoid32", "sigmoid64", "softplus32", "softplus64",
            "log_sigmoid32", "log_sigmoid64", "tanh32", "tanh64", "tanh_pair32", "tanh_pair64",
            "TANH_PAIR_MAX", "f32_from_bits",
            "f64_from_bits", "map_unary", "pmap_unary", "OP_EXP", "OP_SIGMOID", "OP_TANH",
            "OP_SOFTPLUS", "OP_LOG_SIGMOID", "sigmoid64_split", "expneg64", "f64_bits",
-           "f64_from_ubits", "all_finite"]
+           "f64_from_ubits", "all_finite", "sigmoid", "softplus", "tanh", "exp", "tanh_pair", "log_sigmoid"]
 
 
-@intrinsic
-def f32_from_bits(typingctx, i):
-    """The float32 whose bits are the int32 ``i``."""
-    if not isinstance(i, types.Integer):
-        return None
-    sig = types.float32(types.int32)
+def _bitcast(name, doc, arg_kind, src, dst, ir_type):
+    """An intrinsic ``name(x)``: x (any ``arg_kind``, converted to ``src``)
+    with its bits read as ``dst`` (one LLVM bitcast; vectorizable)."""
+    def typer(typingctx, x):
+        if not isinstance(x, arg_kind):
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir_type)
 
-    return sig, codegen
+        return dst(src), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def f64_from_bits(typingctx, i):
-    """The float64 whose bits are the int64 ``i``."""
-    if not isinstance(i, types.Integer):
-        return None
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+f32_from_bits = _bitcast("f32_from_bits", "The float32 whose bits are the int32 ``i``.",
+                         types.Integer, types.int32, types.float32, ir.FloatType())
+f64_from_bits = _bitcast("f64_from_bits", "The float64 whose bits are the int64 ``i``.",
+                         types.Integer, types.int64, types.float64, ir.DoubleType())
 
 
 _ONE32 = np.float32(1.0)
@@ -328,40 +325,58 @@ OP_SOFTPLUS = 3
 OP_LOG_SIGMOID = 4
 
 
+# ---- one name for both dtypes ------------------------------------------------------------
+def _per_dtype(name, f32, f64, arity=1):
+    """``name(x, ...)`` in Numba code: ``f32(x, ...)`` for a float32 x, else
+    ``f64(x, ...)`` (for kernels written once for both dtypes; resolved when
+    typed, so it costs nothing at run time).  ``arity``: 1 or 3 (Numba cannot
+    inline a closure called with ``*args``)."""
+    if arity == 1:
+        def stub(x):
+            raise NotImplementedError(f"{name}: callable from Numba code only")
+
+        def typer(x):
+            f = f32 if x == types.float32 else f64
+            return lambda x: f(x)
+    else:
+        def stub(x, ep, en):
+            raise NotImplementedError(f"{name}: callable from Numba code only")
+
+        def typer(x, ep, en):
+            f = f32 if x == types.float32 else f64
+            return lambda x, ep, en: f(x, ep, en)
+
+    stub.__name__ = stub.__qualname__ = name
+    typer.__name__ = typer.__qualname__ = f"_ov_{name}"
+    overload(stub)(typer)
+    return stub
+
+
+sigmoid = _per_dtype("sigmoid", sigmoid32, sigmoid64)
+softplus = _per_dtype("softplus", softplus32, softplus64)
+tanh = _per_dtype("tanh", tanh32, tanh64)
+exp = _per_dtype("exp", exp32, exp64)
+tanh_pair = _per_dtype("tanh_pair", tanh_pair32, tanh_pair64, arity=3)
+log_sigmoid = _per_dtype("log_sigmoid", log_sigmoid32, log_sigmoid64)
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _map_range(op, x, out, i0, i1):
-    if x.itemsize == 4:
-        if op == OP_EXP:
-            for i in range(i0, i1):
-                out[i] = exp32(x[i])
-        elif op == OP_SIGMOID:
-            for i in range(i0, i1):
-                out[i] = sigmoid32(x[i])
-        elif op == OP_TANH:
-            for i in range(i0, i1):
-                out[i] = tanh32(x[i])
-        elif op == OP_SOFTPLUS:
-            for i in range(i0, i1):
-                out[i] = softplus32(x[i])
-        else:
-            for i in range(i0, i1):
-                out[i] = log_sigmoid32(x[i])
+    if op == OP_EXP:
+        for i in range(i0, i1):
+            out[i] = exp(x[i])
+    elif op == OP_SIGMOID:
+        for i in range(i0, i1):
+            out[i] = sigmoid(x[i])
+    elif op == OP_TANH:
+        for i in range(i0, i1):
+            out[i] = tanh(x[i])
+    elif op == OP_SOFTPLUS:
+        for i in range(i0, i1):
+            out[i] = softplus(x[i])
     else:
-        if op == OP_EXP:
-            for i in range(i0, i1):
-                out[i] = exp64(x[i])
-        elif op == OP_SIGMOID:
-            for i in range(i0, i1):
-                out[i] = sigmoid64(x[i])
-        elif op == OP_TANH:
-            for i in range(i0, i1):
-                out[i] = tanh64(x[i])
-        elif op == OP_SOFTPLUS:
-            for i in range(i0, i1):
-                out[i] = softplus64(x[i])
-        else:
-            for i in range(i0, i1):
-                out[i] = log_sigmoid64(x[i])
+        for i in range(i0, i1):
+            out[i] = log_sigmoid(x[i])
 
 
 @njit(cache=True, error_model="numpy")
@@ -392,30 +407,10 @@ def pmap_unary(op, x, out):
 # outputs of single-site Gibbs and AIS (tests/test_digests.py), so they stay,
 # once, here.  Twins in dlk_fastmath.h.
 
-@intrinsic
-def f64_bits(typingctx, x):
-    """The IEEE-754 bits of a float64, as uint64 (a bit cast, vectorizable)."""
-    if not isinstance(x, types.Float):
-        return None
-    sig = types.uint64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def f64_from_ubits(typingctx, u):
-    """The float64 whose bits are the uint64 ``u``."""
-    if not isinstance(u, types.Integer):
-        return None
-    sig = types.float64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+f64_bits = _bitcast("f64_bits", "The IEEE-754 bits of a float64, as uint64.",
+                    types.Float, types.float64, types.uint64, ir.IntType(64))
+f64_from_ubits = _bitcast("f64_from_ubits", "The float64 whose bits are the uint64 ``u``.",
+                          types.Integer, types.uint64, types.float64, ir.DoubleType())
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -461,20 +456,18 @@ def expneg64(x):
     r = (x - k * _XN_LN2_HI) - k * _XN_LN2_LO
     c = _XN_C
     p = c[13]
-    p = p * r + c[12]
-    p = p * r + c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
+    for i in range(12, -1, -1):   # Horner, fully unrolled by LLVM (constant trip count)
+        p = p * r + c[i]
     return p * f64_from_ubits((kb + _XN_U1023) << _XN_U52)
+
+
+@njit(cache=True, error_model="numpy")
+def _exp_field_max(x, e, m):
+    """max(m, x[c] & e) over the bit patterns x (uint32 or uint64)."""
+    for c in range(x.shape[0]):
+        t = x[c] & e
+        m = t if t > m else m
+    return m
 
 
 @njit(cache=True, error_model="numpy")
@@ -483,17 +476,7 @@ def all_finite(a, ao, n):
     largest exponent field over the range (an integer max reduction, which
     LLVM vectorizes) is not all ones.  Twin: ``dlk_all_finite_f32/f64``."""
     if a.itemsize == 4:
-        x = a.view(np.uint32)[ao:ao + n]
         e32 = np.uint32(0x7F800000)
-        m32 = np.uint32(0)
-        for c in range(n):
-            t32 = x[c] & e32
-            m32 = t32 if t32 > m32 else m32
-        return m32 != e32
-    y = a.view(np.uint64)[ao:ao + n]
+        return _exp_field_max(a.view(np.uint32)[ao:ao + n], e32, np.uint32(0)) != e32
     e64 = np.uint64(0x7FF0000000000000)
-    m64 = np.uint64(0)
-    for c in range(n):
-        t64 = y[c] & e64
-        m64 = t64 if t64 > m64 else m64
-    return m64 != e64
+    return _exp_field_max(a.view(np.uint64)[ao:ao + n], e64, np.uint64(0)) != e64

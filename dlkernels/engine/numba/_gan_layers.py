@@ -46,7 +46,7 @@ from numba.extending import overload
 
 from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at, gemm_tiles
-from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64, tanh32, tanh64
+from ._fastmath import sigmoid as _sig, softplus as _softplus, tanh as _tanh
 
 __all__ = ["IDENTITY", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "MAXOUT", "TILE_R", "TILE_C",
            "PAR_MIN_WORK", "SMALL_DIM", "layer_forward", "layer_backward", "logit_loss"]
@@ -55,42 +55,9 @@ IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, MAXOUT = 0, 1, 2, 3, 4, 5
 
 
 # ---- dtype-resolved scalar helpers (chosen at typing time) -----------------------------------
-def _sig(x):
-    raise NotImplementedError
-
-
-def _tanh(x):
-    raise NotImplementedError
-
-
-def _softplus(x):
-    raise NotImplementedError
-
-
 def _like(x, v):
     """v converted to the float type of x."""
     raise NotImplementedError
-
-
-@overload(_sig)
-def _ov_sig(x):
-    if x == types.float32:
-        return lambda x: sigmoid32(x)
-    return lambda x: sigmoid64(x)
-
-
-@overload(_tanh)
-def _ov_tanh(x):
-    if x == types.float32:
-        return lambda x: tanh32(x)
-    return lambda x: tanh64(x)
-
-
-@overload(_softplus)
-def _ov_softplus(x):
-    if x == types.float32:
-        return lambda x: softplus32(x)
-    return lambda x: softplus64(x)
 
 
 @overload(_like)
@@ -274,26 +241,10 @@ def layer_forward(X, W, b, act, slope, PRE, Y, D, idx, need_d):
 
 
 @njit(cache=True, error_model="numpy")
-def _grad_pass(GY, D, GPRE, gb, need_gw):
-    """GPRE = GY * D (GPRE may be GY), gb = column sums of GPRE (rows in order)."""
-    B, n = GY.shape
-    if need_gw:
-        for c in range(n):
-            gb[c] = 0.0
-    for r in range(B):
-        gy = GY[r]
-        d = D[r]
-        g = GPRE[r]
-        for c in range(n):
-            g[c] = gy[c] * d[c]
-        if need_gw:
-            for c in range(n):
-                gb[c] += g[c]
-
-
-@njit(cache=True, error_model="numpy")
-def _maxout_grad_pass(GY, idx, GPRE, gb, need_gw):
-    """GPRE[r, j*p + idx[r, j]] = GY[r, j], zeros elsewhere; gb = column sums."""
+def _grad_pass(GY, D, idx, maxout, GPRE, gb, need_gw):
+    """GPRE = the gradient at the pre-activation: GY * D (GPRE may be GY), or
+    with ``maxout`` GPRE[r, j*p + idx[r, j]] = GY[r, j] and zeros elsewhere;
+    gb = column sums of GPRE (rows in order) when need_gw."""
     B, n = GY.shape
     N = GPRE.shape[1]
     p = N // n
@@ -302,10 +253,16 @@ def _maxout_grad_pass(GY, idx, GPRE, gb, need_gw):
             gb[c] = 0.0
     for r in range(B):
         g = GPRE[r]
-        for c in range(N):
-            g[c] = 0.0
-        for j in range(n):
-            g[j * p + idx[r, j]] = GY[r, j]
+        if maxout:
+            for c in range(N):
+                g[c] = 0.0
+            for j in range(n):
+                g[j * p + idx[r, j]] = GY[r, j]
+        else:
+            gy = GY[r]
+            d = D[r]
+            for c in range(n):
+                g[c] = gy[c] * d[c]
         if need_gw:
             for c in range(N):
                 gb[c] += g[c]
@@ -320,10 +277,7 @@ def layer_backward(X, W, GY, D, idx, act, GPRE, GX, GW, gb, need_gx, need_gw):
     N = W.shape[1]
     no = B < 0        # run-time bools (see layer_forward)
     yes = not no
-    if act == MAXOUT:
-        _maxout_grad_pass(GY, idx, GPRE, gb, need_gw)
-    else:
-        _grad_pass(GY, D, GPRE, gb, need_gw)
+    _grad_pass(GY, D, idx, act == MAXOUT, GPRE, gb, need_gw)
     if need_gw:
         gemm_tiled(yes, no, K, N, B, X, K, GPRE, N, GW, N)
     if need_gx:

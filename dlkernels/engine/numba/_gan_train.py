@@ -217,6 +217,17 @@ def _draw(z, key, stream, zmul, zsub):
         flat[i] = flat[i] * zmul - zsub
 
 
+@njit(cache=True, error_model="numpy")
+def _noise(z, given, noise, batch, key, stream, zmul, zsub):
+    """z (m rows) = the noise of minibatch ``batch`` of the call: rows
+    batch*m.. of the given noise, else drawn from ``stream``."""
+    if given:
+        m = z.shape[0]
+        z[:, :] = noise[batch * m:(batch + 1) * m]
+    else:
+        _draw(z, key, stream, zmul, zsub)
+
+
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
                 simultaneous, g_mode, adam, sched_d, sched_g, adam_c,
@@ -249,11 +260,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
                 dst = inp[r]
                 for c in range(nx):
                     dst[c] = src[c]
-            if given:
-                r0 = (i * (k + 1) + j) * m
-                z[:, :] = noise[r0:r0 + m]
-            else:
-                _draw(z, key, base + j, zmul, zsub)
+            _noise(z, given, noise, i * (k + 1) + j, key, base + j, zmul, zsub)
             # discriminator gradient on m real + m fake rows
             xf = _forward(z, m, g_params, g_lay, g_ws, g_wsi, g_slope, no)
             inp[m:] = xf
@@ -278,11 +285,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
         acc_f = n_fake / m
         # generator gradient (through D into G)
         if not simultaneous:
-            if given:
-                r0 = (i * (k + 1) + k) * m
-                z[:, :] = noise[r0:r0 + m]
-            else:
-                _draw(z, key, base + k, zmul, zsub)
+            _noise(z, given, noise, i * (k + 1) + k, key, base + k, zmul, zsub)
         xf = _forward(z, m, g_params, g_lay, g_ws, g_wsi, g_slope, yes)
         lg = _forward(xf, m, d_params, d_lay, d_ws, d_wsi, d_slope, yes)
         glm = gl[:m]

@@ -90,33 +90,18 @@ def _colsum(x, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _axpy_layer(y, alpha, x):
-    """y += alpha * x (2-d, same shapes), alpha rounded to the dtype first."""
-    al = np.empty(1, y.dtype)
-    al[0] = alpha
-    for s in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[s, j] += al[0] * x[s, j]
-
-
-@njit(cache=True, error_model="numpy")
-def _mul_layer(y, f):
-    """y *= f (2-d), f rounded to the dtype first."""
-    al = np.empty(1, y.dtype)
-    al[0] = f
-    for s in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[s, j] = y[s, j] * al[0]
-
-
-@njit(cache=True, error_model="numpy")
-def _scaled_copy(dst, src, f):
-    """dst = f * src (2-d), f rounded to the dtype first."""
+def _scaled(dst, f, src, add):
+    """dst = f * src, or with ``add`` dst += f * src (2-d, same shapes; dst
+    may be src), f rounded to the dtype first."""
     al = np.empty(1, dst.dtype)
     al[0] = f
     for s in range(dst.shape[0]):
-        for j in range(dst.shape[1]):
-            dst[s, j] = al[0] * src[s, j]
+        if add:
+            for j in range(dst.shape[1]):
+                dst[s, j] += al[0] * src[s, j]
+        else:
+            for j in range(dst.shape[1]):
+                dst[s, j] = al[0] * src[s, j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -215,12 +200,12 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
             _bern_layer(H, key, ctr, blk + bv)
     # ---- accumulate (W, a, b are not read after this point) ----
     if decay != 1.0:
-        _mul_layer(gW, decay)
+        _scaled(gW, decay, gW, np.bool_(False))   # gW *= decay
     if r == 1:
         # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
         Q = np.empty((B + C, n), dt)
-        _scaled_copy(Q[:B], ppos, scale_pos)
-        _scaled_copy(Q[B:], H, scale_neg)
+        _scaled(Q[:B], scale_pos, ppos, np.bool_(False))
+        _scaled(Q[B:], scale_neg, H, np.bool_(False))
         if bin_data:
             ST = np.empty((m, B + C), dt)
             _transpose_rows(ST, vdata, 0)
@@ -235,7 +220,7 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
         _colsum(H, sp)
     else:
         _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
-        _axpy_layer(gW, scale_neg, acc)
+        _scaled(gW, scale_neg, acc, np.bool_(True))
     pv = np.zeros(m, np.float64)
     ph = np.zeros(n, np.float64)
     _colsum(vdata, pv)

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
 from ._blas import gemm_at
-from ._fastmath import sigmoid32, sigmoid64, softplus32, softplus64
+from ._fastmath import sigmoid, softplus
 from .rng import fill_f32_from, stream_ctr
 
 __all__ = ["energy", "free_energy", "hidden_probs", "visible_probs", "sample_hidden",
@@ -52,6 +52,19 @@ def blocks_per_layer(n, itemsize=None):
 
 # ---- row kernels (serial; called inside the prange loops) --------------------
 @njit(cache=True, error_model="numpy")
+def _field(x, Wr, bias, f):
+    """f = bias + the rows Wr[i] whose unit x[i] is on, added one row at a
+    time in index order (the binary product of one state; single-site Gibbs
+    and parallel tempering build their fields with it)."""
+    for j in range(f.shape[0]):
+        f[j] = bias[j]
+    for i in range(x.shape[0]):
+        if x[i] != 0:
+            for j in range(f.shape[0]):
+                f[j] += Wr[i, j]
+
+
+@njit(cache=True, error_model="numpy")
 def _bern_row(p, out, k0, k1, c0, c1, c2, c3, first_block, ubuf):
     """out[i] = 1 if u_i < p[i] else 0, u_i = uniform i of the stream (key, c)
     counted from block ``first_block`` (the float32 uniform of a 32-bit
@@ -76,25 +89,15 @@ def _bern_row_ip(x, k0, k1, c0, c1, c2, c3, first_block, ubuf):
 @njit(cache=True, error_model="numpy")
 def _sigmoid_row(x, bias, out):
     """out = sigmoid(x + bias) (out distinct from x)."""
-    n = x.shape[0]
-    if x.itemsize == 4:
-        for j in range(n):
-            out[j] = sigmoid32(x[j] + bias[j])
-    else:
-        for j in range(n):
-            out[j] = sigmoid64(x[j] + bias[j])
+    for j in range(x.shape[0]):
+        out[j] = sigmoid(x[j] + bias[j])
 
 
 @njit(cache=True, error_model="numpy")
 def _sigmoid_row_ip(x, bias):
     """x = sigmoid(x + bias), in place."""
-    n = x.shape[0]
-    if x.itemsize == 4:
-        for j in range(n):
-            x[j] = sigmoid32(x[j] + bias[j])
-    else:
-        for j in range(n):
-            x[j] = sigmoid64(x[j] + bias[j])
+    for j in range(x.shape[0]):
+        x[j] = sigmoid(x[j] + bias[j])
 
 
 # ---- layer kernels (parallel over tiles / rows) -----------------------------------
@@ -409,16 +412,12 @@ def energy(v, h, W, a, b, out):
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def _free_energy_rows(v, vw, a, b, out):
-    is32 = v.itemsize == 4
     for s in prange(v.shape[0]):
         e = 0.0
         for i in range(v.shape[1]):
             e += np.float64(a[i]) * np.float64(v[s, i])
         for j in range(vw.shape[1]):
-            if is32:
-                e += np.float64(softplus32(vw[s, j] + b[j]))
-            else:
-                e += softplus64(vw[s, j] + b[j])
+            e += np.float64(softplus(vw[s, j] + b[j]))   # in W's dtype
         out[s] = -e
 
 

@@ -31,8 +31,9 @@ results); no validation here (``dlkernels.bindings.rbm_pt`` does it).
 import numpy as np
 from numba import njit, prange
 
-from ._fastmath import exp64, sigmoid32, sigmoid64
+from ._fastmath import exp64, sigmoid
 from ._interrupt import stopped
+from ._rbm_layers import _field
 from .rng import fill_f32_from, stream_counter
 
 __all__ = ["parallel_tempering", "pt_blocks_per_sweep"]
@@ -45,54 +46,24 @@ def pt_blocks_per_sweep(K, m, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _hidden(v, h, W, b, bt, u, f):
-    """h ~ p_beta(h | v), bt = beta in W's dtype; returns b.h (float64).  f: scratch (n,)."""
-    m, n = W.shape
-    for j in range(n):
-        f[j] = b[j]
-    for i in range(m):
-        if v[i] != 0:
-            for j in range(n):
-                f[j] += W[i, j]
-    bh = 0.0
-    if W.itemsize == 4:
-        for j in range(n):
-            p = sigmoid32(bt * f[j])
-            h[j] = 1.0 if u[j] < p else 0.0
-    else:
-        for j in range(n):
-            p = sigmoid64(bt * f[j])
-            h[j] = 1.0 if u[j] < p else 0.0
-    for j in range(n):
-        if h[j] != 0:
-            bh += np.float64(b[j])
-    return bh
+def _pt_layer(x, y, Wr, bias, bt, u, f):
+    """y ~ p_beta(y | x), bt = beta in W's dtype: f = bias + the rows of Wr
+    (W for v -> h, W^T for h -> v) whose unit in x is on, then
+    y_j = u_j < sigmoid(bt * f_j).  f: scratch in W's dtype, left holding
+    the field."""
+    _field(x, Wr, bias, f)
+    for j in range(f.shape[0]):
+        y[j] = 1.0 if u[j] < sigmoid(bt * f[j]) else 0.0
 
 
 @njit(cache=True, error_model="numpy")
-def _visible(v, h, WT, a, bt, u, g):
-    """v ~ p_beta(v | h), bt = beta in W's dtype; returns v.(a + W h) (float64).
-    WT = W^T (n, m) (rows of the on-units added in index order); g: scratch (m,)."""
-    n, m = WT.shape
-    for i in range(m):
-        g[i] = a[i]
-    for j in range(n):
-        if h[j] != 0:
-            for i in range(m):
-                g[i] += WT[j, i]
-    if WT.itemsize == 4:
-        for i in range(m):
-            p = sigmoid32(bt * g[i])
-            v[i] = 1.0 if u[i] < p else 0.0
-    else:
-        for i in range(m):
-            p = sigmoid64(bt * g[i])
-            v[i] = 1.0 if u[i] < p else 0.0
-    vg = 0.0
-    for i in range(m):
-        if v[i] != 0:
-            vg += np.float64(g[i])
-    return vg
+def _on_sum(y, w):
+    """The sum of w_j over the units y_j that are on, in float64, in index order."""
+    acc = 0.0
+    for j in range(y.shape[0]):
+        if y[j] != 0:
+            acc += np.float64(w[j])
+    return acc
 
 
 @njit(cache=True, error_model="numpy")
@@ -107,11 +78,12 @@ def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps
         fill_f32_from(u, U, key[0], key[1], c[0], c[1], c[2], c[3], t * bps)
         off = 0
         for k in range(K):
-            bh = _hidden(Vc[k], Hc[k], W, b, bdt[k], u[off:off + n], f)
+            # E = -(v.(a + W h) + b.h), from the fields the sweep computed
+            _pt_layer(Vc[k], Hc[k], W, b, bdt[k], u[off:off + n], f)
             off += n
-            vg = _visible(Vc[k], Hc[k], WT, a, bdt[k], u[off:off + m], g)
+            _pt_layer(Hc[k], Vc[k], WT, a, bdt[k], u[off:off + m], g)
             off += m
-            E[k] = -(vg + bh)
+            E[k] = -(_on_sum(Vc[k], g) + _on_sum(Hc[k], b))
         if (t + 1) % swap_every == 0:
             for k in range(K - 1):
                 d = (betas[k] - betas[k + 1]) * (E[k] - E[k + 1])

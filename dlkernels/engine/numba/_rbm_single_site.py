@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from ._fastmath import sigmoid64_split
 from ._interrupt import stopped
+from ._rbm_layers import _field
 from .rng import _F64_SCALE, _S11, ctr_add, mulhilo64, philox4x64_10_x2, stream_ctr
 
 __all__ = ["single_site_gibbs", "SCAN_RANDOM", "SCAN_SYSTEMATIC", "SCAN_ALIAS"]
@@ -35,20 +36,23 @@ _SS_BATCH_WORDS = 32  # random words generated at once by a single-site chain
 @njit(cache=True)
 def _init_fields(v, h, W, WT, a, b, vf, hf):
     """vf = a + W h, hf = b + v W, accumulated row by row in index order."""
-    m = v.shape[0]
-    n = h.shape[0]
-    for i in range(m):
-        vf[i] = a[i]
-    for j in range(n):
-        hf[j] = b[j]
-    for i in range(m):
-        if v[i] != 0:
-            for j in range(n):
-                hf[j] += W[i, j]
-    for j in range(n):
-        if h[j] != 0:
-            for i in range(m):
-                vf[i] += WT[j, i]
+    _field(v, W, b, hf)
+    _field(h, WT, a, vf)
+
+
+@njit(cache=True)
+def _set_unit(x, k, new, f, Wr):
+    """x[k] = new; if the unit changed, the row Wr[k] is added to the field
+    of the other layer f (unit turned on) or subtracted (turned off)."""
+    if new != (x[k] != 0):
+        if new:
+            x[k] = 1
+            for j in range(f.shape[0]):
+                f[j] += Wr[k, j]
+        else:
+            x[k] = 0
+            for j in range(f.shape[0]):
+                f[j] -= Wr[k, j]
 
 
 @njit(cache=True)
@@ -89,28 +93,10 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
                     k = alias[k]
         u = np.float64(wu >> _S11) * _F64_SCALE
         if k < m:
-            new = u < sigmoid64_split(np.float64(vf[k]))
-            if new != (v[k] != 0):
-                if new:
-                    v[k] = 1
-                    for j in range(n):
-                        hf[j] += W[k, j]
-                else:
-                    v[k] = 0
-                    for j in range(n):
-                        hf[j] -= W[k, j]
+            _set_unit(v, k, u < sigmoid64_split(np.float64(vf[k])), hf, W)
         else:
             jj = k - m
-            new = u < sigmoid64_split(np.float64(hf[jj]))
-            if new != (h[jj] != 0):
-                if new:
-                    h[jj] = 1
-                    for i in range(m):
-                        vf[i] += WT[jj, i]
-                else:
-                    h[jj] = 0
-                    for i in range(m):
-                        vf[i] -= WT[jj, i]
+            _set_unit(h, jj, u < sigmoid64_split(np.float64(hf[jj])), vf, WT)
 
 
 @njit(cache=True, parallel=True)
