@@ -13,8 +13,10 @@ Compiling the caller through the parallel pipeline avoids it
 transformation is off, so the caller's own code is compiled exactly as
 before: no array expression, fill or reduction becomes a parallel loop (which
 would also cost a parallel launch per call and, for reductions, change the
-order of the sums); only an explicit ``prange`` would, and these callers have
-none.  ``tests/test_numba_cache.py`` also checks that every cached function
+order of the sums); only an explicit ``prange`` is (the RBM's ``_layer`` and
+``_bin_layer`` hold their parallel loop this way, behind a size test, rather
+than calling a separate ``parallel=True`` driver: one compiled function less,
+and Numba re-optimises a driver's whole tree of callees).  ``tests/test_numba_cache.py`` also checks that every cached function
 that reaches a parallel one is compiled this way.
 """
 

@@ -156,14 +156,6 @@ def _layer_tile(t, ntc, tw, X, W, transw, bias, key, ctr, first_block, out, prob
                              first_block + c0 // per, ubuf)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc, tw):
-    for t in prange(ntiles):
-        ubuf = np.empty(TILE_C, out.dtype)
-        _layer_tile(np.int64(t), ntc, tw, X, W, transw, bias, key, ctr, first_block, out, probs,
-                    op, ubuf)
-
-
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
     """out (R, N) = X (R, K) @ (W^T if transw else W), then per element
@@ -180,7 +172,10 @@ def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
     ntc, tw = _col_tiles(N)
     ntiles = ((R + TILE_R - 1) // TILE_R) * ntc
     if ntiles > 1 and R * N * X.shape[1] >= PAR_MIN_WORK:
-        _layer_par(X, W, transw, bias, key, ctr, first_block, out, probs, op, ntiles, ntc, tw)
+        for t in prange(ntiles):
+            tb = np.empty(TILE_C, out.dtype)
+            _layer_tile(np.int64(t), ntc, tw, X, W, transw, bias, key, ctr, first_block, out,
+                        probs, op, tb)
     else:
         ubuf = np.empty(TILE_C, out.dtype)
         for t in range(ntiles):
@@ -326,12 +321,6 @@ def _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op):
         _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf, c0, c1)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, ncp, pw):
-    for t in prange(nitems):
-        _bin_chunk(np.int64(t), ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
-
-
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
 def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     """As _layer with W = Wr (K, N) not transposed, for a 0/1 matrix X (R, K)
@@ -344,7 +333,8 @@ def _bin_layer(X, Wr, bias, key, ctr, first_block, out, probs, op):
     nchunks, ncp, pw = _bin_split(R, N)
     nitems = nchunks * ncp
     if nitems > 1 and R * X.shape[1] * N >= PAR_MIN_WORK:
-        _bin_layer_par(X, Wr, bias, key, ctr, first_block, out, probs, op, nitems, ncp, pw)
+        for t in prange(nitems):
+            _bin_chunk(np.int64(t), ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
     else:
         for t in range(nitems):
             _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op)
