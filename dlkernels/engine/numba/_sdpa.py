@@ -556,14 +556,6 @@ def _probs(Sb, nq, nk, lse, bh, i0):
 
 
 @njit(cache=True, error_model="numpy")
-def _bwd_scratch(q, tq, tk):
-    """A backward work group's scratch: P, its dropped form and dP for a tile
-    (tq x tk, q's dtype), and the uniforms of one row (tk)."""
-    return (np.empty(tq * tk, q.dtype), np.empty(tq * tk, q.dtype), np.empty(tq * tk, q.dtype),
-            np.empty(tk, q.dtype))
-
-
-@njit(cache=True, error_model="numpy")
 def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, mask_f, moff,
               mld, causal, sc, dp, dscale, key, ctr, Pb, Pd, dP, ub):
     """For the tile (rows i0.., keys j0..): Pb = P, Pd = P Z (the dropped, scaled
@@ -654,7 +646,10 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
     na = NKV * nkt
     ncha = min(na, GROUPS)
     for ch in prange(ncha):
-        Pb, Pd, dP, ub = _bwd_scratch(q, tq, tk)
+        Pb = np.empty(tq * tk, q.dtype)
+        Pd = np.empty(tq * tk, q.dtype)
+        dP = np.empty(tq * tk, q.dtype)
+        ub = np.empty(tk, q.dtype)
         for it in range(ch, na, ncha):
             kvh = it // nkt
             j0 = (it % nkt) * tk
@@ -680,7 +675,10 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
     nb = BH * nqt
     nchb = min(nb, GROUPS)
     for ch in prange(nchb):
-        Pb, Pd, dP, ub = _bwd_scratch(q, tq, tk)
+        Pb = np.empty(tq * tk, q.dtype)
+        Pd = np.empty(tq * tk, q.dtype)
+        dP = np.empty(tq * tk, q.dtype)
+        ub = np.empty(tk, q.dtype)
         for it in range(ch, nb, nchb):
             bh = it // nqt
             i0 = (it % nqt) * tq
