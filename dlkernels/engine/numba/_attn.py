@@ -743,7 +743,6 @@ def attn_local_fwd(kind, Qp, Kp, vv, scale, V, L, p, D, starts, ctx, wout):
 @njit(cache=True, error_model="numpy")
 def _local_bwd_batch(kind, Qp, Kp, vv, sc, V, L, p, D, dctx, dQp, dKp, dvv, dV, dp, b):
     B, Tq, E = Qp.shape
-    Tk = V.shape[1]
     Dv = V.shape[2]
     nw = 2 * D + 1
     zero = Qp.dtype.type(0.0)

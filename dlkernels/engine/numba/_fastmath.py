@@ -59,7 +59,8 @@ __all__ = ["exp32", "exp64", "sigmoid32", "sigmoid64", "softplus32", "softplus64
            "TANH_PAIR_MAX", "f32_from_bits",
            "f64_from_bits", "map_unary", "pmap_unary", "OP_EXP", "OP_SIGMOID", "OP_TANH",
            "OP_SOFTPLUS", "OP_LOG_SIGMOID", "sigmoid64_split", "expneg64", "f64_bits",
-           "f64_from_ubits", "all_finite", "sigmoid", "softplus", "tanh", "exp", "tanh_pair", "log_sigmoid"]
+           "f64_from_ubits", "all_finite", "sigmoid", "softplus", "tanh", "exp", "tanh_pair",
+           "log_sigmoid"]
 
 
 def _bitcast(name, doc, arg_kind, src, dst, ir_type):

@@ -16,8 +16,9 @@ would also cost a parallel launch per call and, for reductions, change the
 order of the sums); only an explicit ``prange`` is (the RBM's ``_layer`` and
 ``_bin_layer`` hold their parallel loop this way, behind a size test, rather
 than calling a separate ``parallel=True`` driver: one compiled function less,
-and Numba re-optimises a driver's whole tree of callees).  ``tests/test_numba_cache.py`` also checks that every cached function
-that reaches a parallel one is compiled this way.
+and Numba re-optimises a driver's whole tree of callees).
+``tests/test_numba_cache.py`` also checks that every cached function that
+reaches a parallel one is compiled this way.
 """
 
 from numba.core.cpu_options import ParallelOptions
