@@ -49,8 +49,12 @@ cdef void _bern_layer(floating* p, Py_ssize_t C, Py_ssize_t n, const uint64_t* k
                       const uint64_t* ctr, uint64_t first_block) noexcept nogil:
     cdef Py_ssize_t s
     cdef int nth = _nthreads(C, C * n * 16)
-    for s in prange(C, schedule="static", num_threads=nth):
-        _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
+    if nth > 1:
+        for s in prange(C, schedule="static", num_threads=nth):
+            _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
+    else:   # no OpenMP region of one thread (see _layer)
+        for s in range(C):
+            _bern_row(p + s * n, p + s * n, n, key, ctr, <uint64_t>s, first_block)
 
 
 cdef void _axpy_layer(floating* y, double alpha, const floating* x, Py_ssize_t C,

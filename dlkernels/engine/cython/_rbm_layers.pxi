@@ -154,6 +154,37 @@ cdef inline void _sigmoid_row(const floating* x, const floating* bias, floating*
 
 
 # ---- layer kernels (parallel over tiles / rows) ----------------------------------------
+cdef void _layer_tile(Py_ssize_t t, Py_ssize_t ntc, Py_ssize_t tw, const floating* X,
+                      Py_ssize_t R, Py_ssize_t K, const floating* W, Py_ssize_t nw, bint transw,
+                      const floating* bias, const uint64_t* key, const uint64_t* ctr,
+                      uint64_t first_block, floating* out, Py_ssize_t N, floating* probs,
+                      int op) noexcept nogil:
+    """Tile t of _layer (see there; twin of the Numba _layer_tile)."""
+    cdef Py_ssize_t tr = t // ntc, tc, r0, r1, c0, c1, s, offb
+    cdef uint64_t per = DRAWS_PER_BLOCK
+    tc = t - tr * ntc
+    r0 = tr * TILE_R
+    r1 = min(r0 + TILE_R, R)
+    c0 = tc * tw
+    c1 = min(c0 + tw, N)
+    offb = c0 * nw if transw else c0
+    gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
+          <int>K, W + offb, <int>nw, <floating>0, out + r0 * N + c0, <int>N)
+    if op == OP_SIGMOID:
+        for s in range(r0, r1):
+            _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
+    elif op == OP_SAMPLE:
+        for s in range(r0, r1):
+            if probs != NULL:
+                _sigmoid_row(out + s * N + c0, bias + c0, probs + s * N + c0, c1 - c0)
+                _bern_row(probs + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
+                          <uint64_t>s, first_block + <uint64_t>c0 // per)
+            else:
+                _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
+                _bern_row(out + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
+                          <uint64_t>s, first_block + <uint64_t>c0 // per)
+
+
 cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* W, Py_ssize_t nw,
                  bint transw, const floating* bias, const uint64_t* key, const uint64_t* ctr,
                  uint64_t first_block, floating* out, Py_ssize_t N, floating* probs,
@@ -162,42 +193,68 @@ cdef void _layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* 
     op 0: nothing; 1: sigmoid(out + bias); 2: Bernoulli(sigmoid(out + bias)), row s
     from stream s from block first_block; probs (or NULL) gets the probabilities.
     Parallel over tiles (TILE_R rows x _col_tiles columns; single-threaded gemm +
-    fused pass)."""
+    fused pass).  A layer below the parallel size runs without an OpenMP region:
+    libgomp makes futex calls for a region even of one thread, and the
+    digits fit (10-row minibatches, 64 x 100) took 36.7 ms with them, 31.0 ms
+    without (AMD Zen 4)."""
     cdef Py_ssize_t ntr = (R + TILE_R - 1) // TILE_R, ntc = (N + TILE_C - 1) // TILE_C, tw
     if ntc > 1 and ntc % 2 == 1:
         ntc += 1
     tw = ((N + ntc - 1) // ntc + 7) // 8 * 8
     ntc = (N + tw - 1) // tw
-    cdef Py_ssize_t t, tr, tc, r0, r1, c0, c1, s, offb
-    cdef uint64_t per = DRAWS_PER_BLOCK
+    cdef Py_ssize_t t
     cdef int nth = _nthreads(ntr * ntc, R * N * K)
-    for t in prange(ntr * ntc, schedule="static", num_threads=nth):
-        tr = t // ntc
-        tc = t - tr * ntc
-        r0 = tr * TILE_R
-        r1 = min(r0 + TILE_R, R)
-        c0 = tc * tw
-        c1 = min(c0 + tw, N)
-        offb = c0 * nw if transw else c0
-        gemm(False, transw, <int>(r1 - r0), <int>(c1 - c0), <int>K, <floating>1, X + r0 * K,
-              <int>K, W + offb, <int>nw, <floating>0, out + r0 * N + c0, <int>N)
-        if op == OP_SIGMOID:
-            for s in range(r0, r1):
-                _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
-        elif op == OP_SAMPLE:
-            for s in range(r0, r1):
-                if probs != NULL:
-                    _sigmoid_row(out + s * N + c0, bias + c0, probs + s * N + c0, c1 - c0)
-                    _bern_row(probs + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
-                              <uint64_t>s, first_block + <uint64_t>c0 // per)
-                else:
-                    _sigmoid_row(out + s * N + c0, bias + c0, out + s * N + c0, c1 - c0)
-                    _bern_row(out + s * N + c0, out + s * N + c0, c1 - c0, key, ctr,
-                              <uint64_t>s, first_block + <uint64_t>c0 // per)
+    if nth > 1:
+        for t in prange(ntr * ntc, schedule="static", num_threads=nth):
+            _layer_tile(t, ntc, tw, X, R, K, W, nw, transw, bias, key, ctr, first_block, out, N,
+                        probs, op)
+    else:
+        for t in range(ntr * ntc):
+            _layer_tile(t, ntc, tw, X, R, K, W, nw, transw, bias, key, ctr, first_block, out, N,
+                        probs, op)
 
 
 cpdef enum:
     BIN_CHUNK = 16  # rows per parallel work item (as in the Numba backend)
+
+
+cdef void _bin_chunk(Py_ssize_t t, Py_ssize_t ncp, Py_ssize_t pw, const floating* X,
+                     Py_ssize_t R, Py_ssize_t K, const floating* Wr, Py_ssize_t N,
+                     const floating* bias, const uint64_t* key, const uint64_t* ctr,
+                     uint64_t first_block, floating* out, floating* probs, int op,
+                     Py_ssize_t* idx, floating* acc) noexcept nogil:
+    """Work item t of _bin_layer (idx: K + 1 ints, acc: N + 1 floats of scratch;
+    twin of the Numba _bin_chunk)."""
+    cdef Py_ssize_t g = t // ncp, s, i, cnt, c0, w
+    cdef uint64_t per = DRAWS_PER_BLOCK
+    cdef floating* row
+    c0 = (t - g * ncp) * pw
+    w = min(c0 + pw, N) - c0
+    for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
+        cnt = 0
+        for i in range(K):
+            idx[cnt] = i
+            cnt = cnt + (1 if X[s * K + i] != 0 else 0)
+        if floating is float:
+            dlk_bin_acc_f32(Wr + c0, N, w, idx, cnt, acc)
+        else:
+            dlk_bin_acc_f64(Wr + c0, N, w, idx, cnt, acc)
+        row = out + s * N + c0
+        if op == OP_LINEAR:
+            for i in range(w):
+                row[i] = acc[i]
+        elif op == OP_ACCUMULATE:
+            for i in range(w):
+                row[i] = row[i] + acc[i]
+        elif op == OP_SIGMOID:
+            _sigmoid_row(acc, bias + c0, row, w)
+        elif probs != NULL:
+            _sigmoid_row(acc, bias + c0, probs + s * N + c0, w)
+            _bern_row(probs + s * N + c0, row, w, key, ctr, <uint64_t>s,
+                      first_block + <uint64_t>c0 // per)
+        else:
+            _sigmoid_row(acc, bias + c0, row, w)
+            _bern_row(row, row, w, key, ctr, <uint64_t>s, first_block + <uint64_t>c0 // per)
 
 
 cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floating* Wr,
@@ -208,49 +265,30 @@ cdef void _bin_layer(const floating* X, Py_ssize_t R, Py_ssize_t K, const floati
     (dlk_bin_acc order), then op 0 / 1 / 2 as in _layer (same stream layout), or op 3:
     out += the sums (a rank-R update written row by row: no races).
     Work items as the Numba twin's _bin_split: chunks of BIN_CHUNK rows, one chunk
-    split into two column parts (multiples of TILE_C) when N >= 2 TILE_C."""
-    cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, ncp = 1, pw = N
-    cdef Py_ssize_t t, g, s, i, cnt, c0, w
+    split into two column parts (multiples of TILE_C) when N >= 2 TILE_C.  Below
+    the parallel size: no OpenMP region (see _layer)."""
+    cdef Py_ssize_t nchunks = (R + BIN_CHUNK - 1) // BIN_CHUNK, ncp = 1, pw = N, t
     if nchunks == 1 and N >= 2 * TILE_C:
         pw = ((N + 1) // 2 + TILE_C - 1) // TILE_C * TILE_C
         ncp = (N + pw - 1) // pw
     cdef int nth = _nthreads(nchunks * ncp, R * K * N)
-    cdef uint64_t per = DRAWS_PER_BLOCK
     cdef Py_ssize_t* idx = NULL
     cdef floating* acc = NULL
-    cdef floating* row
-    with parallel(num_threads=nth):
+    if nth > 1:
+        with parallel(num_threads=nth):
+            idx = <Py_ssize_t*>malloc((K + 1) * sizeof(Py_ssize_t))
+            acc = <floating*>malloc((N + 1) * sizeof(floating))
+            for t in prange(nchunks * ncp, schedule="static"):
+                _bin_chunk(t, ncp, pw, X, R, K, Wr, N, bias, key, ctr, first_block, out, probs,
+                           op, idx, acc)
+            free(idx)
+            free(acc)
+    else:
         idx = <Py_ssize_t*>malloc((K + 1) * sizeof(Py_ssize_t))
         acc = <floating*>malloc((N + 1) * sizeof(floating))
-        for t in prange(nchunks * ncp, schedule="static"):
-            g = t // ncp
-            c0 = (t - g * ncp) * pw
-            w = min(c0 + pw, N) - c0
-            for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
-                cnt = 0
-                for i in range(K):
-                    idx[cnt] = i
-                    cnt = cnt + (1 if X[s * K + i] != 0 else 0)
-                if floating is float:
-                    dlk_bin_acc_f32(Wr + c0, N, w, idx, cnt, acc)
-                else:
-                    dlk_bin_acc_f64(Wr + c0, N, w, idx, cnt, acc)
-                row = out + s * N + c0
-                if op == OP_LINEAR:
-                    for i in range(w):
-                        row[i] = acc[i]
-                elif op == OP_ACCUMULATE:
-                    for i in range(w):
-                        row[i] = row[i] + acc[i]
-                elif op == OP_SIGMOID:
-                    _sigmoid_row(acc, bias + c0, row, w)
-                elif probs != NULL:
-                    _sigmoid_row(acc, bias + c0, probs + s * N + c0, w)
-                    _bern_row(probs + s * N + c0, row, w, key, ctr, <uint64_t>s,
-                              first_block + <uint64_t>c0 // per)
-                else:
-                    _sigmoid_row(acc, bias + c0, row, w)
-                    _bern_row(row, row, w, key, ctr, <uint64_t>s, first_block + <uint64_t>c0 // per)
+        for t in range(nchunks * ncp):
+            _bin_chunk(t, ncp, pw, X, R, K, Wr, N, bias, key, ctr, first_block, out, probs, op,
+                       idx, acc)
         free(idx)
         free(acc)
 
