@@ -205,7 +205,8 @@ def test_backend_info_lists_backends_and_threads(restore_threads):
     assert th["numba"] == dlkernels.get_num_threads() and 1 <= th["numba"] <= th["numba_max"]
     if "cython" in dlkernels.available_backends():
         assert th["openmp"] == th["numba"]
-    assert all({"internal_api", "num_threads", "used_by_kernels"} <= set(lib) for lib in th["blas"])
+    keys = {"internal_api", "num_threads", "architecture", "used_by_kernels"}
+    assert all(keys <= set(lib) for lib in th["blas"])
     dlkernels.set_num_threads(1)
     assert dlkernels.backend_info()["threads"]["numba"] == 1
 

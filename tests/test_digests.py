@@ -15,9 +15,27 @@ change of the kernels' arithmetic, which must then be stated and the digest
 re-recorded (``python tests/test_digests.py`` prints the current table).
 One such change so far: issue 10 (float64 Bernoulli draws from 32-bit
 half-words, so that float32 and float64 models make the same decisions).
+
+The kernels' own arithmetic is the same on every x86-64 machine, but two
+things they call are not: the BLAS (OpenBLAS picks its kernels by CPU --
+"Haswell" on an AVX2 machine, "SkylakeX" on an AVX-512 one -- and their
+products differ in the last bits) and NumPy's float64 exp/log (AVX-512
+builds of them, used by the AIS binding's final sums).  The digests were
+recorded on an AVX2 machine (OpenBLAS Haswell kernels, NumPy without
+AVX-512).  Elsewhere the table is computed in a subprocess with those
+numerics switched on (``OPENBLAS_CORETYPE=Haswell`` and
+``NPY_DISABLE_CPU_FEATURES`` naming NumPy's AVX-512 targets), and in this
+process the two backends must still agree with each other bit for bit
+(``test_backends_agree_on_this_machine``).  Measured on an AMD Zen 4
+(AVX-512, OpenBLAS SkylakeX): 26 of the 56 digests differ in this process,
+all 56 match in the subprocess.
 """
 import hashlib
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,19 +240,107 @@ def _rbm_backends():
     return _backend.available_backends("rbm")
 
 
+def _table_here(backends):
+    """{"<backend>:<case>-<dtype>": digest} of this process."""
+    return {f"{be}:{case}-{np.dtype(dt).name}": _digest(CASES[case](be, dt))
+            for be in backends for case in sorted(CASES) for dt in (np.float32, np.float64)}
+
+
+def _blas_core():
+    """(internal api, core type) of the BLAS the kernels call (scipy's)."""
+    import dlkernels
+
+    used = [lib for lib in dlkernels.backend_info("rbm")["threads"]["blas"]
+            if lib["used_by_kernels"]]
+    return (used[0]["internal_api"], used[0]["architecture"]) if used else (None, None)
+
+
+def _numpy_avx512():
+    """NumPy's dispatch targets active here that use AVX-512."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:   # NumPy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return [f for f in __cpu_dispatch__
+            if __cpu_features__.get(f) and ("AVX512" in f or f == "X86_V4")], __cpu_features__
+
+
+def _reference_env():
+    """None when this process has the recording machine's numerics (OpenBLAS
+    Haswell kernels, no AVX-512 NumPy loops); else the environment that gives
+    them to a subprocess on this machine, or a string saying why none can."""
+    api, core = _blas_core()
+    if api != "openblas":
+        return f"the kernels' BLAS is {api!r}: the digests are OpenBLAS's (Haswell kernels)"
+    avx512, feats = _numpy_avx512()
+    if core == "Haswell" and not avx512:
+        return None
+    if not (feats.get("AVX2") and feats.get("FMA3")):
+        return f"no AVX2/FMA on this CPU (OpenBLAS core {core!r}): Haswell kernels cannot run"
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    if avx512:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(avx512)
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference_table():
+    """The digests under the recording machine's numerics, computed here or in
+    a subprocess (see the module docstring)."""
+    env = _reference_env()
+    backends = _rbm_backends()
+    if env is None:
+        return _table_here(backends)
+    if isinstance(env, str):
+        pytest.skip(env)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--json",
+                           ",".join(backends)], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("backend", ["numba", "cython"])
-def test_digest(case, dtype, backend):
+def test_digest(case, dtype, backend, reference_table):
     if backend not in _rbm_backends():
         pytest.skip(f"backend {backend!r} unavailable")
-    dt = np.dtype(dtype).type
     key = f"{case}-{np.dtype(dtype).name}"
-    got = _digest(CASES[case](backend, dt))
+    got = reference_table[f"{backend}:{key}"]
     assert got == DIGESTS[key], f"{key}: outputs changed (digest {got})"
 
 
-if __name__ == "__main__":  # print the table of the current code
+def test_backends_agree_on_this_machine():
+    """Whatever this machine's BLAS and NumPy: both backends, same bits."""
+    backends = _rbm_backends()
+    if len(backends) < 2:
+        pytest.skip("one backend only")
+    table = _table_here(backends)
+    for case in sorted(CASES):
+        for dt in (np.float32, np.float64):
+            key = f"{case}-{np.dtype(dt).name}"
+            assert table[f"numba:{key}"] == table[f"cython:{key}"], key
+
+
+def test_reference_env_changes_only_the_blas_core_and_numpy_avx512():
+    env = _reference_env()
+    if env is None or isinstance(env, str):
+        pytest.skip("this process has the recording numerics" if env is None else env)
+    changed = {k for k in env if os.environ.get(k) != env[k]}
+    assert changed <= {"OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES"}
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
+    disabled = env.get("NPY_DISABLE_CPU_FEATURES", "").split()
+    assert all("AVX512" in f or f == "X86_V4" for f in disabled)
+
+
+if __name__ == "__main__":
+    # python tests/test_digests.py [numba|cython]: print the table of the current code;
+    # python tests/test_digests.py --json numba,cython: the table as JSON (for the fixture)
+    if len(sys.argv) > 1 and sys.argv[1] == "--json":
+        print(json.dumps(_table_here(sys.argv[2].split(","))))
+        sys.exit(0)
     be = sys.argv[1] if len(sys.argv) > 1 else "numba"
     for case in sorted(CASES):
         for dt in (np.float32, np.float64):

@@ -235,8 +235,10 @@ def thread_info():
         pool (``NUMBA_NUM_THREADS``); ``openmp``: OpenMP's thread count for
         the Cython kernels (None when that extension is not built);
         ``blas``: one dict per BLAS library loaded in the process
-        (``internal_api``, ``version``, ``num_threads``, ``filepath`` and
-        ``used_by_kernels``: whether it is the BLAS behind
+        (``internal_api``, ``version``, ``num_threads``, ``filepath``,
+        ``architecture``: the CPU kernels the library chose, e.g. OpenBLAS's
+        "Haswell" or "SkylakeX" -- their products differ in the last bits --
+        or None, and ``used_by_kernels``: whether it is the BLAS behind
         ``scipy.linalg.cython_blas``), empty when threadpoolctl is missing;
         ``forked_child``: whether this process was forked after dlkernels
         was imported (its kernels then run on one thread).
@@ -259,6 +261,7 @@ def thread_info():
             continue
         out["blas"].append(dict(internal_api=lib.get("internal_api"), version=lib.get("version"),
                                 num_threads=lib.get("num_threads"), filepath=lib.get("filepath"),
+                                architecture=lib.get("architecture"),
                                 used_by_kernels=os.path.realpath(lib["filepath"]) in mine))
     return out
 
