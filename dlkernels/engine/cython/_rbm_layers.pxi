@@ -81,11 +81,27 @@ cdef extern from *:
     }
     DLK_BIN_ACC(float, f32)
     DLK_BIN_ACC(double, f64)
+    /* float32 sigmoid rows, out[j] = dlk_sigmoid32(x[j] + bias[j]) (_ip: in place),
+       multiversioned like dlk_bin_acc: the module itself is built for the
+       baseline ISA (4 floats a vector), these run at the machine's width. */
+    DLK_CLONES static void dlk_sigmoid_row_f32(const float *restrict x,
+            const float *restrict bias, float *restrict out, Py_ssize_t n) {
+        Py_ssize_t j;
+        for (j = 0; j < n; j++) out[j] = dlk_sigmoid32(x[j] + bias[j]);
+    }
+    DLK_CLONES static void dlk_sigmoid_row_ip_f32(float *restrict out,
+            const float *restrict bias, Py_ssize_t n) {
+        Py_ssize_t j;
+        for (j = 0; j < n; j++) out[j] = dlk_sigmoid32(out[j] + bias[j]);
+    }
     """
     void dlk_bin_acc_f32(const float* Wr, Py_ssize_t ld, Py_ssize_t N, const Py_ssize_t* idx,
                          Py_ssize_t cnt, float* acc) noexcept nogil
     void dlk_bin_acc_f64(const double* Wr, Py_ssize_t ld, Py_ssize_t N, const Py_ssize_t* idx,
                          Py_ssize_t cnt, double* acc) noexcept nogil
+    void dlk_sigmoid_row_f32(const float* x, const float* bias, float* out,
+                             Py_ssize_t n) noexcept nogil
+    void dlk_sigmoid_row_ip_f32(float* out, const float* bias, Py_ssize_t n) noexcept nogil
 
 
 # uniforms per Philox block of a layer draw, both dtypes (one 32-bit half-word
@@ -139,15 +155,13 @@ cdef inline void _sigmoid_row(const floating* x, const floating* bias, floating*
     cdef Py_ssize_t j
     if <const floating*>out == x:
         if floating is float:
-            for j in range(n):
-                out[j] = dlk_sigmoid32(out[j] + bias[j])
+            dlk_sigmoid_row_ip_f32(out, bias, n)
         else:
             for j in range(n):
                 out[j] = dlk_sigmoid64(out[j] + bias[j])
     else:
         if floating is float:
-            for j in range(n):
-                out[j] = dlk_sigmoid32(x[j] + bias[j])
+            dlk_sigmoid_row_f32(x, bias, out, n)
         else:
             for j in range(n):
                 out[j] = dlk_sigmoid64(x[j] + bias[j])
