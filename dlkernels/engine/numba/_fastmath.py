@@ -398,7 +398,10 @@ def pmap_unary(op, x, out):
     for c in prange(nchunks):
         i0 = c * _MAP_CHUNK
         i1 = min(n, i0 + _MAP_CHUNK)
-        _map_range(op, x, out, i0, i1)
+        # on slices: indexed over the whole arrays inside the prange body the
+        # loops are not vectorized -- 0.45-0.49 G elements/s on one thread
+        # against 1.6-2.1 G (float32 exp, sigmoid, tanh; AMD Zen 4, AVX-512)
+        _map_range(op, x[i0:i1], out[i0:i1], 0, i1 - i0)
 
 
 
