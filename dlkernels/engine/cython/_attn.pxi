@@ -64,40 +64,6 @@ cdef extern from *:
        8-lane order of _sdpa._dot_lanes (lane t sums the features e = t mod 8
        of the full blocks of 8, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
        (l6 + l7)), then the tail in order). */
-    /* The 8 lanes as one GCC/clang vector (lane t: the same products and sums in
-       the same order; -ffp-contract=off keeps mul and add apart): written as an
-       array, GCC vectorized the products but added them into the lanes with
-       scalar adds and shuffles -- the Cython "dot" decoder step ran 1.8x slower
-       than Numba's on an AVX-512 machine. */
-    #if defined(__GNUC__) || defined(__clang__)
-    #define DLK_AT_LANES(T, SUF)                                                       \
-    typedef T dlk_at_v8_##SUF __attribute__((vector_size(8 * sizeof(T))));          \
-    static inline T dlk_at_dot_##SUF(const T *restrict x, const T *restrict y,          \
-                                     Py_ssize_t n) {                                    \
-        dlk_at_v8_##SUF l = {0}, vx, vy; T a; Py_ssize_t c;                            \
-        for (c = 0; c + 8 <= n; c += 8) {                                              \
-            memcpy(&vx, x + c, sizeof vx); memcpy(&vy, y + c, sizeof vy);              \
-            l = l + vx * vy;                                                           \
-        }                                                                              \
-        a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));         \
-        for (; c < n; c++) a = a + x[c] * y[c];                                        \
-        return a;                                                                      \
-    }
-    #else
-    #define DLK_AT_LANES(T, SUF)                                                       \
-    static inline T dlk_at_dot_##SUF(const T *restrict x, const T *restrict y,          \
-                                     Py_ssize_t n) {                                    \
-        T l[8], a; Py_ssize_t c; int t;                                                \
-        for (t = 0; t < 8; t++) l[t] = 0;                                              \
-        for (c = 0; c + 8 <= n; c += 8)                                                \
-            for (t = 0; t < 8; t++) l[t] = l[t] + x[c + t] * y[c + t];                 \
-        a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));         \
-        for (; c < n; c++) a = a + x[c] * y[c];                                        \
-        return a;                                                                      \
-    }
-    #endif
-    DLK_AT_LANES(float, f32)
-    DLK_AT_LANES(double, f64)
     #define DLK_AT_SCORE_ROW(T, SUF, TANH, EXP, TPAIR)                                  \
     /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= DLK_TANH_PAIR_MAX  \
        (NaN: no) (twin of _attn.py's _pair_row) */                                  \
@@ -140,7 +106,7 @@ cdef extern from *:
             } else {                                                                   \
                 for (e = 0; e < E; e++) t[e] = TANH(qrow[e] + kr[e]);                  \
             }                                                                          \
-            s[jj] = dlk_at_dot_##SUF(vv, t, E);                                        \
+            s[jj] = dlk_dot8_##SUF(vv, t, E);                                        \
         }                                                                              \
     }                                                                                  \
     /* kind 0: the dot scores; kind 1: the plain tanh row (tanh_row without the     \
@@ -150,7 +116,7 @@ cdef extern from *:
             Py_ssize_t n, T *restrict s, T *restrict Tb, int keep) {                   \
         Py_ssize_t jj;                                                                 \
         if (kind == 0) {                                                               \
-            for (jj = 0; jj < n; jj++) s[jj] = sc * dlk_at_dot_##SUF(qrow, Kb + jj * E, E); \
+            for (jj = 0; jj < n; jj++) s[jj] = sc * dlk_dot8_##SUF(qrow, Kb + jj * E, E); \
         } else {                                                                       \
             dlk_at_tanh_row_##SUF(qrow, Kb, E, vv, n, s, Tb, keep, 0, NULL, NULL, NULL,    \
                                   NULL, NULL);                                         \
@@ -161,7 +127,7 @@ cdef extern from *:
                                               const T *restrict u, Py_ssize_t A) {     \
         Py_ssize_t h;                                                                  \
         for (h = 0; h < A; h++) t[h] = TANH(t[h] + b[h]);                              \
-        return dlk_at_dot_##SUF(t, u, A);                                              \
+        return dlk_dot8_##SUF(t, u, A);                                              \
     }                                                                                  \
     /* out[0:Dv] = sum over the attended jj < n of w[jj] * V row jj (keys in     \
        order; the twin of _attn.py's _weighted_sum) */                             \

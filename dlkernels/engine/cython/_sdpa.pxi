@@ -71,13 +71,7 @@ cdef extern from *:
         return m[0];                                                                  \
     }                                                                                 \
     DLK_CLONES static T dlk_sdpa_rowsum_##SUF(const T *restrict x, Py_ssize_t n) {    \
-        T s[8], r; Py_ssize_t c = 0; int t;                                           \
-        for (t = 0; t < 8; t++) s[t] = 0;                                             \
-        for (; c + 8 <= n; c += 8)                                                    \
-            for (t = 0; t < 8; t++) s[t] = s[t] + x[c + t];                           \
-        r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));        \
-        for (; c < n; c++) r = r + x[c];                                              \
-        return r;                                                                     \
+        return dlk_sum8_##SUF(x, n);                                                  \
     }                                                                                 \
     DLK_CLONES static void dlk_sdpa_ds_##SUF(const T *restrict p, T *restrict dp,     \
                                              Py_ssize_t n, T d) {                     \
@@ -89,19 +83,10 @@ cdef extern from *:
     DLK_CLONES static void dlk_sdpa_dots_##SUF(const T *restrict x, const T *restrict y, \
                                                Py_ssize_t ld, Py_ssize_t nq,           \
                                                Py_ssize_t nk, T alpha, T *restrict out) { \
-        Py_ssize_t r, j, c; int t; T s[8], a;                                         \
-        for (r = 0; r < nq; r++) {                                                    \
-            const T *xr = x + r * ld;                                                 \
-            for (j = 0; j < nk; j++) {                                                \
-                const T *yr = y + j * ld;                                             \
-                for (t = 0; t < 8; t++) s[t] = 0;                                     \
-                for (c = 0; c + 8 <= ld; c += 8)                                      \
-                    for (t = 0; t < 8; t++) s[t] = s[t] + xr[c + t] * yr[c + t];       \
-                a = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \
-                for (; c < ld; c++) a = a + xr[c] * yr[c];                            \
-                out[r * nk + j] = alpha * a;                                          \
-            }                                                                         \
-        }                                                                             \
+        Py_ssize_t r, j;                                                              \
+        for (r = 0; r < nq; r++)                                                      \
+            for (j = 0; j < nk; j++)                                                  \
+                out[r * nk + j] = alpha * dlk_dot8_##SUF(x + r * ld, y + j * ld, ld);  \
     }                                                                                 \
     DLK_CLONES static int dlk_sdpa_pv_##SUF(const T *restrict P, Py_ssize_t nq,       \
                                             Py_ssize_t nk, const T *restrict v,       \

@@ -221,4 +221,61 @@ DLK_CLONES DLK_UNUSED static int dlk_all_finite_##SUF(const T *restrict x, ptrdi
 DLK_ALL_FINITE(float, uint32_t, f32, (uint32_t)0x7F800000u)
 DLK_ALL_FINITE(double, uint64_t, f64, (uint64_t)0x7FF0000000000000ull)
 
+/* 8-lane sums in a fixed order (twin: Numba's _sdpa._dot_lanes / _rowsum and
+   _attn's dot): lane t adds element c + t of every full block of 8 in order,
+   then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the tail in
+   order.  dlk_dot8 sums x[c] * y[c] (mul and add apart: -ffp-contract=off),
+   dlk_sum8 sums x[c].  The lanes are one GCC/clang vector: written as an array,
+   GCC vectorized the products but added them into the lanes with scalar adds
+   and shuffles (the attention "dot" decoder step ran 2.3x slower); inline, so
+   each DLK_CLONES caller gets them at its own width. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DLK_LANES8(T, SUF)                                                          \
+typedef T dlk_v8_##SUF __attribute__((vector_size(8 * sizeof(T))));                 \
+DLK_UNUSED static inline T dlk_dot8_##SUF(const T *restrict x, const T *restrict y, \
+                                          ptrdiff_t n) {                            \
+    dlk_v8_##SUF l = {0}, vx, vy; T a; ptrdiff_t c;                                 \
+    for (c = 0; c + 8 <= n; c += 8) {                                               \
+        memcpy(&vx, x + c, sizeof vx); memcpy(&vy, y + c, sizeof vy);               \
+        l = l + vx * vy;                                                            \
+    }                                                                               \
+    a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));          \
+    for (; c < n; c++) a = a + x[c] * y[c];                                         \
+    return a;                                                                       \
+}                                                                                   \
+DLK_UNUSED static inline T dlk_sum8_##SUF(const T *restrict x, ptrdiff_t n) {       \
+    dlk_v8_##SUF l = {0}, vx; T a; ptrdiff_t c;                                     \
+    for (c = 0; c + 8 <= n; c += 8) {                                               \
+        memcpy(&vx, x + c, sizeof vx);                                              \
+        l = l + vx;                                                                 \
+    }                                                                               \
+    a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));          \
+    for (; c < n; c++) a = a + x[c];                                                \
+    return a;                                                                       \
+}
+#else
+#define DLK_LANES8(T, SUF)                                                          \
+DLK_UNUSED static inline T dlk_dot8_##SUF(const T *restrict x, const T *restrict y, \
+                                          ptrdiff_t n) {                            \
+    T l[8], a; ptrdiff_t c; int t;                                                  \
+    for (t = 0; t < 8; t++) l[t] = 0;                                               \
+    for (c = 0; c + 8 <= n; c += 8)                                                 \
+        for (t = 0; t < 8; t++) l[t] = l[t] + x[c + t] * y[c + t];                  \
+    a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));          \
+    for (; c < n; c++) a = a + x[c] * y[c];                                         \
+    return a;                                                                       \
+}                                                                                   \
+DLK_UNUSED static inline T dlk_sum8_##SUF(const T *restrict x, ptrdiff_t n) {       \
+    T l[8], a; ptrdiff_t c; int t;                                                  \
+    for (t = 0; t < 8; t++) l[t] = 0;                                               \
+    for (c = 0; c + 8 <= n; c += 8)                                                 \
+        for (t = 0; t < 8; t++) l[t] = l[t] + x[c + t];                             \
+    a = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));          \
+    for (; c < n; c++) a = a + x[c];                                                \
+    return a;                                                                       \
+}
+#endif
+DLK_LANES8(float, f32)
+DLK_LANES8(double, f64)
+
 #endif /* DLK_FASTMATH_H */
