@@ -780,3 +780,24 @@ def test_cython_c_api_sample_layer():
     want = rbm.sample_hidden(np.eye(C, dtype=np.float32), act, bias, random_state=Streams(82),
                              backend="cython")
     np.testing.assert_array_equal(out, want)
+
+
+def test_borrowed_view_is_the_same_memory():
+    # engine/numba/_blas.borrowed: the row helpers' ownerless views (no
+    # reference counting) read and write the argument's own memory, with its
+    # shape and strides, and slices of them too
+    from numba import njit
+
+    from dlkernels.engine.numba._blas import borrowed
+
+    @njit
+    def touch(a):
+        b = borrowed(a)
+        r = b[1, 1:]
+        r[0] = 7.0
+        return b.shape[0], b.shape[1], b.strides[0], b[2, 2], r.shape[0]
+
+    a = np.arange(12.0).reshape(3, 4)
+    n0, n1, st, v, nr = touch(a)
+    assert (n0, n1, st, nr) == (3, 4, a.strides[0], 3)
+    assert v == a[2, 2] and a[1, 1] == 7.0

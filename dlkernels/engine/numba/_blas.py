@@ -16,7 +16,7 @@ from numba.extending import get_cython_function_address, intrinsic
 
 from ._flags import CALLS_PARALLEL
 
-__all__ = ["gemm_at", "gemm_tiles", "ptr"]
+__all__ = ["borrowed", "gemm_at", "gemm_tiles", "ptr"]
 
 for _nm in ("sgemm", "dgemm"):
     _llb.add_symbol("dlk_cyblas_" + _nm,
@@ -37,6 +37,32 @@ def ptr(typingctx, arr, off):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         idx = context.cast(builder, args[1], signature.args[1], types.intp)
         return builder.bitcast(builder.gep(ary.data, [idx]), cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+@intrinsic
+def borrowed(typingctx, arr):
+    """The same array view without its owner (meminfo and parent NULL): views
+    sliced from it skip the atomic reference-count updates that Numba makes for
+    every slice (a row helper called per row and per group of rows paid two
+    locked instructions per slice).  Only for arrays that outlive every use of
+    the view: a kernel's arguments inside that kernel."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr(arr)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        dst = context.make_array(signature.return_type)(context, builder)
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        dst.nitems = src.nitems
+        dst.itemsize = src.itemsize
+        dst.data = src.data
+        dst.shape = src.shape
+        dst.strides = src.strides
+        return dst._getvalue()
 
     return sig, codegen
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
-from ._blas import gemm_at
+from ._blas import borrowed, gemm_at
 from ._fastmath import sigmoid, softplus
 from .rng import fill_f32_from, stream_ctr
 
@@ -318,7 +318,9 @@ def _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op):
     acc = np.empty(N, out.dtype)
     ubuf = np.empty(TILE_C, out.dtype)
     for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
-        _bin_row(X, s, Wr, bias, key, ctr, first_block, out, probs, op, idx, acc, ubuf, c0, c1)
+        _bin_row(borrowed(X), s, borrowed(Wr), borrowed(bias), key, ctr, first_block,
+                 borrowed(out), borrowed(probs), op, borrowed(idx), borrowed(acc),
+                 borrowed(ubuf), c0, c1)
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
