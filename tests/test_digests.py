@@ -284,13 +284,19 @@ def _reference_env():
 
 
 @pytest.fixture(scope="module")
-def reference_table():
-    """The digests under the recording machine's numerics, computed here or in
-    a subprocess (see the module docstring)."""
+def table_here():
+    """The digests of this process (both backends), computed once per module."""
+    return _table_here(_rbm_backends())
+
+
+@pytest.fixture(scope="module")
+def reference_table(table_here):
+    """The digests under the recording machine's numerics: this process's, or
+    a subprocess's (see the module docstring)."""
     env = _reference_env()
     backends = _rbm_backends()
     if env is None:
-        return _table_here(backends)
+        return table_here
     if isinstance(env, str):
         pytest.skip(env)
     root = Path(__file__).resolve().parent.parent
@@ -312,16 +318,14 @@ def test_digest(case, dtype, backend, reference_table):
     assert got == DIGESTS[key], f"{key}: outputs changed (digest {got})"
 
 
-def test_backends_agree_on_this_machine():
+def test_backends_agree_on_this_machine(table_here):
     """Whatever this machine's BLAS and NumPy: both backends, same bits."""
-    backends = _rbm_backends()
-    if len(backends) < 2:
+    if len(_rbm_backends()) < 2:
         pytest.skip("one backend only")
-    table = _table_here(backends)
     for case in sorted(CASES):
         for dt in (np.float32, np.float64):
             key = f"{case}-{np.dtype(dt).name}"
-            assert table[f"numba:{key}"] == table[f"cython:{key}"], key
+            assert table_here[f"numba:{key}"] == table_here[f"cython:{key}"], key
 
 
 def test_reference_env_changes_only_the_blas_core_and_numpy_avx512():

@@ -60,10 +60,8 @@ cdef extern from *:
     /* One query's scores with n consecutive keys (rows of Kb, E features each;
        the twin of _attn.py's _score_row: the same operations in the same
        order), multiversioned (DLK_CLONES): the additive score's tanh row
-       needs the AVX2 / AVX-512 clones to run 8 / 16 lanes wide.  dot: the
-       8-lane order of _sdpa._dot_lanes (lane t sums the features e = t mod 8
-       of the full blocks of 8, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
-       (l6 + l7)), then the tail in order). */
+       needs the AVX2 / AVX-512 clones to run 8 / 16 lanes wide.  dot:
+       dlk_dot8 (dlk_fastmath.h), the 8-lane order of _sdpa._dot_lanes. */
     #define DLK_AT_SCORE_ROW(T, SUF, TANH, EXP, TPAIR)                                  \
     /* exp(2x), exp(-2x) of a row x (E,); whether all |x| <= DLK_TANH_PAIR_MAX  \
        (NaN: no) (twin of _attn.py's _pair_row) */                                  \

@@ -317,10 +317,12 @@ def _bin_chunk(t, ncp, pw, X, Wr, bias, key, ctr, first_block, out, probs, op):
     idx = np.empty(X.shape[1], np.intp)
     acc = np.empty(N, out.dtype)
     ubuf = np.empty(TILE_C, out.dtype)
+    # the arguments' views once (their owner is the caller); the scratch is
+    # borrowed at the call, so that its owner stays live through the loop
+    Xb, Wb, bb, ob, pb = borrowed(X), borrowed(Wr), borrowed(bias), borrowed(out), borrowed(probs)
     for s in range(g * BIN_CHUNK, min(g * BIN_CHUNK + BIN_CHUNK, R)):
-        _bin_row(borrowed(X), s, borrowed(Wr), borrowed(bias), key, ctr, first_block,
-                 borrowed(out), borrowed(probs), op, borrowed(idx), borrowed(acc),
-                 borrowed(ubuf), c0, c1)
+        _bin_row(Xb, s, Wb, bb, key, ctr, first_block, ob, pb, op, borrowed(idx),
+                 borrowed(acc), borrowed(ubuf), c0, c1)
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
