@@ -16,7 +16,7 @@ from numba.extending import get_cython_function_address, intrinsic
 
 from ._flags import CALLS_PARALLEL
 
-__all__ = ["borrowed", "gemm_at", "gemm_tiles", "ptr"]
+__all__ = ["borrowed", "byref", "carve", "gemm_at", "gemm_tiles", "ptr", "scalar_as"]
 
 for _nm in ("sgemm", "dgemm"):
     _llb.add_symbol("dlk_cyblas_" + _nm,
@@ -67,8 +67,69 @@ def borrowed(typingctx, arr):
     return sig, codegen
 
 
-_N = ord("N")
-_T = ord("T")
+@intrinsic
+def carve(typingctx, flat, off, rows, cols):
+    """The C-contiguous (rows, cols) array at element ``off`` of the 1-d C
+    array ``flat``, ownerless like ``borrowed`` (for scratch carved from a
+    buffer that outlives every use of the view).  No bounds check: the caller
+    sizes the buffer.  (``reshape`` of a slice would do, but compiles Numba's
+    shape-mismatch error path -- seconds of a cold start.)"""
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"
+            and all(isinstance(x, types.Integer) for x in (off, rows, cols))):
+        return None
+    ret = types.Array(flat.dtype, 2, "C")
+    sig = ret(flat, off, rows, cols)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        dst = context.make_array(ret)(context, builder)
+        o, r, c = (context.cast(builder, v, t, types.intp)
+                   for v, t in zip(args[1:], signature.args[1:]))
+        item = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(flat.dtype)))
+        context.populate_array(dst, data=builder.gep(src.data, [o]),
+                               shape=cgutils.pack_array(builder, [r, c]),
+                               strides=cgutils.pack_array(builder, [builder.mul(c, item), item]),
+                               itemsize=item, meminfo=None)
+        return dst._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def byref(typingctx, val):
+    """void* to a copy of the scalar ``val`` in the calling function's stack
+    frame (valid until it returns): Fortran-style by-reference arguments
+    without a heap allocation (``gemm_at`` made three per call, for its
+    integers, characters and scalars)."""
+    if not isinstance(val, (types.Integer, types.Float)):
+        return None
+    sig = types.voidptr(val)
+
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, context.get_value_type(signature.args[0]))
+        builder.store(args[0], slot)
+        return builder.bitcast(slot, cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+@intrinsic
+def scalar_as(typingctx, arr, val):
+    """``val`` converted to the dtype of the array ``arr`` (as storing it in
+    such an array would: the same rounding), without an array."""
+    if not isinstance(arr, types.Array) or not isinstance(val, (types.Integer, types.Float)):
+        return None
+    sig = arr.dtype(arr, val)
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[1], signature.args[1], signature.return_type)
+
+    return sig, codegen
+
+
+_N = np.uint8(ord("N"))
+_T = np.uint8(ord("T"))
 
 
 @njit(cache=True, error_model="numpy")
@@ -78,28 +139,20 @@ def gemm_at(ta, tb, M, N, K, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, l
     when ta / tb).  Row-major C is column-major C^T = op(B)^T op(A)^T, so this calls
     ?gemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc) -- exactly the call of
     the Cython backend.  A, B, C share one float dtype (float32 -> sgemm, else dgemm).
+    The by-reference arguments live on the stack (``byref``).
     """
-    ints = np.empty(6, np.int32)
-    ints[0] = N
-    ints[1] = M
-    ints[2] = K
-    ints[3] = ldb
-    ints[4] = lda
-    ints[5] = ldc
-    ch = np.empty(2, np.uint8)
-    ch[0] = _T if tb else _N
-    ch[1] = _T if ta else _N
-    sc = np.empty(2, C.dtype)
-    sc[0] = alpha
-    sc[1] = beta
+    cb = _T if tb else _N
+    ca = _T if ta else _N
+    al = scalar_as(C, alpha)
+    be = scalar_as(C, beta)
     if C.itemsize == 4:
-        _sgemm(ptr(ch, 0), ptr(ch, 1), ptr(ints, 0), ptr(ints, 1), ptr(ints, 2),
-               ptr(sc, 0), ptr(B, offb), ptr(ints, 3), ptr(A, offa), ptr(ints, 4),
-               ptr(sc, 1), ptr(C, offc), ptr(ints, 5))
+        _sgemm(byref(cb), byref(ca), byref(np.int32(N)), byref(np.int32(M)),
+               byref(np.int32(K)), byref(al), ptr(B, offb), byref(np.int32(ldb)), ptr(A, offa),
+               byref(np.int32(lda)), byref(be), ptr(C, offc), byref(np.int32(ldc)))
     else:
-        _dgemm(ptr(ch, 0), ptr(ch, 1), ptr(ints, 0), ptr(ints, 1), ptr(ints, 2),
-               ptr(sc, 0), ptr(B, offb), ptr(ints, 3), ptr(A, offa), ptr(ints, 4),
-               ptr(sc, 1), ptr(C, offc), ptr(ints, 5))
+        _dgemm(byref(cb), byref(ca), byref(np.int32(N)), byref(np.int32(M)),
+               byref(np.int32(K)), byref(al), ptr(B, offb), byref(np.int32(ldb)), ptr(A, offa),
+               byref(np.int32(lda)), byref(be), ptr(C, offc), byref(np.int32(ldc)))
 
 
 # ---- tiled products: one single-threaded gemm per tile of C, tiles in parallel ----

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
-from ._blas import gemm_tiles
+from ._blas import borrowed, carve, gemm_tiles, scalar_as
 from ._interrupt import stopped
 from ._rbm_layers import (DRAWS_PER_BLOCK, OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK,
                           TILE_C, TILE_R, _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
@@ -82,6 +82,16 @@ def _transpose_rows(dst, src, c0):
 
 
 @njit(cache=True, error_model="numpy")
+def _copy_rows(dst, r0, src):
+    """dst[r0 + s, :] = src[s, :] (same row length).  A loop, not a slice
+    assignment: that one compiles Numba's shape-mismatch error path, seconds
+    of a cold start."""
+    for s in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[r0 + s, j] = src[s, j]
+
+
+@njit(cache=True, error_model="numpy")
 def _colsum(x, out):
     """out (float64) += column sums of x, rows in order."""
     for s in range(x.shape[0]):
@@ -93,25 +103,21 @@ def _colsum(x, out):
 def _scaled(dst, f, src, add):
     """dst = f * src, or with ``add`` dst += f * src (2-d, same shapes; dst
     may be src), f rounded to the dtype first."""
-    al = np.empty(1, dst.dtype)
-    al[0] = f
+    al = scalar_as(dst, f)
     for s in range(dst.shape[0]):
         if add:
             for j in range(dst.shape[1]):
-                dst[s, j] += al[0] * src[s, j]
+                dst[s, j] += al * src[s, j]
         else:
             for j in range(dst.shape[1]):
-                dst[s, j] = al[0] * src[s, j]
+                dst[s, j] = al * src[s, j]
 
 
 @njit(cache=True, error_model="numpy")
 def _add_scaled_vec(y, sa, xa, sb, xb):
     """y[i] += (dtype)(sa * xa[i] + sb * xb[i])  (xa, xb float64)."""
-    tmp = np.empty(y.shape[0], y.dtype)
     for i in range(y.shape[0]):
-        tmp[i] = sa * xa[i] + sb * xb[i]
-    for i in range(y.shape[0]):
-        y[i] = y[i] + tmp[i]
+        y[i] = y[i] + scalar_as(y, sa * xa[i] + sb * xb[i])
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL)
@@ -121,6 +127,109 @@ def _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max):
         _bin_layer(V, W, b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
     else:
         _layer(V, W, np.bool_(False), b, key, ctr, np.int64(0), H, noprobs, np.int64(OP_SIGMOID))
+
+
+@njit(cache=True, error_model="numpy")
+def _cd_scratch(B, C, m, n, r):
+    """Elements of W's dtype of _cd_core's scratch for B data rows, C chains."""
+    return B * n + (m * n + m * C if r > 1 else 0) + (B + C) * m + (B + C) * n
+
+
+@njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)
+def _cd_core(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb, scale_pos, scale_neg,
+             decay, bin_max, stop, wsd, ws64):
+    """cd_step with its scratch in wsd (W's dtype, >= _cd_scratch(B, C, m, n, r)
+    elements) and ws64 (float64, 2 (m + n)): 0 done, 1 stopped before the update."""
+    B = vdata.shape[0]
+    m = vdata.shape[1]
+    n = W.shape[1]
+    bh = blocks_per_layer(n)
+    bv = blocks_per_layer(m)
+    T = k + r - 1
+    C = V.shape[0]
+    noprobs = _noprobs(W)
+    # Binary states (the chains always, the data when they are 0/1) take the
+    # binary path for the products v W and for the gradient's v^T p (a
+    # scatter-add of rows of p into the rows of W of the on-units); h W^T and
+    # grey data stay on the tiled GEMM.
+    bin_data = _is_binary(vdata)
+    # the scratch, carved from the caller's two flat buffers as in the Cython
+    # twin's _cd_core: ppos (B, n), acc (m, n) and VT (m, C) when r > 1, S (B+C, m)
+    # (or ST (m, B+C)), Q (B+C, n) of W's dtype; sv, sp, pv, ph in float64
+    n_acc = m * n if r > 1 else 0
+    n_vt = m * C if r > 1 else 0
+    ppos = carve(wsd, 0, B, n)
+    o = B * n
+    for i in range(o, o + n_acc):
+        wsd[i] = 0.0
+    acc = carve(wsd, o, m if r > 1 else 0, n if r > 1 else 0)
+    o += n_acc
+    VT = carve(wsd, o, m if r > 1 else 0, C if r > 1 else 0)
+    o += n_vt
+    o_s = o
+    o += (B + C) * m
+    Q = carve(wsd, o, B + C, n)
+    for i in range(2 * (m + n)):
+        ws64[i] = 0.0
+    sv = ws64[:m]
+    sp = ws64[m:m + n]
+    pv = ws64[m + n:2 * m + n]
+    ph = ws64[2 * m + n:]
+    if bin_data and _prefer_bin(vdata, bin_max):
+        _bin_layer(vdata, W, b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
+    else:
+        _layer(vdata, W, np.bool_(False), b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
+    if mode == MODE_CD:
+        _copy_rows(V, 0, vdata)
+        _copy_rows(H, 0, ppos)
+    elif mode == MODE_PCD:
+        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
+    for t in range(1, T + 1):
+        if stopped(stop):
+            return 1
+        blk = (t - 1) * (bh + bv)
+        if mode != MODE_PCD_HIDDEN:
+            _bern_layer(H, key, ctr, blk)
+            _layer(H, W, np.bool_(True), a, key, ctr, blk + bh, V, noprobs, np.int64(OP_SAMPLE))
+        else:
+            _layer(H, W, np.bool_(True), a, key, ctr, blk, V, noprobs, np.int64(OP_SAMPLE))
+        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
+        if r > 1 and t >= k:
+            _transpose_rows(VT, V, 0)
+            _bin_layer(VT, H, b, key, ctr, np.int64(0), acc, noprobs, np.int64(OP_ACCUMULATE))
+            _colsum(V, sv)
+            _colsum(H, sp)
+        if mode == MODE_PCD_HIDDEN and t < T:
+            _bern_layer(H, key, ctr, blk + bv)
+    # ---- accumulate (W, a, b are not read after this point) ----
+    if decay != 1.0:
+        _scaled(gW, decay, gW, np.bool_(False))   # gW *= decay
+    if r == 1:
+        # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
+        _scaled(Q[:B], scale_pos, ppos, np.bool_(False))
+        _scaled(Q[B:], scale_neg, H, np.bool_(False))
+        if bin_data:
+            ST = carve(wsd, o_s, m, B + C)
+            _transpose_rows(ST, vdata, 0)
+            _transpose_rows(ST, V, B)
+            _bin_layer(ST, Q, b, key, ctr, np.int64(0), gW, noprobs, np.int64(OP_ACCUMULATE))
+        else:
+            S = carve(wsd, o_s, B + C, m)
+            _copy_rows(S, 0, vdata)
+            _copy_rows(S, B, V)
+            _gemm_tn(1.0, S, Q, 1.0, gW)
+        _colsum(V, sv)
+        _colsum(H, sp)
+    else:
+        _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
+        _scaled(gW, scale_neg, acc, np.bool_(True))
+    _colsum(vdata, pv)
+    _colsum(ppos, ph)
+    _add_scaled_vec(ga, scale_pos, pv, scale_neg, sv)
+    _add_scaled_vec(gb, scale_pos, ph, scale_neg, sp)
+    if mode == MODE_PCD_HIDDEN:
+        _bern_layer(H, key, ctr, (T - 1) * (bh + bv) + bv)
+    return 0
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)   # nogil: interruptible from a worker thread
@@ -152,83 +261,16 @@ def cd_step(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb,
     B = vdata.shape[0]
     m = vdata.shape[1]
     n = W.shape[1]
-    dt = W.dtype
-    bh = blocks_per_layer(n)
-    bv = blocks_per_layer(m)
-    T = k + r - 1
-    C = V.shape[0]
-    noprobs = _noprobs(W)
-    # Binary states (the chains always, the data when they are 0/1) take the
-    # binary path for the products v W and for the gradient's v^T p (a
-    # scatter-add of rows of p into the rows of W of the on-units); h W^T and
-    # grey data stay on the tiled GEMM.
-    bin_data = _is_binary(vdata)
-    ppos = np.empty((B, n), dt)
-    if bin_data and _prefer_bin(vdata, bin_max):
-        _bin_layer(vdata, W, b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
-    else:
-        _layer(vdata, W, np.bool_(False), b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
-    if r > 1:
-        acc = np.zeros((m, n), dt)
-        VT = np.empty((m, C), dt)
-    else:
-        acc = np.zeros((0, 0), dt)
-        VT = np.empty((0, 0), dt)
-    sv = np.zeros(m, np.float64)
-    sp = np.zeros(n, np.float64)
-    if mode == MODE_CD:
-        V[:, :] = vdata
-        H[:, :] = ppos
-    elif mode == MODE_PCD:
-        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
-    for t in range(1, T + 1):
-        if stopped(stop):
-            return
-        blk = (t - 1) * (bh + bv)
-        if mode != MODE_PCD_HIDDEN:
-            _bern_layer(H, key, ctr, blk)
-            _layer(H, W, np.bool_(True), a, key, ctr, blk + bh, V, noprobs, np.int64(OP_SAMPLE))
-        else:
-            _layer(H, W, np.bool_(True), a, key, ctr, blk, V, noprobs, np.int64(OP_SAMPLE))
-        _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
-        if r > 1 and t >= k:
-            _transpose_rows(VT, V, 0)
-            _bin_layer(VT, H, b, key, ctr, np.int64(0), acc, noprobs, np.int64(OP_ACCUMULATE))
-            _colsum(V, sv)
-            _colsum(H, sp)
-        if mode == MODE_PCD_HIDDEN and t < T:
-            _bern_layer(H, key, ctr, blk + bv)
-    # ---- accumulate (W, a, b are not read after this point) ----
-    if decay != 1.0:
-        _scaled(gW, decay, gW, np.bool_(False))   # gW *= decay
-    if r == 1:
-        # gW += [vdata; V]^T [sp*P(vdata); sn*P(V)]: one pass over gW
-        Q = np.empty((B + C, n), dt)
-        _scaled(Q[:B], scale_pos, ppos, np.bool_(False))
-        _scaled(Q[B:], scale_neg, H, np.bool_(False))
-        if bin_data:
-            ST = np.empty((m, B + C), dt)
-            _transpose_rows(ST, vdata, 0)
-            _transpose_rows(ST, V, B)
-            _bin_layer(ST, Q, b, key, ctr, np.int64(0), gW, noprobs, np.int64(OP_ACCUMULATE))
-        else:
-            S = np.empty((B + C, m), dt)
-            S[:B, :] = vdata
-            S[B:, :] = V
-            _gemm_tn(1.0, S, Q, 1.0, gW)
-        _colsum(V, sv)
-        _colsum(H, sp)
-    else:
-        _gemm_tn(scale_pos, vdata, ppos, 1.0, gW)
-        _scaled(gW, scale_neg, acc, np.bool_(True))
-    pv = np.zeros(m, np.float64)
-    ph = np.zeros(n, np.float64)
-    _colsum(vdata, pv)
-    _colsum(ppos, ph)
-    _add_scaled_vec(ga, scale_pos, pv, scale_neg, sv)
-    _add_scaled_vec(gb, scale_pos, ph, scale_neg, sp)
-    if mode == MODE_PCD_HIDDEN:
-        _bern_layer(H, key, ctr, (T - 1) * (bh + bv) + bv)
+    wsd = np.empty(_cd_scratch(B, V.shape[0], m, n, r), W.dtype)
+    ws64 = np.empty(2 * (m + n), np.float64)
+    _cd_core(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb, scale_pos, scale_neg,
+             decay, bin_max, stop, wsd, ws64)
+
+
+@njit(cache=True, error_model="numpy")
+def _alive(*arrays):
+    """0: a use of its arguments (keeps the owners of borrowed views live up to here)."""
+    return 0
 
 
 @njit(cache=True, error_model="numpy", parallel=CALLS_PARALLEL, nogil=True)
@@ -269,31 +311,45 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
     else:
         Vc = V
         Hc = H
+    # _cd_core's scratch, once for every minibatch (at most `rows` data rows)
+    wsd = np.empty(_cd_scratch(rows, rows if cd_mode else Vc.shape[0], m, n, r), dt)
+    ws64 = np.empty(2 * (m + n), np.float64)
     never = np.zeros(1, np.int64)
     mom = vW.shape[0] > 0
+    # Ownerless views (_blas.borrowed) of the arguments and of the buffers
+    # above: the views sliced from them per minibatch, here, in _cd_core and
+    # in its callees, then skip the atomic reference-count updates that Numba
+    # makes per slice (about a hundred a minibatch).  The arguments outlive
+    # the call; the buffers' owners are used after the loop (_alive), so that
+    # Numba releases them only then.
+    X, order, W, a, b, ctrs = (borrowed(X), borrowed(order), borrowed(W), borrowed(a),
+                               borrowed(b), borrowed(ctrs))
+    vW, va, vb = borrowed(vW), borrowed(va), borrowed(vb)
+    vbuf_b, Vcb, Hcb, wsd_b, ws64_b = (borrowed(vbuf), borrowed(Vc), borrowed(Hc), borrowed(wsd),
+                                       borrowed(ws64))
     for i in range(first, first + count):
         if stopped(stop):
-            return i - first
+            return i - first + _alive(vbuf, Vc, Hc, wsd, ws64)
         s0 = i * batch_size
         s1 = min(s0 + batch_size, N)
         B = s1 - s0
         for q in range(B):
             row = order[s0 + q] if order.shape[0] > 0 else s0 + q
             for j in range(m):
-                vbuf[q, j] = X[row, j]
-        v = vbuf[:B]
+                vbuf_b[q, j] = X[row, j]
+        v = vbuf_b[:B]
         if cd_mode:
-            Vs = Vc[:B]
-            Hs = Hc[:B]
+            Vs = Vcb[:B]
+            Hs = Hcb[:B]
             s_neg = -lr / (r * B)
         else:
-            Vs = Vc[:Vc.shape[0]]   # the same array type as the CD branch's slices
-            Hs = Hc[:Hc.shape[0]]
-            s_neg = -lr / (r * Vc.shape[0])
+            Vs = Vcb[:Vcb.shape[0]]   # the same array type as the CD branch's slices
+            Hs = Hcb[:Hcb.shape[0]]
+            s_neg = -lr / (r * Vcb.shape[0])
         ctr = ctrs[i - first]
         if not mom:
-            cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, W, a, b, lr / B, s_neg, decay,
-                    bin_max, never)
+            _cd_core(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, W, a, b, lr / B, s_neg, decay,
+                     bin_max, never, wsd_b, ws64_b)
         else:
             fm = f[0]
             for p in range(m):
@@ -308,8 +364,8 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
                 va[p] = va[p] * fm
             for j in range(n):
                 vb[j] = vb[j] * fm
-            cd_step(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, vW, va, vb, lr / B, s_neg, 1.0,
-                    bin_max, never)
+            _cd_core(v, W, a, b, k, r, mode, Vs, Hs, key, ctr, vW, va, vb, lr / B, s_neg, 1.0,
+                     bin_max, never, wsd_b, ws64_b)
             for p in range(m):
                 for j in range(n):
                     W[p, j] = W[p, j] + vW[p, j]
@@ -317,4 +373,4 @@ def cd_minibatches(X, order, first, count, batch_size, W, a, b, k, r, mode, V, H
                 a[p] = a[p] + va[p]
             for j in range(n):
                 b[j] = b[j] + vb[j]
-    return count
+    return count + _alive(vbuf, Vc, Hc, wsd, ws64)
