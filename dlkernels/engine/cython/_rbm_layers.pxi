@@ -38,7 +38,8 @@ cdef extern from *:
     #include "dlk_fastmath.h"   /* DLK_CLONES: the shared multiversioning attribute */
     /* The remaining r < 8 rows are added in one pass, acc[j] = ((acc[j] + w0[j]) +
        w1[j]) + ...: per element the same operations, in the same order, as one
-       pass per row (the Numba backend's form), with one load/store of acc. */
+       pass per row (the Numba backend makes at most three: 4, 2, 1 rows), with
+       one load/store of acc. */
     #define DLK_REM_CASE(K_, EXPR) case K_: for (j = 0; j < N; j++) acc[j] = EXPR; break;
     #define DLK_BIN_ACC(T, SUF)                                                        \
     DLK_CLONES static void dlk_bin_acc_##SUF(const T *restrict Wr, Py_ssize_t ld,   \

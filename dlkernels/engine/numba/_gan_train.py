@@ -222,8 +222,13 @@ def _noise(z, given, noise, batch, key, stream, zmul, zsub):
     """z (m rows) = the noise of minibatch ``batch`` of the call: rows
     batch*m.. of the given noise, else drawn from ``stream``."""
     if given:
+        # loops, not slice assignments: those compile Numba's shape-mismatch
+        # error path (about 3 s of a cold start)
         m = z.shape[0]
-        z[:, :] = noise[batch * m:(batch + 1) * m]
+        r0 = batch * m
+        for r in range(m):
+            for c in range(z.shape[1]):
+                z[r, c] = noise[r0 + r, c]
     else:
         _draw(z, key, stream, zmul, zsub)
 
@@ -263,7 +268,9 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
             _noise(z, given, noise, i * (k + 1) + j, key, base + j, zmul, zsub)
             # discriminator gradient on m real + m fake rows
             xf = _forward(z, m, g_params, g_lay, g_ws, g_wsi, g_slope, no)
-            inp[m:] = xf
+            for r in range(xf.shape[0]):   # inp[m:] = xf as a loop (see _noise)
+                for c in range(xf.shape[1]):
+                    inp[m + r, c] = xf[r, c]
             logits = _forward(inp, 2 * m, d_params, d_lay, d_ws, d_wsi, d_slope, yes)
             d_loss = logit_loss(logits, m, zero, gl)
             _backward(inp, 2 * m, d_params, d_lay, d_ws, d_wsi, gl, d_grad, yes, no)

@@ -22,7 +22,7 @@ from ._blas import gemm_at
 from ._fastmath import expneg64
 from ._interrupt import stopped
 from ._rbm_layers import blocks_per_layer
-from .rng import stream_counter, stream_fill_f32
+from .rng import stream_ctr, stream_fill_f32
 
 __all__ = ["ais", "ais_tile_rows", "expneg", "expneg_array", "AIS_MAX_TILE"]
 
@@ -209,8 +209,12 @@ def ais(W, WT, a, b, a_base, betas, key, ctr, logw, stop):
     for i in range(m):
         da[i] = np.float64(a[i]) - np.float64(a_base[i])
     cs = np.empty((R, 4), np.uint64)
-    for s in range(R):
-        cs[s] = stream_counter(ctr, s)
+    for s in range(R):   # elementwise: a row assignment compiles an error path (s of a cold start)
+        c0, c1, c2, c3 = stream_ctr(ctr, s)
+        cs[s, 0] = c0
+        cs[s, 1] = c1
+        cs[s, 2] = c2
+        cs[s, 3] = c3
     T = ais_tile_rows(R)
     ntiles = (R + T - 1) // T
     for ti in prange(ntiles):

@@ -219,39 +219,28 @@ def _bin_acc(Wr, idx, cnt, acc, c0, c1):
         for j in range(N):
             a[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j])) + ((w4[j] + w5[j]) + (w6[j] + w7[j]))
         q += 8
-    # the remaining r < 8 rows in one pass: a[j] = ((a[j] + w0[j]) + w1[j]) + ...
-    # (per element the same operations as one pass per row)
-    r = cnt - q
-    if r == 0:
-        return
-    w0 = Wr[idx[q], c0:c1]
-    w1 = Wr[idx[q + 1 if r > 1 else q], c0:c1]
-    w2 = Wr[idx[q + 2 if r > 2 else q], c0:c1]
-    w3 = Wr[idx[q + 3 if r > 3 else q], c0:c1]
-    w4 = Wr[idx[q + 4 if r > 4 else q], c0:c1]
-    w5 = Wr[idx[q + 5 if r > 5 else q], c0:c1]
-    w6 = Wr[idx[q + 6 if r > 6 else q], c0:c1]
-    if r == 1:
-        for j in range(N):
-            a[j] = a[j] + w0[j]
-    elif r == 2:
-        for j in range(N):
-            a[j] = (a[j] + w0[j]) + w1[j]
-    elif r == 3:
-        for j in range(N):
-            a[j] = ((a[j] + w0[j]) + w1[j]) + w2[j]
-    elif r == 4:
+    # the remaining r < 8 rows: per element a[j] = ((a[j] + w0[j]) + w1[j]) + ...,
+    # in at most three passes (4, 2, 1 rows): the same operations as one pass
+    # per row, or the Cython twin's one pass for all r (three loop bodies
+    # instead of seven: a third of the IR that every caller re-optimizes)
+    if cnt - q >= 4:
+        w0 = Wr[idx[q], c0:c1]
+        w1 = Wr[idx[q + 1], c0:c1]
+        w2 = Wr[idx[q + 2], c0:c1]
+        w3 = Wr[idx[q + 3], c0:c1]
         for j in range(N):
             a[j] = (((a[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]
-    elif r == 5:
+        q += 4
+    if cnt - q >= 2:
+        w0 = Wr[idx[q], c0:c1]
+        w1 = Wr[idx[q + 1], c0:c1]
         for j in range(N):
-            a[j] = ((((a[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j]
-    elif r == 6:
+            a[j] = (a[j] + w0[j]) + w1[j]
+        q += 2
+    if cnt - q >= 1:
+        w0 = Wr[idx[q], c0:c1]
         for j in range(N):
-            a[j] = (((((a[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j]) + w5[j]
-    else:
-        for j in range(N):
-            a[j] = ((((((a[j] + w0[j]) + w1[j]) + w2[j]) + w3[j]) + w4[j]) + w5[j]) + w6[j]
+            a[j] = a[j] + w0[j]
 
 
 @njit(cache=True, error_model="numpy")

@@ -593,7 +593,8 @@ def _bwd_tile(q, k, v, go, lse, Dm, bh, kvh, i0, nq, j0, nk, mask_mode, mask_b, 
                 pdr[c] = pr[c] * z
                 dpr[c] = dpr[c] * z
     else:
-        Pd[:nq * nk] = Pb[:nq * nk]
+        for c in range(nq * nk):   # a loop: a slice assignment compiles an error path (s)
+            Pd[c] = Pb[c]
     for r in range(nq):
         d = Dm[bh, i0 + r]
         pr = Pb[r * nk:r * nk + nk]
