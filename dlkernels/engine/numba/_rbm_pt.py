@@ -31,6 +31,7 @@ results); no validation here (``dlkernels.bindings.rbm_pt`` does it).
 import numpy as np
 from numba import njit, prange
 
+from ._blas import borrowed
 from ._fastmath import exp64, sigmoid
 from ._interrupt import stopped
 from ._rbm_layers import _field
@@ -45,7 +46,7 @@ def pt_blocks_per_sweep(K, m, n):
     return (K * (n + m) + K - 1 + 7) // 8
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _pt_layer(x, y, Wr, bias, bt, u, f):
     """y ~ p_beta(y | x), bt = beta in W's dtype: f = bias + the rows of Wr
     (W for v -> h, W^T for h -> v) whose unit in x is on, then
@@ -56,7 +57,7 @@ def _pt_layer(x, y, Wr, bias, bt, u, f):
         y[j] = 1.0 if u[j] < sigmoid(bt * f[j]) else 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_sum(y, w):
     """The sum of w_j over the units y_j that are on, in float64, in index order."""
     acc = 0.0
@@ -72,6 +73,11 @@ def _pt_chain(Vc, Hc, W, WT, a, b, betas, bdt, n_sweeps, swap_every, key, c, bps
     K = Vc.shape[0]
     m, n = W.shape
     U = K * (n + m) + K - 1
+    # ownerless views of the arguments (their owners are the caller's): the
+    # per-replica slices below then skip the atomic reference counting (two
+    # locked instructions per slice, six slices per replica and sweep)
+    Vc, Hc, W, WT, a, b = borrowed(Vc), borrowed(Hc), borrowed(W), borrowed(WT), borrowed(a), borrowed(b)
+    u, f, g, E, acc = borrowed(u), borrowed(f), borrowed(g), borrowed(E), borrowed(acc)
     for t in range(n_sweeps):
         if stopped(stop):
             return
