@@ -801,3 +801,44 @@ def test_borrowed_view_is_the_same_memory():
     n0, n1, st, v, nr = touch(a)
     assert (n0, n1, st, nr) == (3, 4, a.strides[0], 3)
     assert v == a[2, 2] and a[1, 1] == 7.0
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_carved_views_and_stack_scalars(dt):
+    # engine/numba/_blas.carve: the (rows, cols) view at an element offset of a
+    # flat buffer (cd_step's scratch) is that memory, C-ordered; scalar_as
+    # rounds as a store into the array would; gemm_at, whose by-reference
+    # arguments now live on the stack (byref), still computes the product
+    from numba import njit
+
+    from dlkernels.engine.numba._blas import carve, gemm_at, scalar_as
+
+    @njit
+    def views(flat, x):
+        v = carve(flat, 5, 3, 4)
+        v[2, 3] = -1.0
+        e = carve(flat, 0, 0, 4)
+        return v.shape[0], v.shape[1], v.strides[0], v.strides[1], v[1, 2], e.size, scalar_as(flat, x)
+
+    flat = np.arange(20.0).astype(dt)
+    x = 1.0 + 2.0 ** -30
+    r0, r1, s0, s1, v12, esize, xr = views(flat, x)
+    it = flat.itemsize
+    assert (r0, r1, s0, s1, esize) == (3, 4, 4 * it, it, 0)
+    assert v12 == flat[5 + 1 * 4 + 2] and flat[5 + 2 * 4 + 3] == -1.0
+    assert xr == float(dt(x))   # float32: rounded to 1.0; float64: x itself
+    assert (xr == 1.0) == (dt is np.float32)
+
+    @njit
+    def product(A, B, C, alpha, beta):
+        gemm_at(np.bool_(False), np.bool_(True), A.shape[0], B.shape[0], A.shape[1], alpha, A, 0,
+                A.shape[1], B, 0, B.shape[1], beta, C, 0, C.shape[1])
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((5, 7)).astype(dt)
+    B = rng.standard_normal((6, 7)).astype(dt)
+    C = rng.standard_normal((5, 6)).astype(dt)
+    want = 0.5 * (A.astype(np.float64) @ B.T.astype(np.float64)) + 2.0 * C
+    product(A, B, C, 0.5, 2.0)
+    tol = 1e-5 if dt is np.float32 else 1e-12
+    np.testing.assert_allclose(C, want, rtol=tol, atol=tol)
