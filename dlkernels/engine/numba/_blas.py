@@ -1,4 +1,6 @@
-"""BLAS for the Numba kernels of every family (shared; no family imports another's).
+"""BLAS for the Numba kernels of every family (shared; no family imports another's),
+and the array plumbing around it: ownerless views (``borrowed``, ``carve``),
+stack arguments (``byref``, ``scalar_as``), row copies (``copy_rows``).
 
 ``gemm_at`` calls the ``?gemm`` of ``scipy.linalg.cython_blas`` -- the BLAS
 Numba's own ``np.dot`` uses -- by symbol, with exactly the arguments the
@@ -16,7 +18,8 @@ from numba.extending import get_cython_function_address, intrinsic
 
 from ._flags import CALLS_PARALLEL
 
-__all__ = ["borrowed", "byref", "carve", "gemm_at", "gemm_tiles", "ptr", "scalar_as"]
+__all__ = ["borrowed", "byref", "carve", "copy_rows", "gemm_at", "gemm_tiles", "ptr",
+           "scalar_as"]
 
 for _nm in ("sgemm", "dgemm"):
     _llb.add_symbol("dlk_cyblas_" + _nm,
@@ -126,6 +129,16 @@ def scalar_as(typingctx, arr, val):
         return context.cast(builder, args[1], signature.args[1], signature.return_type)
 
     return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def copy_rows(dst, d0, src, s0, n):
+    """dst[d0 + i, :] = src[s0 + i, :] for i < n (2-d, same row length).  A loop,
+    not a slice assignment: that one compiles Numba's shape-mismatch error path
+    with its message formatting, seconds of a cold start."""
+    for i in range(n):
+        for j in range(src.shape[1]):
+            dst[d0 + i, j] = src[s0 + i, j]
 
 
 _N = np.uint8(ord("N"))

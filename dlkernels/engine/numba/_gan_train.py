@@ -57,6 +57,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from ._blas import copy_rows
 from ._flags import CALLS_PARALLEL
 from ._fastmath import all_finite
 from ._gan_layers import _like, layer_backward, layer_forward, logit_loss
@@ -222,13 +223,8 @@ def _noise(z, given, noise, batch, key, stream, zmul, zsub):
     """z (m rows) = the noise of minibatch ``batch`` of the call: rows
     batch*m.. of the given noise, else drawn from ``stream``."""
     if given:
-        # loops, not slice assignments: those compile Numba's shape-mismatch
-        # error path (about 3 s of a cold start)
         m = z.shape[0]
-        r0 = batch * m
-        for r in range(m):
-            for c in range(z.shape[1]):
-                z[r, c] = noise[r0 + r, c]
+        copy_rows(z, 0, noise, batch * m, m)   # z[:, :] = noise[batch*m:...], without its error path
     else:
         _draw(z, key, stream, zmul, zsub)
 
@@ -268,9 +264,7 @@ def train_steps(X, perms, pass0, bpe, k, step0, n_steps, key, noise, zmul, zsub,
             _noise(z, given, noise, i * (k + 1) + j, key, base + j, zmul, zsub)
             # discriminator gradient on m real + m fake rows
             xf = _forward(z, m, g_params, g_lay, g_ws, g_wsi, g_slope, no)
-            for r in range(xf.shape[0]):   # inp[m:] = xf as a loop (see _noise)
-                for c in range(xf.shape[1]):
-                    inp[m + r, c] = xf[r, c]
+            copy_rows(inp, m, xf, 0, xf.shape[0])   # inp[m:] = xf
             logits = _forward(inp, 2 * m, d_params, d_lay, d_ws, d_wsi, d_slope, yes)
             d_loss = logit_loss(logits, m, zero, gl)
             _backward(inp, 2 * m, d_params, d_lay, d_ws, d_wsi, gl, d_grad, yes, no)

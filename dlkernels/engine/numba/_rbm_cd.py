@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import CALLS_PARALLEL
-from ._blas import borrowed, carve, gemm_tiles, scalar_as
+from ._blas import borrowed, carve, copy_rows, gemm_tiles, scalar_as
 from ._interrupt import stopped
 from ._rbm_layers import (DRAWS_PER_BLOCK, OP_ACCUMULATE, OP_SAMPLE, OP_SIGMOID, PAR_MIN_WORK,
                           TILE_C, TILE_R, _bern_row_ip, _bin_layer, _layer, _noprobs, _prefer_bin,
@@ -79,16 +79,6 @@ def _transpose_rows(dst, src, c0):
     for c in range(src.shape[0]):
         for i in range(src.shape[1]):
             dst[i, c0 + c] = src[c, i]
-
-
-@njit(cache=True, error_model="numpy")
-def _copy_rows(dst, r0, src):
-    """dst[r0 + s, :] = src[s, :] (same row length).  A loop, not a slice
-    assignment: that one compiles Numba's shape-mismatch error path, seconds
-    of a cold start."""
-    for s in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[r0 + s, j] = src[s, j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -180,8 +170,8 @@ def _cd_core(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb, scale_pos, 
     else:
         _layer(vdata, W, np.bool_(False), b, key, ctr, np.int64(0), ppos, noprobs, np.int64(OP_SIGMOID))
     if mode == MODE_CD:
-        _copy_rows(V, 0, vdata)
-        _copy_rows(H, 0, ppos)
+        copy_rows(V, 0, vdata, 0, B)
+        copy_rows(H, 0, ppos, 0, B)
     elif mode == MODE_PCD:
         _hid_probs(V, W, b, key, ctr, H, noprobs, bin_max)
     for t in range(1, T + 1):
@@ -215,8 +205,8 @@ def _cd_core(vdata, W, a, b, k, r, mode, V, H, key, ctr, gW, ga, gb, scale_pos, 
             _bin_layer(ST, Q, b, key, ctr, np.int64(0), gW, noprobs, np.int64(OP_ACCUMULATE))
         else:
             S = carve(wsd, o_s, B + C, m)
-            _copy_rows(S, 0, vdata)
-            _copy_rows(S, B, V)
+            copy_rows(S, 0, vdata, 0, B)
+            copy_rows(S, B, V, 0, C)
             _gemm_tn(1.0, S, Q, 1.0, gW)
         _colsum(V, sv)
         _colsum(H, sp)
