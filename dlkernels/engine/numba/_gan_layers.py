@@ -161,30 +161,21 @@ def _act_pass(Y, b, act, slope, D, need_d):
                 d = D[r]
                 for c in range(n):
                     d[c] = one
-        elif act == RELU:
+        elif act == RELU or act == LEAKY_RELU:
+            # below zero: ReLU +0 (and +0 for NaN), leaky ReLU v * slope; the
+            # test is loop-invariant, so each element costs one select more
+            relu = act == RELU
             if need_d:
                 d = D[r]
                 for c in range(n):
                     v = y[c] + b[c]
                     pos = v > zero
-                    y[c] = v if pos else zero
-                    d[c] = one if pos else zero
+                    y[c] = v if pos else (zero if relu else v * slope)
+                    d[c] = one if pos else (zero if relu else slope)
             else:
                 for c in range(n):
                     v = y[c] + b[c]
-                    y[c] = v if v > zero else zero
-        elif act == LEAKY_RELU:
-            if need_d:
-                d = D[r]
-                for c in range(n):
-                    v = y[c] + b[c]
-                    pos = v > zero
-                    y[c] = v if pos else v * slope
-                    d[c] = one if pos else slope
-            else:
-                for c in range(n):
-                    v = y[c] + b[c]
-                    y[c] = v if v > zero else v * slope
+                    y[c] = v if v > zero else (zero if relu else v * slope)
         elif act == TANH:
             for c in range(n):
                 y[c] = _tanh(y[c] + b[c])
