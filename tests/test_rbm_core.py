@@ -842,3 +842,38 @@ def test_carved_views_and_stack_scalars(dt):
     product(A, B, C, 0.5, 2.0)
     tol = 1e-5 if dt is np.float32 else 1e-12
     np.testing.assert_allclose(C, want, rtol=tol, atol=tol)
+
+
+def test_bin_acc_compiled_without_overlap_checks():
+    # engine/numba/_flags.NoAliasCompiler: _bin_acc's array arguments are
+    # declared noalias (C's restrict, as in the Cython twin dlk_bin_acc), so
+    # LLVM vectorizes its row sums without run-time overlap checks; the sums
+    # keep their documented order (compared with a float64-free reference
+    # that adds in that order)
+    from numba.core.compiler import Flags
+
+    from dlkernels.engine.numba import _rbm_layers as L
+    from dlkernels.engine.numba._flags import NoAliasCompiler
+
+    assert L._bin_acc._compiler.pipeline_class is NoAliasCompiler
+    rng = np.random.default_rng(5)
+    Wr = rng.standard_normal((40, 37)).astype(np.float32)
+    for cnt in (0, 3, 8, 15, 21):
+        idx = np.sort(rng.choice(40, size=max(cnt, 1), replace=False)).astype(np.intp)
+        acc = np.full(37, np.nan, np.float32)
+        L._bin_acc(Wr, idx, cnt, acc, 2, 35)
+        want = np.zeros(33, np.float32)
+        q = 0
+        while q + 8 <= cnt:
+            w = [Wr[idx[q + k], 2:35] for k in range(8)]
+            want += ((w[0] + w[1]) + (w[2] + w[3])) + ((w[4] + w[5]) + (w[6] + w[7]))
+            q += 8
+        for k in range(q, cnt):
+            want = want + Wr[idx[k], 2:35]
+        np.testing.assert_array_equal(acc[2:35].view(np.uint32), want.view(np.uint32))
+        assert np.isnan(acc[:2]).all() and np.isnan(acc[35:]).all()
+    llvm = next(iter(L._bin_acc.inspect_llvm().values()))
+    define = next(line for line in llvm.splitlines()
+                  if line.startswith("define") and "_bin_acc" in line)
+    assert "noalias" in define.split("excinfo", 1)[1]   # the array arguments, not only Numba's own
+    assert Flags().noalias is False   # the default pipeline is untouched

@@ -21,9 +21,10 @@ and Numba re-optimises a driver's whole tree of callees).
 reaches a parallel one is compiled this way.
 """
 
+from numba.core.compiler import Compiler as _Compiler
 from numba.core.cpu_options import ParallelOptions
 
-__all__ = ["CALLS_PARALLEL"]
+__all__ = ["CALLS_PARALLEL", "NoAliasCompiler"]
 
 # A ParallelOptions, not a dict: Numba pops the keys out of a dict option when
 # it compiles, so a dict shared by several decorators (or one function compiled
@@ -31,3 +32,19 @@ __all__ = ["CALLS_PARALLEL"]
 CALLS_PARALLEL = ParallelOptions({"comprehension": False, "reduction": False,
                                   "inplace_binop": False, "setitem": False, "numpy": False,
                                   "stencil": False, "fusion": False, "prange": True})
+
+
+class NoAliasCompiler(_Compiler):
+    """The default Numba pipeline with every pointer argument marked
+    ``noalias`` (Numba's own ``Flags.noalias``, which no decorator option
+    sets): LLVM may then assume that the arrays a function is given do not
+    overlap, as C's ``restrict`` does, and vectorizes their loops without the
+    run-time overlap checks it otherwise emits per loop.  Only for functions
+    whose array arguments never share memory (and whose callers pass views of
+    one owner at most once: the owner's reference count is a pointer argument
+    too)."""
+
+    def __init__(self, typingctx, targetctx, library, args, return_type, flags, locals):
+        flags = flags.copy()
+        flags.noalias = True
+        super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)

@@ -9,7 +9,7 @@ docstring of ``dlkernels.engine.numba.rbm``.  No validation here.
 import numpy as np
 from numba import njit, prange
 
-from ._flags import CALLS_PARALLEL
+from ._flags import CALLS_PARALLEL, NoAliasCompiler
 from ._blas import borrowed, gemm_at
 from ._fastmath import sigmoid, softplus
 from .rng import fill_f32_from, stream_ctr
@@ -195,7 +195,7 @@ def _layer(X, W, transw, bias, key, ctr, first_block, out, probs, op):
 BIN_CHUNK = 16  # rows per parallel work item (buffers allocated per item)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", pipeline_class=NoAliasCompiler)
 def _bin_acc(Wr, idx, cnt, acc, c0, c1):
     """acc[c0:c1] = sum of the rows Wr[idx[0..cnt-1], c0:c1] in a fixed order:
     acc = 0, then for each group of 8 listed rows w0..w7 (in list order)
