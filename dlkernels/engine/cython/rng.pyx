@@ -31,80 +31,67 @@ cdef inline void _start(const uint64_t* ctr, uint64_t first_block, uint64_t* c) 
     dlk_ctr_add(c, first_block, 0)
 
 
-cdef void stream_fill_raw(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
-                          uint64_t* out, Py_ssize_t n) noexcept nogil:
+ctypedef fused _word:
+    uint64_t
+    double
+    float
+
+
+cdef inline _word _value(const _word* tag, const uint64_t* blk, Py_ssize_t j,
+                         bint halves) noexcept nogil:
+    """Value j of a block in the type of ``tag``: the raw word j (uint64), the
+    float32 uniform j (``halves``: the low, then the high 32-bit half of each
+    word; stored exactly in a float or a double), or word j's float64 uniform."""
+    if _word is uint64_t:
+        return blk[j]
+    elif halves:
+        return <_word>dlk_u32_to_f32(<uint32_t>(blk[j >> 1] >> (32 * (j & 1))))
+    else:
+        return <_word>dlk_u64_to_f64(blk[j])
+
+
+cdef inline void _fill_values(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                              _word* out, Py_ssize_t n, bint halves) noexcept nogil:
+    """out[:n] = the values (_value) of blocks first_block.. of the stream:
+    8 a block with ``halves``, else 4.  ``halves`` is a constant at each use,
+    so the C compiler unrolls the block's loop as if written out."""
     cdef uint64_t c[4]
     cdef uint64_t blk[4]
-    cdef Py_ssize_t i = 0, j
+    cdef Py_ssize_t i = 0, j, per = 8 if halves else 4
     _start(ctr, first_block, c)
-    while i < n:
+    while i + per <= n:
         dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
         dlk_ctr_add(c, 1, 0)
+        for j in range(per):
+            out[i + j] = _value(out, blk, j, halves)
+        i += per
+    if i < n:
+        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
         j = 0
-        while j < 4 and i < n:
-            out[i] = blk[j]
+        while i < n:
+            out[i] = _value(out, blk, j, halves)
             i += 1
             j += 1
+
+
+cdef void stream_fill_raw(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
+                          uint64_t* out, Py_ssize_t n) noexcept nogil:
+    _fill_values(key, ctr, first_block, out, n, False)
 
 
 cdef void stream_fill_f64(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                           double* out, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t c[4]
-    cdef uint64_t blk[4]
-    cdef Py_ssize_t i = 0, j
-    _start(ctr, first_block, c)
-    while i + 4 <= n:
-        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
-        dlk_ctr_add(c, 1, 0)
-        out[i] = dlk_u64_to_f64(blk[0])
-        out[i + 1] = dlk_u64_to_f64(blk[1])
-        out[i + 2] = dlk_u64_to_f64(blk[2])
-        out[i + 3] = dlk_u64_to_f64(blk[3])
-        i += 4
-    if i < n:
-        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
-        j = 0
-        while i < n:
-            out[i] = dlk_u64_to_f64(blk[j])
-            i += 1
-            j += 1
-
-
-cdef inline void _fill_halves(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
-                              floating* out, Py_ssize_t n) noexcept nogil:
-    """out[i] = float32 uniform 8*first_block + i (low 32-bit half of a word
-    first), stored exactly in out's type."""
-    cdef uint64_t c[4]
-    cdef uint64_t blk[4]
-    cdef Py_ssize_t i = 0, j
-    _start(ctr, first_block, c)
-    while i + 8 <= n:
-        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
-        dlk_ctr_add(c, 1, 0)
-        for j in range(4):
-            out[i + 2 * j] = dlk_u32_to_f32(<uint32_t>blk[j])
-            out[i + 2 * j + 1] = dlk_u32_to_f32(<uint32_t>(blk[j] >> 32))
-        i += 8
-    if i < n:
-        dlk_philox4x64_10(c[0], c[1], c[2], c[3], key[0], key[1], blk)
-        j = 0
-        while i < n:
-            if j % 2 == 0:
-                out[i] = dlk_u32_to_f32(<uint32_t>blk[j // 2])
-            else:
-                out[i] = dlk_u32_to_f32(<uint32_t>(blk[j // 2] >> 32))
-            i += 1
-            j += 1
+    _fill_values(key, ctr, first_block, out, n, False)
 
 
 cdef void stream_fill_f32(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                           float* out, Py_ssize_t n) noexcept nogil:
-    _fill_halves(key, ctr, first_block, out, n)
+    _fill_values(key, ctr, first_block, out, n, True)
 
 
 cdef void stream_fill_f32_f64(const uint64_t* key, const uint64_t* ctr, uint64_t first_block,
                               double* out, Py_ssize_t n) noexcept nogil:
-    _fill_halves(key, ctr, first_block, out, n)
+    _fill_values(key, ctr, first_block, out, n, True)
 
 
 # ---- Python-level kernels ---------------------------------------------------
@@ -112,12 +99,6 @@ cdef void stream_fill_f32_f64(const uint64_t* key, const uint64_t* ctr, uint64_t
 def philox_block(const uint64_t[::1] key, const uint64_t[::1] ctr, uint64_t[::1] out):
     """out[:4] = Philox4x64-10(ctr, key): one block, no counter increment."""
     philox4x64_10(&key[0], &ctr[0], &out[0])
-
-
-ctypedef fused _word:
-    uint64_t
-    double
-    float
 
 
 cdef void _fill_parallel(const uint64_t* key, const uint64_t* ctr, _word* out,

@@ -181,28 +181,58 @@ def stream_fill_f64(key, ctr, first_block, out):
     fill_f64_from(out, out.shape[0], key[0], key[1], ctr[0], ctr[1], ctr[2], ctr[3], first_block)
 
 
+@njit(cache=True, inline="always")
+def _put_block(out, i, w, halves):
+    """The values of block w (4 words) at out[i:]: with ``halves`` 8 float32
+    uniforms (the low 32-bit half of each word first), else 4 float64 ones."""
+    if halves:
+        for j in range(4):
+            out[i + 2 * j] = u32_to_f32(w[j])
+            out[i + 2 * j + 1] = u32_to_f32(w[j] >> _S32)
+    else:
+        for j in range(4):
+            out[i + j] = u64_to_f64(w[j])
+
+
+@njit(cache=True, inline="always")
+def _fill_from(out, n, k0, k1, c0, c1, c2, c3, first_block, halves):
+    """out[:n] = the uniforms of blocks first_block.. of the stream (k0, k1;
+    counter c0..c3): float32 ones (8 a block, ``halves``) or float64 ones (4).
+    Two blocks at a time (interleaved Philox), then one, then the last
+    block's first values.  ``halves`` is a constant at each (inlined) use."""
+    per = 8 if halves else 4
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
+    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
+    i = 0
+    while i + 2 * per <= n:
+        d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, k0, k1)
+        c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
+        _put_block(out, i, wa, halves)
+        _put_block(out, i + per, wb, halves)
+        i += 2 * per
+    if i + per <= n:
+        w = philox4x64_10(c0, c1, c2, c3, k0, k1)
+        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
+        _put_block(out, i, w, halves)
+        i += per
+    if i < n:
+        w = philox4x64_10(c0, c1, c2, c3, k0, k1)
+        j = 0
+        while i < n:
+            if halves:
+                out[i] = u32_to_f32(w[j // 2] >> _S32 if j % 2 == 1 else w[j // 2])
+            else:
+                out[i] = u64_to_f64(w[j])
+            i += 1
+            j += 1
+
+
 @njit(cache=True)
 def fill_f64_from(out, n, k0, k1, c0, c1, c2, c3, first_block):
     """``stream_fill_f64`` on out[:n] with the key (k0, k1) and the counter
     (c0..c3) as scalars, for kernels that keep them in registers."""
-    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
-    i = 0
-    while i + 8 <= n:
-        d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, k0, k1)
-        c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
-        for j in range(4):
-            out[i + j] = u64_to_f64(wa[j])
-            out[i + 4 + j] = u64_to_f64(wb[j])
-        i += 8
-    while i < n:
-        b = philox4x64_10(c0, c1, c2, c3, k0, k1)
-        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        for j in range(4):
-            if i < n:
-                out[i] = u64_to_f64(b[j])
-                i += 1
+    _fill_from(out, n, k0, k1, c0, c1, c2, c3, first_block, False)
 
 
 @njit(cache=True)
@@ -214,42 +244,9 @@ def stream_fill_f32(key, ctr, first_block, out):
 @njit(cache=True)
 def fill_f32_from(out, n, k0, k1, c0, c1, c2, c3, first_block):
     """``stream_fill_f32`` on out[:n] with the key (k0, k1) and the counter
-    (c0..c3) as scalars, for kernels that keep them in registers."""
-    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-    c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, first_block, 0)
-    i = 0
-    while i + 16 <= n:
-        d0, d1, d2, d3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        wa, wb = philox4x64_10_x2(c0, c1, c2, c3, d0, d1, d2, d3, k0, k1)
-        c0, c1, c2, c3 = ctr_add(d0, d1, d2, d3, 1, 0)
-        for j in range(4):
-            out[i + 2 * j] = u32_to_f32(wa[j])
-            out[i + 2 * j + 1] = u32_to_f32(wa[j] >> _S32)
-            out[i + 8 + 2 * j] = u32_to_f32(wb[j])
-            out[i + 9 + 2 * j] = u32_to_f32(wb[j] >> _S32)
-        i += 16
-    while i + 8 <= n:
-        b0, b1, b2, b3 = philox4x64_10(c0, c1, c2, c3, k0, k1)
-        c0, c1, c2, c3 = ctr_add(c0, c1, c2, c3, 1, 0)
-        out[i] = u32_to_f32(b0)
-        out[i + 1] = u32_to_f32(b0 >> _S32)
-        out[i + 2] = u32_to_f32(b1)
-        out[i + 3] = u32_to_f32(b1 >> _S32)
-        out[i + 4] = u32_to_f32(b2)
-        out[i + 5] = u32_to_f32(b2 >> _S32)
-        out[i + 6] = u32_to_f32(b3)
-        out[i + 7] = u32_to_f32(b3 >> _S32)
-        i += 8
-    if i < n:
-        b = philox4x64_10(c0, c1, c2, c3, k0, k1)
-        j = 0
-        while i < n:
-            w = b[j // 2]
-            if j % 2 == 1:
-                w = w >> _S32
-            out[i] = u32_to_f32(w)
-            i += 1
-            j += 1
+    (c0..c3) as scalars, for kernels that keep them in registers (out may be
+    float64: the float32 uniforms stored exactly)."""
+    _fill_from(out, n, k0, k1, c0, c1, c2, c3, first_block, True)
 
 
 # ---- array kernels (parallel, deterministic for any thread count) ----------
