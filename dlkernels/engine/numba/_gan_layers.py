@@ -176,22 +176,20 @@ def _act_pass(Y, b, act, slope, D, need_d):
                 for c in range(n):
                     v = y[c] + b[c]
                     y[c] = v if v > zero else (zero if relu else v * slope)
-        elif act == TANH:
-            for c in range(n):
-                y[c] = _tanh(y[c] + b[c])
+        else:
+            if act == TANH:
+                for c in range(n):
+                    y[c] = _tanh(y[c] + b[c])
+            else:  # SIGMOID
+                for c in range(n):
+                    y[c] = _sig(y[c] + b[c])
             if need_d:
+                # from the output t: tanh' = 1 - t^2, sigmoid' = t (1 - t)
+                th = act == TANH
                 d = D[r]
                 for c in range(n):
                     t = y[c]
-                    d[c] = one - t * t
-        else:  # SIGMOID
-            for c in range(n):
-                y[c] = _sig(y[c] + b[c])
-            if need_d:
-                d = D[r]
-                for c in range(n):
-                    s = y[c]
-                    d[c] = s * (one - s)
+                    d[c] = one - t * t if th else t * (one - t)
 
 
 @njit(cache=True, error_model="numpy")
