@@ -398,6 +398,20 @@ def attn_softmax(S, L, causal, mmode, mb, mf, msb, msq, msk, out):
                       (c + 1) * nrows // nch, out)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _row_scores(kind, Qp, Kp, vv, sc, b, i, z, n, s, T, no, pair, EP, EN, KP, KN, kok, check,
+                kfin):
+    """s[:n] = the scores of query (b, i) with keys 0..n-1 of batch row b (z: a
+    run-time 0); returns whether they are finite: for dot scores, with
+    ``check``, a scan of them (a non-finite key makes its score non-finite);
+    for tanh scores the keys' flag ``kfin`` (tanh hides inf)."""
+    if kind == SCORE_DOT:
+        _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, T, no)
+        return all_finite(s, z, n) if check else kfin
+    _tanh_row(Qp, Kp, vv, b, i, n, s, T, no, pair, EP, EN, KP, KN, kok)
+    return kfin
+
+
 @njit(cache=True, error_model="numpy")
 def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, r0, r1, ctx,
               wout, want_w, check, bad):
@@ -423,13 +437,8 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
             if pair:
                 _pair_keys(Kp, b, nb, KP, KN, kok)
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        if kind == SCORE_DOT:
-            _score_row(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no)
-        else:
-            _tanh_row(Qp, Kp, vv, b, i, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
-        fin = kfin
-        if check and kind == SCORE_DOT:  # a non-finite key makes its score non-finite
-            fin = all_finite(s, z, n)
+        fin = _row_scores(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no, pair, EP, EN, KP, KN,
+                          kok, check, kfin)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
@@ -550,13 +559,8 @@ def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
     for ii in range(nq):
         i = i0 + ii
         n = _row_lim(b, i, Tq, Tk, L, causal)
-        if kind == SCORE_DOT:
-            _score_row(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no)
-        else:
-            _tanh_row(Q3, K3, vv, z, ii, n, s, scratch, no, pair, EP, EN, KP, KN, kok)
-        fin = kfin
-        if check and kind == SCORE_DOT:
-            fin = all_finite(s, z, n)
+        fin = _row_scores(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no, pair, EP, EN, KP, KN,
+                          kok, check, kfin)
         _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
         _softmax_row(s, ok, Tk, w)
         _weighted_sum(w, ok, n, V, b, z, ctx, i)
