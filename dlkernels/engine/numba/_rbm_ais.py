@@ -60,10 +60,7 @@ def _ais_visible(vs, xs, us, a, a_base, beta, da, first):
         num = 1.0 if z >= 0.0 else e
         p = num / (1.0 + e)
         vs[i] = 1 if np.float64(us[i]) < p else 0
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
     i = 0
     while i + 4 <= m:
         s0 += da[i] * np.float64(vs[i])
@@ -101,17 +98,11 @@ def _ais_hidden(ys, hs, us, b, bk, bp, sample, t, d):
             p = num / (1.0 + e1)
             hs[j] = 1 if np.float64(us[j]) < p else 0
     acc = 0.0
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
     j = 0
     while j < n:
         hi = min(j + _LOG_RENORM, n)
-        p0 = 1.0
-        p1 = 1.0
-        p2 = 1.0
-        p3 = 1.0
+        p0 = p1 = p2 = p3 = 1.0
         while j + 4 <= hi:
             p0 *= t[j]
             p1 *= t[j + 1]
