@@ -1,5 +1,8 @@
 """Compiler options shared by the Numba kernels of every family.
 
+``NoAliasCompiler``: a ``pipeline_class=`` for a function whose array
+arguments never overlap (C's ``restrict``; see the class).
+
 ``CALLS_PARALLEL``: the ``parallel=`` option of a cached function that calls
 (directly or through others) a ``parallel=True`` function but has no loop of
 its own to parallelise.  Numba caches such a caller incorrectly when it is
