@@ -844,12 +844,14 @@ def test_carved_views_and_stack_scalars(dt):
     np.testing.assert_allclose(C, want, rtol=tol, atol=tol)
 
 
-def test_bin_acc_compiled_without_overlap_checks():
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_bin_acc_compiled_without_overlap_checks(dt):
     # engine/numba/_flags.NoAliasCompiler: _bin_acc's array arguments are
     # declared noalias (C's restrict, as in the Cython twin dlk_bin_acc), so
     # LLVM vectorizes its row sums without run-time overlap checks; the sums
-    # keep their documented order (compared with a float64-free reference
-    # that adds in that order)
+    # keep their documented order (compared with a reference that adds in
+    # that order in the same dtype)
+    import numba
     from numba.core.compiler import Flags
 
     from dlkernels.engine.numba import _rbm_layers as L
@@ -857,12 +859,12 @@ def test_bin_acc_compiled_without_overlap_checks():
 
     assert L._bin_acc._compiler.pipeline_class is NoAliasCompiler
     rng = np.random.default_rng(5)
-    Wr = rng.standard_normal((40, 37)).astype(np.float32)
+    Wr = rng.standard_normal((40, 37)).astype(dt)
     for cnt in (0, 3, 8, 15, 21):
         idx = np.sort(rng.choice(40, size=max(cnt, 1), replace=False)).astype(np.intp)
-        acc = np.full(37, np.nan, np.float32)
+        acc = np.full(37, np.nan, dt)
         L._bin_acc(Wr, idx, cnt, acc, 2, 35)
-        want = np.zeros(33, np.float32)
+        want = np.zeros(33, dt)
         q = 0
         while q + 8 <= cnt:
             w = [Wr[idx[q + k], 2:35] for k in range(8)]
@@ -870,9 +872,14 @@ def test_bin_acc_compiled_without_overlap_checks():
             q += 8
         for k in range(q, cnt):
             want = want + Wr[idx[k], 2:35]
-        np.testing.assert_array_equal(acc[2:35].view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(acc[2:35].view(np.uint8), want.view(np.uint8))   # bits
         assert np.isnan(acc[:2]).all() and np.isnan(acc[35:]).all()
-    llvm = next(iter(L._bin_acc.inspect_llvm().values()))
+    # the IR of a fresh (uncached) compile through the kernel's own pipeline:
+    # a kernel loaded from Numba's cache has no LLVM IR to inspect
+    fresh = numba.njit(error_model="numpy", pipeline_class=L._bin_acc._compiler.pipeline_class)(
+        L._bin_acc.py_func)
+    fresh(Wr, idx, cnt, acc, 2, 35)
+    llvm = next(iter(fresh.inspect_llvm().values()))
     define = next(line for line in llvm.splitlines()
                   if line.startswith("define") and "_bin_acc" in line)
     assert "noalias" in define.split("excinfo", 1)[1]   # the array arguments, not only Numba's own
