@@ -279,6 +279,17 @@ def _weighted_sum(w, ok, n, V, b, j0, out, i):
                 out[b, i, d] += a * V[b, j0 + jj, d]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _attend_row(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok, w, n, V, j0, out):
+    """Row (b, i) of a forward once its scores s are made: the attended keys
+    (ok, a float mask added to s), the softmax weights w and out[b, i] = the
+    weighted sum of the rows V[b, j0 + jj] (the two forward kernels' common
+    tail; inlined: no call in the row loop)."""
+    _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
+    _softmax_row(s, ok, Tk, w)
+    _weighted_sum(w, ok, n, V, b, j0, out, i)
+
+
 @njit(cache=True, error_model="numpy")
 def _score_bwd_row(kind, Qp, Kp, vv, sc, b, i, j0, n, ds, ok, T, dQp, dKp, dvv, acc):
     """Backward of _score_row for query (b, i): dQp[b, i] = (written),
@@ -439,9 +450,8 @@ def _fwd_rows(kind, Qp, Kp, vv, sc, V, L, causal, mmode, mb, mf, msb, msq, msk, 
         n = _row_lim(b, i, Tq, Tk, L, causal)
         fin = _row_scores(kind, Qp, Kp, vv, sc, b, i, z, n, s, scratch, no, pair, EP, EN, KP, KN,
                           kok, check, kfin)
-        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
-        _softmax_row(s, ok, Tk, w)
-        _weighted_sum(w, ok, n, V, b, z, ctx, i)
+        _attend_row(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok, w, n, V, z,
+                    ctx)
         if check:  # an attended non-finite value reaches the context (0 * inf is NaN)
             bad[r] = 0 if (fin and all_finite(Qp[b, i], z, E)
                            and all_finite(ctx[b, i], z, Dv)) else 1
@@ -561,9 +571,8 @@ def _fwd_proj_item(t, kind, Xq, Wq, bq, has_b, Xk, Wk, Kp, kgiven, vv, sc, V, L,
         n = _row_lim(b, i, Tq, Tk, L, causal)
         fin = _row_scores(kind, Q3, K3, vv, sc, z, ii, z, n, s, scratch, no, pair, EP, EN, KP, KN,
                           kok, check, kfin)
-        _row_ok(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok)
-        _softmax_row(s, ok, Tk, w)
-        _weighted_sum(w, ok, n, V, b, z, ctx, i)
+        _attend_row(s, b, i, Tq, Tk, L, causal, mmode, mb, mf, msb, msq, msk, ok, w, n, V, z,
+                    ctx)
         if check:
             bad[b * Tq + i] = 0 if (fin and all_finite(Xq[b, i], z, Dq)
                                     and all_finite(ctx[b, i], z, Dv)) else 1
