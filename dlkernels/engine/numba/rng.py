@@ -14,7 +14,7 @@ then the high 32-bit half of each word.
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 __all__ = ["fill_raw", "fill_uniform_f32", "fill_uniform_f64", "fill_uniform_streams_f32",
            "fill_uniform_streams_f64", "philox_block", "CHUNK"]
@@ -54,6 +54,23 @@ def mulhilo64(typingctx, a, b):
     return sig, codegen
 
 
+@njit(cache=True, inline="always")
+def _round_key(k0, k1, r):
+    """The key of Philox round r from that of round r - 1: + (W0, W1) mod 2**64
+    (round 0 uses the key itself)."""
+    if r > 0:
+        return k0 + _W0, k1 + _W1
+    return k0, k1
+
+
+@njit(cache=True, inline="always")
+def _round(c0, c1, c2, c3, k0, k1):
+    """One Philox4x64 round of the counter (c0..c3) under the round key (k0, k1)."""
+    hi0, lo0 = mulhilo64(_M0, c0)
+    hi1, lo1 = mulhilo64(_M1, c2)
+    return hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+
+
 @njit(cache=True, inline="never")
 def philox4x64_10(c0, c1, c2, c3, k0, k1):
     """One Philox4x64-10 block of counter (c0..c3) under key (k0, k1): 4 uint64."""
@@ -64,12 +81,8 @@ def philox4x64_10(c0, c1, c2, c3, k0, k1):
     k0 = np.uint64(k0)
     k1 = np.uint64(k1)
     for r in range(10):
-        if r > 0:
-            k0 = k0 + _W0
-            k1 = k1 + _W1
-        hi0, lo0 = mulhilo64(_M0, c0)
-        hi1, lo1 = mulhilo64(_M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = _round_key(k0, k1, r)
+        c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0, k1)
     return c0, c1, c2, c3
 
 
@@ -83,15 +96,9 @@ def philox4x64_10_x2(a0, a1, a2, a3, b0, b1, b2, b3, k0, k1):
     k0 = np.uint64(k0)
     k1 = np.uint64(k1)
     for r in range(10):
-        if r > 0:
-            k0 = k0 + _W0
-            k1 = k1 + _W1
-        ahi0, alo0 = mulhilo64(_M0, a0)
-        ahi1, alo1 = mulhilo64(_M1, a2)
-        bhi0, blo0 = mulhilo64(_M0, b0)
-        bhi1, blo1 = mulhilo64(_M1, b2)
-        a0, a1, a2, a3 = ahi1 ^ a1 ^ k0, alo1, ahi0 ^ a3 ^ k1, alo0
-        b0, b1, b2, b3 = bhi1 ^ b1 ^ k0, blo1, bhi0 ^ b3 ^ k1, blo0
+        k0, k1 = _round_key(k0, k1, r)
+        a0, a1, a2, a3 = _round(a0, a1, a2, a3, k0, k1)
+        b0, b1, b2, b3 = _round(b0, b1, b2, b3, k0, k1)
     return (a0, a1, a2, a3), (b0, b1, b2, b3)
 
 
@@ -103,39 +110,25 @@ def philox4x64_10_x2(a0, a1, a2, a3, b0, b1, b2, b3, k0, k1):
 _U64 = types.uint64
 
 
+@njit(cache=True, inline="always")
+def _adc(x, y, k):
+    """(x + y + k mod 2**64, the carry out) for uint64 x, y and a carry k of 0 or 1."""
+    s = x + y
+    c = _ONE if s < y else _ZERO
+    t = s + k
+    return t, c + (_ONE if t < k else _ZERO)
+
+
 @njit(types.UniTuple(_U64, 4)(_U64, _U64, _U64, _U64, types.int64, types.int64), cache=True)
 def ctr_add(c0, c1, c2, c3, delta, word):
-    """(c0..c3) + delta * 2**(64*word) mod 2**256, as a 4-tuple of uint64."""
-    c = (np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3))
+    """(c0..c3) + delta * 2**(64*word) mod 2**256, as a 4-tuple of uint64 (a
+    word other than 0, 1, 2 counts as 3): a 256-bit add, the carry rippling
+    up through the higher words."""
     d = np.uint64(delta)
-    w0, w1, w2, w3 = c
-    if word == 0:
-        n0 = w0 + d
-        carry = n0 < w0
-        w0 = n0
-        if carry:
-            w1 = w1 + _ONE
-            carry = w1 == _ZERO
-            if carry:
-                w2 = w2 + _ONE
-                if w2 == _ZERO:
-                    w3 = w3 + _ONE
-    elif word == 1:
-        n1 = w1 + d
-        carry = n1 < w1
-        w1 = n1
-        if carry:
-            w2 = w2 + _ONE
-            if w2 == _ZERO:
-                w3 = w3 + _ONE
-    elif word == 2:
-        n2 = w2 + d
-        carry = n2 < w2
-        w2 = n2
-        if carry:
-            w3 = w3 + _ONE
-    else:
-        w3 = w3 + d
+    w0, k = _adc(np.uint64(c0), d if word == 0 else _ZERO, _ZERO)
+    w1, k = _adc(np.uint64(c1), d if word == 1 else _ZERO, k)
+    w2, k = _adc(np.uint64(c2), d if word == 2 else _ZERO, k)
+    w3, k = _adc(np.uint64(c3), d if word < 0 or word > 2 else _ZERO, k)
     return w0, w1, w2, w3
 
 
@@ -259,37 +252,40 @@ def philox_block(key, ctr, out):
         out[j] = b[j]
 
 
-@njit(cache=True, parallel=True)
-def fill_raw(key, ctr, out):
-    """out[j] = word j of the stream (key, ctr), as numpy.random.Philox yields it."""
-    n = out.shape[0]
-    nch = (n + 4 * CHUNK - 1) // (4 * CHUNK)
-    for ch in prange(nch):
-        lo = ch * 4 * CHUNK
-        hi = min(lo + 4 * CHUNK, n)
-        stream_fill_raw(key, ctr, ch * CHUNK, out[lo:hi])
+def _stream_fill(key, ctr, first_block, out):
+    """stream_fill_raw / stream_fill_f64 / stream_fill_f32, chosen by out's
+    dtype (uint64 / float64 / float32) when a kernel is compiled."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_stream_fill)
+def _ol_stream_fill(key, ctr, first_block, out):
+    fill = {types.uint64: stream_fill_raw, types.float64: stream_fill_f64,
+            types.float32: stream_fill_f32}.get(getattr(out, "dtype", None))
+    if fill is None:
+        return None
+
+    def impl(key, ctr, first_block, out):
+        fill(key, ctr, first_block, out)
+    return impl
 
 
 @njit(cache=True, parallel=True)
-def fill_uniform_f64(key, ctr, out):
-    """out[j] = float64 uniform j of the stream (key, ctr) (numpy's Generator.random)."""
+def _fill_parallel(key, ctr, out):
+    """out[j] = value j of the stream (key, ctr) for out's dtype: raw words
+    (uint64), float64 or float32 uniforms, in chunks of CHUNK blocks (4 or 8
+    values each) filled in parallel."""
     n = out.shape[0]
-    nch = (n + 4 * CHUNK - 1) // (4 * CHUNK)
-    for ch in prange(nch):
-        lo = ch * 4 * CHUNK
-        hi = min(lo + 4 * CHUNK, n)
-        stream_fill_f64(key, ctr, ch * CHUNK, out[lo:hi])
+    per = (8 if out.itemsize == 4 else 4) * CHUNK
+    for ch in prange((n + per - 1) // per):
+        _stream_fill(key, ctr, ch * CHUNK, out[ch * per:min(ch * per + per, n)])
 
 
-@njit(cache=True, parallel=True)
-def fill_uniform_f32(key, ctr, out):
-    """out[j] = float32 uniform j of the stream (key, ctr) (numpy's Generator.random(dtype=float32))."""
-    n = out.shape[0]
-    nch = (n + 8 * CHUNK - 1) // (8 * CHUNK)
-    for ch in prange(nch):
-        lo = ch * 8 * CHUNK
-        hi = min(lo + 8 * CHUNK, n)
-        stream_fill_f32(key, ctr, ch * CHUNK, out[lo:hi])
+# fill_raw(key, ctr, out): out (uint64) = the stream's words, as
+# numpy.random.Philox yields them; fill_uniform_f64 / fill_uniform_f32: out =
+# its float64 / float32 uniforms (numpy's Generator.random, dtype float64 /
+# float32).  One compiled driver: the three differ in out's dtype only.
+fill_raw = fill_uniform_f64 = fill_uniform_f32 = _fill_parallel
 
 
 @njit(cache=True)
@@ -313,14 +309,13 @@ def stream_counter(ctr, r):
 
 
 @njit(cache=True, parallel=True)
-def fill_uniform_streams_f64(key, ctr, out):
-    """Row r of out = float64 uniforms of the stream (key, ctr + r * 2**128)."""
+def _fill_streams(key, ctr, out):
+    """Row r of out = the uniforms (out's dtype: float64 or float32) of the
+    stream (key, ctr + r * 2**128)."""
     for r in prange(out.shape[0]):
-        stream_fill_f64(key, stream_counter(ctr, r), 0, out[r])
+        _stream_fill(key, stream_counter(ctr, r), 0, out[r])
 
 
-@njit(cache=True, parallel=True)
-def fill_uniform_streams_f32(key, ctr, out):
-    """Row r of out = float32 uniforms of the stream (key, ctr + r * 2**128)."""
-    for r in prange(out.shape[0]):
-        stream_fill_f32(key, stream_counter(ctr, r), 0, out[r])
+# fill_uniform_streams_f64 / _f32(key, ctr, out): row r of out = float64 /
+# float32 uniforms of stream r (one driver, as for fill_uniform_*).
+fill_uniform_streams_f64 = fill_uniform_streams_f32 = _fill_streams
