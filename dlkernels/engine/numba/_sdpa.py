@@ -619,6 +619,24 @@ def _rowdot(go, out, Dm):
             Dm[bh, i] = s
 
 
+@njit(cache=True, inline="always")
+def _item_tile(it, ntiles, t, size):
+    """Work item it of a (head, tile) grid of ntiles tiles of t rows per head
+    over size rows: (head, first row, rows)."""
+    h = it // ntiles
+    r0 = (it % ntiles) * t
+    return h, r0, min(t, size - r0)
+
+
+@njit(cache=True, inline="always")
+def _bwd_scratch(q, tq, tk):
+    """A backward work group's scratch, in q's dtype: the tile's P, P with
+    dropout and dP (tq x tk each) and tk uniforms, views of one buffer."""
+    n = tq * tk
+    buf = np.empty(3 * n + tk, q.dtype)
+    return buf[:n], buf[n:2 * n], buf[2 * n:3 * n], buf[3 * n:]
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
 def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mask_b, mask_f,
                   mask_off, mask_ld, causal, scale, dropout_p, key, ctr, dq, dk, dv):
@@ -644,17 +662,11 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
     dqf = dq.reshape(dq.size)
     # (a) dK, dV: one item per (kv head, key tile); items dealt round-robin to
     # groups with their scratch allocated once (no effect on the results)
-    na = NKV * nkt
-    ncha = min(na, GROUPS)
+    ncha = min(NKV * nkt, GROUPS)
     for ch in prange(ncha):
-        Pb = np.empty(tq * tk, q.dtype)
-        Pd = np.empty(tq * tk, q.dtype)
-        dP = np.empty(tq * tk, q.dtype)
-        ub = np.empty(tk, q.dtype)
-        for it in range(ch, na, ncha):
-            kvh = it // nkt
-            j0 = (it % nkt) * tk
-            nk = min(tk, S - j0)
+        Pb, Pd, dP, ub = _bwd_scratch(q, tq, tk)
+        for it in range(ch, NKV * nkt, ncha):
+            kvh, j0, nk = _item_tile(it, nkt, tk, S)
             dkf[(kvh * S + j0) * E:(kvh * S + j0 + nk) * E] = zero
             dvf[(kvh * S + j0) * Ev:(kvh * S + j0 + nk) * Ev] = zero
             qt0 = j0 // tq if causal else 0
@@ -673,17 +685,11 @@ def sdpa_backward(go, q, k, v, out, lse, kv_idx, kv_ptr, kv_list, mask_mode, mas
                     gemm_at(True, False, nk, E, nq, sc, dP, 0, nk, q, (bh * L + i0) * E, E, one,
                             dk, (kvh * S + j0) * E, E)
     # (b) dQ: one item per (batch-head, query tile), grouped as in (a)
-    nb = BH * nqt
-    nchb = min(nb, GROUPS)
+    nchb = min(BH * nqt, GROUPS)
     for ch in prange(nchb):
-        Pb = np.empty(tq * tk, q.dtype)
-        Pd = np.empty(tq * tk, q.dtype)
-        dP = np.empty(tq * tk, q.dtype)
-        ub = np.empty(tk, q.dtype)
-        for it in range(ch, nb, nchb):
-            bh = it // nqt
-            i0 = (it % nqt) * tq
-            nq = min(tq, L - i0)
+        Pb, Pd, dP, ub = _bwd_scratch(q, tq, tk)
+        for it in range(ch, BH * nqt, nchb):
+            bh, i0, nq = _item_tile(it, nqt, tq, L)
             kvh = kv_idx[bh]
             moff = mask_off[bh] if mask_mode != 0 else 0
             dqf[(bh * L + i0) * E:(bh * L + i0 + nq) * E] = zero
