@@ -52,7 +52,7 @@ cdef extern from *:
     /* Row passes of the SDPA kernels, multiversioned (DLK_CLONES: AVX-512 /
        AVX2 / baseline; the same bits in every version, -ffp-contract=off).
        Each is the same IEEE operations in the same order as its Numba twin
-       in _sdpa.py (_exp_shift, _rowmax, _rowsum, the dS pass). */
+       in _sdpa.py (_exp_shift, _reduce8, the dS pass). */
     #define DLK_SDPA_ROWS(T, SUF, EXP)                                                 \
     DLK_CLONES static void dlk_sdpa_exp_shift_##SUF(T *restrict x, Py_ssize_t n, T m) { \
         Py_ssize_t c;                                                                 \
@@ -79,7 +79,7 @@ cdef extern from *:
         for (c = 0; c < n; c++) dp[c] = p[c] * (dp[c] - d);                           \
     }                                                                                 \
     /* small query tiles (<= SMALL_Q rows): the products without BLAS (Numba  \
-       twin: _dots_small, _pv_rows; the dot in _rowsum's 8-lane order) */       \
+       twin: _dots_small, _pv_rows; the dot in _reduce8's 8-lane order) */       \
     DLK_CLONES static void dlk_sdpa_dots_##SUF(const T *restrict x, const T *restrict y, \
                                                Py_ssize_t ld, Py_ssize_t nq,           \
                                                Py_ssize_t nk, T alpha, T *restrict out) { \

@@ -150,74 +150,49 @@ def _cast(a, x):
     return t[0]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _rowmax(Sb, base, n, init):
-    """max(init, Sb[base:base+n]) with 8 independent lanes (vectorizable; the
-    maximum is exact, so the lane order does not matter)."""
-    x = Sb[base:base + n]
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
-    c = 0
-    while c + 8 <= n:
-        x0 = x[c]
-        x1 = x[c + 1]
-        x2 = x[c + 2]
-        x3 = x[c + 3]
-        x4 = x[c + 4]
-        x5 = x[c + 5]
-        x6 = x[c + 6]
-        x7 = x[c + 7]
-        m0 = x0 if x0 > m0 else m0
-        m1 = x1 if x1 > m1 else m1
-        m2 = x2 if x2 > m2 else m2
-        m3 = x3 if x3 > m3 else m3
-        m4 = x4 if x4 > m4 else m4
-        m5 = x5 if x5 > m5 else m5
-        m6 = x6 if x6 > m6 else m6
-        m7 = x7 if x7 > m7 else m7
-        c += 8
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    m0 = m4 if m4 > m0 else m0
-    while c < n:
-        x0 = x[c]
-        m0 = x0 if x0 > m0 else m0
-        c += 1
-    return m0
+@njit(cache=True, inline="always")
+def _op(a, b, is_max):
+    """The reduction's step: b if b > a else a (a maximum that keeps a where b
+    is NaN) with ``is_max``, else a + b.  ``is_max`` is a constant at each
+    inlined use, so the test is folded away."""
+    if is_max:
+        return b if b > a else a
+    return a + b
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _rowsum(Sb, base, n, zero):
-    """sum(Sb[base:base+n]) in a fixed order (the Cython twin's): 8 lanes
-    s_t += x[c] over c = t mod 8 of the full blocks of 8, then
-    ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the tail in order."""
+def _op4(x, c, r0, r1, r2, r3, is_max):
+    """Four lanes: r_t = _op(r_t, x[c + t])."""
+    return (_op(r0, x[c], is_max), _op(r1, x[c + 1], is_max), _op(r2, x[c + 2], is_max),
+            _op(r3, x[c + 3], is_max))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _reduce8(Sb, base, n, init, is_max):
+    """max(init, Sb[base:base+n]) (``is_max``) or init + sum(Sb[base:base+n]) in
+    a fixed order (the Cython twin's): 8 lanes r_t = _op(r_t, x[c]) over c = t
+    mod 8 of the full blocks of 8 (vectorizable), combined as
+    ((r0, r1), (r2, r3)), ((r4, r5), (r6, r7)), then the tail in order.  The
+    maximum is exact, so its lane order does not matter; the sum's is fixed."""
     x = Sb[base:base + n]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = init
     c = 0
     while c + 8 <= n:
-        s0 += x[c]
-        s1 += x[c + 1]
-        s2 += x[c + 2]
-        s3 += x[c + 3]
-        s4 += x[c + 4]
-        s5 += x[c + 5]
-        s6 += x[c + 6]
-        s7 += x[c + 7]
+        r0, r1, r2, r3 = _op4(x, c, r0, r1, r2, r3, is_max)
+        r4, r5, r6, r7 = _op4(x, c + 4, r4, r5, r6, r7, is_max)
         c += 8
-    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    r0 = _op(_op(_op(r0, r1, is_max), _op(r2, r3, is_max), is_max),
+             _op(_op(r4, r5, is_max), _op(r6, r7, is_max), is_max), is_max)
     while c < n:
-        t += x[c]
+        r0 = _op(r0, x[c], is_max)
         c += 1
-    return t
+    return r0
 
 
 @intrinsic
 def _dot_lanes(typingctx, a, ao, b, bo, n):
     """sum_c a[ao + c] * b[bo + c] (c < n; flat 1-d arrays of one float dtype) in
-    the fixed order of _rowsum: 8 lanes over the full blocks of 8, combined
+    the fixed order of _reduce8's sum: 8 lanes over the full blocks of 8, combined
     ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the tail in order.
     Written as LLVM IR with the 8 lanes in one vector register (plain IEEE
     fmul / fadd, no fast-math flags): Numba leaves LLVM's SLP vectorizer off,
@@ -319,20 +294,15 @@ def _tile_live(mask_mode, mask_b, mask_f, moff, mld, i0, nq, j0, nk, ninf):
 @njit(cache=True, error_model="numpy")
 def _mask_scores(Sb, nq, nk, i0, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf):
     """Apply the mask and the causal rule to the score tile Sb (nq, nk)."""
-    if mask_mode == 1:
+    if mask_mode != 0:   # 1: bool mask (False = -inf), 2: float mask (added)
         for r in range(nq):
             base = moff + (i0 + r) * mld + j0
-            mrow = mask_b[base:base + nk]
             row = Sb[r * nk:r * nk + nk]
             for c in range(nk):
-                row[c] = row[c] if mrow[c] != 0 else ninf
-    elif mask_mode == 2:
-        for r in range(nq):
-            base = moff + (i0 + r) * mld + j0
-            mrow = mask_f[base:base + nk]
-            row = Sb[r * nk:r * nk + nk]
-            for c in range(nk):
-                row[c] = row[c] + mrow[c]
+                if mask_mode == 1:
+                    row[c] = row[c] if mask_b[base + c] != 0 else ninf
+                else:
+                    row[c] = row[c] + mask_f[base + c]
     if causal:
         for r in range(nq):
             c0 = i0 + r - j0 + 1
@@ -443,14 +413,14 @@ def _fwd_item(q, k, v, bh, kvh, i0, nq, S, E, Ev, TK, mask_mode, mask_b, mask_f,
         _mask_scores(Sb, nr, nk, ii, j0, mask_mode, mask_b, mask_f, moff, mld, causal, ninf)
         for r in range(nr):
             base = r * nk
-            mx = _rowmax(Sb, base, nk, ninf)
+            mx = _reduce8(Sb, base, nk, ninf, True)
             mold = mr[r]
             mnew = mx if mx > mold else mold
             if mnew == ninf:
                 Sb[base:base + nk] = zero
                 continue
             _exp_shift(Sb, base, nk, mnew)
-            rs = _rowsum(Sb, base, nk, zero)
+            rs = _reduce8(Sb, base, nk, zero, False)
             tmp[0] = mold - mnew
             alpha = _exp1(tmp)
             lr[r] = lr[r] * alpha + rs
