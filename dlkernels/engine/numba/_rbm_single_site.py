@@ -78,7 +78,8 @@ def _single_site_chain(v, h, vf, hf, W, WT, a, b, n_steps, mode, thr, alias, ref
                     k = alias[k]
         u = np.float64(wu >> _S11) * _F64_SCALE
         # the two flips are written out: as one helper (x, k, field, rows)
-        # the chain ran 18% slower (measured, 784x500, 64 chains)
+        # the chain ran 18% slower called, 4% slower inlined (measured,
+        # 784x500, 64 chains; the same bits)
         if k < m:
             new = u < sigmoid64_split(np.float64(vf[k]))
             if new != (v[k] != 0):
