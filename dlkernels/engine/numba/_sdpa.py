@@ -150,6 +150,16 @@ def _cast(a, x):
     return t[0]
 
 
+@njit(cache=True, inline="always")
+def _item_tile(it, ntiles, t, size):
+    """Work item it of a (head, tile) grid of ntiles tiles of t rows per head
+    over size rows: (head, first row, rows); the forward's and the backward's
+    work items."""
+    h = it // ntiles
+    r0 = (it % ntiles) * t
+    return h, r0, min(t, size - r0)
+
+
 @njit(cache=True)
 def _op(a, b, is_max):
     """The reduction's step: b if b > a else a (a maximum that keeps a where b
@@ -497,9 +507,7 @@ def sdpa_forward(q, k, v, kv_idx, mask_mode, mask_b, mask_f, mask_off, mask_ld, 
         l = np.empty(tq, q.dtype)
         tmp = np.empty(1, q.dtype)
         for it in range(ch, n_items, nch):
-            bh = it // nqt
-            i0 = (it % nqt) * tq
-            nq = min(tq, L - i0)
+            bh, i0, nq = _item_tile(it, nqt, tq, L)
             kvh = kv_idx[bh]
             moff = mask_off[bh] if mask_mode != 0 else 0
             own = i0 == 0 and owner[kvh] == bh
@@ -589,15 +597,6 @@ def _rowdot(go, out, Dm):
             for c in range(Ev):
                 s += gr[c] * orow[c]
             Dm[bh, i] = s
-
-
-@njit(cache=True, inline="always")
-def _item_tile(it, ntiles, t, size):
-    """Work item it of a (head, tile) grid of ntiles tiles of t rows per head
-    over size rows: (head, first row, rows)."""
-    h = it // ntiles
-    r0 = (it % ntiles) * t
-    return h, r0, min(t, size - r0)
 
 
 @njit(cache=True, inline="always")
